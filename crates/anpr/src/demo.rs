@@ -1,0 +1,118 @@
+//! `anpr demo`: the whole appliance on the synthesised demo clip, with a local broker and the
+//! reference central receiver, printing each event as the central side acknowledges it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anpr_central::CentralConfig;
+use anpr_testkit::Mosquitto;
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+
+use crate::democlip::{self, Manifest};
+use crate::device::{self, DeviceCounters, RunOptions, Summary};
+
+/// Outcome of a demo run.
+#[derive(Debug)]
+pub struct DemoOutcome {
+    pub summary: Summary,
+    pub manifest: Manifest,
+    /// Plate texts the central receiver stored, in sequence order.
+    pub received: Vec<String>,
+    /// How many of the clip's plates arrived with the right text.
+    pub matched: usize,
+}
+
+/// Runs the demo with the config at `config_path` (whose camera is the demo clip).
+#[allow(clippy::print_stdout)]
+pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
+    let mut cfg = anpr_config::load(config_path)?;
+    let clip = PathBuf::from(&cfg.cameras[0].uri);
+    let var = clip.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    std::fs::create_dir_all(&var).with_context(|| format!("cannot create {}", var.display()))?;
+    println!("demo: preparing the demo clip {}", clip.display());
+    let manifest = democlip::ensure_clip(&clip)?;
+    println!(
+        "demo: {} frames of {}x{} at {} fps, {} vehicles with Kazakhstan plates",
+        manifest.frames,
+        manifest.width,
+        manifest.height,
+        manifest.fps,
+        manifest.vehicles.len()
+    );
+    let central_db = var.join("central.sqlite");
+    if fresh {
+        for p in [&cfg.storage.queue, &central_db] {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+            }
+        }
+    }
+    let broker = Mosquitto::start()?;
+    println!("demo: mosquitto broker on {}", broker.url());
+    cfg.uplink.broker = broker.url();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let central_cfg = CentralConfig {
+        host: "127.0.0.1".into(),
+        port: broker.port(),
+        prefix: cfg.uplink.topic_prefix.clone(),
+        db: central_db.clone(),
+        client_id: "anpr-central-demo".into(),
+    };
+    let central = tokio::spawn(anpr_central::run(central_cfg, stop_rx, None));
+    println!("demo: central receiver storing into {}", central_db.display());
+
+    let counters = Arc::new(DeviceCounters::default());
+    let uplink = Arc::new(anpr_uplink::Counters::default());
+    let (dtx, mut drx) = mpsc::unbounded_channel::<anpr_uplink::Delivered>();
+    let printer = tokio::spawn(async move {
+        while let Some(d) = drx.recv().await {
+            let delay = (d.acked_at - d.captured_at).num_milliseconds() as f64 / 1000.0;
+            println!(
+                "DELIVERED #{:<3} plate {:<10} vehicle {:<8} captured {}  delivered {}  (+{delay:.2} s{})",
+                d.seq,
+                d.plate,
+                d.vehicle,
+                d.captured_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                d.acked_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                if d.delayed { ", replayed" } else { "" }
+            );
+        }
+    });
+    let progress = {
+        let (c, u, total) = (counters.clone(), uplink.clone(), manifest.frames);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let f = c.frames.load(Ordering::Relaxed);
+                println!(
+                    "progress: frame {f}/{total} ({:.0}%), {:.1} fps, plates read {}, events {}, delivered {}",
+                    f as f64 * 100.0 / total.max(1) as f64,
+                    f as f64 / start.elapsed().as_secs_f64(),
+                    c.plate_reads.load(Ordering::Relaxed),
+                    c.events.load(Ordering::Relaxed),
+                    u.acked.load(Ordering::Relaxed)
+                );
+            }
+        })
+    };
+    let opts = RunOptions { drain_timeout: Duration::from_secs(30), delivered: Some(dtx), counters, uplink };
+    let summary = device::run(cfg.clone(), opts).await;
+    progress.abort();
+    let _ = printer.await;
+    let _ = stop_tx.send(true);
+    central.await.context("central receiver task failed")??;
+    drop(broker);
+    let summary = summary?;
+    let receiver = anpr_central::Receiver::open(&central_db)?;
+    let received: Vec<String> = receiver
+        .events_of(&cfg.device.inventory)?
+        .into_iter()
+        .map(|d| d.event.plate.text)
+        .collect();
+    let matched = manifest.vehicles.iter().filter(|v| received.contains(&v.plate)).count();
+    Ok(DemoOutcome { summary, manifest, received, matched })
+}

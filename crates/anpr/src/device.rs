@@ -1,0 +1,279 @@
+//! The device runtime: cameras → recognition → tracking → queue → uplink.
+//!
+//! Each camera gets one thread that pulls frames from its GStreamer pipeline and one thread
+//! that owns that camera's ONNX Runtime sessions, joined by a bounded channel: a live camera
+//! whose frames arrive faster than they can be processed drops frames (counted); a file waits.
+//! Passages are appended to the SQLite queue (committed durably) by the recognition thread;
+//! the uplink (tokio) delivers them. A camera or link failure never stops the others.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use anpr_config::{Camera, Config};
+use anpr_ingest::{Frame, FrameSource};
+use anpr_store::Store;
+use anpr_track::{Passage, PlateTracker, TrackerConfig};
+use anpr_types::{
+    ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle, FrameRef, Position, Topics,
+    VehicleClass,
+};
+use anpr_uplink::{Counters, Delivered, Mode, UplinkConfig};
+use anpr_vision::{Recognizer, RecognizerConfig, init_runtime};
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+
+/// Counters of the recording side, readable while the device runs.
+#[derive(Debug, Default)]
+pub struct DeviceCounters {
+    pub frames: AtomicU64,
+    pub frames_dropped: AtomicU64,
+    pub plate_reads: AtomicU64,
+    pub vehicles: AtomicU64,
+    pub events: AtomicU64,
+    pub camera_faults: AtomicU64,
+    pub infer_ns: AtomicU64,
+}
+
+/// How to run.
+pub struct RunOptions {
+    /// How long to wait for deliveries after the cameras ended.
+    pub drain_timeout: Duration,
+    /// Acknowledged deliveries are sent here as they happen.
+    pub delivered: Option<mpsc::UnboundedSender<Delivered>>,
+    pub counters: Arc<DeviceCounters>,
+    pub uplink: Arc<Counters>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub frames: u64,
+    pub frames_dropped: u64,
+    pub plate_reads: u64,
+    pub vehicles: u64,
+    pub events: u64,
+    pub delivered: u64,
+    pub pending: u64,
+    pub elapsed: Duration,
+    pub camera_errors: Vec<String>,
+}
+
+impl Summary {
+    /// Frames processed per second of wall time.
+    #[must_use]
+    pub fn fps(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Model settings of a config as the recognizer wants them.
+#[must_use]
+pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
+    let m = &cfg.models;
+    RecognizerConfig {
+        plate_detector: m.path(&m.plate_detector),
+        plate_reader: m.path(&m.plate_reader),
+        vehicle_detector: Some(m.path(&m.vehicle_detector)),
+        intra_threads: m.intra_threads,
+        plate_confidence: m.plate_confidence,
+        vehicle_confidence: m.vehicle_confidence,
+    }
+}
+
+/// Loads ONNX Runtime and one recognizer; errors name the file and the fix.
+pub fn load_recognizer(cfg: &Config) -> Result<Recognizer> {
+    init_runtime(&cfg.models.path(&cfg.models.onnxruntime))?;
+    Ok(Recognizer::new(recognizer_config(cfg))?)
+}
+
+/// Turns a passage into the event record stored and sent.
+#[must_use]
+pub fn event_from_passage(cfg: &Config, camera: &str, p: &Passage, seq: u64) -> Event {
+    let vehicle = p.vehicle.as_ref().map_or(
+        EventVehicle { class: VehicleClass::Unknown, confidence: 0.0, bbox: None },
+        |v| EventVehicle { class: v.class, confidence: v.confidence, bbox: Some(v.bbox.to_wire()) },
+    );
+    Event {
+        schema: EVENT_SCHEMA.to_string(),
+        event_id: uuid::Uuid::now_v7(),
+        seq,
+        device: DeviceInfo {
+            inventory: cfg.device.inventory.clone(),
+            profile: cfg.device.profile.as_str().to_string(),
+            site: cfg.device.site.clone(),
+        },
+        camera: camera.to_string(),
+        kind: EventKind::Passage,
+        captured_at: p.best.captured_at,
+        clock: ClockInfo { source: "system".into(), synced: false },
+        position: cfg.device.coordinates.map(|[lat, lon]| Position { lat, lon }),
+        vehicle,
+        plate: EventPlate {
+            text: p.text.clone(),
+            confidence: p.best.read.confidence,
+            detection_confidence: p.best.read.detection_confidence,
+            bbox: p.best.read.bbox.to_wire(),
+        },
+        frame: FrameRef { index: p.best.frame_index, width: p.best.frame_size.0, height: p.best.frame_size.1 },
+    }
+}
+
+fn capture_thread(cam: Camera, tx: SyncSender<Frame>, counters: Arc<DeviceCounters>, stop: Arc<std::sync::atomic::AtomicBool>) -> Result<(), String> {
+    let mut source = FrameSource::open(&cam.id, &cam.uri, cam.live, cam.max_fps, Duration::from_secs(15)).map_err(|e| e.to_string())?;
+    let live = source.is_live();
+    while !stop.load(Ordering::Relaxed) {
+        match source.next_frame(Duration::from_secs(10)) {
+            Ok(Some(frame)) => {
+                if live {
+                    match tx.try_send(frame) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(TrySendError::Disconnected(_)) => break,
+                    }
+                } else if tx.send(frame).is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+fn recognition_thread(
+    cfg: &Config,
+    camera: &str,
+    mut rec: Recognizer,
+    rx: &Receiver<Frame>,
+    counters: &DeviceCounters,
+) -> Result<()> {
+    let mut store = Store::open(&cfg.storage.queue)?;
+    let mut tracker = PlateTracker::new(TrackerConfig::default());
+    let commit = |passages: Vec<Passage>, store: &mut Store| -> Result<()> {
+        for p in passages {
+            let e = store.append(|seq| event_from_passage(cfg, camera, &p, seq))?;
+            tracing::info!(camera, seq = e.seq, plate = %e.plate.text, class = %e.vehicle.class, "Passage recorded.");
+            counters.events.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    for frame in rx {
+        let t = Instant::now();
+        let result = match rec.process(&frame.image) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(camera, frame = frame.index, error = %e, "Frame skipped.");
+                continue;
+            }
+        };
+        counters.infer_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        counters.frames.fetch_add(1, Ordering::Relaxed);
+        counters.plate_reads.fetch_add(result.plates.iter().filter(|p| !p.text.is_empty()).count() as u64, Ordering::Relaxed);
+        counters.vehicles.fetch_add(result.vehicles.len() as u64, Ordering::Relaxed);
+        let ended = tracker.step(
+            frame.index,
+            frame.captured_at,
+            (frame.image.width, frame.image.height),
+            &result.plates,
+            &result.vehicles,
+        );
+        commit(ended, &mut store)?;
+    }
+    commit(tracker.flush(), &mut store)
+}
+
+/// Runs the device until every camera has ended (a file at its end, a live camera on a fault)
+/// or Ctrl-C; then gives the uplink up to `drain_timeout` to deliver what is queued.
+pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
+    let started = Instant::now();
+    // Models first: a missing or corrupt model is a startup error, not a per-frame one.
+    let mut recognizers = Vec::new();
+    for _ in &cfg.cameras {
+        recognizers.push(load_recognizer(&cfg)?);
+    }
+    if let Some(parent) = cfg.storage.queue.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create the queue directory {}", parent.display()))?;
+    }
+    let initial = Store::open(&cfg.storage.queue)?.stats()?;
+    let (host, port) = cfg.uplink.host_port().map_err(anyhow::Error::msg)?;
+    let (mode_tx, mode_rx) = watch::channel(Mode::Run);
+    let uplink_cfg = UplinkConfig {
+        host,
+        port,
+        client_id: format!("anpr-{}", cfg.device.inventory),
+        topics: Topics::new(&cfg.uplink.topic_prefix, &cfg.device.inventory),
+        queue: cfg.storage.queue.clone(),
+        ack_timeout: Duration::from_secs_f64(cfg.uplink.ack_timeout_s),
+        max_inflight: cfg.uplink.max_inflight,
+    };
+    let uplink = tokio::spawn(anpr_uplink::run(uplink_cfg, mode_rx, opts.uplink.clone(), opts.delivered.clone()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cfg = Arc::new(cfg);
+    let mut workers = Vec::new();
+    for (cam, rec) in cfg.cameras.iter().cloned().zip(recognizers) {
+        let (tx, rx) = sync_channel::<Frame>(4);
+        let counters = opts.counters.clone();
+        let stop_c = stop.clone();
+        let cam_c = cam.clone();
+        let capture = std::thread::Builder::new()
+            .name(format!("capture-{}", cam.id))
+            .spawn(move || capture_thread(cam_c, tx, counters, stop_c))?;
+        let (cfg_r, counters) = (cfg.clone(), opts.counters.clone());
+        let id = cam.id.clone();
+        let recog = std::thread::Builder::new()
+            .name(format!("recognize-{}", cam.id))
+            .spawn(move || recognition_thread(&cfg_r, &id, rec, &rx, &counters))?;
+        workers.push((cam, capture, recog));
+    }
+    let mut camera_errors = Vec::new();
+    let all_done = tokio::task::spawn_blocking(move || {
+        let mut errors = Vec::new();
+        for (cam, capture, recog) in workers {
+            match capture.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push(format!("camera {}: capture thread panicked", cam.id)),
+            }
+            match recog.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("camera {}: {e:#}", cam.id)),
+                Err(_) => errors.push(format!("camera {}: recognition thread panicked", cam.id)),
+            }
+        }
+        errors
+    });
+    tokio::pin!(all_done);
+    let interrupted = tokio::select! {
+        errs = &mut all_done => {
+            camera_errors = errs.unwrap_or_default();
+            false
+        }
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    for e in &camera_errors {
+        opts.counters.camera_faults.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, "Camera fault.");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mode = if interrupted { Mode::Stop } else { Mode::Drain { deadline: Instant::now() + opts.drain_timeout } };
+    let _ = mode_tx.send(mode);
+    uplink.await.context("uplink task failed")??;
+    let stats = Store::open(&cfg.storage.queue)?.stats()?;
+    let c = &opts.counters;
+    Ok(Summary {
+        frames: c.frames.load(Ordering::Relaxed),
+        frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
+        plate_reads: c.plate_reads.load(Ordering::Relaxed),
+        vehicles: c.vehicles.load(Ordering::Relaxed),
+        events: stats.total - initial.total,
+        delivered: stats.delivered - initial.delivered,
+        pending: stats.pending,
+        elapsed: started.elapsed(),
+        camera_errors,
+    })
+}

@@ -1,0 +1,228 @@
+//! Reference central receiver: subscribes to every device's events, stores them, and
+//! acknowledges each one after it is stored.
+//!
+//! Contract: an event is acknowledged (on `<prefix>/<inventory>/ack`, QoS 1) only after it
+//! is committed to the receiver's SQLite database (WAL, `synchronous=FULL`). Storage is
+//! idempotent on `event_id`: a duplicate delivery is acknowledged again but stored once, so
+//! at-least-once delivery from the device becomes exactly once here. The receiver keeps
+//! per-device sequence numbers, so [`Receiver::report`] can list what arrived, what is
+//! missing (sequence gaps) and how late each event came.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anpr_types::{Ack, Delivery, Topics};
+use chrono::{DateTime, Utc};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rusqlite::{Connection, params};
+use tokio::sync::{mpsc, watch};
+
+/// Errors of the receiver.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CentralError {
+    #[error("receiver database {path}: {source}")]
+    Db { path: PathBuf, source: rusqlite::Error },
+}
+
+/// Settings of the receiver.
+#[derive(Debug, Clone)]
+pub struct CentralConfig {
+    pub host: String,
+    pub port: u16,
+    pub prefix: String,
+    pub db: PathBuf,
+    pub client_id: String,
+}
+
+/// One stored event, as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub delivery: Delivery,
+    pub received_at: DateTime<Utc>,
+    /// False when this event id was already stored (a duplicate delivery).
+    pub new: bool,
+}
+
+/// Per-device summary of what arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceReport {
+    pub inventory: String,
+    pub events: u64,
+    pub max_seq: u64,
+    /// Sequence ranges `[from, to]` never received.
+    pub gaps: Vec<(u64, u64)>,
+    pub delayed: u64,
+    /// Largest delay between capture and arrival, seconds.
+    pub max_delay_s: f64,
+}
+
+/// The receiver's database.
+pub struct Receiver {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Receiver {
+    /// Opens (creating) the receiver database.
+    pub fn open(path: &Path) -> Result<Self, CentralError> {
+        let db = |source| CentralError::Db { path: path.to_path_buf(), source };
+        let conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS events (
+                event_id TEXT PRIMARY KEY,
+                inventory TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                captured_at TEXT NOT NULL,
+                sent_at TEXT NOT NULL,
+                received_at TEXT NOT NULL,
+                delayed INTEGER NOT NULL,
+                copies INTEGER NOT NULL DEFAULT 1,
+                payload TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS events_dev_seq ON events(inventory, seq);",
+        )
+        .map_err(db)?;
+        Ok(Self { conn, path: path.to_path_buf() })
+    }
+
+    fn db(&self) -> impl Fn(rusqlite::Error) -> CentralError + '_ {
+        move |source| CentralError::Db { path: self.path.clone(), source }
+    }
+
+    /// Stores a delivery once; returns whether it was new.
+    pub fn store(&self, d: &Delivery, raw: &str, received_at: DateTime<Utc>) -> Result<bool, CentralError> {
+        let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let n = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO events (event_id, inventory, seq, captured_at, sent_at, received_at, delayed, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    d.event.event_id.to_string(),
+                    d.event.device.inventory,
+                    d.event.seq as i64,
+                    ts(d.event.captured_at),
+                    ts(d.sent_at),
+                    ts(received_at),
+                    d.delayed,
+                    raw
+                ],
+            )
+            .map_err(self.db())?;
+        if n == 0 {
+            self.conn
+                .execute("UPDATE events SET copies = copies + 1 WHERE event_id = ?1", params![d.event.event_id.to_string()])
+                .map_err(self.db())?;
+        }
+        Ok(n == 1)
+    }
+
+    /// What arrived per device.
+    pub fn report(&self) -> Result<Vec<DeviceReport>, CentralError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT inventory, seq, captured_at, received_at, delayed FROM events ORDER BY inventory, seq")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, bool>(4)?))
+            })
+            .map_err(self.db())?;
+        let mut out: Vec<DeviceReport> = Vec::new();
+        for row in rows {
+            let (inv, seq, cap, rec, delayed) = row.map_err(self.db())?;
+            if out.last().is_none_or(|d| d.inventory != inv) {
+                out.push(DeviceReport { inventory: inv.clone(), events: 0, max_seq: 0, gaps: Vec::new(), delayed: 0, max_delay_s: 0.0 });
+            }
+            let d = out.last_mut().expect("pushed above");
+            if seq > d.max_seq + 1 {
+                d.gaps.push((d.max_seq + 1, seq - 1));
+            }
+            d.max_seq = seq;
+            d.events += 1;
+            d.delayed += u64::from(delayed);
+            if let (Ok(c), Ok(r)) = (DateTime::parse_from_rfc3339(&cap), DateTime::parse_from_rfc3339(&rec)) {
+                d.max_delay_s = d.max_delay_s.max((r - c).num_milliseconds() as f64 / 1000.0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stored event payloads of one device in sequence order.
+    pub fn events_of(&self, inventory: &str) -> Result<Vec<Delivery>, CentralError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT payload FROM events WHERE inventory = ?1 ORDER BY seq")
+            .map_err(self.db())?;
+        let rows = stmt.query_map(params![inventory], |r| r.get::<_, String>(0)).map_err(self.db())?;
+        let mut out = Vec::new();
+        for raw in rows {
+            let raw = raw.map_err(self.db())?;
+            if let Ok(d) = serde_json::from_str(&raw) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs the receiver until `stop` turns true. Each stored event is also sent on `events`.
+pub async fn run(
+    cfg: CentralConfig,
+    mut stop: watch::Receiver<bool>,
+    events: Option<mpsc::UnboundedSender<Received>>,
+) -> Result<(), CentralError> {
+    let receiver = Receiver::open(&cfg.db)?;
+    let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_clean_session(false);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let filter = Topics::all_events(&cfg.prefix);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        tokio::select! {
+            ev = eventloop.poll() => match ev {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!(filter = %filter, "Central receiver subscribed.");
+                    let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let raw = String::from_utf8_lossy(&p.payload).to_string();
+                    let d: Delivery = match serde_json::from_str(&raw) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            tracing::warn!(topic = %p.topic, error = %e, "Event that does not follow the schema rejected.");
+                            continue;
+                        }
+                    };
+                    let received_at = Utc::now();
+                    let new = receiver.store(&d, &raw, received_at)?;
+                    let ack = Ack { event_id: d.event.event_id, seq: d.event.seq };
+                    let topic = Topics::ack_for(&cfg.prefix, &d.event.device.inventory);
+                    let body = serde_json::to_vec(&ack).expect("acks always serialise");
+                    if client.publish(topic, QoS::AtLeastOnce, false, body).await.is_err() {
+                        tracing::warn!("Acknowledgement could not be queued; the device will send the event again.");
+                    }
+                    if let Some(tx) = &events {
+                        let _ = tx.send(Received { delivery: d, received_at, new });
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "Central receiver link down; retrying.");
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            },
+            _ = stop.changed() => {}
+        }
+    }
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(300), async { while eventloop.poll().await.is_ok() {} }).await;
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! Shared vocabulary of the appliance: boxes, plate reads, vehicle classes and the
+//! versioned event record that travels from the device to the central side.
+//!
+//! Contract: this crate does no I/O and pulls in no runtime (no GStreamer, ONNX Runtime or
+//! tokio). The JSON form of [`Event`] is the wire schema `anpr.event/1`; a field is only ever
+//! added (never renamed or retyped) within a schema version, so receivers may rely on it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Wire schema name and version carried in every event.
+pub const EVENT_SCHEMA: &str = "anpr.event/1";
+
+/// An axis-aligned box in source-frame pixels, top-left origin.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct BBox {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+impl BBox {
+    #[must_use]
+    pub fn area(&self) -> f32 {
+        self.w.max(0.0) * self.h.max(0.0)
+    }
+
+    /// Intersection over union of two boxes; 0 when either is empty.
+    #[must_use]
+    pub fn iou(&self, other: &BBox) -> f32 {
+        let x1 = self.x.max(other.x);
+        let y1 = self.y.max(other.y);
+        let x2 = (self.x + self.w).min(other.x + other.w);
+        let y2 = (self.y + self.h).min(other.y + other.h);
+        let inter = (x2 - x1).max(0.0) * (y2 - y1).max(0.0);
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 { 0.0 } else { inter / union }
+    }
+
+    /// Whether the centre of `inner` lies inside this box.
+    #[must_use]
+    pub fn contains_centre_of(&self, inner: &BBox) -> bool {
+        let cx = inner.x + inner.w / 2.0;
+        let cy = inner.y + inner.h / 2.0;
+        cx >= self.x && cx <= self.x + self.w && cy >= self.y && cy <= self.y + self.h
+    }
+
+    /// `[x, y, w, h]` rounded to whole pixels, the form used on the wire.
+    #[must_use]
+    pub fn to_wire(&self) -> [i32; 4] {
+        [
+            self.x.round() as i32,
+            self.y.round() as i32,
+            self.w.round() as i32,
+            self.h.round() as i32,
+        ]
+    }
+}
+
+/// Vehicle type as the transport inspection counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VehicleClass {
+    Motorcycle,
+    Car,
+    Van,
+    Bus,
+    Truck,
+    TractorTrailer,
+    Special,
+    Unknown,
+}
+
+impl VehicleClass {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VehicleClass::Motorcycle => "motorcycle",
+            VehicleClass::Car => "car",
+            VehicleClass::Van => "van",
+            VehicleClass::Bus => "bus",
+            VehicleClass::Truck => "truck",
+            VehicleClass::TractorTrailer => "tractor-trailer",
+            VehicleClass::Special => "special",
+            VehicleClass::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for VehicleClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A detected vehicle in one frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VehicleDetection {
+    pub class: VehicleClass,
+    pub confidence: f32,
+    #[serde(rename = "box")]
+    pub bbox: BBox,
+}
+
+/// A plate found and read in one frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlateRead {
+    /// Upper-case text, separators removed; empty when nothing could be read.
+    pub text: String,
+    /// Mean per-character confidence of the reading, 0–1.
+    pub confidence: f32,
+    /// Per-character confidences, same length as `text` in characters.
+    pub char_confidences: Vec<f32>,
+    /// Confidence of the plate detector for this box, 0–1.
+    pub detection_confidence: f32,
+    #[serde(rename = "box")]
+    pub bbox: BBox,
+}
+
+/// What was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Passage,
+    Violation,
+}
+
+/// Where the device's clock takes its time from, carried with every capture time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClockInfo {
+    /// `system` (the host clock, source unknown), `ntp` or `gnss`.
+    pub source: String,
+    /// Whether the source reported itself synchronised when the frame was captured.
+    pub synced: bool,
+}
+
+/// Identity of the device that produced a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Inventory number of the device (rule 26): part of every record.
+    pub inventory: String,
+    /// `stationary` or `mobile`.
+    pub profile: String,
+    /// Site identifier for stationary units; empty for mobile ones.
+    pub site: String,
+}
+
+/// A geographic position in WGS84 degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// Vehicle part of an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventVehicle {
+    pub class: VehicleClass,
+    pub confidence: f32,
+    #[serde(rename = "box")]
+    pub bbox: Option<[i32; 4]>,
+}
+
+/// Plate part of an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventPlate {
+    pub text: String,
+    pub confidence: f32,
+    pub detection_confidence: f32,
+    #[serde(rename = "box")]
+    pub bbox: [i32; 4],
+}
+
+/// One record the device accepted: the unit of storage, delivery and acknowledgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub schema: String,
+    /// Globally unique id (UUIDv7); the central side deduplicates on it.
+    pub event_id: Uuid,
+    /// Per-device sequence number, gap-free and increasing in acceptance order.
+    pub seq: u64,
+    pub device: DeviceInfo,
+    pub camera: String,
+    pub kind: EventKind,
+    /// Capture instant of the frame the event was read from, UTC; never rewritten.
+    pub captured_at: DateTime<Utc>,
+    pub clock: ClockInfo,
+    pub position: Option<Position>,
+    pub vehicle: EventVehicle,
+    pub plate: EventPlate,
+    /// Frame the read came from: index within the stream and its size.
+    pub frame: FrameRef,
+}
+
+/// Which frame an event was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FrameRef {
+    pub index: u64,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The message as published: the stored event plus what is only known at send time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    #[serde(flatten)]
+    pub event: Event,
+    /// When this copy left the device, UTC.
+    pub sent_at: DateTime<Utc>,
+    /// True when the event could not go out live and is replayed from the queue.
+    pub delayed: bool,
+}
+
+/// Acknowledgement from the central receiver: the event is stored there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub event_id: Uuid,
+    pub seq: u64,
+}
+
+/// MQTT topic layout under the versioned prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+    inventory: String,
+}
+
+impl Topics {
+    #[must_use]
+    pub fn new(prefix: &str, inventory: &str) -> Self {
+        Self {
+            prefix: prefix.trim_end_matches('/').to_string(),
+            inventory: inventory.to_string(),
+        }
+    }
+
+    /// Events from this device.
+    #[must_use]
+    pub fn events(&self) -> String {
+        format!("{}/{}/events", self.prefix, self.inventory)
+    }
+
+    /// Acknowledgements for this device.
+    #[must_use]
+    pub fn ack(&self) -> String {
+        format!("{}/{}/ack", self.prefix, self.inventory)
+    }
+
+    /// Health of this device (retained, with a last will).
+    #[must_use]
+    pub fn health(&self) -> String {
+        format!("{}/{}/health", self.prefix, self.inventory)
+    }
+
+    /// Filter matching the events of every device under `prefix`.
+    #[must_use]
+    pub fn all_events(prefix: &str) -> String {
+        format!("{}/+/events", prefix.trim_end_matches('/'))
+    }
+
+    /// Ack topic of the device `inventory` under `prefix`.
+    #[must_use]
+    pub fn ack_for(prefix: &str, inventory: &str) -> String {
+        format!("{}/{}/ack", prefix.trim_end_matches('/'), inventory)
+    }
+}
+
+/// A decoded video frame in packed RGB, 8 bits per channel, rows without padding.
+#[derive(Debug, Clone)]
+pub struct RgbFrame {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+impl RgbFrame {
+    /// Pixel at (x, y) as `[r, g, b]`; the caller keeps x and y in bounds.
+    #[must_use]
+    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = (y as usize * self.width as usize + x as usize) * 3;
+        [self.data[i], self.data[i + 1], self.data[i + 2]]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iou_of_identical_boxes_is_one_and_of_disjoint_is_zero() {
+        let a = BBox { x: 0.0, y: 0.0, w: 10.0, h: 10.0 };
+        let b = BBox { x: 20.0, y: 20.0, w: 5.0, h: 5.0 };
+        assert!((a.iou(&a) - 1.0).abs() < 1e-6);
+        assert!(a.iou(&b).abs() < 1e-6);
+    }
+
+    #[test]
+    fn vehicle_class_serialises_in_kebab_case() {
+        let s = serde_json::to_string(&VehicleClass::TractorTrailer).unwrap();
+        assert_eq!(s, "\"tractor-trailer\"");
+    }
+
+    #[test]
+    fn topics_live_under_the_versioned_prefix() {
+        let t = Topics::new("anpr/v1/", "INV-7");
+        assert_eq!(t.events(), "anpr/v1/INV-7/events");
+        assert_eq!(t.ack(), "anpr/v1/INV-7/ack");
+        assert_eq!(Topics::all_events("anpr/v1"), "anpr/v1/+/events");
+    }
+}
+

@@ -1,0 +1,175 @@
+//! Recognition: plate detection, plate reading and vehicle detection with ONNX Runtime.
+//!
+//! Contract: a [`Recognizer`] owns its ONNX Runtime sessions and is used from one thread at a
+//! time (`Session::run` takes `&mut self`); run one recognizer per worker thread. Pre- and
+//! post-processing (letterbox, normalisation, box decoding, NMS, CTC decoding) are plain Rust
+//! functions with no I/O, tested on their own. Model problems (missing file, corrupt file, an
+//! input shape the code does not expect) are reported as [`VisionError`] naming the file and
+//! the fix, never as a panic. ONNX Runtime is loaded once per process from the shared library
+//! given to [`init_runtime`].
+
+mod ocr;
+mod runtime;
+mod yolo;
+
+pub use ocr::{CtcDecoded, PlateReader, ctc_greedy_decode};
+pub use runtime::{init_runtime, runtime_environment};
+pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, nms};
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anpr_types::{PlateRead, RgbFrame, VehicleClass, VehicleDetection};
+
+/// Errors of the recognition stage.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VisionError {
+    #[error(
+        "ONNX Runtime library {path} could not be loaded: {message}; run `deploy/setup.sh` (or `models/fetch.sh`) to install it, or point ORT_DYLIB_PATH at libonnxruntime.so 1.31"
+    )]
+    Runtime { path: PathBuf, message: String },
+    #[error("model file {path} is missing; run `models/fetch.sh` to fetch and convert the models")]
+    ModelMissing { path: PathBuf },
+    #[error(
+        "model file {path} could not be loaded ({message}); the file is corrupt or not an ONNX model: delete it and run `models/fetch.sh` again"
+    )]
+    ModelLoad { path: PathBuf, message: String },
+    #[error("model {path} does not match what the {role} expects: {message}")]
+    ModelShape {
+        path: PathBuf,
+        role: &'static str,
+        message: String,
+    },
+    #[error("inference with {path} failed: {message}")]
+    Inference { path: PathBuf, message: String },
+    #[error("frame of {width}x{height} cannot be processed: {message}")]
+    BadFrame {
+        width: u32,
+        height: u32,
+        message: String,
+    },
+}
+
+/// Where the models live and how to run them.
+#[derive(Debug, Clone)]
+pub struct RecognizerConfig {
+    pub plate_detector: PathBuf,
+    pub plate_reader: PathBuf,
+    /// A COCO-class YOLO detector; `None` or a missing file means vehicles are not detected
+    /// and every event reports the class `unknown`.
+    pub vehicle_detector: Option<PathBuf>,
+    pub intra_threads: usize,
+    pub plate_confidence: f32,
+    pub vehicle_confidence: f32,
+}
+
+/// Per-stage timings of one frame, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timings {
+    pub vehicle_ms: f64,
+    pub plate_detect_ms: f64,
+    pub plate_read_ms: f64,
+}
+
+/// What one frame showed.
+#[derive(Debug, Clone, Default)]
+pub struct FrameResult {
+    pub plates: Vec<PlateRead>,
+    pub vehicles: Vec<VehicleDetection>,
+    pub timings: Timings,
+}
+
+/// COCO class index → vehicle class, for the classes a road camera sees.
+#[must_use]
+pub fn coco_vehicle_class(class: usize) -> Option<VehicleClass> {
+    match class {
+        2 => Some(VehicleClass::Car),
+        3 => Some(VehicleClass::Motorcycle),
+        5 => Some(VehicleClass::Bus),
+        7 => Some(VehicleClass::Truck),
+        _ => None,
+    }
+}
+
+/// Plate detector, plate reader and (optionally) vehicle detector, owned by one thread.
+pub struct Recognizer {
+    plates: YoloDetector,
+    reader: PlateReader,
+    vehicles: Option<YoloDetector>,
+    cfg: RecognizerConfig,
+}
+
+impl Recognizer {
+    /// Loads every model; ONNX Runtime must have been initialised with [`init_runtime`].
+    pub fn new(cfg: RecognizerConfig) -> Result<Self, VisionError> {
+        let plates = YoloDetector::load(&cfg.plate_detector, "plate detector", cfg.intra_threads)?;
+        let reader = PlateReader::load(&cfg.plate_reader, cfg.intra_threads)?;
+        let vehicles = match &cfg.vehicle_detector {
+            Some(p) if p.exists() => Some(YoloDetector::load(p, "vehicle detector", cfg.intra_threads)?),
+            Some(p) => {
+                tracing::warn!(path = %p.display(), "No vehicle detector model; vehicles are reported as `unknown`.");
+                None
+            }
+            None => None,
+        };
+        Ok(Self { plates, reader, vehicles, cfg })
+    }
+
+    /// Whether a vehicle detector is loaded.
+    #[must_use]
+    pub fn has_vehicle_detector(&self) -> bool {
+        self.vehicles.is_some()
+    }
+
+    /// Finds and reads every plate in a frame, and the vehicles when a detector is loaded.
+    pub fn process(&mut self, frame: &RgbFrame) -> Result<FrameResult, VisionError> {
+        if frame.width < 8 || frame.height < 8 || frame.data.len() != (frame.width * frame.height * 3) as usize {
+            return Err(VisionError::BadFrame {
+                width: frame.width,
+                height: frame.height,
+                message: "empty, too small or with a buffer that does not match its size".into(),
+            });
+        }
+        let mut timings = Timings::default();
+        let mut vehicles = Vec::new();
+        if let Some(det) = self.vehicles.as_mut() {
+            let t = Instant::now();
+            for d in det.detect(frame, self.cfg.vehicle_confidence)? {
+                if let Some(class) = coco_vehicle_class(d.class) {
+                    vehicles.push(VehicleDetection { class, confidence: d.score, bbox: d.bbox });
+                }
+            }
+            timings.vehicle_ms = ms(t);
+        }
+        let t = Instant::now();
+        let found = self.plates.detect(frame, self.cfg.plate_confidence)?;
+        timings.plate_detect_ms = ms(t);
+        let t = Instant::now();
+        let mut plates = Vec::with_capacity(found.len());
+        for d in found {
+            let read = self.reader.read(frame, &d.bbox)?;
+            plates.push(PlateRead {
+                text: read.text,
+                confidence: read.confidence,
+                char_confidences: read.char_confidences,
+                detection_confidence: d.score,
+                bbox: d.bbox,
+            });
+        }
+        timings.plate_read_ms = ms(t);
+        Ok(FrameResult { plates, vehicles, timings })
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+pub(crate) fn check_model_file(path: &Path) -> Result<(), VisionError> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(VisionError::ModelMissing { path: path.to_path_buf() })
+    }
+}

@@ -1,0 +1,188 @@
+//! Plate reading with a PP-OCR text-line recognizer and greedy CTC decoding.
+//!
+//! The recognizer takes `[1, 3, 48, W]` BGR normalised to -1…1 and returns
+//! `[1, T, classes]` probabilities; class 0 is the CTC blank, then the dictionary stored in
+//! the model's `character` metadata, then (when the counts say so) a space.
+
+use std::path::{Path, PathBuf};
+
+use anpr_types::{BBox, RgbFrame};
+use ndarray::{Array4, ArrayView2};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::VisionError;
+
+const HEIGHT: usize = 48;
+const MIN_WIDTH: usize = 320;
+const MAX_WIDTH: usize = 960;
+
+/// Text decoded from CTC probabilities, with one confidence per kept character.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CtcDecoded {
+    pub text: String,
+    pub char_confidences: Vec<f32>,
+    pub confidence: f32,
+}
+
+/// Greedy CTC decoding: best class per step, repeats merged, blanks dropped. Only ASCII
+/// letters and digits are kept (upper-cased): plates carry nothing else, and separators,
+/// flags and frames must not become characters.
+#[must_use]
+pub fn ctc_greedy_decode(probs: &ArrayView2<'_, f32>, dict: &[String]) -> CtcDecoded {
+    let mut out = CtcDecoded::default();
+    let mut prev = usize::MAX;
+    for step in probs.rows() {
+        let (best, p) = step
+            .iter()
+            .enumerate()
+            .fold((0usize, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
+        if best != prev && best != 0 {
+            if let Some(s) = dict.get(best - 1) {
+                for ch in s.chars().filter(char::is_ascii_alphanumeric) {
+                    out.text.push(ch.to_ascii_uppercase());
+                    out.char_confidences.push(p);
+                }
+            }
+        }
+        prev = best;
+    }
+    if !out.char_confidences.is_empty() {
+        out.confidence = out.char_confidences.iter().sum::<f32>() / out.char_confidences.len() as f32;
+    }
+    out
+}
+
+/// Crops `bbox` (grown by a margin, clipped to the frame) and builds the recognizer input.
+#[must_use]
+pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox) -> Array4<f32> {
+    let mx = bbox.w * 0.06;
+    let my = bbox.h * 0.12;
+    let x0 = (bbox.x - mx).max(0.0) as usize;
+    let y0 = (bbox.y - my).max(0.0) as usize;
+    let x1 = ((bbox.x + bbox.w + mx).min(frame.width as f32) as usize).max(x0 + 1);
+    let y1 = ((bbox.y + bbox.h + my).min(frame.height as f32) as usize).max(y0 + 1);
+    let (cw, ch) = (x1 - x0, y1 - y0);
+    let rw = ((HEIGHT as f32 * cw as f32 / ch as f32).ceil() as usize).clamp(8, MAX_WIDTH);
+    let width = rw.max(MIN_WIDTH);
+    let mut t = Array4::<f32>::zeros((1, 3, HEIGHT, width));
+    let sx = cw as f32 / rw as f32;
+    let sy = ch as f32 / HEIGHT as f32;
+    let stride = frame.width as usize * 3;
+    for y in 0..HEIGHT {
+        let fy = ((y as f32 + 0.5) * sy - 0.5).max(0.0);
+        let ya = (fy as usize).min(ch - 1);
+        let yb = (ya + 1).min(ch - 1);
+        let wy = fy - ya as f32;
+        for x in 0..rw {
+            let fx = ((x as f32 + 0.5) * sx - 0.5).max(0.0);
+            let xa = (fx as usize).min(cw - 1);
+            let xb = (xa + 1).min(cw - 1);
+            let wx = fx - xa as f32;
+            for c in 0..3 {
+                let px = |yy: usize, xx: usize| f32::from(frame.data[(y0 + yy) * stride + (x0 + xx) * 3 + c]);
+                let v = (px(ya, xa) * (1.0 - wx) + px(ya, xb) * wx) * (1.0 - wy)
+                    + (px(yb, xa) * (1.0 - wx) + px(yb, xb) * wx) * wy;
+                // BGR channel order, as the recognizer was trained.
+                t[[0, 2 - c, y, x]] = v / 127.5 - 1.0;
+            }
+        }
+    }
+    t
+}
+
+/// The plate reader session and its dictionary.
+pub struct PlateReader {
+    session: Session,
+    path: PathBuf,
+    input: String,
+    dict: Vec<String>,
+}
+
+impl PlateReader {
+    /// Loads the recognizer and its dictionary from the model metadata.
+    pub fn load(path: &Path, threads: usize) -> Result<Self, VisionError> {
+        let session = crate::runtime::session(path, threads)?;
+        let shape_err = |message: String| VisionError::ModelShape { path: path.to_path_buf(), role: "plate reader", message };
+        let dict_text = session
+            .metadata()
+            .ok()
+            .and_then(|m| m.custom("character"))
+            .ok_or_else(|| shape_err("the model has no `character` dictionary in its metadata; use a PP-OCR recognizer exported with its dictionary".into()))?;
+        let mut dict: Vec<String> = dict_text.lines().map(str::to_string).collect();
+        let classes = session
+            .outputs()
+            .first()
+            .and_then(|o| o.dtype().tensor_shape().and_then(|s| s.iter().last().copied()))
+            .unwrap_or(-1);
+        if classes > 0 {
+            let classes = classes as usize;
+            if classes == dict.len() + 2 {
+                dict.push(" ".into());
+            } else if classes != dict.len() + 1 {
+                return Err(shape_err(format!(
+                    "output has {classes} classes but the dictionary has {} entries",
+                    dict.len()
+                )));
+            }
+        }
+        let input = session
+            .inputs()
+            .first()
+            .ok_or_else(|| shape_err("the model has no input".into()))?;
+        let dims: Vec<i64> = input.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
+        if dims.len() != 4 || dims[1] != 3 || dims[2] != HEIGHT as i64 {
+            return Err(shape_err(format!("expected an input [N, 3, 48, W], found {dims:?}")));
+        }
+        Ok(Self { input: input.name().to_string(), session, path: path.to_path_buf(), dict })
+    }
+
+    /// Reads the plate inside `bbox`.
+    pub fn read(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
+        let tensor = prepare_crop(frame, bbox);
+        let err = |e: ort::Error| VisionError::Inference { path: self.path.clone(), message: e.to_string() };
+        let input = TensorRef::from_array_view(&tensor).map_err(err)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input.as_str() => input])
+            .map_err(|e| VisionError::Inference { path: self.path.clone(), message: e.to_string() })?;
+        let probs = outputs[0]
+            .try_extract_array::<f32>()
+            .map_err(|e| VisionError::Inference { path: self.path.clone(), message: e.to_string() })?;
+        let shape = probs.shape().to_vec();
+        let probs = probs
+            .into_shape_with_order((shape[1], shape[2]))
+            .map_err(|e| VisionError::Inference { path: self.path.clone(), message: e.to_string() })?;
+        Ok(ctc_greedy_decode(&probs, &self.dict))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn ctc_merges_repeats_drops_blanks_and_keeps_plate_characters() {
+        let dict: Vec<String> = ["1", "A", "-", "b"].iter().map(|s| (*s).to_string()).collect();
+        // steps: 1 1 blank 1 A - b blank
+        let seq = [1usize, 1, 0, 1, 2, 3, 4, 0];
+        let mut probs = Array2::<f32>::zeros((seq.len(), dict.len() + 1));
+        for (t, &c) in seq.iter().enumerate() {
+            probs[[t, c]] = 0.9;
+        }
+        let d = ctc_greedy_decode(&probs.view(), &dict);
+        assert_eq!(d.text, "11AB");
+        assert_eq!(d.char_confidences.len(), 4);
+        assert!((d.confidence - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn crop_keeps_the_aspect_ratio_and_pads_to_the_minimum_width() {
+        let frame = RgbFrame { width: 200, height: 100, data: vec![255; 200 * 100 * 3] };
+        let t = prepare_crop(&frame, &BBox { x: 50.0, y: 40.0, w: 100.0, h: 22.0 });
+        assert_eq!(t.shape(), &[1, 3, 48, 320]);
+        assert!((t[[0, 0, 10, 10]] - 1.0).abs() < 1e-5);
+        assert_eq!(t[[0, 0, 10, 319]], 0.0);
+    }
+}

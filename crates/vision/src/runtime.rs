@@ -1,0 +1,51 @@
+//! One ONNX Runtime environment per process, loaded from a shared library.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+
+use crate::VisionError;
+
+static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// Loads ONNX Runtime from `dylib` (or from `ORT_DYLIB_PATH` when set) and builds the
+/// process-wide environment. Later calls return the first outcome.
+pub fn init_runtime(dylib: &Path) -> Result<Environment, VisionError> {
+    let path: PathBuf = std::env::var_os("ORT_DYLIB_PATH").map_or_else(|| dylib.to_path_buf(), PathBuf::from);
+    let outcome = ENV.get_or_init(|| {
+        if !path.is_file() {
+            return Err("file not found".to_string());
+        }
+        ort::init_from(&path)
+            .map_err(|e| e.to_string())?
+            .with_name("anpr")
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    outcome
+        .clone()
+        .map_err(|message| VisionError::Runtime { path, message })
+}
+
+/// The environment built by [`init_runtime`], if it succeeded.
+pub fn runtime_environment() -> Option<Environment> {
+    ENV.get().and_then(|r| r.as_ref().ok().cloned())
+}
+
+pub(crate) fn session(path: &Path, threads: usize) -> Result<ort::session::Session, VisionError> {
+    crate::check_model_file(path)?;
+    let env = runtime_environment().ok_or_else(|| VisionError::Runtime {
+        path: PathBuf::from("libonnxruntime.so"),
+        message: "ONNX Runtime is not initialised; call init_runtime first".into(),
+    })?;
+    let load = |message: String| VisionError::ModelLoad { path: path.to_path_buf(), message };
+    ort::session::Session::builder(&env)
+        .map_err(|e| load(e.to_string()))?
+        .with_intra_threads(threads)
+        .map_err(|e| load(e.to_string()))?
+        .with_inter_threads(1)
+        .map_err(|e| load(e.to_string()))?
+        .commit_from_file(path)
+        .map_err(|e| load(e.to_string()))
+}
