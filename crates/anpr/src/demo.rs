@@ -69,9 +69,9 @@ pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
     let (dtx, mut drx) = mpsc::unbounded_channel::<anpr_uplink::Delivered>();
     let printer = tokio::spawn(async move {
         while let Some(d) = drx.recv().await {
-            let delay = (d.acked_at - d.captured_at).num_milliseconds() as f64 / 1000.0;
+            let link = (d.acked_at - d.sent_at).num_milliseconds() as f64 / 1000.0;
             println!(
-                "DELIVERED #{:<3} plate {:<10} vehicle {:<8} captured {}  delivered {}  (+{delay:.2} s{})",
+                "DELIVERED #{:<3} plate {:<10} vehicle {:<8} captured {}  delivered {}  (sent to acknowledged {link:.3} s{})",
                 d.seq,
                 d.plate,
                 d.vehicle,

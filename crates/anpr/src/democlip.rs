@@ -15,6 +15,9 @@ use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_line_s
 use imageproc::rect::Rect;
 use serde::{Deserialize, Serialize};
 
+/// Version of the clip's drawing; bump it whenever the drawing changes.
+pub const CLIP_VERSION: u32 = 2;
+
 /// Frame size and rate of the demo clip.
 pub const WIDTH: u32 = 1280;
 pub const HEIGHT: u32 = 720;
@@ -41,6 +44,8 @@ pub struct DemoVehicle {
 /// What the clip shows.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
+    /// Version of the drawing code; a clip from another version is drawn again.
+    pub version: u32,
     pub width: u32,
     pub height: u32,
     pub fps: u32,
@@ -49,11 +54,13 @@ pub struct Manifest {
 }
 
 /// The plates of the demo: 2012+ private and legal-entity formats of several regions.
+/// Every vehicle is drawn as a pickup truck seen from behind, which the COCO vehicle
+/// detector classes as `truck`.
 pub const DEMO_PLATES: &[(&str, &str, &str)] = &[
-    ("123ABC01", "car", "2012 private, Astana"),
-    ("777KZA02", "car", "2012 private, Almaty"),
-    ("505AB17", "van", "2012 legal entity, Shymkent"),
-    ("248EKM09", "car", "2012 private, Karaganda"),
+    ("123ABC01", "truck", "2012 private, Astana"),
+    ("777KZA02", "truck", "2012 private, Almaty"),
+    ("505AB17", "truck", "2012 legal entity, Shymkent"),
+    ("248EKM09", "truck", "2012 private, Karaganda"),
     ("901TRK14", "truck", "2012 private, Pavlodar"),
 ];
 
@@ -103,39 +110,58 @@ fn draw_plate(img: &mut RgbImage, font: &FontVec, plate: &str, x: i32, y: i32, w
     draw_text_mut(img, black, region_left + 6, y + (h as f32 * 0.14) as i32, rscale, font, region);
 }
 
-/// Draws a vehicle seen from the front, centred at `cx`, bottom at `bottom`, `w` wide.
-fn draw_vehicle(img: &mut RgbImage, font: &FontVec, v: &DemoVehicle, colour: Rgb<u8>, cx: i32, bottom: i32, w: u32) {
-    let tall = match v.class.as_str() {
-        "truck" => 1.15,
-        "van" => 0.95,
-        _ => 0.62,
-    };
-    let h = (w as f32 * tall) as u32;
-    let left = cx - w as i32 / 2;
-    let top = bottom - h as i32;
-    // Wheels, body, windscreen, lights, grille and bumper.
-    let wheel = Rgb([25, 25, 25]);
-    let ww = w / 7;
-    draw_filled_rect_mut(img, Rect::at(left + 4, bottom - (h / 8) as i32).of_size(ww, h / 8 + 6), wheel);
-    draw_filled_rect_mut(img, Rect::at(left + w as i32 - 4 - ww as i32, bottom - (h / 8) as i32).of_size(ww, h / 8 + 6), wheel);
-    draw_filled_rect_mut(img, Rect::at(left, top + (h / 3) as i32).of_size(w, h - h / 3 - h / 10), colour);
-    let roof_inset = (w / 8) as i32;
-    draw_filled_rect_mut(img, Rect::at(left + roof_inset, top).of_size(w - 2 * roof_inset as u32, h / 3 + 2), colour);
-    draw_filled_rect_mut(
-        img,
-        Rect::at(left + roof_inset + 8, top + 8).of_size(w - 2 * roof_inset as u32 - 16, (h / 3).saturating_sub(10).max(4)),
-        Rgb([60, 80, 100]),
-    );
-    let light_y = top + (h as f32 * 0.48) as i32;
-    draw_filled_rect_mut(img, Rect::at(left + 10, light_y).of_size(w / 6, h / 12 + 2), Rgb([250, 245, 210]));
-    draw_filled_rect_mut(img, Rect::at(left + w as i32 - 10 - (w / 6) as i32, light_y).of_size(w / 6, h / 12 + 2), Rgb([250, 245, 210]));
-    draw_filled_rect_mut(img, Rect::at(left + (w / 4) as i32, light_y).of_size(w / 2, h / 12 + 2), Rgb([40, 40, 40]));
-    let bumper_y = bottom - (h as f32 * 0.25) as i32;
-    draw_filled_rect_mut(img, Rect::at(left - 4, bumper_y).of_size(w + 8, h / 7), Rgb([50, 50, 55]));
-    // The plate sits on the bumper, 40% of the vehicle's width.
-    let pw = (w as f32 * 0.40) as u32;
-    let ph = (pw as f32 * 112.0 / 520.0) as i32;
-    draw_plate(img, font, &v.plate, cx - pw as i32 / 2, bumper_y + (h as i32 / 14) - ph / 2, pw);
+/// Scales a colour's brightness by `k` (shading).
+fn shade(c: Rgb<u8>, k: f32) -> Rgb<u8> {
+    Rgb(c.0.map(|v| (f32::from(v) * k).clamp(0.0, 255.0) as u8))
+}
+
+/// A horizontal span from `x0` to `x1` (inclusive of `x0`) on row `y`, clipped to the image.
+fn span(img: &mut RgbImage, x0: f32, x1: f32, y: i32, c: Rgb<u8>) {
+    let w = (x1 - x0).round().max(1.0) as u32;
+    draw_filled_rect_mut(img, Rect::at(x0.round() as i32, y).of_size(w, 1), c);
+}
+
+/// Draws a pickup truck seen from behind, centred at `cx`, wheels on `bottom`, `w` wide:
+/// shadow, tyres, shaded tailgate and body, cab with rear window, lights, bumper and plate.
+fn draw_vehicle(img: &mut RgbImage, font: &FontVec, plate: &str, colour: Rgb<u8>, cx: i32, bottom: i32, w: u32) {
+    let wf = w as f32;
+    let h = wf * 0.80;
+    let (left, top, cxf, bot) = (cx as f32 - wf / 2.0, bottom as f32 - h, cx as f32, bottom as f32);
+    // Shadow and tyres.
+    imageproc::drawing::draw_filled_ellipse_mut(img, (cx, bottom), (wf * 0.56) as i32, (h * 0.07) as i32, Rgb([28, 28, 30]));
+    for x in [left + wf * 0.05, left + wf * 0.79] {
+        draw_filled_rect_mut(img, Rect::at(x as i32, (bot - h * 0.22) as i32).of_size((wf * 0.16) as u32, (h * 0.24) as u32), Rgb([22, 22, 24]));
+    }
+    // Tailgate and body, lit from above.
+    let (y0, y1) = (top + h * 0.36, bot - h * 0.08);
+    for y in y0 as i32..y1 as i32 {
+        let t = (y as f32 - y0) / (y1 - y0);
+        let inset = wf * 0.02 * (1.0 - t);
+        span(img, left + inset, left + wf - inset, y, shade(colour, 1.25 - 0.55 * t));
+    }
+    // Cab and its rear window.
+    let (ct, cb) = (top + h * 0.02, top + h * 0.38);
+    for y in ct as i32..cb as i32 {
+        let t = (y as f32 - ct) / (cb - ct);
+        let half = wf * (0.25 + 0.09 * t);
+        span(img, cxf - half, cxf + half, y, shade(colour, 1.3 - 0.2 * t));
+    }
+    let (gt, gb) = (top + h * 0.06, top + h * 0.35);
+    for y in gt as i32..gb as i32 {
+        let t = (y as f32 - gt) / (gb - gt);
+        let half = wf * (0.21 + 0.09 * t);
+        span(img, cxf - half, cxf + half, y, shade(Rgb([70, 90, 110]), 1.4 - 0.7 * t));
+    }
+    // Tail lights, the bed's edge, bumper.
+    for x in [left + wf * 0.02, left + wf * 0.76] {
+        draw_filled_rect_mut(img, Rect::at(x as i32, (top + h * 0.44) as i32).of_size((wf * 0.22) as u32, (h * 0.13) as u32), Rgb([210, 25, 25]));
+        draw_filled_rect_mut(img, Rect::at((x + wf * 0.02) as i32, (top + h * 0.46) as i32).of_size((wf * 0.06) as u32, (h * 0.09) as u32), Rgb([250, 200, 160]));
+    }
+    draw_filled_rect_mut(img, Rect::at((left + wf * 0.05) as i32, (top + h * 0.42) as i32).of_size((wf * 0.9) as u32, (wf * 0.006).max(1.0) as u32), shade(colour, 0.6));
+    draw_filled_rect_mut(img, Rect::at((left - wf * 0.01) as i32, (bot - h * 0.27) as i32).of_size((wf * 1.02) as u32, (h * 0.19) as u32), Rgb([45, 45, 50]));
+    // The plate on the tailgate, 38% of the vehicle's width.
+    let pw = (wf * 0.38) as u32;
+    draw_plate(img, font, plate, cx - pw as i32 / 2, (top + h * 0.58) as i32, pw);
 }
 
 fn draw_road(img: &mut RgbImage) {
@@ -175,7 +201,7 @@ pub fn manifest_with(vehicles: usize) -> Manifest {
         })
         .collect();
     let frames = vehicles.last().map_or(u64::from(FPS), |v| v.last_frame + u64::from(FPS) / 2);
-    Manifest { width: WIDTH, height: HEIGHT, fps: FPS, frames, vehicles }
+    Manifest { version: CLIP_VERSION, width: WIDTH, height: HEIGHT, fps: FPS, frames, vehicles }
 }
 
 /// Draws frame `index` of the clip.
@@ -190,11 +216,11 @@ pub fn render_frame(m: &Manifest, font: &FontVec, index: u64) -> RgbImage {
         }
         let t = (index - v.first_frame) as f32 / (v.last_frame - v.first_frame) as f32;
         // Drives down the frame and grows as it approaches; alternates lanes.
-        let w = (260.0 + 260.0 * t) as u32;
-        let bottom = (260.0 + 470.0 * t) as i32;
+        let w = (240.0 + 110.0 * t) as u32;
+        let bottom = (330.0 + 360.0 * t) as i32;
         let lane = if i % 2 == 0 { 0.30 } else { 0.70 };
         let cx = (m.width as f32 * lane) as i32;
-        draw_vehicle(&mut img, font, v, Rgb(COLOURS[i % COLOURS.len()]), cx, bottom, w);
+        draw_vehicle(&mut img, font, &v.plate, Rgb(COLOURS[i % COLOURS.len()]), cx, bottom, w);
     }
     img
 }

@@ -1,7 +1,11 @@
-//! YOLOv8-style detectors: letterbox pre-processing, box decoding and NMS.
+//! YOLO detectors: letterbox pre-processing, box decoding and NMS.
 //!
-//! The model takes `[1, 3, S, S]` RGB in 0–1 and returns `[1, 4 + classes, anchors]` with
-//! centre-x, centre-y, width, height in letterbox pixels followed by per-class scores.
+//! The model takes `[1, 3, S, S]` RGB in 0–1. Two output layouts are understood:
+//! - YOLOv8: `[1, 4 + classes, anchors]`, centre-x, centre-y, width, height in letterbox
+//!   pixels followed by per-class scores;
+//! - YOLOv5: `[1, anchors, 5 + classes]`, the box, an objectness score and per-class scores
+//!   (score = objectness × class score). Chosen when the model's metadata says
+//!   `anpr.layout = yolov5`; `anpr.box_units = normalized` means boxes are in 0–1 of the input.
 
 use std::path::{Path, PathBuf};
 
@@ -89,7 +93,17 @@ pub struct Detection {
     pub class: usize,
 }
 
-/// Decodes `[1, 4 + classes, anchors]` output into detections above `min_score`.
+/// Output layout of a YOLO model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `[1, 4 + classes, anchors]`, boxes in input pixels.
+    V8,
+    /// `[1, anchors, 5 + classes]` with objectness; `scale` multiplies box values into input
+    /// pixels (the input size for normalised boxes, else 1).
+    V5 { scale: u32 },
+}
+
+/// Decodes YOLOv8 output `[1, 4 + classes, anchors]` into detections above `min_score`.
 #[must_use]
 pub fn decode(out: &ArrayViewD<'_, f32>, lb: &Letterbox, fw: u32, fh: u32, min_score: f32) -> Vec<Detection> {
     let out = out.index_axis(Axis(0), 0);
@@ -116,6 +130,34 @@ pub fn decode(out: &ArrayViewD<'_, f32>, lb: &Letterbox, fw: u32, fh: u32, min_s
     nms(dets, NMS_IOU)
 }
 
+/// Decodes YOLOv5 output `[1, anchors, 5 + classes]` into detections above `min_score`.
+#[must_use]
+pub fn decode_v5(out: &ArrayViewD<'_, f32>, scale: f32, lb: &Letterbox, fw: u32, fh: u32, min_score: f32) -> Vec<Detection> {
+    let out = out.index_axis(Axis(0), 0);
+    let mut dets = Vec::new();
+    for row in out.rows() {
+        let obj = row[4];
+        if obj < min_score {
+            continue;
+        }
+        let (class, cls) = row
+            .iter()
+            .skip(5)
+            .enumerate()
+            .fold((0usize, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
+        let score = obj * cls;
+        if score < min_score {
+            continue;
+        }
+        let bbox = lb.unmap(row[0] * scale, row[1] * scale, row[2] * scale, row[3] * scale, fw, fh);
+        if bbox.w < 1.0 || bbox.h < 1.0 {
+            continue;
+        }
+        dets.push(Detection { bbox, score, class });
+    }
+    nms(dets, NMS_IOU)
+}
+
 /// Class-aware non-maximum suppression, highest score first.
 #[must_use]
 pub fn nms(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
@@ -135,6 +177,7 @@ pub struct YoloDetector {
     path: PathBuf,
     size: usize,
     input: String,
+    layout: Layout,
 }
 
 impl YoloDetector {
@@ -159,12 +202,24 @@ impl YoloDetector {
             .first()
             .and_then(|o| o.dtype().tensor_shape().map(|s| s.iter().copied().collect()))
             .unwrap_or_default();
-        if out_dims.len() != 3 || out_dims[1] < 5 {
+        let meta = |key: &str| session.metadata().ok().and_then(|m| m.custom(key));
+        let layout = if meta("anpr.layout").as_deref() == Some("yolov5") {
+            let scale = if meta("anpr.box_units").as_deref() == Some("normalized") { dims[2] as u32 } else { 1 };
+            Layout::V5 { scale }
+        } else {
+            Layout::V8
+        };
+        let ok = match layout {
+            Layout::V8 => out_dims.len() == 3 && out_dims[1] >= 5,
+            Layout::V5 { .. } => out_dims.len() == 3 && out_dims[2] >= 6,
+        };
+        if !ok {
             return Err(shape_err(format!(
-                "expected an output [1, 4 + classes, anchors], found {out_dims:?}; export a YOLOv8 detection model"
+                "expected an output [1, 4 + classes, anchors] (YOLOv8) or [1, anchors, 5 + classes] (YOLOv5 with anpr.layout metadata), found {out_dims:?}"
             )));
         }
         Ok(Self {
+            layout,
             size: dims[2] as usize,
             input: input.name().to_string(),
             session,
@@ -190,7 +245,10 @@ impl YoloDetector {
         let out = outputs[0]
             .try_extract_array::<f32>()
             .map_err(|e| VisionError::Inference { path: self.path.clone(), message: e.to_string() })?;
-        Ok(decode(&out, &lb, frame.width, frame.height, min_score))
+        Ok(match self.layout {
+            Layout::V8 => decode(&out, &lb, frame.width, frame.height, min_score),
+            Layout::V5 { scale } => decode_v5(&out, scale as f32, &lb, frame.width, frame.height, min_score),
+        })
     }
 }
 
@@ -228,6 +286,24 @@ mod tests {
         assert_eq!(kept.len(), 3);
         assert_eq!(kept[0].score, 0.9);
         assert!(kept.iter().any(|d| d.class == 1));
+    }
+
+    #[test]
+    fn decode_v5_multiplies_objectness_and_scales_normalised_boxes() {
+        // anchors x (cx, cy, w, h, obj, c0, c1)
+        let mut out = Array3::<f32>::zeros((1, 2, 7));
+        for (k, v) in [0.5, 0.5, 0.1, 0.05, 0.9, 0.1, 0.8].iter().enumerate() {
+            out[[0, 0, k]] = *v;
+        }
+        for (k, v) in [0.2, 0.2, 0.1, 0.1, 0.3, 0.9, 0.1].iter().enumerate() {
+            out[[0, 1, k]] = *v;
+        }
+        let lb = Letterbox { scale: 1.0, pad_x: 0.0, pad_y: 0.0 };
+        let dets = decode_v5(&out.into_dyn().view(), 640.0, &lb, 640, 640, 0.35);
+        assert_eq!(dets.len(), 1);
+        assert_eq!(dets[0].class, 1);
+        assert!((dets[0].score - 0.72).abs() < 1e-6);
+        assert_eq!(dets[0].bbox, BBox { x: 288.0, y: 304.0, w: 64.0, h: 32.0 });
     }
 
     #[test]
