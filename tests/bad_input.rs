@@ -26,10 +26,15 @@ fn recognizer_config(plate_detector: std::path::PathBuf) -> RecognizerConfig {
 #[test]
 fn a_missing_model_file_is_an_error_naming_the_file_and_the_fix() {
     init_runtime(&common::models_dir().join("libonnxruntime.so")).unwrap();
-    let err = Recognizer::new(recognizer_config("/nonexistent/plates.onnx".into())).err().unwrap();
+    let err = Recognizer::new(recognizer_config("/nonexistent/plates.onnx".into()))
+        .err()
+        .unwrap();
     assert!(matches!(err, VisionError::ModelMissing { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("/nonexistent/plates.onnx") && msg.contains("models/fetch.sh"), "{msg}");
+    assert!(
+        msg.contains("/nonexistent/plates.onnx") && msg.contains("models/fetch.sh"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -38,7 +43,9 @@ fn a_corrupt_model_file_is_an_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("plates.onnx");
     std::fs::write(&bad, b"this is not an ONNX model").unwrap();
-    let err = Recognizer::new(recognizer_config(bad.clone())).err().unwrap();
+    let err = Recognizer::new(recognizer_config(bad.clone()))
+        .err()
+        .unwrap();
     assert!(matches!(err, VisionError::ModelLoad { .. }), "{err}");
     assert!(err.to_string().contains(bad.to_str().unwrap()));
 }
@@ -47,13 +54,20 @@ fn a_corrupt_model_file_is_an_error_not_a_crash() {
 fn a_model_with_the_wrong_input_shape_is_rejected_with_what_was_expected() {
     init_runtime(&common::models_dir().join("libonnxruntime.so")).unwrap();
     // The plate reader is a valid ONNX model, but not a square-input detector.
-    let err = Recognizer::new(recognizer_config(common::models_dir().join("plate_reader.onnx"))).err().unwrap();
+    let err = Recognizer::new(recognizer_config(
+        common::models_dir().join("plate_reader.onnx"),
+    ))
+    .err()
+    .unwrap();
     assert!(matches!(err, VisionError::ModelShape { .. }), "{err}");
     assert!(err.to_string().contains("expected"), "{err}");
 }
 
 fn anpr(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_anpr")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_anpr"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -63,7 +77,10 @@ fn a_config_with_an_unknown_key_or_a_wrong_type_exits_with_a_message_naming_file
     let text = std::fs::read_to_string(&good).unwrap();
     for (bad, key) in [
         (text.replace("site = ", "sight = "), "sight"),
-        (text.replace("ack_timeout_s = 3.0", "ack_timeout_s = \"soon\""), "invalid type"),
+        (
+            text.replace("ack_timeout_s = 3.0", "ack_timeout_s = \"soon\""),
+            "invalid type",
+        ),
     ] {
         std::fs::write(&good, bad).unwrap();
         let out = anpr(&["run", "--config", good.to_str().unwrap()]);
@@ -78,13 +95,27 @@ fn a_config_with_an_unknown_key_or_a_wrong_type_exits_with_a_message_naming_file
 fn a_camera_that_does_not_open_is_reported_by_name_without_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    for uri in ["/nonexistent/road.mp4".to_string(), format!("rtsp://127.0.0.1:{port}/stream")] {
+    for uri in [
+        "/nonexistent/road.mp4".to_string(),
+        format!("rtsp://127.0.0.1:{port}/stream"),
+    ] {
         let config = common::write_config(dir.path(), "INV-1", &uri, "mqtt://127.0.0.1:1");
-        let out = anpr(&["run", "--config", config.to_str().unwrap(), "--drain-timeout", "0"]);
+        let out = anpr(&[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--drain-timeout",
+            "0",
+        ]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-        assert!(stdout.contains("camera cam1") && stdout.contains(&uri) && stdout.contains("does not open"), "{stdout}");
+        assert!(
+            stdout.contains("camera cam1")
+                && stdout.contains(&uri)
+                && stdout.contains("does not open"),
+            "{stdout}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -95,30 +126,60 @@ async fn with_the_broker_unreachable_the_device_keeps_recording_and_delivers_the
     let clip = dir.path().join("clip.mp4");
     let manifest = democlip::write_clip_with(&democlip::manifest_with(2), &clip).unwrap();
     let port = free_port().unwrap(); // nothing listens here
-    let config = common::write_config(dir.path(), "KZ-TEST-DOWN", clip.to_str().unwrap(), &format!("mqtt://127.0.0.1:{port}"));
+    let config = common::write_config(
+        dir.path(),
+        "KZ-TEST-DOWN",
+        clip.to_str().unwrap(),
+        &format!("mqtt://127.0.0.1:{port}"),
+    );
 
     let offline = common::run_device(&config, Duration::from_secs(1)).await;
-    assert_eq!(offline.events, manifest.vehicles.len() as u64, "recording goes on without a link");
+    assert_eq!(
+        offline.events,
+        manifest.vehicles.len() as u64,
+        "recording goes on without a link"
+    );
     assert_eq!(offline.delivered, 0);
     assert_eq!(offline.pending, manifest.vehicles.len() as u64);
-    let queued = Store::open(&dir.path().join("queue.sqlite")).unwrap().pending(0, 100).unwrap();
+    let queued = Store::open(&dir.path().join("queue.sqlite"))
+        .unwrap()
+        .pending(0, 100)
+        .unwrap();
 
     // The link comes back: a broker and the receiver on that port. A clip with no plates keeps
     // the second run short; the queue is replayed with the original capture times.
     let blank = dir.path().join("blank.mp4");
     democlip::write_clip_with(&democlip::manifest_with(0), &blank).unwrap();
-    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace(clip.to_str().unwrap(), blank.to_str().unwrap())).unwrap();
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(clip.to_str().unwrap(), blank.to_str().unwrap()),
+    )
+    .unwrap();
     let broker = Mosquitto::start().unwrap();
-    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace(&format!(":{port}"), &format!(":{}", broker.port()))).unwrap();
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&format!(":{port}"), &format!(":{}", broker.port())),
+    )
+    .unwrap();
     let central = common::Central::start(broker.port(), dir.path().join("central.sqlite"));
     let online = common::run_device(&config, Duration::from_secs(30)).await;
     central.stop().await;
     assert_eq!(online.pending, 0);
-    let got = anpr_central::Receiver::open(&dir.path().join("central.sqlite")).unwrap().events_of("KZ-TEST-DOWN").unwrap();
+    let got = anpr_central::Receiver::open(&dir.path().join("central.sqlite"))
+        .unwrap()
+        .events_of("KZ-TEST-DOWN")
+        .unwrap();
     assert_eq!(got.len(), queued.len());
     for (d, q) in got.iter().zip(&queued) {
         assert_eq!(d.event.event_id, q.event_id);
-        assert_eq!(d.event.captured_at, q.captured_at, "the original capture time travels with the replay");
+        assert_eq!(
+            d.event.captured_at, q.captured_at,
+            "the original capture time travels with the replay"
+        );
         assert!(d.delayed, "a replayed event says it was delayed");
     }
 }

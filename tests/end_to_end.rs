@@ -12,28 +12,48 @@ use anpr_testkit::Mosquitto;
 use anpr_types::VehicleClass;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_plate_of_the_clip_reaches_the_receiver_with_its_text_class_and_capture_time_and_is_acknowledged() {
+async fn every_plate_of_the_clip_reaches_the_receiver_with_its_text_class_and_capture_time_and_is_acknowledged()
+ {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
     let manifest = democlip::write_clip_with(&democlip::manifest_with(3), &clip).unwrap();
     let broker = Mosquitto::start().unwrap();
     let central = common::Central::start(broker.port(), dir.path().join("central.sqlite"));
-    let config = common::write_config(dir.path(), "KZ-TEST-E2E", clip.to_str().unwrap(), &broker.url());
+    let config = common::write_config(
+        dir.path(),
+        "KZ-TEST-E2E",
+        clip.to_str().unwrap(),
+        &broker.url(),
+    );
     let has_vehicle_model = common::models_dir().join("vehicle_detector.onnx").is_file();
 
     let summary = common::run_device(&config, Duration::from_secs(30)).await;
     central.stop().await;
 
-    assert!(summary.camera_errors.is_empty(), "{:?}", summary.camera_errors);
-    assert_eq!(summary.frames, manifest.frames, "every frame of a file is processed");
+    assert!(
+        summary.camera_errors.is_empty(),
+        "{:?}",
+        summary.camera_errors
+    );
+    assert_eq!(
+        summary.frames, manifest.frames,
+        "every frame of a file is processed"
+    );
     let receiver = anpr_central::Receiver::open(&dir.path().join("central.sqlite")).unwrap();
     let got = receiver.events_of("KZ-TEST-E2E").unwrap();
-    assert_eq!(got.len(), manifest.vehicles.len(), "one event per vehicle: {got:#?}");
+    assert_eq!(
+        got.len(),
+        manifest.vehicles.len(),
+        "one event per vehicle: {got:#?}"
+    );
     let frame_ms = 1000 / i64::from(manifest.fps);
     // captured_at = stream start + frame timestamp, so this is the same instant for every event.
     let starts: Vec<_> = got
         .iter()
-        .map(|d| d.event.captured_at - chrono::Duration::milliseconds(d.event.frame.index as i64 * frame_ms))
+        .map(|d| {
+            d.event.captured_at
+                - chrono::Duration::milliseconds(d.event.frame.index as i64 * frame_ms)
+        })
         .collect();
     for (d, v) in got.iter().zip(&manifest.vehicles) {
         let e = &d.event;
@@ -47,19 +67,37 @@ async fn every_plate_of_the_clip_reaches_the_receiver_with_its_text_class_and_ca
             v.first_frame,
             v.last_frame
         );
-        let expected_class = if has_vehicle_model { v.class.as_str() } else { VehicleClass::Unknown.as_str() };
-        assert_eq!(e.vehicle.class.as_str(), expected_class, "vehicle class of {}", v.plate);
+        let expected_class = if has_vehicle_model {
+            v.class.as_str()
+        } else {
+            VehicleClass::Unknown.as_str()
+        };
+        assert_eq!(
+            e.vehicle.class.as_str(),
+            expected_class,
+            "vehicle class of {}",
+            v.plate
+        );
         assert!(d.sent_at >= e.captured_at);
     }
     for s in &starts {
-        assert!((*s - starts[0]).num_milliseconds().abs() <= 2, "capture times follow the frame timestamps: {starts:?}");
+        assert!(
+            (*s - starts[0]).num_milliseconds().abs() <= 2,
+            "capture times follow the frame timestamps: {starts:?}"
+        );
     }
     let seqs: Vec<u64> = got.iter().map(|d| d.event.seq).collect();
-    assert_eq!(seqs, (1..=manifest.vehicles.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        seqs,
+        (1..=manifest.vehicles.len() as u64).collect::<Vec<_>>()
+    );
 
     let store = Store::open(&dir.path().join("queue.sqlite")).unwrap();
     let stats = store.stats().unwrap();
-    assert_eq!(stats.pending, 0, "every event is acknowledged in the device's queue");
+    assert_eq!(
+        stats.pending, 0,
+        "every event is acknowledged in the device's queue"
+    );
     assert_eq!(stats.delivered, manifest.vehicles.len() as u64);
     assert_eq!(summary.delivered, manifest.vehicles.len() as u64);
 }

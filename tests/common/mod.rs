@@ -10,15 +10,26 @@ use tokio::sync::watch;
 
 /// Root of the repository.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The models directory; the test command runs deploy/setup.sh first, so missing models are
 /// a broken setup, reported as such.
 pub fn models_dir() -> PathBuf {
     let dir = repo().join("models");
-    for f in ["plate_detector.onnx", "plate_reader.onnx", "libonnxruntime.so"] {
-        assert!(dir.join(f).is_file(), "{} is missing: run deploy/setup.sh (models/fetch.sh) first", dir.join(f).display());
+    for f in [
+        "plate_detector.onnx",
+        "plate_reader.onnx",
+        "libonnxruntime.so",
+    ] {
+        assert!(
+            dir.join(f).is_file(),
+            "{} is missing: run deploy/setup.sh (models/fetch.sh) first",
+            dir.join(f).display()
+        );
     }
     dir
 }

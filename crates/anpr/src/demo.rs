@@ -30,7 +30,9 @@ pub struct DemoOutcome {
 pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
     let mut cfg = anpr_config::load(config_path)?;
     let clip = PathBuf::from(&cfg.cameras[0].uri);
-    let var = clip.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let var = clip
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     std::fs::create_dir_all(&var).with_context(|| format!("cannot create {}", var.display()))?;
     println!("demo: preparing the demo clip {}", clip.display());
     let manifest = democlip::ensure_clip(&clip)?;
@@ -62,7 +64,10 @@ pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
         client_id: "anpr-central-demo".into(),
     };
     let central = tokio::spawn(anpr_central::run(central_cfg, stop_rx, None));
-    println!("demo: central receiver storing into {}", central_db.display());
+    println!(
+        "demo: central receiver storing into {}",
+        central_db.display()
+    );
 
     let counters = Arc::new(DeviceCounters::default());
     let uplink = Arc::new(anpr_uplink::Counters::default());
@@ -99,7 +104,12 @@ pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
             }
         })
     };
-    let opts = RunOptions { drain_timeout: Duration::from_secs(30), delivered: Some(dtx), counters, uplink };
+    let opts = RunOptions {
+        drain_timeout: Duration::from_secs(30),
+        delivered: Some(dtx),
+        counters,
+        uplink,
+    };
     let summary = device::run(cfg.clone(), opts).await;
     progress.abort();
     let _ = printer.await;
@@ -113,6 +123,15 @@ pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
         .into_iter()
         .map(|d| d.event.plate.text)
         .collect();
-    let matched = manifest.vehicles.iter().filter(|v| received.contains(&v.plate)).count();
-    Ok(DemoOutcome { summary, manifest, received, matched })
+    let matched = manifest
+        .vehicles
+        .iter()
+        .filter(|v| received.contains(&v.plate))
+        .count();
+    Ok(DemoOutcome {
+        summary,
+        manifest,
+        received,
+        matched,
+    })
 }

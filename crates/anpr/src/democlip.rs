@@ -11,7 +11,9 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_line_segment_mut, draw_text_mut, text_size};
+use imageproc::drawing::{
+    draw_filled_rect_mut, draw_hollow_rect_mut, draw_line_segment_mut, draw_text_mut, text_size,
+};
 use imageproc::rect::Rect;
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +72,10 @@ fn load_font() -> Result<FontVec> {
             return FontVec::try_from_vec(bytes).map_err(|e| anyhow::anyhow!("font {f}: {e}"));
         }
     }
-    bail!("no DejaVu Sans Bold font found ({}); run deploy/setup.sh (package fonts-dejavu-core)", FONTS.join(", "))
+    bail!(
+        "no DejaVu Sans Bold font found ({}); run deploy/setup.sh (package fonts-dejavu-core)",
+        FONTS.join(", ")
+    )
 }
 
 /// Splits `123ABC01` into the main part and the region (the last two digits).
@@ -84,13 +89,29 @@ fn draw_plate(img: &mut RgbImage, font: &FontVec, plate: &str, x: i32, y: i32, w
     let black = Rgb([20, 20, 20]);
     draw_filled_rect_mut(img, Rect::at(x, y).of_size(w, h), Rgb([245, 245, 242]));
     for i in 0..2 {
-        draw_hollow_rect_mut(img, Rect::at(x + i, y + i).of_size(w - 2 * i as u32, h - 2 * i as u32), black);
+        draw_hollow_rect_mut(
+            img,
+            Rect::at(x + i, y + i).of_size(w - 2 * i as u32, h - 2 * i as u32),
+            black,
+        );
     }
     // Flag and KZ on the left.
     let fw = (w as f32 * 0.09) as u32;
-    draw_filled_rect_mut(img, Rect::at(x + 4, y + 4).of_size(fw, h / 2), Rgb([0, 160, 200]));
+    draw_filled_rect_mut(
+        img,
+        Rect::at(x + 4, y + 4).of_size(fw, h / 2),
+        Rgb([0, 160, 200]),
+    );
     let small = PxScale::from(h as f32 * 0.3);
-    draw_text_mut(img, black, x + 5, y + (h as f32 * 0.58) as i32, small, font, "KZ");
+    draw_text_mut(
+        img,
+        black,
+        x + 5,
+        y + (h as f32 * 0.58) as i32,
+        small,
+        font,
+        "KZ",
+    );
     // Main characters and the boxed region code.
     let (main, region) = split_region(plate);
     let main_left = x + fw as i32 + 10;
@@ -103,11 +124,37 @@ fn draw_plate(img: &mut RgbImage, font: &FontVec, plate: &str, x: i32, y: i32, w
         tw = text_size(scale, font, main).0;
     }
     let spare = (region_left - main_left - tw as i32).max(0);
-    draw_text_mut(img, black, main_left + spare / 2, y + ((h as f32 - scale.y) / 2.0) as i32, scale, font, main);
-    draw_line_segment_mut(img, (region_left as f32, y as f32 + 3.0), (region_left as f32, (y + h as i32) as f32 - 3.0), black);
-    draw_line_segment_mut(img, (region_left as f32 + 1.0, y as f32 + 3.0), (region_left as f32 + 1.0, (y + h as i32) as f32 - 3.0), black);
+    draw_text_mut(
+        img,
+        black,
+        main_left + spare / 2,
+        y + ((h as f32 - scale.y) / 2.0) as i32,
+        scale,
+        font,
+        main,
+    );
+    draw_line_segment_mut(
+        img,
+        (region_left as f32, y as f32 + 3.0),
+        (region_left as f32, (y + h as i32) as f32 - 3.0),
+        black,
+    );
+    draw_line_segment_mut(
+        img,
+        (region_left as f32 + 1.0, y as f32 + 3.0),
+        (region_left as f32 + 1.0, (y + h as i32) as f32 - 3.0),
+        black,
+    );
     let rscale = PxScale::from(h as f32 * 0.7);
-    draw_text_mut(img, black, region_left + 6, y + (h as f32 * 0.14) as i32, rscale, font, region);
+    draw_text_mut(
+        img,
+        black,
+        region_left + 6,
+        y + (h as f32 * 0.14) as i32,
+        rscale,
+        font,
+        region,
+    );
 }
 
 /// Scales a colour's brightness by `k` (shading).
@@ -123,21 +170,51 @@ fn span(img: &mut RgbImage, x0: f32, x1: f32, y: i32, c: Rgb<u8>) {
 
 /// Draws a pickup truck seen from behind, centred at `cx`, wheels on `bottom`, `w` wide:
 /// shadow, tyres, shaded tailgate and body, cab with rear window, lights, bumper and plate.
-fn draw_vehicle(img: &mut RgbImage, font: &FontVec, plate: &str, colour: Rgb<u8>, cx: i32, bottom: i32, w: u32) {
+fn draw_vehicle(
+    img: &mut RgbImage,
+    font: &FontVec,
+    plate: &str,
+    colour: Rgb<u8>,
+    cx: i32,
+    bottom: i32,
+    w: u32,
+) {
     let wf = w as f32;
     let h = wf * 0.80;
-    let (left, top, cxf, bot) = (cx as f32 - wf / 2.0, bottom as f32 - h, cx as f32, bottom as f32);
+    let (left, top, cxf, bot) = (
+        cx as f32 - wf / 2.0,
+        bottom as f32 - h,
+        cx as f32,
+        bottom as f32,
+    );
     // Shadow and tyres.
-    imageproc::drawing::draw_filled_ellipse_mut(img, (cx, bottom), (wf * 0.56) as i32, (h * 0.07) as i32, Rgb([28, 28, 30]));
+    imageproc::drawing::draw_filled_ellipse_mut(
+        img,
+        (cx, bottom),
+        (wf * 0.56) as i32,
+        (h * 0.07) as i32,
+        Rgb([28, 28, 30]),
+    );
     for x in [left + wf * 0.05, left + wf * 0.79] {
-        draw_filled_rect_mut(img, Rect::at(x as i32, (bot - h * 0.22) as i32).of_size((wf * 0.16) as u32, (h * 0.24) as u32), Rgb([22, 22, 24]));
+        draw_filled_rect_mut(
+            img,
+            Rect::at(x as i32, (bot - h * 0.22) as i32)
+                .of_size((wf * 0.16) as u32, (h * 0.24) as u32),
+            Rgb([22, 22, 24]),
+        );
     }
     // Tailgate and body, lit from above.
     let (y0, y1) = (top + h * 0.36, bot - h * 0.08);
     for y in y0 as i32..y1 as i32 {
         let t = (y as f32 - y0) / (y1 - y0);
         let inset = wf * 0.02 * (1.0 - t);
-        span(img, left + inset, left + wf - inset, y, shade(colour, 1.25 - 0.55 * t));
+        span(
+            img,
+            left + inset,
+            left + wf - inset,
+            y,
+            shade(colour, 1.25 - 0.55 * t),
+        );
     }
     // Cab and its rear window.
     let (ct, cb) = (top + h * 0.02, top + h * 0.38);
@@ -150,18 +227,51 @@ fn draw_vehicle(img: &mut RgbImage, font: &FontVec, plate: &str, colour: Rgb<u8>
     for y in gt as i32..gb as i32 {
         let t = (y as f32 - gt) / (gb - gt);
         let half = wf * (0.21 + 0.09 * t);
-        span(img, cxf - half, cxf + half, y, shade(Rgb([70, 90, 110]), 1.4 - 0.7 * t));
+        span(
+            img,
+            cxf - half,
+            cxf + half,
+            y,
+            shade(Rgb([70, 90, 110]), 1.4 - 0.7 * t),
+        );
     }
     // Tail lights, the bed's edge, bumper.
     for x in [left + wf * 0.02, left + wf * 0.76] {
-        draw_filled_rect_mut(img, Rect::at(x as i32, (top + h * 0.44) as i32).of_size((wf * 0.22) as u32, (h * 0.13) as u32), Rgb([210, 25, 25]));
-        draw_filled_rect_mut(img, Rect::at((x + wf * 0.02) as i32, (top + h * 0.46) as i32).of_size((wf * 0.06) as u32, (h * 0.09) as u32), Rgb([250, 200, 160]));
+        draw_filled_rect_mut(
+            img,
+            Rect::at(x as i32, (top + h * 0.44) as i32)
+                .of_size((wf * 0.22) as u32, (h * 0.13) as u32),
+            Rgb([210, 25, 25]),
+        );
+        draw_filled_rect_mut(
+            img,
+            Rect::at((x + wf * 0.02) as i32, (top + h * 0.46) as i32)
+                .of_size((wf * 0.06) as u32, (h * 0.09) as u32),
+            Rgb([250, 200, 160]),
+        );
     }
-    draw_filled_rect_mut(img, Rect::at((left + wf * 0.05) as i32, (top + h * 0.42) as i32).of_size((wf * 0.9) as u32, (wf * 0.006).max(1.0) as u32), shade(colour, 0.6));
-    draw_filled_rect_mut(img, Rect::at((left - wf * 0.01) as i32, (bot - h * 0.27) as i32).of_size((wf * 1.02) as u32, (h * 0.19) as u32), Rgb([45, 45, 50]));
+    draw_filled_rect_mut(
+        img,
+        Rect::at((left + wf * 0.05) as i32, (top + h * 0.42) as i32)
+            .of_size((wf * 0.9) as u32, (wf * 0.006).max(1.0) as u32),
+        shade(colour, 0.6),
+    );
+    draw_filled_rect_mut(
+        img,
+        Rect::at((left - wf * 0.01) as i32, (bot - h * 0.27) as i32)
+            .of_size((wf * 1.02) as u32, (h * 0.19) as u32),
+        Rgb([45, 45, 50]),
+    );
     // The plate on the tailgate, 38% of the vehicle's width.
     let pw = (wf * 0.38) as u32;
-    draw_plate(img, font, plate, cx - pw as i32 / 2, (top + h * 0.58) as i32, pw);
+    draw_plate(
+        img,
+        font,
+        plate,
+        cx - pw as i32 / 2,
+        (top + h * 0.58) as i32,
+        pw,
+    );
 }
 
 fn draw_road(img: &mut RgbImage) {
@@ -171,10 +281,18 @@ fn draw_road(img: &mut RgbImage) {
             *p = Rgb([shade, shade, shade + 4]);
         }
     }
-    draw_filled_rect_mut(img, Rect::at(0, 0).of_size(WIDTH, 120), Rgb([150, 180, 210]));
+    draw_filled_rect_mut(
+        img,
+        Rect::at(0, 0).of_size(WIDTH, 120),
+        Rgb([150, 180, 210]),
+    );
     for k in 0..12 {
         let y = 130 + k * 55;
-        draw_filled_rect_mut(img, Rect::at(WIDTH as i32 / 2 - 4, y).of_size(8, 28), Rgb([230, 230, 230]));
+        draw_filled_rect_mut(
+            img,
+            Rect::at(WIDTH as i32 / 2 - 4, y).of_size(8, 28),
+            Rgb([230, 230, 230]),
+        );
     }
 }
 
@@ -200,14 +318,29 @@ pub fn manifest_with(vehicles: usize) -> Manifest {
             last_frame: i as u64 * stagger + per_vehicle - 1,
         })
         .collect();
-    let frames = vehicles.last().map_or(u64::from(FPS), |v| v.last_frame + u64::from(FPS) / 2);
-    Manifest { version: CLIP_VERSION, width: WIDTH, height: HEIGHT, fps: FPS, frames, vehicles }
+    let frames = vehicles
+        .last()
+        .map_or(u64::from(FPS), |v| v.last_frame + u64::from(FPS) / 2);
+    Manifest {
+        version: CLIP_VERSION,
+        width: WIDTH,
+        height: HEIGHT,
+        fps: FPS,
+        frames,
+        vehicles,
+    }
 }
 
 /// Draws frame `index` of the clip.
 #[must_use]
 pub fn render_frame(m: &Manifest, font: &FontVec, index: u64) -> RgbImage {
-    const COLOURS: [[u8; 3]; 5] = [[170, 30, 35], [30, 60, 150], [210, 210, 215], [20, 110, 60], [200, 150, 30]];
+    const COLOURS: [[u8; 3]; 5] = [
+        [170, 30, 35],
+        [30, 60, 150],
+        [210, 210, 215],
+        [20, 110, 60],
+        [200, 150, 30],
+    ];
     let mut img = RgbImage::new(m.width, m.height);
     draw_road(&mut img);
     for (i, v) in m.vehicles.iter().enumerate() {
@@ -220,7 +353,15 @@ pub fn render_frame(m: &Manifest, font: &FontVec, index: u64) -> RgbImage {
         let bottom = (330.0 + 360.0 * t) as i32;
         let lane = if i % 2 == 0 { 0.30 } else { 0.70 };
         let cx = (m.width as f32 * lane) as i32;
-        draw_vehicle(&mut img, font, &v.plate, Rgb(COLOURS[i % COLOURS.len()]), cx, bottom, w);
+        draw_vehicle(
+            &mut img,
+            font,
+            &v.plate,
+            Rgb(COLOURS[i % COLOURS.len()]),
+            cx,
+            bottom,
+            w,
+        );
     }
     img
 }
@@ -266,11 +407,15 @@ pub fn write_clip_with(m: &Manifest, out: &Path) -> Result<Manifest> {
             b.set_pts(gst::ClockTime::from_nseconds(i * frame_ns));
             b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
         }
-        src.push_buffer(buf).map_err(|e| anyhow::anyhow!("encoder refused a frame: {e:?}"))?;
+        src.push_buffer(buf)
+            .map_err(|e| anyhow::anyhow!("encoder refused a frame: {e:?}"))?;
     }
     src.end_of_stream().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let bus = pipeline.bus().context("pipeline without bus")?;
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(300), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(300),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
     pipeline.set_state(gst::State::Null)?;
     match msg.as_ref().map(|m| m.view()) {
         Some(gst::MessageView::Eos(_)) => {}

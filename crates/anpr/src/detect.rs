@@ -21,7 +21,10 @@ pub fn collect_images(paths: &[PathBuf]) -> Vec<PathBuf> {
                 .collect();
             v.sort();
             if v.is_empty() {
-                eprintln!("warning: folder {} holds no images (jpg, jpeg, png)", p.display());
+                eprintln!(
+                    "warning: folder {} holds no images (jpg, jpeg, png)",
+                    p.display()
+                );
             }
             out.extend(v);
         } else {
@@ -33,7 +36,10 @@ pub fn collect_images(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 fn is_image(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("jpg" | "jpeg" | "png")
     )
 }
@@ -42,7 +48,11 @@ fn is_image(p: &Path) -> bool {
 pub fn load_rgb(path: &Path) -> Result<RgbFrame, String> {
     let img = image::open(path).map_err(|e| e.to_string())?.to_rgb8();
     let (w, h) = img.dimensions();
-    Ok(RgbFrame { width: w, height: h, data: img.into_raw() })
+    Ok(RgbFrame {
+        width: w,
+        height: h,
+        data: img.into_raw(),
+    })
 }
 
 /// Runs the recognizer on every image and prints one JSON line each; errors are reported

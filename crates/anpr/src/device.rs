@@ -16,8 +16,8 @@ use anpr_ingest::{Frame, FrameSource};
 use anpr_store::Store;
 use anpr_track::{Passage, PlateTracker, TrackerConfig};
 use anpr_types::{
-    ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle, FrameRef, Position, Topics,
-    VehicleClass,
+    ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle, FrameRef,
+    Position, Topics, VehicleClass,
 };
 use anpr_uplink::{Counters, Delivered, Mode, UplinkConfig};
 use anpr_vision::{Recognizer, RecognizerConfig, init_runtime};
@@ -92,8 +92,16 @@ pub fn load_recognizer(cfg: &Config) -> Result<Recognizer> {
 #[must_use]
 pub fn event_from_passage(cfg: &Config, camera: &str, p: &Passage, seq: u64) -> Event {
     let vehicle = p.vehicle.as_ref().map_or(
-        EventVehicle { class: VehicleClass::Unknown, confidence: 0.0, bbox: None },
-        |v| EventVehicle { class: v.class, confidence: v.confidence, bbox: Some(v.bbox.to_wire()) },
+        EventVehicle {
+            class: VehicleClass::Unknown,
+            confidence: 0.0,
+            bbox: None,
+        },
+        |v| EventVehicle {
+            class: v.class,
+            confidence: v.confidence,
+            bbox: Some(v.bbox.to_wire()),
+        },
     );
     Event {
         schema: EVENT_SCHEMA.to_string(),
@@ -107,8 +115,14 @@ pub fn event_from_passage(cfg: &Config, camera: &str, p: &Passage, seq: u64) -> 
         camera: camera.to_string(),
         kind: EventKind::Passage,
         captured_at: p.best.captured_at,
-        clock: ClockInfo { source: "system".into(), synced: false },
-        position: cfg.device.coordinates.map(|[lat, lon]| Position { lat, lon }),
+        clock: ClockInfo {
+            source: "system".into(),
+            synced: false,
+        },
+        position: cfg
+            .device
+            .coordinates
+            .map(|[lat, lon]| Position { lat, lon }),
         vehicle,
         plate: EventPlate {
             text: p.text.clone(),
@@ -116,12 +130,30 @@ pub fn event_from_passage(cfg: &Config, camera: &str, p: &Passage, seq: u64) -> 
             detection_confidence: p.best.read.detection_confidence,
             bbox: p.best.read.bbox.to_wire(),
         },
-        frame: FrameRef { index: p.best.frame_index, width: p.best.frame_size.0, height: p.best.frame_size.1 },
+        frame: FrameRef {
+            index: p.best.frame_index,
+            width: p.best.frame_size.0,
+            height: p.best.frame_size.1,
+        },
     }
 }
 
-fn capture_thread(cam: Camera, tx: SyncSender<Frame>, counters: Arc<DeviceCounters>, stop: Arc<std::sync::atomic::AtomicBool>) -> Result<(), String> {
-    let mut source = FrameSource::open(&cam.id, &cam.uri, cam.live, cam.max_fps, Duration::from_secs(15)).map_err(|e| e.to_string())?;
+// The thread owns what it is given for its whole life.
+#[allow(clippy::needless_pass_by_value)]
+fn capture_thread(
+    cam: Camera,
+    tx: SyncSender<Frame>,
+    counters: Arc<DeviceCounters>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), String> {
+    let mut source = FrameSource::open(
+        &cam.id,
+        &cam.uri,
+        cam.live,
+        cam.max_fps,
+        Duration::from_secs(15),
+    )
+    .map_err(|e| e.to_string())?;
     let live = source.is_live();
     while !stop.load(Ordering::Relaxed) {
         match source.next_frame(Duration::from_secs(10)) {
@@ -171,10 +203,17 @@ fn recognition_thread(
                 continue;
             }
         };
-        counters.infer_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        counters
+            .infer_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         counters.frames.fetch_add(1, Ordering::Relaxed);
-        counters.plate_reads.fetch_add(result.plates.iter().filter(|p| !p.text.is_empty()).count() as u64, Ordering::Relaxed);
-        counters.vehicles.fetch_add(result.vehicles.len() as u64, Ordering::Relaxed);
+        counters.plate_reads.fetch_add(
+            result.plates.iter().filter(|p| !p.text.is_empty()).count() as u64,
+            Ordering::Relaxed,
+        );
+        counters
+            .vehicles
+            .fetch_add(result.vehicles.len() as u64, Ordering::Relaxed);
         let ended = tracker.step(
             frame.index,
             frame.captured_at,
@@ -197,7 +236,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         recognizers.push(load_recognizer(&cfg)?);
     }
     if let Some(parent) = cfg.storage.queue.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create the queue directory {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the queue directory {}", parent.display()))?;
     }
     let initial = Store::open(&cfg.storage.queue)?.stats()?;
     let (host, port) = cfg.uplink.host_port().map_err(anyhow::Error::msg)?;
@@ -211,7 +251,12 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         ack_timeout: Duration::from_secs_f64(cfg.uplink.ack_timeout_s),
         max_inflight: cfg.uplink.max_inflight,
     };
-    let uplink = tokio::spawn(anpr_uplink::run(uplink_cfg, mode_rx, opts.uplink.clone(), opts.delivered.clone()));
+    let uplink = tokio::spawn(anpr_uplink::run(
+        uplink_cfg,
+        mode_rx,
+        opts.uplink.clone(),
+        opts.delivered.clone(),
+    ));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let cfg = Arc::new(cfg);
     let mut workers = Vec::new();
@@ -260,7 +305,13 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         tracing::error!(error = %e, "Camera fault.");
     }
     stop.store(true, Ordering::Relaxed);
-    let mode = if interrupted { Mode::Stop } else { Mode::Drain { deadline: Instant::now() + opts.drain_timeout } };
+    let mode = if interrupted {
+        Mode::Stop
+    } else {
+        Mode::Drain {
+            deadline: Instant::now() + opts.drain_timeout,
+        }
+    };
     let _ = mode_tx.send(mode);
     uplink.await.context("uplink task failed")??;
     let stats = Store::open(&cfg.storage.queue)?.stats()?;

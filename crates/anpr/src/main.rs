@@ -9,7 +9,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "anpr", version, about = "Roadside ANPR appliance: cameras in, normalized events out over MQTT")]
+#[command(
+    name = "anpr",
+    version,
+    about = "Roadside ANPR appliance: cameras in, normalized events out over MQTT"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +44,16 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Score plate detection and reading on labelled images (openalpr benchmark format).
+    Eval {
+        #[arg(long, short, default_value = "config/example.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Write the scores as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Run the reference central receiver (stores and acknowledges events).
     Central {
         #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
@@ -61,7 +75,10 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ANPR_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ANPR_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -76,9 +93,15 @@ fn main() -> ExitCode {
 
 #[allow(clippy::print_stdout)]
 fn real_main(cli: Cli) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     match cli.command {
-        Command::Run { config, drain_timeout } => {
+        Command::Run {
+            config,
+            drain_timeout,
+        } => {
             let cfg = anpr_config::load(&config)?;
             let opts = anpr::device::RunOptions {
                 drain_timeout: Duration::from_secs_f64(drain_timeout),
@@ -88,7 +111,11 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             };
             let s = rt.block_on(anpr::device::run(cfg, opts))?;
             print_summary(&s);
-            Ok(if s.camera_errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if s.camera_errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Demo { config, keep } => {
             let out = rt.block_on(anpr::demo::run(&config, !keep))?;
@@ -99,15 +126,60 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 out.manifest.vehicles.len(),
                 out.received.join(", ")
             );
-            Ok(if out.matched == out.manifest.vehicles.len() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if out.matched == out.manifest.vehicles.len() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Detect { config, paths } => {
             let cfg = anpr_config::load(&config)?;
             let mut rec = anpr::device::load_recognizer(&cfg)?;
             let failed = anpr::detect::run(&mut rec, &paths)?;
-            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Central { broker, prefix, db, report } => {
+        Command::Eval {
+            config,
+            dataset,
+            json,
+        } => {
+            let cfg = anpr_config::load(&config)?;
+            let mut rec = anpr::device::load_recognizer(&cfg)?;
+            let samples = anpr::eval::load_dataset(&dataset)?;
+            let scores = anpr::eval::evaluate(&mut rec, &samples, |i, n| {
+                if i % 25 == 0 {
+                    eprintln!("eval: {i}/{n} images");
+                }
+            });
+            println!(
+                "{:<8} {:>7} {:>10} {:>8} {:>10} {:>9}",
+                "set", "images", "detected", "exact", "within 1", "ms/image"
+            );
+            for (name, s) in &scores {
+                println!(
+                    "{name:<8} {:>7} {:>9.1}% {:>7.1}% {:>9.1}% {:>9.1}",
+                    s.images,
+                    s.recall(),
+                    s.exact_rate(),
+                    s.within_one_rate(),
+                    s.ms_per_image()
+                );
+            }
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&scores)?)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Central {
+            broker,
+            prefix,
+            db,
+            report,
+        } => {
             if report {
                 for d in anpr_central::Receiver::open(&db)?.report()? {
                     println!(
@@ -117,7 +189,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let rest = broker.strip_prefix("mqtt://").context("--broker must be an mqtt:// URL")?;
+            let rest = broker
+                .strip_prefix("mqtt://")
+                .context("--broker must be an mqtt:// URL")?;
             let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
             let cfg = anpr_central::CentralConfig {
                 host: host.to_string(),
@@ -154,7 +228,12 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Command::MakeDemo { out } => {
             let m = anpr::democlip::write_clip(&out)?;
-            println!("wrote {} ({} frames, plates {:?})", out.display(), m.frames, m.vehicles.iter().map(|v| &v.plate).collect::<Vec<_>>());
+            println!(
+                "wrote {} ({} frames, plates {:?})",
+                out.display(),
+                m.frames,
+                m.vehicles.iter().map(|v| &v.plate).collect::<Vec<_>>()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -163,12 +242,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
 #[allow(clippy::print_stdout)]
 fn print_summary(s: &anpr::device::Summary) {
     println!("summary:");
-    println!("  frames processed   {} ({} dropped)", s.frames, s.frames_dropped);
-    println!("  time               {:.1} s, {:.1} fps", s.elapsed.as_secs_f64(), s.fps());
+    println!(
+        "  frames processed   {} ({} dropped)",
+        s.frames, s.frames_dropped
+    );
+    println!(
+        "  time               {:.1} s, {:.1} fps",
+        s.elapsed.as_secs_f64(),
+        s.fps()
+    );
     println!("  plate reads        {} (per frame)", s.plate_reads);
     println!("  vehicles detected  {} (per frame)", s.vehicles);
     println!("  events recorded    {}", s.events);
-    println!("  events delivered   {} (acknowledged by the central receiver)", s.delivered);
+    println!(
+        "  events delivered   {} (acknowledged by the central receiver)",
+        s.delivered
+    );
     println!("  still queued       {}", s.pending);
     for e in &s.camera_errors {
         println!("  camera fault       {e}");

@@ -22,7 +22,10 @@ use tokio::sync::{mpsc, watch};
 #[non_exhaustive]
 pub enum CentralError {
     #[error("receiver database {path}: {source}")]
-    Db { path: PathBuf, source: rusqlite::Error },
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
 }
 
 /// Settings of the receiver.
@@ -66,10 +69,15 @@ pub struct Receiver {
 impl Receiver {
     /// Opens (creating) the receiver database.
     pub fn open(path: &Path) -> Result<Self, CentralError> {
-        let db = |source| CentralError::Db { path: path.to_path_buf(), source };
+        let db = |source| CentralError::Db {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open(path).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS events (
                 event_id TEXT PRIMARY KEY,
@@ -85,15 +93,26 @@ impl Receiver {
              CREATE INDEX IF NOT EXISTS events_dev_seq ON events(inventory, seq);",
         )
         .map_err(db)?;
-        Ok(Self { conn, path: path.to_path_buf() })
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     fn db(&self) -> impl Fn(rusqlite::Error) -> CentralError + '_ {
-        move |source| CentralError::Db { path: self.path.clone(), source }
+        move |source| CentralError::Db {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     /// Stores a delivery once; returns whether it was new.
-    pub fn store(&self, d: &Delivery, raw: &str, received_at: DateTime<Utc>) -> Result<bool, CentralError> {
+    pub fn store(
+        &self,
+        d: &Delivery,
+        raw: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<bool, CentralError> {
         let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let n = self
             .conn
@@ -114,7 +133,10 @@ impl Receiver {
             .map_err(self.db())?;
         if n == 0 {
             self.conn
-                .execute("UPDATE events SET copies = copies + 1 WHERE event_id = ?1", params![d.event.event_id.to_string()])
+                .execute(
+                    "UPDATE events SET copies = copies + 1 WHERE event_id = ?1",
+                    params![d.event.event_id.to_string()],
+                )
                 .map_err(self.db())?;
         }
         Ok(n == 1)
@@ -128,14 +150,27 @@ impl Receiver {
             .map_err(self.db())?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, bool>(4)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
             })
             .map_err(self.db())?;
         let mut out: Vec<DeviceReport> = Vec::new();
         for row in rows {
             let (inv, seq, cap, rec, delayed) = row.map_err(self.db())?;
             if out.last().is_none_or(|d| d.inventory != inv) {
-                out.push(DeviceReport { inventory: inv.clone(), events: 0, max_seq: 0, gaps: Vec::new(), delayed: 0, max_delay_s: 0.0 });
+                out.push(DeviceReport {
+                    inventory: inv.clone(),
+                    events: 0,
+                    max_seq: 0,
+                    gaps: Vec::new(),
+                    delayed: 0,
+                    max_delay_s: 0.0,
+                });
             }
             let d = out.last_mut().expect("pushed above");
             if seq > d.max_seq + 1 {
@@ -144,8 +179,13 @@ impl Receiver {
             d.max_seq = seq;
             d.events += 1;
             d.delayed += u64::from(delayed);
-            if let (Ok(c), Ok(r)) = (DateTime::parse_from_rfc3339(&cap), DateTime::parse_from_rfc3339(&rec)) {
-                d.max_delay_s = d.max_delay_s.max((r - c).num_milliseconds() as f64 / 1000.0);
+            if let (Ok(c), Ok(r)) = (
+                DateTime::parse_from_rfc3339(&cap),
+                DateTime::parse_from_rfc3339(&rec),
+            ) {
+                d.max_delay_s = d
+                    .max_delay_s
+                    .max((r - c).num_milliseconds() as f64 / 1000.0);
             }
         }
         Ok(out)
@@ -157,7 +197,9 @@ impl Receiver {
             .conn
             .prepare("SELECT payload FROM events WHERE inventory = ?1 ORDER BY seq")
             .map_err(self.db())?;
-        let rows = stmt.query_map(params![inventory], |r| r.get::<_, String>(0)).map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![inventory], |r| r.get::<_, String>(0))
+            .map_err(self.db())?;
         let mut out = Vec::new();
         for raw in rows {
             let raw = raw.map_err(self.db())?;
@@ -223,6 +265,9 @@ pub async fn run(
         }
     }
     let _ = client.try_disconnect();
-    let _ = tokio::time::timeout(Duration::from_millis(300), async { while eventloop.poll().await.is_ok() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
     Ok(())
 }

@@ -374,7 +374,10 @@ broker = "mqtt://127.0.0.1:1883"
         let text = GOOD.replace("[models]", "[models]\nintra_threads = \"two\"");
         let err = parse(&text, Path::new("dev.toml")).unwrap_err().to_string();
         assert!(err.contains("invalid type"), "{err}");
-        assert!(err.contains("intra_threads") || err.contains("byte"), "{err}");
+        assert!(
+            err.contains("intra_threads") || err.contains("byte"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -22,9 +22,13 @@ use gstreamer_app as gst_app;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IngestError {
-    #[error("GStreamer could not be initialised: {0}; install the GStreamer runtime (deploy/setup.sh)")]
+    #[error(
+        "GStreamer could not be initialised: {0}; install the GStreamer runtime (deploy/setup.sh)"
+    )]
     Init(String),
-    #[error("camera {camera}: the source {uri} does not open: {message}; check the URI, that the file or device exists and that the camera is reachable")]
+    #[error(
+        "camera {camera}: the source {uri} does not open: {message}; check the URI, that the file or device exists and that the camera is reachable"
+    )]
     Open {
         camera: String,
         uri: String,
@@ -59,7 +63,7 @@ pub fn source_description(uri: &str) -> String {
         let abs = if p.is_absolute() {
             p.to_path_buf()
         } else {
-            std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+            std::env::current_dir().map_or_else(|_| p.to_path_buf(), |d| d.join(p))
         };
         format!("file://{}", abs.display())
     };
@@ -82,9 +86,19 @@ pub struct FrameSource {
 impl FrameSource {
     /// Opens the source and waits (up to `timeout`) until it plays.
     /// `max_fps` > 0 keeps at most that many frames per second of stream time.
-    pub fn open(camera: &str, uri: &str, live: Option<bool>, max_fps: f32, timeout: Duration) -> Result<Self, IngestError> {
+    pub fn open(
+        camera: &str,
+        uri: &str,
+        live: Option<bool>,
+        max_fps: f32,
+        timeout: Duration,
+    ) -> Result<Self, IngestError> {
         gst::init().map_err(|e| IngestError::Init(e.to_string()))?;
-        let open_err = |message: String| IngestError::Open { camera: camera.to_string(), uri: uri.to_string(), message };
+        let open_err = |message: String| IngestError::Open {
+            camera: camera.to_string(),
+            uri: uri.to_string(),
+            message,
+        };
         if !uri.contains("://") && !Path::new(uri).is_file() {
             return Err(open_err("file not found".into()));
         }
@@ -109,13 +123,16 @@ impl FrameSource {
             open_err(msg)
         })?;
         // Wait for PLAYING (or PAUSED for sinks that preroll) or an error.
-        let (res, state, _) = pipeline.state(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64));
+        let (res, state, _) =
+            pipeline.state(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64));
         if res.is_err() || (state != gst::State::Playing && state != gst::State::Paused) {
-            let msg = first_bus_error(&pipeline).unwrap_or_else(|| format!("did not start within {timeout:?}"));
+            let msg = first_bus_error(&pipeline)
+                .unwrap_or_else(|| format!("did not start within {timeout:?}"));
             let _ = pipeline.set_state(gst::State::Null);
             return Err(open_err(msg));
         }
-        let min_interval = (max_fps > 0.0).then(|| Duration::from_secs_f64(1.0 / f64::from(max_fps)));
+        let min_interval =
+            (max_fps > 0.0).then(|| Duration::from_secs_f64(1.0 / f64::from(max_fps)));
         Ok(Self {
             camera: camera.to_string(),
             uri: uri.to_string(),
@@ -145,12 +162,18 @@ impl FrameSource {
     /// and reports a stall as an error.
     pub fn next_frame(&mut self, timeout: Duration) -> Result<Option<Frame>, IngestError> {
         loop {
-            let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64)) else {
+            let Some(sample) = self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64))
+            else {
                 if self.sink.is_eos() {
                     return Ok(None);
                 }
                 if let Some(msg) = first_bus_error(&self.pipeline) {
-                    return Err(IngestError::Stream { camera: self.camera.clone(), message: msg });
+                    return Err(IngestError::Stream {
+                        camera: self.camera.clone(),
+                        message: msg,
+                    });
                 }
                 return Err(IngestError::Stream {
                     camera: self.camera.clone(),
@@ -159,25 +182,40 @@ impl FrameSource {
             };
             let index = self.next_index;
             self.next_index += 1;
-            let stream_err = |message: String| IngestError::Stream { camera: self.camera.clone(), message };
-            let buffer = sample.buffer().ok_or_else(|| stream_err("sample without buffer".into()))?;
-            let pts = buffer.pts().map_or(Duration::ZERO, |t| Duration::from_nanos(t.nseconds()));
+            let stream_err = |message: String| IngestError::Stream {
+                camera: self.camera.clone(),
+                message,
+            };
+            let buffer = sample
+                .buffer()
+                .ok_or_else(|| stream_err("sample without buffer".into()))?;
+            let pts = buffer
+                .pts()
+                .map_or(Duration::ZERO, |t| Duration::from_nanos(t.nseconds()));
             if let (Some(min), Some(last)) = (self.min_interval, self.last_kept)
                 && pts.saturating_sub(last) < min
             {
                 continue;
             }
             self.last_kept = Some(pts);
-            let caps = sample.caps().ok_or_else(|| stream_err("sample without caps".into()))?;
-            let info = gstreamer_video::VideoInfo::from_caps(caps).map_err(|e| stream_err(e.to_string()))?;
-            let map = buffer.map_readable().map_err(|e| stream_err(e.to_string()))?;
+            let caps = sample
+                .caps()
+                .ok_or_else(|| stream_err("sample without caps".into()))?;
+            let info = gstreamer_video::VideoInfo::from_caps(caps)
+                .map_err(|e| stream_err(e.to_string()))?;
+            let map = buffer
+                .map_readable()
+                .map_err(|e| stream_err(e.to_string()))?;
             let (w, h) = (info.width(), info.height());
             let row = w as usize * 3;
             let stride = info.stride()[0] as usize;
             let mut data = Vec::with_capacity(row * h as usize);
             for y in 0..h as usize {
                 let start = y * stride;
-                data.extend_from_slice(map.get(start..start + row).ok_or_else(|| stream_err("short frame buffer".into()))?);
+                data.extend_from_slice(
+                    map.get(start..start + row)
+                        .ok_or_else(|| stream_err("short frame buffer".into()))?,
+                );
             }
             let captured_at = if self.live {
                 Utc::now()
@@ -189,7 +227,11 @@ impl FrameSource {
                 index,
                 pts,
                 captured_at,
-                image: RgbFrame { width: w, height: h, data },
+                image: RgbFrame {
+                    width: w,
+                    height: h,
+                    data,
+                },
             }));
         }
     }
@@ -224,11 +266,20 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_an_open_error_naming_the_camera() {
-        let err = FrameSource::open("cam9", "/nonexistent/clip.mp4", None, 0.0, Duration::from_secs(2))
-            .err()
-            .expect("must fail");
+        let err = FrameSource::open(
+            "cam9",
+            "/nonexistent/clip.mp4",
+            None,
+            0.0,
+            Duration::from_secs(2),
+        )
+        .err()
+        .expect("must fail");
         let msg = err.to_string();
-        assert!(msg.contains("cam9") && msg.contains("/nonexistent/clip.mp4"), "{msg}");
+        assert!(
+            msg.contains("cam9") && msg.contains("/nonexistent/clip.mp4"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -244,9 +295,19 @@ mod tests {
         .unwrap();
         p.set_state(gst::State::Playing).unwrap();
         let bus = p.bus().unwrap();
-        bus.timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Eos, gst::MessageType::Error]);
+        bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
         p.set_state(gst::State::Null).unwrap();
-        let mut src = FrameSource::open("t", path.to_str().unwrap(), None, 0.0, Duration::from_secs(10)).unwrap();
+        let mut src = FrameSource::open(
+            "t",
+            path.to_str().unwrap(),
+            None,
+            0.0,
+            Duration::from_secs(10),
+        )
+        .unwrap();
         let mut n = 0;
         let mut last = None;
         while let Some(f) = src.next_frame(Duration::from_secs(10)).unwrap() {

@@ -30,12 +30,26 @@ const SCHEMA_VERSION: i64 = 1;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    #[error("queue database {path} cannot be opened: {source}; check that the directory exists and is writable")]
-    Open { path: PathBuf, source: rusqlite::Error },
-    #[error("queue database {path} has schema version {found}, newer than this software ({supported}); upgrade the software")]
-    TooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error(
+        "queue database {path} cannot be opened: {source}; check that the directory exists and is writable"
+    )]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "queue database {path} has schema version {found}, newer than this software ({supported}); upgrade the software"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("queue database {path}: {source}")]
-    Sql { path: PathBuf, source: rusqlite::Error },
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("stored event {seq} is not valid JSON: {message}")]
     Corrupt { seq: u64, message: String },
 }
@@ -78,18 +92,30 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the queue at `path` and migrates its schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open = |source| StoreError::Open { path: path.to_path_buf(), source };
+        let open = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open(path).map_err(open)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open)?;
-        let store = Self { conn, path: path.to_path_buf() };
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open)?;
+        let store = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
         store.migrate()?;
         Ok(store)
     }
 
     fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sql { path: self.path.clone(), source }
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -98,7 +124,11 @@ impl Store {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(self.sql())?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew { path: self.path.clone(), found: version, supported: SCHEMA_VERSION });
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
         if version < 1 {
             self.conn
@@ -125,17 +155,25 @@ impl Store {
     /// Appends an event built from the next sequence number, committed durably before return.
     pub fn append(&mut self, build: impl FnOnce(u64) -> Event) -> Result<Event, StoreError> {
         let path = self.path.clone();
-        let sql = move |source| StoreError::Sql { path: path.clone(), source };
+        let sql = move |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&sql)?;
         let next: i64 = tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM events", [], |r| r.get(0))
+            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM events", [], |r| {
+                r.get(0)
+            })
             .map_err(&sql)?;
         let next = next as u64;
         let event = build(next);
-        let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt { seq: next, message: e.to_string() })?;
+        let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt {
+            seq: next,
+            message: e.to_string(),
+        })?;
         tx.execute(
             "INSERT INTO events (seq, event_id, captured_at, payload, accepted_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
@@ -160,13 +198,28 @@ impl Store {
             )
             .map_err(self.sql())?;
         let rows = stmt
-            .query_map(params![after as i64, limit as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?, r.get::<_, u32>(2)?)))
+            .query_map(params![after as i64, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                ))
+            })
             .map_err(self.sql())?;
         let mut out = Vec::new();
         for row in rows {
             let (seq, payload, attempts) = row.map_err(self.sql())?;
-            let event: Event = serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt { seq, message: e.to_string() })?;
-            out.push(Pending { seq, event_id: event.event_id, captured_at: event.captured_at, attempts, event });
+            let event: Event = serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt {
+                seq,
+                message: e.to_string(),
+            })?;
+            out.push(Pending {
+                seq,
+                event_id: event.event_id,
+                captured_at: event.captured_at,
+                attempts,
+                event,
+            });
         }
         Ok(out)
     }
@@ -174,7 +227,10 @@ impl Store {
     /// Records that a row was sent once more.
     pub fn note_attempt(&self, seq: u64) -> Result<(), StoreError> {
         self.conn
-            .execute("UPDATE events SET attempts = attempts + 1 WHERE seq = ?1", params![seq as i64])
+            .execute(
+                "UPDATE events SET attempts = attempts + 1 WHERE seq = ?1",
+                params![seq as i64],
+            )
             .map_err(self.sql())?;
         Ok(())
     }
@@ -215,7 +271,11 @@ impl Store {
                 |r| {
                     let total = r.get::<_, i64>(0)? as u64;
                     let pending = r.get::<_, i64>(1)? as u64;
-                    Ok(QueueStats { total, pending, delivered: total - pending })
+                    Ok(QueueStats {
+                        total,
+                        pending,
+                        delivered: total - pending,
+                    })
                 },
             )
             .map_err(self.sql())
@@ -224,7 +284,11 @@ impl Store {
     /// Whether the row with this sequence is delivered (`None` if there is no such row).
     pub fn is_delivered(&self, seq: u64) -> Result<Option<bool>, StoreError> {
         self.conn
-            .query_row("SELECT delivered_at IS NOT NULL FROM events WHERE seq = ?1", params![seq as i64], |r| r.get(0))
+            .query_row(
+                "SELECT delivered_at IS NOT NULL FROM events WHERE seq = ?1",
+                params![seq as i64],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.sql())
     }
@@ -233,22 +297,45 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anpr_types::{ClockInfo, DeviceInfo, EVENT_SCHEMA, EventKind, EventPlate, EventVehicle, FrameRef, VehicleClass};
+    use anpr_types::{
+        ClockInfo, DeviceInfo, EVENT_SCHEMA, EventKind, EventPlate, EventVehicle, FrameRef,
+        VehicleClass,
+    };
 
     pub(crate) fn event(seq: u64) -> Event {
         Event {
             schema: EVENT_SCHEMA.into(),
             event_id: Uuid::now_v7(),
             seq,
-            device: DeviceInfo { inventory: "INV-1".into(), profile: "stationary".into(), site: "s".into() },
+            device: DeviceInfo {
+                inventory: "INV-1".into(),
+                profile: "stationary".into(),
+                site: "s".into(),
+            },
             camera: "cam1".into(),
             kind: EventKind::Passage,
             captured_at: Utc::now(),
-            clock: ClockInfo { source: "system".into(), synced: false },
+            clock: ClockInfo {
+                source: "system".into(),
+                synced: false,
+            },
             position: None,
-            vehicle: EventVehicle { class: VehicleClass::Car, confidence: 0.9, bbox: None },
-            plate: EventPlate { text: "123ABC01".into(), confidence: 0.9, detection_confidence: 0.8, bbox: [1, 2, 3, 4] },
-            frame: FrameRef { index: 1, width: 10, height: 10 },
+            vehicle: EventVehicle {
+                class: VehicleClass::Car,
+                confidence: 0.9,
+                bbox: None,
+            },
+            plate: EventPlate {
+                text: "123ABC01".into(),
+                confidence: 0.9,
+                detection_confidence: 0.8,
+                bbox: [1, 2, 3, 4],
+            },
+            frame: FrameRef {
+                index: 1,
+                width: 10,
+                height: 10,
+            },
         }
     }
 
@@ -266,7 +353,10 @@ mod tests {
         let e = s.append(event).unwrap();
         assert_eq!(e.seq, 4);
         let p = s.pending(0, 10).unwrap();
-        assert_eq!(p.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            p.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
     }
 
     #[test]
@@ -275,11 +365,30 @@ mod tests {
         let mut s = Store::open(&dir.path().join("q.sqlite")).unwrap();
         let a = s.append(event).unwrap();
         let b = s.append(event).unwrap();
-        assert_eq!(s.mark_delivered(a.event_id, b.seq).unwrap(), AckOutcome::Unknown);
-        assert_eq!(s.mark_delivered(Uuid::now_v7(), a.seq).unwrap(), AckOutcome::Unknown);
-        assert_eq!(s.mark_delivered(a.event_id, a.seq).unwrap(), AckOutcome::Marked);
-        assert_eq!(s.mark_delivered(a.event_id, a.seq).unwrap(), AckOutcome::AlreadyDelivered);
-        assert_eq!(s.stats().unwrap(), QueueStats { total: 2, pending: 1, delivered: 1 });
+        assert_eq!(
+            s.mark_delivered(a.event_id, b.seq).unwrap(),
+            AckOutcome::Unknown
+        );
+        assert_eq!(
+            s.mark_delivered(Uuid::now_v7(), a.seq).unwrap(),
+            AckOutcome::Unknown
+        );
+        assert_eq!(
+            s.mark_delivered(a.event_id, a.seq).unwrap(),
+            AckOutcome::Marked
+        );
+        assert_eq!(
+            s.mark_delivered(a.event_id, a.seq).unwrap(),
+            AckOutcome::AlreadyDelivered
+        );
+        assert_eq!(
+            s.stats().unwrap(),
+            QueueStats {
+                total: 2,
+                pending: 1,
+                delivered: 1
+            }
+        );
         assert_eq!(s.pending(0, 10).unwrap()[0].seq, b.seq);
     }
 

@@ -4,6 +4,7 @@
 //! free port, in a private temporary directory, and waits until it accepts connections. The
 //! broker is killed when the value is dropped, so a test never leaves one behind.
 
+use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,7 +28,11 @@ pub fn free_port() -> Result<u16> {
 
 /// Path of the mosquitto binary, or a clear error telling how to install it.
 pub fn mosquitto_binary() -> Result<PathBuf> {
-    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
         if Path::new(p).is_file() {
             return Ok(PathBuf::from(p));
         }
@@ -44,8 +49,14 @@ impl Mosquitto {
     /// Starts a broker; with `persistence` it keeps sessions and queued messages on disk
     /// across [`Mosquitto::restart`].
     pub fn start_with(persistence: bool) -> Result<Self> {
-        let dir = tempfile::tempdir().context("cannot create a temporary directory for mosquitto")?;
-        let mut m = Self { child: None, port: free_port()?, dir, persistence };
+        let dir =
+            tempfile::tempdir().context("cannot create a temporary directory for mosquitto")?;
+        let mut m = Self {
+            child: None,
+            port: free_port()?,
+            dir,
+            persistence,
+        };
         m.spawn()?;
         Ok(m)
     }
@@ -57,7 +68,11 @@ impl Mosquitto {
             self.port
         );
         if self.persistence {
-            text.push_str(&format!("persistence true\npersistence_location {}/\nautosave_interval 1\n", self.dir.path().display()));
+            let _ = write!(
+                text,
+                "persistence true\npersistence_location {}/\nautosave_interval 1\n",
+                self.dir.path().display()
+            );
         }
         std::fs::write(&conf, text)?;
         let log = std::fs::File::create(self.dir.path().join("mosquitto.log"))?;
@@ -77,12 +92,16 @@ impl Mosquitto {
             if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                let log = std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(self.dir.path().join("mosquitto.log"))
+                    .unwrap_or_default();
                 bail!("mosquitto exited ({status}) on port {}: {log}", self.port);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("mosquitto did not accept connections on port {} within 10 s", self.port)
+        bail!(
+            "mosquitto did not accept connections on port {} within 10 s",
+            self.port
+        )
     }
 
     /// The broker's port on 127.0.0.1.

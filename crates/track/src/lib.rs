@@ -23,7 +23,11 @@ pub struct TrackerConfig {
 
 impl Default for TrackerConfig {
     fn default() -> Self {
-        Self { max_gap: 12, min_chars: 4, min_reads: 2 }
+        Self {
+            max_gap: 12,
+            min_chars: 4,
+            min_reads: 2,
+        }
     }
 }
 
@@ -69,7 +73,10 @@ impl Track {
             None => self.votes.push((s.read.text.clone(), weight)),
         }
         if let Some(v) = &s.vehicle
-            && self.vehicle.as_ref().is_none_or(|cur| v.confidence > cur.confidence)
+            && self
+                .vehicle
+                .as_ref()
+                .is_none_or(|cur| v.confidence > cur.confidence)
         {
             self.vehicle = Some(v.clone());
         }
@@ -111,7 +118,9 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -121,7 +130,10 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 impl PlateTracker {
     #[must_use]
     pub fn new(cfg: TrackerConfig) -> Self {
-        Self { cfg, tracks: Vec::new() }
+        Self {
+            cfg,
+            tracks: Vec::new(),
+        }
     }
 
     /// Number of open tracks.
@@ -139,27 +151,49 @@ impl PlateTracker {
         reads: &[PlateRead],
         vehicles: &[VehicleDetection],
     ) -> Vec<Passage> {
-        for read in reads.iter().filter(|r| r.text.chars().count() >= self.cfg.min_chars) {
-            let vehicle = vehicles.iter().find(|v| v.bbox.contains_centre_of(&read.bbox)).cloned();
-            let sighting = Sighting { read: read.clone(), vehicle, frame_index, captured_at, frame_size };
+        for read in reads
+            .iter()
+            .filter(|r| r.text.chars().count() >= self.cfg.min_chars)
+        {
+            let vehicle = vehicles
+                .iter()
+                .find(|v| v.bbox.contains_centre_of(&read.bbox))
+                .cloned();
+            let sighting = Sighting {
+                read: read.clone(),
+                vehicle,
+                frame_index,
+                captured_at,
+                frame_size,
+            };
             // Same vehicle: the box moved a little, or the text is (nearly) the same.
-            let grown = |b: &BBox| BBox { x: b.x - b.w, y: b.y - b.h * 3.0, w: b.w * 3.0, h: b.h * 7.0 };
+            let grown = |b: &BBox| BBox {
+                x: b.x - b.w,
+                y: b.y - b.h * 3.0,
+                w: b.w * 3.0,
+                h: b.h * 7.0,
+            };
             let idx = self.tracks.iter().position(|(t, _)| {
                 frame_index.saturating_sub(t.last_frame) <= self.cfg.max_gap
                     && (t.last_box.iou(&read.bbox) > 0.05
                         || grown(&t.last_box).contains_centre_of(&read.bbox)
-                        || t.votes.iter().any(|(txt, _)| edit_distance(txt, &read.text) <= 1))
+                        || t.votes
+                            .iter()
+                            .any(|(txt, _)| edit_distance(txt, &read.text) <= 1))
             });
-            match idx {
-                Some(i) => {
-                    self.tracks[i].0.vote(sighting);
-                    self.tracks[i].1 += 1;
-                }
-                None => {
-                    let mut t = Track { last_box: read.bbox, last_frame: frame_index, votes: Vec::new(), best: Vec::new(), vehicle: None };
-                    t.vote(sighting);
-                    self.tracks.push((t, 1));
-                }
+            if let Some(i) = idx {
+                self.tracks[i].0.vote(sighting);
+                self.tracks[i].1 += 1;
+            } else {
+                let mut t = Track {
+                    last_box: read.bbox,
+                    last_frame: frame_index,
+                    votes: Vec::new(),
+                    best: Vec::new(),
+                    vehicle: None,
+                };
+                t.vote(sighting);
+                self.tracks.push((t, 1));
             }
         }
         let (ended, open): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tracks)
@@ -196,7 +230,12 @@ mod tests {
             confidence: conf,
             char_confidences: vec![conf; text.len()],
             detection_confidence: 0.8,
-            bbox: BBox { x, y: 100.0, w: 100.0, h: 25.0 },
+            bbox: BBox {
+                x,
+                y: 100.0,
+                w: 100.0,
+                h: 25.0,
+            },
         }
     }
 
@@ -207,7 +246,13 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..10u64 {
             let text = if i == 3 { "123ABO01" } else { "123ABC01" };
-            out.extend(t.step(i, now, (640, 480), &[read(text, 10.0 + i as f32 * 5.0, 0.9)], &[]));
+            out.extend(t.step(
+                i,
+                now,
+                (640, 480),
+                &[read(text, 10.0 + i as f32 * 5.0, 0.9)],
+                &[],
+            ));
         }
         assert!(out.is_empty());
         for i in 10..30u64 {
@@ -224,7 +269,13 @@ mod tests {
         let mut t = PlateTracker::new(TrackerConfig::default());
         let now = Utc::now();
         for i in 0..3u64 {
-            t.step(i, now, (640, 480), &[read("111AAA01", 0.0, 0.9), read("222BBB02", 400.0, 0.9)], &[]);
+            t.step(
+                i,
+                now,
+                (640, 480),
+                &[read("111AAA01", 0.0, 0.9), read("222BBB02", 400.0, 0.9)],
+                &[],
+            );
         }
         t.step(3, now, (640, 480), &[read("999ZZZ09", 200.0, 0.9)], &[]);
         let out = t.flush();

@@ -290,8 +290,18 @@ mod tests {
 
     #[test]
     fn iou_of_identical_boxes_is_one_and_of_disjoint_is_zero() {
-        let a = BBox { x: 0.0, y: 0.0, w: 10.0, h: 10.0 };
-        let b = BBox { x: 20.0, y: 20.0, w: 5.0, h: 5.0 };
+        let a = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: 10.0,
+            h: 10.0,
+        };
+        let b = BBox {
+            x: 20.0,
+            y: 20.0,
+            w: 5.0,
+            h: 5.0,
+        };
         assert!((a.iou(&a) - 1.0).abs() < 1e-6);
         assert!(a.iou(&b).abs() < 1e-6);
     }
@@ -310,4 +320,3 @@ mod tests {
         assert_eq!(Topics::all_events("anpr/v1"), "anpr/v1/+/events");
     }
 }
-

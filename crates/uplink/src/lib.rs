@@ -99,7 +99,12 @@ pub async fn run(
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_clean_session(true);
     opts.set_max_packet_size(1 << 20, 1 << 20);
-    opts.set_last_will(LastWill::new(cfg.topics.health(), r#"{"status":"offline"}"#, QoS::AtLeastOnce, true));
+    opts.set_last_will(LastWill::new(
+        cfg.topics.health(),
+        r#"{"status":"offline"}"#,
+        QoS::AtLeastOnce,
+        true,
+    ));
     let (client, mut eventloop) = AsyncClient::new(opts, cfg.max_inflight * 2 + 16);
     let ack_topic = cfg.topics.ack();
     let events_topic = cfg.topics.events();
@@ -174,7 +179,12 @@ pub async fn run(
             _ = mode.changed() => {}
         }
     }
-    let _ = client.try_publish(cfg.topics.health(), QoS::AtLeastOnce, true, r#"{"status":"offline"}"#);
+    let _ = client.try_publish(
+        cfg.topics.health(),
+        QoS::AtLeastOnce,
+        true,
+        r#"{"status":"offline"}"#,
+    );
     let _ = client.try_disconnect();
     // Let the disconnect go out; bounded so a dead link cannot hold the shutdown.
     let _ = tokio::time::timeout(Duration::from_millis(300), async {
@@ -215,9 +225,16 @@ fn pump(
     for row in candidates {
         let sent_at = Utc::now();
         let delayed = row.attempts > 0 || row.captured_at < connected_since;
-        let delivery = Delivery { event: row.event, sent_at, delayed };
+        let delivery = Delivery {
+            event: row.event,
+            sent_at,
+            delayed,
+        };
         let payload = serde_json::to_vec(&delivery).expect("events always serialise");
-        if client.try_publish(topic, QoS::AtLeastOnce, false, payload).is_err() {
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            .is_err()
+        {
             break;
         }
         store.note_attempt(row.seq)?;

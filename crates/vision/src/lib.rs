@@ -106,14 +106,23 @@ impl Recognizer {
         let plates = YoloDetector::load(&cfg.plate_detector, "plate detector", cfg.intra_threads)?;
         let reader = PlateReader::load(&cfg.plate_reader, cfg.intra_threads)?;
         let vehicles = match &cfg.vehicle_detector {
-            Some(p) if p.exists() => Some(YoloDetector::load(p, "vehicle detector", cfg.intra_threads)?),
+            Some(p) if p.exists() => Some(YoloDetector::load(
+                p,
+                "vehicle detector",
+                cfg.intra_threads,
+            )?),
             Some(p) => {
                 tracing::warn!(path = %p.display(), "No vehicle detector model; vehicles are reported as `unknown`.");
                 None
             }
             None => None,
         };
-        Ok(Self { plates, reader, vehicles, cfg })
+        Ok(Self {
+            plates,
+            reader,
+            vehicles,
+            cfg,
+        })
     }
 
     /// Whether a vehicle detector is loaded.
@@ -124,7 +133,10 @@ impl Recognizer {
 
     /// Finds and reads every plate in a frame, and the vehicles when a detector is loaded.
     pub fn process(&mut self, frame: &RgbFrame) -> Result<FrameResult, VisionError> {
-        if frame.width < 8 || frame.height < 8 || frame.data.len() != (frame.width * frame.height * 3) as usize {
+        if frame.width < 8
+            || frame.height < 8
+            || frame.data.len() != (frame.width * frame.height * 3) as usize
+        {
             return Err(VisionError::BadFrame {
                 width: frame.width,
                 height: frame.height,
@@ -137,7 +149,11 @@ impl Recognizer {
             let t = Instant::now();
             for d in det.detect(frame, self.cfg.vehicle_confidence)? {
                 if let Some(class) = coco_vehicle_class(d.class) {
-                    vehicles.push(VehicleDetection { class, confidence: d.score, bbox: d.bbox });
+                    vehicles.push(VehicleDetection {
+                        class,
+                        confidence: d.score,
+                        bbox: d.bbox,
+                    });
                 }
             }
             timings.vehicle_ms = ms(t);
@@ -158,7 +174,11 @@ impl Recognizer {
             });
         }
         timings.plate_read_ms = ms(t);
-        Ok(FrameResult { plates, vehicles, timings })
+        Ok(FrameResult {
+            plates,
+            vehicles,
+            timings,
+        })
     }
 }
 
@@ -170,6 +190,8 @@ pub(crate) fn check_model_file(path: &Path) -> Result<(), VisionError> {
     if path.is_file() {
         Ok(())
     } else {
-        Err(VisionError::ModelMissing { path: path.to_path_buf() })
+        Err(VisionError::ModelMissing {
+            path: path.to_path_buf(),
+        })
     }
 }

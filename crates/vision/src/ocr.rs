@@ -33,22 +33,25 @@ pub fn ctc_greedy_decode(probs: &ArrayView2<'_, f32>, dict: &[String]) -> CtcDec
     let mut out = CtcDecoded::default();
     let mut prev = usize::MAX;
     for step in probs.rows() {
-        let (best, p) = step
-            .iter()
-            .enumerate()
-            .fold((0usize, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
-        if best != prev && best != 0 {
-            if let Some(s) = dict.get(best - 1) {
-                for ch in s.chars().filter(char::is_ascii_alphanumeric) {
-                    out.text.push(ch.to_ascii_uppercase());
-                    out.char_confidences.push(p);
-                }
+        let (best, p) =
+            step.iter().enumerate().fold(
+                (0usize, f32::MIN),
+                |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+            );
+        if best != prev
+            && best != 0
+            && let Some(s) = dict.get(best - 1)
+        {
+            for ch in s.chars().filter(char::is_ascii_alphanumeric) {
+                out.text.push(ch.to_ascii_uppercase());
+                out.char_confidences.push(p);
             }
         }
         prev = best;
     }
     if !out.char_confidences.is_empty() {
-        out.confidence = out.char_confidences.iter().sum::<f32>() / out.char_confidences.len() as f32;
+        out.confidence =
+            out.char_confidences.iter().sum::<f32>() / out.char_confidences.len() as f32;
     }
     out
 }
@@ -80,7 +83,9 @@ pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox) -> Array4<f32> {
             let xb = (xa + 1).min(cw - 1);
             let wx = fx - xa as f32;
             for c in 0..3 {
-                let px = |yy: usize, xx: usize| f32::from(frame.data[(y0 + yy) * stride + (x0 + xx) * 3 + c]);
+                let px = |yy: usize, xx: usize| {
+                    f32::from(frame.data[(y0 + yy) * stride + (x0 + xx) * 3 + c])
+                };
                 let v = (px(ya, xa) * (1.0 - wx) + px(ya, xb) * wx) * (1.0 - wy)
                     + (px(yb, xa) * (1.0 - wx) + px(yb, xb) * wx) * wy;
                 // BGR channel order, as the recognizer was trained.
@@ -103,7 +108,11 @@ impl PlateReader {
     /// Loads the recognizer and its dictionary from the model metadata.
     pub fn load(path: &Path, threads: usize) -> Result<Self, VisionError> {
         let session = crate::runtime::session(path, threads)?;
-        let shape_err = |message: String| VisionError::ModelShape { path: path.to_path_buf(), role: "plate reader", message };
+        let shape_err = |message: String| VisionError::ModelShape {
+            path: path.to_path_buf(),
+            role: "plate reader",
+            message,
+        };
         let dict_text = session
             .metadata()
             .ok()
@@ -113,7 +122,11 @@ impl PlateReader {
         let classes = session
             .outputs()
             .first()
-            .and_then(|o| o.dtype().tensor_shape().and_then(|s| s.iter().last().copied()))
+            .and_then(|o| {
+                o.dtype()
+                    .tensor_shape()
+                    .and_then(|s| s.iter().last().copied())
+            })
             .unwrap_or(-1);
         if classes > 0 {
             let classes = classes as usize;
@@ -130,41 +143,68 @@ impl PlateReader {
             .inputs()
             .first()
             .ok_or_else(|| shape_err("the model has no input".into()))?;
-        let dims: Vec<i64> = input.dtype().tensor_shape().map(|s| s.iter().copied().collect()).unwrap_or_default();
+        let dims: Vec<i64> = input
+            .dtype()
+            .tensor_shape()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
         if dims.len() != 4 || dims[1] != 3 || dims[2] != HEIGHT as i64 {
-            return Err(shape_err(format!("expected an input [N, 3, 48, W], found {dims:?}")));
+            return Err(shape_err(format!(
+                "expected an input [N, 3, 48, W], found {dims:?}"
+            )));
         }
-        Ok(Self { input: input.name().to_string(), session, path: path.to_path_buf(), dict })
+        Ok(Self {
+            input: input.name().to_string(),
+            session,
+            path: path.to_path_buf(),
+            dict,
+        })
     }
 
     /// Reads the plate inside `bbox`.
     pub fn read(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
         let tensor = prepare_crop(frame, bbox);
-        let err = |e: ort::Error| VisionError::Inference { path: self.path.clone(), message: e.to_string() };
+        let err = |e: ort::Error| VisionError::Inference {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
         let input = TensorRef::from_array_view(&tensor).map_err(err)?;
         let outputs = self
             .session
             .run(ort::inputs![self.input.as_str() => input])
-            .map_err(|e| VisionError::Inference { path: self.path.clone(), message: e.to_string() })?;
+            .map_err(|e| VisionError::Inference {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
         let probs = outputs[0]
             .try_extract_array::<f32>()
-            .map_err(|e| VisionError::Inference { path: self.path.clone(), message: e.to_string() })?;
+            .map_err(|e| VisionError::Inference {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
         let shape = probs.shape().to_vec();
         let probs = probs
             .into_shape_with_order((shape[1], shape[2]))
-            .map_err(|e| VisionError::Inference { path: self.path.clone(), message: e.to_string() })?;
+            .map_err(|e| VisionError::Inference {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
         Ok(ctc_greedy_decode(&probs, &self.dict))
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
     use ndarray::Array2;
 
     #[test]
     fn ctc_merges_repeats_drops_blanks_and_keeps_plate_characters() {
-        let dict: Vec<String> = ["1", "A", "-", "b"].iter().map(|s| (*s).to_string()).collect();
+        let dict: Vec<String> = ["1", "A", "-", "b"]
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect();
         // steps: 1 1 blank 1 A - b blank
         let seq = [1usize, 1, 0, 1, 2, 3, 4, 0];
         let mut probs = Array2::<f32>::zeros((seq.len(), dict.len() + 1));
@@ -179,8 +219,20 @@ mod tests {
 
     #[test]
     fn crop_keeps_the_aspect_ratio_and_pads_to_the_minimum_width() {
-        let frame = RgbFrame { width: 200, height: 100, data: vec![255; 200 * 100 * 3] };
-        let t = prepare_crop(&frame, &BBox { x: 50.0, y: 40.0, w: 100.0, h: 22.0 });
+        let frame = RgbFrame {
+            width: 200,
+            height: 100,
+            data: vec![255; 200 * 100 * 3],
+        };
+        let t = prepare_crop(
+            &frame,
+            &BBox {
+                x: 50.0,
+                y: 40.0,
+                w: 100.0,
+                h: 22.0,
+            },
+        );
         assert_eq!(t.shape(), &[1, 3, 48, 320]);
         assert!((t[[0, 0, 10, 10]] - 1.0).abs() < 1e-5);
         assert_eq!(t[[0, 0, 10, 319]], 0.0);

@@ -12,7 +12,8 @@ static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
 /// Loads ONNX Runtime from `dylib` (or from `ORT_DYLIB_PATH` when set) and builds the
 /// process-wide environment. Later calls return the first outcome.
 pub fn init_runtime(dylib: &Path) -> Result<Environment, VisionError> {
-    let path: PathBuf = std::env::var_os("ORT_DYLIB_PATH").map_or_else(|| dylib.to_path_buf(), PathBuf::from);
+    let path: PathBuf =
+        std::env::var_os("ORT_DYLIB_PATH").map_or_else(|| dylib.to_path_buf(), PathBuf::from);
     let outcome = ENV.get_or_init(|| {
         if !path.is_file() {
             return Err("file not found".to_string());
@@ -39,7 +40,10 @@ pub(crate) fn session(path: &Path, threads: usize) -> Result<ort::session::Sessi
         path: PathBuf::from("libonnxruntime.so"),
         message: "ONNX Runtime is not initialised; call init_runtime first".into(),
     })?;
-    let load = |message: String| VisionError::ModelLoad { path: path.to_path_buf(), message };
+    let load = |message: String| VisionError::ModelLoad {
+        path: path.to_path_buf(),
+        message,
+    };
     ort::session::Session::builder(&env)
         .map_err(|e| load(e.to_string()))?
         .with_intra_threads(threads)

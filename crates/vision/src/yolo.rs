@@ -37,7 +37,12 @@ impl Letterbox {
         let y0 = ((cy - h / 2.0 - self.pad_y) / self.scale).clamp(0.0, fh as f32);
         let x1 = ((cx + w / 2.0 - self.pad_x) / self.scale).clamp(0.0, fw as f32);
         let y1 = ((cy + h / 2.0 - self.pad_y) / self.scale).clamp(0.0, fh as f32);
-        BBox { x: x0, y: y0, w: x1 - x0, h: y1 - y0 }
+        BBox {
+            x: x0,
+            y: y0,
+            w: x1 - x0,
+            h: y1 - y0,
+        }
     }
 }
 
@@ -82,7 +87,14 @@ pub fn letterbox(frame: &RgbFrame, size: usize) -> (Array4<f32>, Letterbox) {
             }
         }
     }
-    (out, Letterbox { scale, pad_x, pad_y })
+    (
+        out,
+        Letterbox {
+            scale,
+            pad_x,
+            pad_y,
+        },
+    )
 }
 
 /// One detection in source pixels.
@@ -105,7 +117,13 @@ pub enum Layout {
 
 /// Decodes YOLOv8 output `[1, 4 + classes, anchors]` into detections above `min_score`.
 #[must_use]
-pub fn decode(out: &ArrayViewD<'_, f32>, lb: &Letterbox, fw: u32, fh: u32, min_score: f32) -> Vec<Detection> {
+pub fn decode(
+    out: &ArrayViewD<'_, f32>,
+    lb: &Letterbox,
+    fw: u32,
+    fh: u32,
+    min_score: f32,
+) -> Vec<Detection> {
     let out = out.index_axis(Axis(0), 0);
     let rows = out.shape()[0];
     let anchors = out.shape()[1];
@@ -125,14 +143,25 @@ pub fn decode(out: &ArrayViewD<'_, f32>, lb: &Letterbox, fw: u32, fh: u32, min_s
         if bbox.w < 1.0 || bbox.h < 1.0 {
             continue;
         }
-        dets.push(Detection { bbox, score: best.1, class: best.0 });
+        dets.push(Detection {
+            bbox,
+            score: best.1,
+            class: best.0,
+        });
     }
     nms(dets, NMS_IOU)
 }
 
 /// Decodes YOLOv5 output `[1, anchors, 5 + classes]` into detections above `min_score`.
 #[must_use]
-pub fn decode_v5(out: &ArrayViewD<'_, f32>, scale: f32, lb: &Letterbox, fw: u32, fh: u32, min_score: f32) -> Vec<Detection> {
+pub fn decode_v5(
+    out: &ArrayViewD<'_, f32>,
+    scale: f32,
+    lb: &Letterbox,
+    fw: u32,
+    fh: u32,
+    min_score: f32,
+) -> Vec<Detection> {
     let out = out.index_axis(Axis(0), 0);
     let mut dets = Vec::new();
     for row in out.rows() {
@@ -140,16 +169,26 @@ pub fn decode_v5(out: &ArrayViewD<'_, f32>, scale: f32, lb: &Letterbox, fw: u32,
         if obj < min_score {
             continue;
         }
-        let (class, cls) = row
-            .iter()
-            .skip(5)
-            .enumerate()
-            .fold((0usize, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
+        let (class, cls) =
+            row.iter()
+                .skip(5)
+                .enumerate()
+                .fold(
+                    (0usize, f32::MIN),
+                    |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+                );
         let score = obj * cls;
         if score < min_score {
             continue;
         }
-        let bbox = lb.unmap(row[0] * scale, row[1] * scale, row[2] * scale, row[3] * scale, fw, fh);
+        let bbox = lb.unmap(
+            row[0] * scale,
+            row[1] * scale,
+            row[2] * scale,
+            row[3] * scale,
+            fw,
+            fh,
+        );
         if bbox.w < 1.0 || bbox.h < 1.0 {
             continue;
         }
@@ -164,7 +203,10 @@ pub fn nms(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
     dets.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut keep: Vec<Detection> = Vec::with_capacity(dets.len());
     for d in dets {
-        if keep.iter().all(|k| k.class != d.class || k.bbox.iou(&d.bbox) <= iou) {
+        if keep
+            .iter()
+            .all(|k| k.class != d.class || k.bbox.iou(&d.bbox) <= iou)
+        {
             keep.push(d);
         }
     }
@@ -185,8 +227,15 @@ impl YoloDetector {
     /// YOLOv8 layout.
     pub fn load(path: &Path, role: &'static str, threads: usize) -> Result<Self, VisionError> {
         let session = crate::runtime::session(path, threads)?;
-        let shape_err = |message: String| VisionError::ModelShape { path: path.to_path_buf(), role, message };
-        let input = session.inputs().first().ok_or_else(|| shape_err("the model has no input".into()))?;
+        let shape_err = |message: String| VisionError::ModelShape {
+            path: path.to_path_buf(),
+            role,
+            message,
+        };
+        let input = session
+            .inputs()
+            .first()
+            .ok_or_else(|| shape_err("the model has no input".into()))?;
         let dims: Vec<i64> = input
             .dtype()
             .tensor_shape()
@@ -200,11 +249,19 @@ impl YoloDetector {
         let out_dims: Vec<i64> = session
             .outputs()
             .first()
-            .and_then(|o| o.dtype().tensor_shape().map(|s| s.iter().copied().collect()))
+            .and_then(|o| {
+                o.dtype()
+                    .tensor_shape()
+                    .map(|s| s.iter().copied().collect())
+            })
             .unwrap_or_default();
         let meta = |key: &str| session.metadata().ok().and_then(|m| m.custom(key));
         let layout = if meta("anpr.layout").as_deref() == Some("yolov5") {
-            let scale = if meta("anpr.box_units").as_deref() == Some("normalized") { dims[2] as u32 } else { 1 };
+            let scale = if meta("anpr.box_units").as_deref() == Some("normalized") {
+                dims[2] as u32
+            } else {
+                1
+            };
             Layout::V5 { scale }
         } else {
             Layout::V8
@@ -234,31 +291,56 @@ impl YoloDetector {
     }
 
     /// Detects objects in `frame` scoring at least `min_score`.
-    pub fn detect(&mut self, frame: &RgbFrame, min_score: f32) -> Result<Vec<Detection>, VisionError> {
+    pub fn detect(
+        &mut self,
+        frame: &RgbFrame,
+        min_score: f32,
+    ) -> Result<Vec<Detection>, VisionError> {
         let (tensor, lb) = letterbox(frame, self.size);
-        let infer = |e: ort::Error| VisionError::Inference { path: self.path.clone(), message: e.to_string() };
+        let infer = |e: ort::Error| VisionError::Inference {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
         let input = TensorRef::from_array_view(&tensor).map_err(infer)?;
         let outputs = self
             .session
             .run(ort::inputs![self.input.as_str() => input])
-            .map_err(|e| VisionError::Inference { path: self.path.clone(), message: e.to_string() })?;
+            .map_err(|e| VisionError::Inference {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
         let out = outputs[0]
             .try_extract_array::<f32>()
-            .map_err(|e| VisionError::Inference { path: self.path.clone(), message: e.to_string() })?;
+            .map_err(|e| VisionError::Inference {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
         Ok(match self.layout {
             Layout::V8 => decode(&out, &lb, frame.width, frame.height, min_score),
-            Layout::V5 { scale } => decode_v5(&out, scale as f32, &lb, frame.width, frame.height, min_score),
+            Layout::V5 { scale } => decode_v5(
+                &out,
+                scale as f32,
+                &lb,
+                frame.width,
+                frame.height,
+                min_score,
+            ),
         })
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
     use ndarray::Array3;
 
     fn frame(w: u32, h: u32, v: u8) -> RgbFrame {
-        RgbFrame { width: w, height: h, data: vec![v; (w * h * 3) as usize] }
+        RgbFrame {
+            width: w,
+            height: h,
+            data: vec![v; (w * h * 3) as usize],
+        }
     }
 
     #[test]
@@ -274,15 +356,44 @@ mod tests {
 
     #[test]
     fn unmap_inverts_the_letterbox() {
-        let lb = Letterbox { scale: 0.5, pad_x: 0.0, pad_y: 140.0 };
+        let lb = Letterbox {
+            scale: 0.5,
+            pad_x: 0.0,
+            pad_y: 140.0,
+        };
         let b = lb.unmap(100.0, 240.0, 40.0, 20.0, 1280, 720);
-        assert_eq!(b, BBox { x: 160.0, y: 180.0, w: 80.0, h: 40.0 });
+        assert_eq!(
+            b,
+            BBox {
+                x: 160.0,
+                y: 180.0,
+                w: 80.0,
+                h: 40.0
+            }
+        );
     }
 
     #[test]
     fn nms_keeps_the_best_of_overlapping_boxes_and_other_classes() {
-        let b = |x: f32, s: f32, c: usize| Detection { bbox: BBox { x, y: 0.0, w: 10.0, h: 10.0 }, score: s, class: c };
-        let kept = nms(vec![b(0.0, 0.6, 0), b(1.0, 0.9, 0), b(1.0, 0.5, 1), b(50.0, 0.4, 0)], 0.45);
+        let b = |x: f32, s: f32, c: usize| Detection {
+            bbox: BBox {
+                x,
+                y: 0.0,
+                w: 10.0,
+                h: 10.0,
+            },
+            score: s,
+            class: c,
+        };
+        let kept = nms(
+            vec![
+                b(0.0, 0.6, 0),
+                b(1.0, 0.9, 0),
+                b(1.0, 0.5, 1),
+                b(50.0, 0.4, 0),
+            ],
+            0.45,
+        );
         assert_eq!(kept.len(), 3);
         assert_eq!(kept[0].score, 0.9);
         assert!(kept.iter().any(|d| d.class == 1));
@@ -298,12 +409,24 @@ mod tests {
         for (k, v) in [0.2, 0.2, 0.1, 0.1, 0.3, 0.9, 0.1].iter().enumerate() {
             out[[0, 1, k]] = *v;
         }
-        let lb = Letterbox { scale: 1.0, pad_x: 0.0, pad_y: 0.0 };
+        let lb = Letterbox {
+            scale: 1.0,
+            pad_x: 0.0,
+            pad_y: 0.0,
+        };
         let dets = decode_v5(&out.into_dyn().view(), 640.0, &lb, 640, 640, 0.35);
         assert_eq!(dets.len(), 1);
         assert_eq!(dets[0].class, 1);
         assert!((dets[0].score - 0.72).abs() < 1e-6);
-        assert_eq!(dets[0].bbox, BBox { x: 288.0, y: 304.0, w: 64.0, h: 32.0 });
+        assert_eq!(
+            dets[0].bbox,
+            BBox {
+                x: 288.0,
+                y: 304.0,
+                w: 64.0,
+                h: 32.0
+            }
+        );
     }
 
     #[test]
@@ -316,10 +439,22 @@ mod tests {
         for (r, v) in [10.0, 10.0, 4.0, 4.0, 0.2, 0.1].iter().enumerate() {
             out[[0, r, 1]] = *v;
         }
-        let lb = Letterbox { scale: 1.0, pad_x: 0.0, pad_y: 0.0 };
+        let lb = Letterbox {
+            scale: 1.0,
+            pad_x: 0.0,
+            pad_y: 0.0,
+        };
         let dets = decode(&out.into_dyn().view(), &lb, 640, 640, 0.5);
         assert_eq!(dets.len(), 1);
         assert_eq!(dets[0].class, 1);
-        assert_eq!(dets[0].bbox, BBox { x: 288.0, y: 304.0, w: 64.0, h: 32.0 });
+        assert_eq!(
+            dets[0].bbox,
+            BBox {
+                x: 288.0,
+                y: 304.0,
+                w: 64.0,
+                h: 32.0
+            }
+        );
     }
 }
