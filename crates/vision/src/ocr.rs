@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use anpr_types::{BBox, RgbFrame};
 use ndarray::{Array4, ArrayView2};
 use ort::session::Session;
-use ort::value::TensorRef;
 
 use crate::VisionError;
 
@@ -164,32 +163,20 @@ impl PlateReader {
     /// Reads the plate inside `bbox`.
     pub fn read(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
         let tensor = prepare_crop(frame, bbox);
-        let err = |e: ort::Error| VisionError::Inference {
-            path: self.path.clone(),
-            message: e.to_string(),
-        };
-        let input = TensorRef::from_array_view(&tensor).map_err(err)?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input.as_str() => input])
-            .map_err(|e| VisionError::Inference {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        let probs = outputs[0]
-            .try_extract_array::<f32>()
-            .map_err(|e| VisionError::Inference {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        let shape = probs.shape().to_vec();
-        let probs = probs
-            .into_shape_with_order((shape[1], shape[2]))
-            .map_err(|e| VisionError::Inference {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(ctc_greedy_decode(&probs, &self.dict))
+        let dict = &self.dict;
+        crate::runtime::run_first_output(
+            &mut self.session,
+            &self.input,
+            &tensor,
+            &self.path,
+            |probs| {
+                let shape = probs.shape().to_vec();
+                let probs = probs
+                    .into_shape_with_order((shape[1], shape[2]))
+                    .map_err(|e| e.to_string())?;
+                Ok(ctc_greedy_decode(&probs, dict))
+            },
+        )
     }
 }
 

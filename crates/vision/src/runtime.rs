@@ -53,3 +53,26 @@ pub(crate) fn session(path: &Path, threads: usize) -> Result<ort::session::Sessi
         .commit_from_file(path)
         .map_err(|e| load(e.to_string()))
 }
+
+/// Runs `session` on one f32 input and hands the first output to `read`, mapping every ONNX
+/// Runtime error to [`VisionError::Inference`] naming the model.
+pub(crate) fn run_first_output<T>(
+    session: &mut ort::session::Session,
+    input_name: &str,
+    input: &ndarray::Array4<f32>,
+    path: &Path,
+    read: impl FnOnce(ndarray::ArrayViewD<'_, f32>) -> Result<T, String>,
+) -> Result<T, VisionError> {
+    let infer = |message: String| VisionError::Inference {
+        path: path.to_path_buf(),
+        message,
+    };
+    let tensor = ort::value::TensorRef::from_array_view(input).map_err(|e| infer(e.to_string()))?;
+    let outputs = session
+        .run(ort::inputs![input_name => tensor])
+        .map_err(|e| infer(e.to_string()))?;
+    let out = outputs[0]
+        .try_extract_array::<f32>()
+        .map_err(|e| infer(e.to_string()))?;
+    read(out).map_err(infer)
+}

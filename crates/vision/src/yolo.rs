@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use anpr_types::{BBox, RgbFrame};
 use ndarray::{Array4, ArrayViewD, Axis};
 use ort::session::Session;
-use ort::value::TensorRef;
 
 use crate::VisionError;
 
@@ -297,35 +296,26 @@ impl YoloDetector {
         min_score: f32,
     ) -> Result<Vec<Detection>, VisionError> {
         let (tensor, lb) = letterbox(frame, self.size);
-        let infer = |e: ort::Error| VisionError::Inference {
-            path: self.path.clone(),
-            message: e.to_string(),
-        };
-        let input = TensorRef::from_array_view(&tensor).map_err(infer)?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input.as_str() => input])
-            .map_err(|e| VisionError::Inference {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        let out = outputs[0]
-            .try_extract_array::<f32>()
-            .map_err(|e| VisionError::Inference {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(match self.layout {
-            Layout::V8 => decode(&out, &lb, frame.width, frame.height, min_score),
-            Layout::V5 { scale } => decode_v5(
-                &out,
-                scale as f32,
-                &lb,
-                frame.width,
-                frame.height,
-                min_score,
-            ),
-        })
+        let layout = self.layout;
+        crate::runtime::run_first_output(
+            &mut self.session,
+            &self.input,
+            &tensor,
+            &self.path,
+            |out| {
+                Ok(match layout {
+                    Layout::V8 => decode(&out, &lb, frame.width, frame.height, min_score),
+                    Layout::V5 { scale } => decode_v5(
+                        &out,
+                        scale as f32,
+                        &lb,
+                        frame.width,
+                        frame.height,
+                        min_score,
+                    ),
+                })
+            },
+        )
     }
 }
 
