@@ -55,9 +55,9 @@ fn bench(c: &mut Criterion) {
     let frame = test_frame();
     let mut g = c.benchmark_group("letterbox_1280x720_to_640");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("ours", |b| b.iter(|| letterbox(black_box(&frame), 640));
+    g.bench_function("ours", |b| b.iter(|| letterbox(black_box(&frame), 640)));
     g.bench_function("baseline_image_crate", |b| {
-        b.iter(|| baseline_letterbox(black_box(&frame), 640);
+        b.iter(|| baseline_letterbox(black_box(&frame), 640));
     });
     g.finish();
 
@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("ctc_decode_40_steps");
     g.throughput(Throughput::Elements(1));
     g.bench_function("ours", |b| {
-        b.iter(|| ctc_greedy_decode(black_box(&probs.view()), &dict);
+        b.iter(|| ctc_greedy_decode(black_box(&probs.view()), &dict));
     });
     g.finish();
 
@@ -88,10 +88,10 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.sample_size(20);
     g.bench_function("letterbox_only", |b| {
-        b.iter(|| letterbox(black_box(&frame), 640);
+        b.iter(|| letterbox(black_box(&frame), 640));
     });
     g.bench_function("detect_whole_call", |b| {
-        b.iter(|| det.detect(black_box(&frame), 0.35).expect("runs");
+        b.iter(|| det.detect(black_box(&frame), 0.35).expect("runs"));
     });
     g.finish();
 }
