@@ -77,6 +77,10 @@ pub fn run(rec: &mut Recognizer, paths: &[PathBuf]) -> Result<usize> {
                     "height": frame.height,
                     "plates": r.plates.iter().map(|p| json!({
                         "text": p.text,
+                        "raw_text": p.raw_text,
+                        "country": p.country,
+                        "type": p.plate_type,
+                        "region": p.region,
                         "confidence": p.confidence,
                         "detection_confidence": p.detection_confidence,
                         "box": p.bbox.to_wire(),

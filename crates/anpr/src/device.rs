@@ -20,7 +20,7 @@ use anpr_types::{
     Position, Topics, VehicleClass,
 };
 use anpr_uplink::{Counters, Delivered, Mode, UplinkConfig};
-use anpr_vision::{Recognizer, RecognizerConfig, init_runtime};
+use anpr_vision::{GrammarMode, Recognizer, RecognizerConfig, init_runtime};
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 
@@ -79,6 +79,10 @@ pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
         intra_threads: m.intra_threads,
         plate_confidence: m.plate_confidence,
         vehicle_confidence: m.vehicle_confidence,
+        grammar: match m.grammar {
+            anpr_config::Grammar::Generic => GrammarMode::Generic,
+            anpr_config::Grammar::Kz => GrammarMode::Kz,
+        },
     }
 }
 
@@ -129,6 +133,9 @@ pub fn event_from_passage(cfg: &Config, camera: &str, p: &Passage, seq: u64) -> 
             confidence: p.best.read.confidence,
             detection_confidence: p.best.read.detection_confidence,
             bbox: p.best.read.bbox.to_wire(),
+            country: p.best.read.country.clone(),
+            plate_type: p.best.read.plate_type.clone(),
+            region: p.best.read.region.clone(),
         },
         frame: FrameRef {
             index: p.best.frame_index,

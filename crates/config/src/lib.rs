@@ -77,6 +77,17 @@ pub struct Camera {
     pub live: Option<bool>,
 }
 
+/// How plate texts are checked against known plate formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Grammar {
+    /// No country assumed: exact matches are labelled, nothing is corrected.
+    #[default]
+    Generic,
+    /// Kazakhstan and its neighbours: look-alike characters corrected where unambiguous.
+    Kz,
+}
+
 /// The ONNX models and how to run them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +113,9 @@ pub struct Models {
     /// Minimum vehicle detector confidence; below it a vehicle is not reported.
     #[serde(default = "default_vehicle_conf")]
     pub vehicle_confidence: f32,
+    /// Plate grammar: `generic` (default) or `kz`.
+    #[serde(default)]
+    pub grammar: Grammar,
 }
 
 /// Local storage.

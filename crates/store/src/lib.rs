@@ -330,6 +330,9 @@ mod tests {
                 confidence: 0.9,
                 detection_confidence: 0.8,
                 bbox: [1, 2, 3, 4],
+                country: None,
+                plate_type: None,
+                region: None,
             },
             frame: FrameRef {
                 index: 1,

@@ -236,6 +236,11 @@ mod tests {
                 w: 100.0,
                 h: 25.0,
             },
+            raw_text: text.into(),
+            country: None,
+            plate_type: None,
+            region: None,
+            format_confidence: 0.0,
         }
     }
 

@@ -117,6 +117,16 @@ pub struct PlateRead {
     pub detection_confidence: f32,
     #[serde(rename = "box")]
     pub bbox: BBox,
+    /// Text as the reader produced it, before any grammar correction.
+    pub raw_text: String,
+    /// Country whose plate format the text fits (`KZ`, `RU`, `KG`, `UZ`), if exactly one does.
+    pub country: Option<String>,
+    /// Plate type within that country's formats, e.g. `private-2012`.
+    pub plate_type: Option<String>,
+    /// Region the plate names, when its format has one.
+    pub region: Option<String>,
+    /// Confidence of country and type, 0–1 (0: no format fits).
+    pub format_confidence: f32,
 }
 
 /// What was recorded.
@@ -171,6 +181,15 @@ pub struct EventPlate {
     pub detection_confidence: f32,
     #[serde(rename = "box")]
     pub bbox: [i32; 4],
+    /// `KZ`, `RU`, `KG`, `UZ`, or null when the text fits no known format (or several).
+    #[serde(default)]
+    pub country: Option<String>,
+    /// Plate type within the country's formats, e.g. `private-2012`.
+    #[serde(default, rename = "type")]
+    pub plate_type: Option<String>,
+    /// Region the plate names, e.g. `01 Astana`.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// One record the device accepted: the unit of storage, delivery and acknowledgement.

@@ -8,10 +8,12 @@
 //! the fix, never as a panic. ONNX Runtime is loaded once per process from the shared library
 //! given to [`init_runtime`].
 
+pub mod grammar;
 mod ocr;
 mod runtime;
 mod yolo;
 
+pub use grammar::{GrammarMode, PlateInfo, interpret};
 pub use ocr::{CtcDecoded, PlateReader, ctc_greedy_decode};
 pub use runtime::{init_runtime, runtime_environment};
 pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, nms};
@@ -62,6 +64,8 @@ pub struct RecognizerConfig {
     pub intra_threads: usize,
     pub plate_confidence: f32,
     pub vehicle_confidence: f32,
+    /// How plate texts are checked against known formats.
+    pub grammar: GrammarMode,
 }
 
 /// Per-stage timings of one frame, in milliseconds.
@@ -165,12 +169,18 @@ impl Recognizer {
         let mut plates = Vec::with_capacity(found.len());
         for d in found {
             let read = self.reader.read(frame, &d.bbox)?;
+            let info = interpret(&read.text, self.cfg.grammar);
             plates.push(PlateRead {
-                text: read.text,
+                text: info.text,
                 confidence: read.confidence,
                 char_confidences: read.char_confidences,
                 detection_confidence: d.score,
                 bbox: d.bbox,
+                raw_text: read.text,
+                country: info.country.map(str::to_string),
+                plate_type: info.plate_type.map(str::to_string),
+                region: info.region,
+                format_confidence: info.confidence,
             });
         }
         timings.plate_read_ms = ms(t);

@@ -55,7 +55,36 @@ pub fn ctc_greedy_decode(probs: &ArrayView2<'_, f32>, dict: &[String]) -> CtcDec
     out
 }
 
-/// Crops `bbox` (grown by a margin, clipped to the frame) and builds the recognizer input.
+/// Whether a pixel belongs to the blue band printed at the left of many plates (the EU
+/// country band, the flag area of others): clearly more blue than red and green.
+fn is_band_blue(p: [u8; 3]) -> bool {
+    let [r, g, b] = p.map(i32::from);
+    b > 70 && b > r + 45 && b > g + 15
+}
+
+/// Columns from `x0` rightwards that are mostly band-blue, within the left quarter of the
+/// crop; 0 when there is no band. The band's letters (a country code) are not part of the
+/// registration, so the reader should not see them.
+#[must_use]
+pub fn left_band_width(frame: &RgbFrame, x0: usize, x1: usize, y0: usize, y1: usize) -> usize {
+    let limit = x0 + (x1 - x0) / 4;
+    let mut last_blue = None;
+    let rows = (y1 - y0).max(1);
+    for x in x0..limit {
+        let blue = (y0..y1)
+            .filter(|&y| is_band_blue(frame.pixel(x as u32, y as u32)))
+            .count();
+        if blue * 10 >= rows * 4 {
+            last_blue = Some(x);
+        } else if last_blue.is_some() || x - x0 > (x1 - x0) / 12 {
+            break;
+        }
+    }
+    last_blue.map_or(0, |x| x + 1 - x0)
+}
+
+/// Crops `bbox` (grown by a margin, clipped to the frame, without a blue band at its left)
+/// and builds the recognizer input.
 #[must_use]
 pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox) -> Array4<f32> {
     let mx = bbox.w * 0.06;
@@ -64,6 +93,12 @@ pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox) -> Array4<f32> {
     let y0 = (bbox.y - my).max(0.0) as usize;
     let x1 = ((bbox.x + bbox.w + mx).min(frame.width as f32) as usize).max(x0 + 1);
     let y1 = ((bbox.y + bbox.h + my).min(frame.height as f32) as usize).max(y0 + 1);
+    let band = left_band_width(frame, x0, x1, y0, y1);
+    let x0 = if band > 0 {
+        (x0 + band + 1).min(x1 - 1)
+    } else {
+        x0
+    };
     let (cw, ch) = (x1 - x0, y1 - y0);
     let rw = ((HEIGHT as f32 * cw as f32 / ch as f32).ceil() as usize).clamp(8, MAX_WIDTH);
     let width = rw.max(MIN_WIDTH);
@@ -202,6 +237,30 @@ mod tests {
         assert_eq!(d.text, "11AB");
         assert_eq!(d.char_confidences.len(), 4);
         assert!((d.confidence - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_blue_band_at_the_left_of_the_plate_is_measured_and_a_white_plate_has_none() {
+        let (w, h) = (100u32, 20u32);
+        let mut data = vec![240u8; (w * h * 3) as usize];
+        for y in 0..h {
+            for x in 0..12 {
+                let i = ((y * w + x) * 3) as usize;
+                data[i..i + 3].copy_from_slice(&[10, 50, 160]);
+            }
+        }
+        let frame = RgbFrame {
+            width: w,
+            height: h,
+            data,
+        };
+        assert_eq!(left_band_width(&frame, 0, 100, 0, 20), 12);
+        let white = RgbFrame {
+            width: w,
+            height: h,
+            data: vec![240; (w * h * 3) as usize],
+        };
+        assert_eq!(left_band_width(&white, 0, 100, 0, 20), 0);
     }
 
     #[test]

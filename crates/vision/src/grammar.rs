@@ -1,0 +1,417 @@
+//! Plate grammar: which country and plate type a text fits, the region it names, and the
+//! correction of look-alike characters (O/0, I/1, B/8, S/5, Z/2, G/6) where the grammar makes
+//! the correction unambiguous.
+//!
+//! Formats (see `shared/mission/DOMAIN.md`), text upper-case without separators:
+//! - Kazakhstan 2012+: private `DDD LLL RR`, legal entity `DDD LL RR`, foreign `[FH] DDDD RR`,
+//!   special `LL DDD RR` (RR a region code 01–20); 1993 series `R DDD LL(L)` with a one-letter
+//!   region;
+//! - Russia: `L DDD LL RR(R)` with L among the Cyrillic look-alikes `ABEKMHOPCTYX`;
+//! - Kyrgyzstan 2016+: `0R DDD LL(L)`;
+//! - Uzbekistan 2008+: private `DD L DDD LL`, legal `DDDDD LLL`.
+//!
+//! In generic mode (the default, for images from unknown countries) nothing is corrected: a text
+//! that fits a format exactly is labelled with it, anything else is reported as read. In the
+//! regional mode (`kz`) a text that fits no format exactly may be corrected, but only when one
+//! single format fits with the fewest look-alike swaps; a leading `KZ` read from the flag band is
+//! dropped when the rest is a Kazakhstan plate.
+
+/// How much the grammar may assume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GrammarMode {
+    /// No country assumed: label exact matches, never correct.
+    #[default]
+    Generic,
+    /// Kazakhstan and its neighbours: correct look-alikes where unambiguous.
+    Kz,
+}
+
+/// What the grammar made of a text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlateInfo {
+    /// Final text (corrected where the grammar allowed it).
+    pub text: String,
+    /// `KZ`, `RU`, `KG`, `UZ`, or `None` when no format fits (or several countries fit).
+    pub country: Option<&'static str>,
+    /// Plate type, e.g. `private-2012`; `None` when no format fits.
+    pub plate_type: Option<&'static str>,
+    /// Region named by the plate (code or name), when the format has one.
+    pub region: Option<String>,
+    /// Confidence of the country and type, 0–1: 1 for one exact fit, lower when several
+    /// countries fit or characters were corrected, 0 with no fit.
+    pub confidence: f32,
+    /// Characters changed by the correction.
+    pub corrections: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Digit,
+    Letter,
+    /// A letter from a given set.
+    OneOf(&'static str),
+    /// A two-digit KZ region code 01–20.
+    KzRegion,
+    /// `0` followed by a digit 1–9 (Kyrgyz region).
+    KgRegion,
+}
+
+struct Format {
+    country: &'static str,
+    kind: &'static str,
+    slots: &'static [Slot],
+}
+
+use Slot::{Digit as D, KgRegion, KzRegion, Letter as L, OneOf};
+
+const RU_L: Slot = OneOf("ABEKMHOPCTYX");
+const KZ93: Slot = OneOf("ABCDEFHKLMNOPRSTUVWXZ");
+
+const FORMATS: &[Format] = &[
+    Format {
+        country: "KZ",
+        kind: "private-2012",
+        slots: &[D, D, D, L, L, L, KzRegion],
+    },
+    Format {
+        country: "KZ",
+        kind: "legal-2012",
+        slots: &[D, D, D, L, L, KzRegion],
+    },
+    Format {
+        country: "KZ",
+        kind: "foreign",
+        slots: &[OneOf("FH"), D, D, D, D, KzRegion],
+    },
+    Format {
+        country: "KZ",
+        kind: "special",
+        slots: &[L, L, D, D, D, KzRegion],
+    },
+    Format {
+        country: "KZ",
+        kind: "1993",
+        slots: &[KZ93, D, D, D, L, L],
+    },
+    Format {
+        country: "KZ",
+        kind: "1993",
+        slots: &[KZ93, D, D, D, L, L, L],
+    },
+    Format {
+        country: "RU",
+        kind: "private",
+        slots: &[RU_L, D, D, D, RU_L, RU_L, D, D],
+    },
+    Format {
+        country: "RU",
+        kind: "private",
+        slots: &[RU_L, D, D, D, RU_L, RU_L, D, D, D],
+    },
+    Format {
+        country: "KG",
+        kind: "private-2016",
+        slots: &[KgRegion, D, D, D, L, L],
+    },
+    Format {
+        country: "KG",
+        kind: "private-2016",
+        slots: &[KgRegion, D, D, D, L, L, L],
+    },
+    Format {
+        country: "UZ",
+        kind: "private",
+        slots: &[D, D, L, D, D, D, L, L],
+    },
+    Format {
+        country: "UZ",
+        kind: "legal",
+        slots: &[D, D, D, D, D, L, L, L],
+    },
+];
+
+const KZ_REGIONS: [&str; 20] = [
+    "Astana",
+    "Almaty",
+    "Akmola",
+    "Aktobe",
+    "Almaty Region",
+    "Atyrau",
+    "West Kazakhstan",
+    "Zhambyl",
+    "Karaganda",
+    "Kostanay",
+    "Kyzylorda",
+    "Mangystau",
+    "Turkestan",
+    "Pavlodar",
+    "North Kazakhstan",
+    "East Kazakhstan",
+    "Shymkent",
+    "Abai",
+    "Zhetisu",
+    "Ulytau",
+];
+
+fn as_digit(c: char) -> Option<char> {
+    Some(match c {
+        '0'..='9' => c,
+        'O' | 'Q' | 'D' => '0',
+        'I' | 'L' => '1',
+        'Z' => '2',
+        'S' => '5',
+        'G' => '6',
+        'T' => '7',
+        'B' => '8',
+        _ => return None,
+    })
+}
+
+fn as_letter(c: char) -> Option<char> {
+    Some(match c {
+        'A'..='Z' => c,
+        '0' => 'O',
+        '1' => 'I',
+        '2' => 'Z',
+        '4' => 'A',
+        '5' => 'S',
+        '6' => 'G',
+        '7' => 'T',
+        '8' => 'B',
+        _ => return None,
+    })
+}
+
+/// Fits `text` to `fmt`, returning the fitted text and the number of swaps; `allow_swaps`
+/// false accepts exact fits only.
+fn fit(text: &[char], fmt: &Format, allow_swaps: bool) -> Option<(String, usize)> {
+    let width: usize = fmt
+        .slots
+        .iter()
+        .map(|s| {
+            if matches!(s, KzRegion | KgRegion) {
+                2
+            } else {
+                1
+            }
+        })
+        .sum();
+    if text.len() != width {
+        return None;
+    }
+    let mut out = String::with_capacity(width);
+    let mut swaps = 0;
+    let mut i = 0;
+    let mut take = |want: &dyn Fn(char) -> Option<char>, c: char| -> Option<char> {
+        let got = want(c)?;
+        if got != c {
+            if !allow_swaps {
+                return None;
+            }
+            swaps += 1;
+        }
+        Some(got)
+    };
+    for slot in fmt.slots {
+        match slot {
+            D => out.push(take(&as_digit, text[i])?),
+            L => out.push(take(
+                &|c| as_letter(c).filter(char::is_ascii_uppercase),
+                text[i],
+            )?),
+            OneOf(set) => out.push(take(
+                &|c| as_letter(c).filter(|l| set.contains(*l)),
+                text[i],
+            )?),
+            KzRegion | KgRegion => {
+                let a = take(&as_digit, text[i])?;
+                let b = take(&as_digit, text[i + 1])?;
+                let n = (a as u8 - b'0') * 10 + (b as u8 - b'0');
+                let ok = match slot {
+                    KzRegion => (1..=20).contains(&n),
+                    _ => a == '0' && b != '0',
+                };
+                if !ok {
+                    return None;
+                }
+                out.push(a);
+                out.push(b);
+                i += 1;
+            }
+        }
+        i += 1;
+    }
+    Some((out, swaps))
+}
+
+fn region(country: &str, kind: &str, text: &str) -> Option<String> {
+    match (country, kind) {
+        ("KZ", "1993") => text.get(0..1).map(str::to_string),
+        ("KZ", _) => {
+            let code: usize = text.get(text.len() - 2..)?.parse().ok()?;
+            KZ_REGIONS
+                .get(code.checked_sub(1)?)
+                .map(|name| format!("{code:02} {name}"))
+        }
+        ("RU", _) => text.get(6..).map(str::to_string),
+        ("KG", _) | ("UZ", "private") => text.get(0..2).map(str::to_string),
+        _ => None,
+    }
+}
+
+fn info(text: String, fits: &[(&'static Format, String, usize)]) -> PlateInfo {
+    let countries: std::collections::BTreeSet<&str> = fits.iter().map(|f| f.0.country).collect();
+    let Some((fmt, fitted, swaps)) = fits.first() else {
+        return PlateInfo {
+            text,
+            country: None,
+            plate_type: None,
+            region: None,
+            confidence: 0.0,
+            corrections: 0,
+        };
+    };
+    if countries.len() > 1 {
+        // The text fits several countries: report it, not a guess.
+        return PlateInfo {
+            text: fitted.clone(),
+            country: None,
+            plate_type: None,
+            region: None,
+            confidence: 1.0 / countries.len() as f32,
+            corrections: *swaps,
+        };
+    }
+    PlateInfo {
+        region: region(fmt.country, fmt.kind, fitted),
+        text: fitted.clone(),
+        country: Some(fmt.country),
+        plate_type: Some(fmt.kind),
+        confidence: if *swaps == 0 {
+            1.0
+        } else {
+            0.8_f32.powi(*swaps as i32)
+        },
+        corrections: *swaps,
+    }
+}
+
+/// Interprets a plate text read by the OCR.
+#[must_use]
+pub fn interpret(raw: &str, mode: GrammarMode) -> PlateInfo {
+    let chars: Vec<char> = raw.chars().collect();
+    let exact: Vec<_> = FORMATS
+        .iter()
+        .filter_map(|f| fit(&chars, f, false).map(|(t, s)| (f, t, s)))
+        .collect();
+    if !exact.is_empty() || mode == GrammarMode::Generic {
+        return info(raw.to_string(), &exact);
+    }
+    // Regional mode: drop a `KZ` read from the flag band, then allow look-alike swaps.
+    let mut candidates = vec![chars.clone()];
+    for prefix in ["KZ", "K2"] {
+        if let Some(rest) = raw.strip_prefix(prefix) {
+            candidates.push(rest.chars().collect());
+        }
+    }
+    for (n, cand) in candidates.iter().enumerate() {
+        let mut fits: Vec<_> = FORMATS
+            .iter()
+            .filter(|f| n == 0 || f.country == "KZ")
+            .filter_map(|f| fit(cand, f, true).map(|(t, s)| (f, t, s)))
+            .collect();
+        let Some(best) = fits.iter().map(|f| f.2).min() else {
+            continue;
+        };
+        fits.retain(|f| f.2 == best);
+        let distinct: std::collections::BTreeSet<&String> = fits.iter().map(|f| &f.1).collect();
+        if distinct.len() == 1 {
+            return info(raw.to_string(), &fits);
+        }
+    }
+    info(raw.to_string(), &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kazakh_formats_are_recognised_with_their_region() {
+        let p = interpret("123ABC01", GrammarMode::Generic);
+        assert_eq!(
+            (p.country, p.plate_type),
+            (Some("KZ"), Some("private-2012"))
+        );
+        assert_eq!(p.region.as_deref(), Some("01 Astana"));
+        assert_eq!(
+            interpret("505AB17", GrammarMode::Generic).plate_type,
+            Some("legal-2012")
+        );
+        assert_eq!(
+            interpret("F123402", GrammarMode::Generic).plate_type,
+            Some("foreign")
+        );
+        assert_eq!(
+            interpret("A123BCD", GrammarMode::Generic).plate_type,
+            Some("1993")
+        );
+    }
+
+    #[test]
+    fn a_region_code_out_of_range_is_not_a_kazakh_plate() {
+        let p = interpret("123ABC21", GrammarMode::Generic);
+        assert_eq!(p.country, None);
+        assert_eq!(p.text, "123ABC21");
+    }
+
+    #[test]
+    fn neighbours_are_recognised_and_ambiguous_texts_are_not_guessed() {
+        assert_eq!(
+            interpret("A123BC77", GrammarMode::Generic).country,
+            Some("RU")
+        );
+        assert_eq!(
+            interpret("01A123BC", GrammarMode::Generic).country,
+            Some("UZ")
+        );
+        // Kyrgyz private or Uzbek legal: both fit.
+        let p = interpret("01123ABC", GrammarMode::Generic);
+        assert_eq!(p.country, None);
+        assert!((p.confidence - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn generic_mode_never_corrects() {
+        let p = interpret("I23ABCO1", GrammarMode::Generic);
+        assert_eq!(p.text, "I23ABCO1");
+        assert_eq!(p.country, None);
+        assert_eq!(p.corrections, 0);
+    }
+
+    #[test]
+    fn kz_mode_corrects_look_alikes_only_when_one_format_fits() {
+        let p = interpret("I23ABCO1", GrammarMode::Kz);
+        assert_eq!(p.text, "123ABC01");
+        assert_eq!(p.corrections, 2);
+        assert_eq!(p.country, Some("KZ"));
+        // `8` in a letter slot could be B; `0` in the region is fine: one fit.
+        assert_eq!(interpret("1238CD05", GrammarMode::Kz).text, "123BCD05");
+    }
+
+    #[test]
+    fn kz_mode_drops_the_flag_letters_before_a_kazakh_plate() {
+        let p = interpret("K2123ABC01", GrammarMode::Kz);
+        assert_eq!(p.text, "123ABC01");
+        assert_eq!(p.country, Some("KZ"));
+        assert_eq!(interpret("KZ505AB17", GrammarMode::Kz).text, "505AB17");
+    }
+
+    #[test]
+    fn text_that_fits_nothing_is_reported_as_read() {
+        let p = interpret("WA56660", GrammarMode::Kz);
+        assert_eq!(p.text, "WA56660");
+        assert_eq!(p.country, None);
+        assert_eq!(p.plate_type, None);
+    }
+}
