@@ -23,11 +23,27 @@ pub struct DemoOutcome {
     pub received: Vec<String>,
     /// How many of the clip's plates arrived with the right text.
     pub matched: usize,
+    /// Deliveries marked delayed (captured while the link was down, or sent again).
+    pub delayed: usize,
+    /// What the central receiver holds per device.
+    pub report: Vec<anpr_central::DeviceReport>,
 }
 
-/// Runs the demo with the config at `config_path` (whose camera is the demo clip).
+/// A simulated link between the device and the broker.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    pub script: anpr_netsim::Script,
+    pub time_scale: f64,
+}
+
+/// Runs the demo with the config at `config_path` (whose camera is the demo clip), optionally
+/// through the signal-loss simulator.
 #[allow(clippy::print_stdout)]
-pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
+pub async fn run(
+    config_path: &Path,
+    fresh: bool,
+    link: Option<LinkOptions>,
+) -> Result<DemoOutcome> {
     let mut cfg = anpr_config::load(config_path)?;
     let clip = PathBuf::from(&cfg.cameras[0].uri);
     let var = clip
@@ -55,6 +71,28 @@ pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
     let broker = Mosquitto::start()?;
     println!("demo: mosquitto broker on {}", broker.url());
     cfg.uplink.broker = broker.url();
+    let proxy = match &link {
+        Some(l) => {
+            let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], broker.port()));
+            let p = anpr_netsim::Proxy::start(
+                "127.0.0.1:0".parse()?,
+                upstream,
+                l.script.clone(),
+                l.time_scale,
+                Duration::from_hours(1),
+            )
+            .await?;
+            println!(
+                "demo: the device reaches the broker through the signal-loss simulator on {} ({} s per pass, time scale {})",
+                p.local_addr(),
+                l.script.length().as_secs_f64(),
+                l.time_scale
+            );
+            cfg.uplink.broker = format!("mqtt://{}", p.local_addr());
+            Some(p)
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let central_cfg = CentralConfig {
         host: "127.0.0.1".into(),
@@ -73,7 +111,9 @@ pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
     let uplink = Arc::new(anpr_uplink::Counters::default());
     let (dtx, mut drx) = mpsc::unbounded_channel::<anpr_uplink::Delivered>();
     let printer = tokio::spawn(async move {
+        let mut delayed = 0usize;
         while let Some(d) = drx.recv().await {
+            delayed += usize::from(d.delayed);
             let link = (d.acked_at - d.sent_at).num_milliseconds() as f64 / 1000.0;
             println!(
                 "DELIVERED #{:<3} plate {:<10} vehicle {:<8} captured {}  delivered {}  (sent to acknowledged {link:.3} s{})",
@@ -82,9 +122,28 @@ pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
                 d.vehicle,
                 d.captured_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
                 d.acked_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-                if d.delayed { ", replayed" } else { "" }
+                if d.delayed {
+                    ", replayed after an outage"
+                } else {
+                    ""
+                }
             );
         }
+        delayed
+    });
+    let link_printer = proxy.as_ref().map(|p| {
+        let transitions = p.transitions_handle();
+        tokio::spawn(async move {
+            let mut shown = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let all = transitions.lock().map(|t| t.clone()).unwrap_or_default();
+                for t in all.iter().skip(shown) {
+                    println!("link: {:>6.1} s  {}", t.at.as_secs_f64(), t.condition);
+                }
+                shown = all.len();
+            }
+        })
     });
     let progress = {
         let (c, u, total) = (counters.clone(), uplink.clone(), manifest.frames);
@@ -112,7 +171,11 @@ pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
     };
     let summary = device::run(cfg.clone(), opts).await;
     progress.abort();
-    let _ = printer.await;
+    if let Some(t) = link_printer {
+        t.abort();
+    }
+    drop(proxy);
+    let delayed = printer.await.unwrap_or(0);
     let _ = stop_tx.send(true);
     central.await.context("central receiver task failed")??;
     drop(broker);
@@ -128,10 +191,13 @@ pub async fn run(config_path: &Path, fresh: bool) -> Result<DemoOutcome> {
         .iter()
         .filter(|v| received.contains(&v.plate))
         .count();
+    let report = receiver.report()?;
     Ok(DemoOutcome {
         summary,
         manifest,
         received,
         matched,
+        delayed,
+        report,
     })
 }

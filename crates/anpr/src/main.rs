@@ -36,6 +36,13 @@ enum Command {
         /// Keep the previous queue and receiver database instead of starting afresh.
         #[arg(long)]
         keep: bool,
+        /// Reach the broker through the signal-loss simulator: `patrol` (a patrol vehicle
+        /// driving through dead zones) or a script such as "up 5; blackhole 10; up 5".
+        #[arg(long)]
+        link: Option<String>,
+        /// Multiplies the durations of the link script (0.5 runs it twice as fast).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
     },
     /// Find and read plates in images or folders; one JSON line per image.
     Detect {
@@ -117,9 +124,30 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Demo { config, keep } => {
-            let out = rt.block_on(anpr::demo::run(&config, !keep))?;
+        Command::Demo {
+            config,
+            keep,
+            link,
+            time_scale,
+        } => {
+            let link = match link.as_deref() {
+                None => None,
+                Some("patrol") => Some(anpr_netsim::Script::patrol()),
+                Some(text) => Some(anpr_netsim::Script::parse(text)?),
+            }
+            .map(|script| anpr::demo::LinkOptions { script, time_scale });
+            let out = rt.block_on(anpr::demo::run(&config, !keep, link))?;
             print_summary(&out.summary);
+            println!(
+                "  delivered late     {} (captured while the link was down, or sent again)",
+                out.delayed
+            );
+            for d in &out.report {
+                println!(
+                    "  central receiver   {}: {} events, last seq {}, missing {:?}, largest capture-to-arrival {:.1} s",
+                    d.inventory, d.events, d.max_seq, d.gaps, d.max_delay_s
+                );
+            }
             println!(
                 "plates delivered with the right text: {} of {} ({})",
                 out.matched,

@@ -224,6 +224,27 @@ impl Store {
         Ok(out)
     }
 
+    /// The stored event with this sequence number, delivered or not.
+    pub fn get(&self, seq: u64) -> Result<Option<Event>, StoreError> {
+        let payload: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT payload FROM events WHERE seq = ?1",
+                params![seq as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        payload
+            .map(|p| {
+                serde_json::from_str(&p).map_err(|e| StoreError::Corrupt {
+                    seq,
+                    message: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
     /// Records that a row was sent once more.
     pub fn note_attempt(&self, seq: u64) -> Result<(), StoreError> {
         self.conn
