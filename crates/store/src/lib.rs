@@ -133,7 +133,7 @@ impl Store {
         if version < 1 {
             self.conn
                 .execute_batch(
-                    "BEGIN;
+                    "BEGIN IMMEDIATE;
                      CREATE TABLE IF NOT EXISTS events (
                         seq INTEGER PRIMARY KEY,
                         event_id TEXT NOT NULL UNIQUE,
@@ -417,6 +417,25 @@ mod tests {
     }
 
     #[test]
+    fn stores_opened_at_the_same_moment_on_a_new_file_all_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite");
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || {
+                    let mut s = Store::open(&p).unwrap();
+                    s.append(event).unwrap();
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(Store::open(&path).unwrap().stats().unwrap().total, 6);
+    }
+
+    #[test]
     fn the_payload_round_trips_with_its_capture_time() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("q.sqlite")).unwrap();
@@ -424,5 +443,94 @@ mod tests {
         let p = &s.pending(0, 1).unwrap()[0];
         assert_eq!(p.event, a);
         assert_eq!(p.captured_at, a.captured_at);
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    //! Random sequences of append / deliver / stray ack / reopen against a model of the queue.
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A small deterministic generator, so a failing sequence can be replayed from its seed.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn random_operation_sequences_agree_with_a_model_of_the_queue() {
+        for seed in 0..40u64 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("q.sqlite");
+            let mut store = Store::open(&path).unwrap();
+            let mut rng = Lcg(seed);
+            // seq -> (event id, captured_at, delivered)
+            let mut model: BTreeMap<u64, (Uuid, DateTime<Utc>, bool)> = BTreeMap::new();
+            for _ in 0..150 {
+                match rng.next(10) {
+                    0..=3 => {
+                        let e = store.append(tests::event).unwrap();
+                        assert_eq!(e.seq, model.len() as u64 + 1, "seed {seed}: sequence gap");
+                        model.insert(e.seq, (e.event_id, e.captured_at, false));
+                    }
+                    4..=6 if !model.is_empty() => {
+                        let seq = rng.next(model.len() as u64) + 1;
+                        let (id, _, done) = model[&seq];
+                        let want = if done {
+                            AckOutcome::AlreadyDelivered
+                        } else {
+                            AckOutcome::Marked
+                        };
+                        assert_eq!(store.mark_delivered(id, seq).unwrap(), want, "seed {seed}");
+                        model.get_mut(&seq).unwrap().2 = true;
+                    }
+                    7 => {
+                        let seq = rng.next(model.len() as u64 + 3) + 1;
+                        assert_eq!(
+                            store.mark_delivered(Uuid::now_v7(), seq).unwrap(),
+                            AckOutcome::Unknown
+                        );
+                    }
+                    8 => store = Store::open(&path).unwrap(), // restart
+                    _ => {
+                        let pending: Vec<u64> = store
+                            .pending(0, 10_000)
+                            .unwrap()
+                            .iter()
+                            .map(|p| p.seq)
+                            .collect();
+                        let want: Vec<u64> = model
+                            .iter()
+                            .filter(|(_, v)| !v.2)
+                            .map(|(s, _)| *s)
+                            .collect();
+                        assert_eq!(
+                            pending, want,
+                            "seed {seed}: pending rows differ from the model"
+                        );
+                    }
+                }
+            }
+            for (seq, (id, captured_at, done)) in &model {
+                let e = store.get(*seq).unwrap().unwrap();
+                assert_eq!(
+                    (e.event_id, e.captured_at),
+                    (*id, *captured_at),
+                    "seed {seed}"
+                );
+                assert_eq!(
+                    store.is_delivered(*seq).unwrap(),
+                    Some(*done),
+                    "seed {seed}"
+                );
+            }
+        }
     }
 }

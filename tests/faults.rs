@@ -1,0 +1,232 @@
+//! Fault tests of the delivery contract, against a real mosquitto and the real receiver:
+//! broker restarts, the receiver down, stray and repeated acknowledgements.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anpr_store::Store;
+use anpr_testkit::Mosquitto;
+use anpr_types::{Ack, Topics};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+async fn broker_restart(persistence: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let mut broker = Mosquitto::start_with(persistence).unwrap();
+    let central = common::Central::start(broker.port(), db.clone());
+    let uplink = common::Uplink::start(&queue, "KZ-FAULT-1", broker.port(), Duration::from_secs(2));
+    common::append_events(&queue, "KZ-FAULT-1", 40);
+    let store = Store::open(&queue).unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(20), || store.stats().unwrap().delivered
+            >= 20)
+        .await
+    );
+    broker.kill();
+    // Recording goes on while the broker is gone.
+    common::append_events(&queue, "KZ-FAULT-1", 40);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.restart().unwrap();
+    common::append_events(&queue, "KZ-FAULT-1", 20);
+    uplink.drain(Duration::from_mins(1)).await;
+    central.stop().await;
+    common::assert_delivered_exactly(&queue, &db, "KZ-FAULT-1");
+    assert_eq!(Store::open(&queue).unwrap().stats().unwrap().total, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_without_persistence_loses_nothing() {
+    broker_restart(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_with_persistence_loses_nothing() {
+    broker_restart(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_receiver_down_nothing_is_marked_delivered_until_it_acknowledges() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let broker = Mosquitto::start().unwrap();
+    common::append_events(&queue, "KZ-FAULT-2", 30);
+    let uplink = common::Uplink::start(&queue, "KZ-FAULT-2", broker.port(), Duration::from_secs(1));
+    // The broker takes every publish, but nobody stores the events.
+    assert!(
+        common::wait_for(Duration::from_secs(10), || uplink
+            .counters
+            .published
+            .load(Ordering::SeqCst)
+            >= 30)
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = Store::open(&queue).unwrap().stats().unwrap();
+    assert_eq!(stats.delivered, 0, "a broker's PUBACK is not delivery");
+    assert!(
+        uplink.counters.resent.load(Ordering::SeqCst) > 0,
+        "unacknowledged events are sent again"
+    );
+    let central = common::Central::start(broker.port(), db.clone());
+    uplink.drain(Duration::from_secs(30)).await;
+    central.stop().await;
+    common::assert_delivered_exactly(&queue, &db, "KZ-FAULT-2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_repeated_and_out_of_order_acks_change_nothing_they_should_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let broker = Mosquitto::start().unwrap();
+    common::append_events(&queue, "KZ-FAULT-3", 5);
+    let events: Vec<_> = (1..=5)
+        .map(|s| Store::open(&queue).unwrap().get(s).unwrap().unwrap())
+        .collect();
+    let uplink =
+        common::Uplink::start(&queue, "KZ-FAULT-3", broker.port(), Duration::from_secs(30));
+    assert!(
+        common::wait_for(Duration::from_secs(10), || uplink
+            .counters
+            .published
+            .load(Ordering::SeqCst)
+            >= 5)
+        .await
+    );
+
+    // A hand-made "central side" that answers badly.
+    let mut opts = MqttOptions::new("bad-central", "127.0.0.1", broker.port());
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let topic = Topics::new("anpr/v1", "KZ-FAULT-3").ack();
+    let send = |ack: Ack| {
+        let client = client.clone();
+        let topic = topic.clone();
+        async move {
+            client
+                .publish(
+                    topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    serde_json::to_vec(&ack).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Unknown id, and a real id with another event's sequence.
+    send(Ack {
+        event_id: uuid::Uuid::now_v7(),
+        seq: 1,
+    })
+    .await;
+    send(Ack {
+        event_id: events[0].event_id,
+        seq: 2,
+    })
+    .await;
+    // Out of order: 5, 3, then 1 twice.
+    for i in [4usize, 2, 0, 0] {
+        send(Ack {
+            event_id: events[i].event_id,
+            seq: events[i].seq,
+        })
+        .await;
+    }
+    let store = Store::open(&queue).unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(10), || store.stats().unwrap().delivered
+            == 3)
+        .await
+    );
+    assert!(
+        common::wait_for(Duration::from_secs(5), || uplink
+            .counters
+            .duplicate_acks
+            .load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    assert_eq!(uplink.counters.unknown_acks.load(Ordering::SeqCst), 2);
+    let delivered: Vec<bool> = (1..=5)
+        .map(|s| store.is_delivered(s).unwrap().unwrap())
+        .collect();
+    assert_eq!(delivered, vec![true, false, true, false, true]);
+    let _ = uplink.mode.send(anpr_uplink::Mode::Stop);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_killed_mid_batch_keeps_acknowledged_rows_done_and_sends_the_rest_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let clip = dir.path().join("clip.mp4");
+    anpr::democlip::write_clip_with(&anpr::democlip::manifest_with(2), &clip).unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let central = common::Central::start(broker.port(), db.clone());
+    let config = common::write_config(
+        dir.path(),
+        "KZ-FAULT-4",
+        clip.to_str().unwrap(),
+        &broker.url(),
+    );
+    // The device process records the clip while this test keeps adding a batch of events to
+    // its queue, so the kill lands with rows in every state.
+    let mut device = std::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::append_events(&queue, "KZ-FAULT-4", 200);
+    let store = Store::open(&queue).unwrap();
+    assert!(
+        common::wait_for(Duration::from_mins(1), || store.stats().unwrap().delivered
+            >= 20)
+        .await
+    );
+    device.kill().unwrap(); // SIGKILL
+    device.wait().unwrap();
+    let at_kill = store.stats().unwrap();
+    let done_before: Vec<u64> = (1..=at_kill.total)
+        .filter(|&s| store.is_delivered(s).unwrap() == Some(true))
+        .collect();
+    assert!(!done_before.is_empty());
+
+    // Restart on a clip without plates: the device only has its queue to deliver.
+    let blank = dir.path().join("blank.mp4");
+    anpr::democlip::write_clip_with(&anpr::democlip::manifest_with(0), &blank).unwrap();
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(clip.to_str().unwrap(), blank.to_str().unwrap()),
+    )
+    .unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--drain-timeout",
+            "60",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    central.stop().await;
+    for s in done_before {
+        assert_eq!(
+            store.is_delivered(s).unwrap(),
+            Some(true),
+            "an acknowledged row stays done"
+        );
+    }
+    common::assert_delivered_exactly(&queue, &db, "KZ-FAULT-4");
+}
