@@ -230,3 +230,46 @@ async fn a_device_killed_mid_batch_keeps_acknowledged_rows_done_and_sends_the_re
     }
     common::assert_delivered_exactly(&queue, &db, "KZ-FAULT-4");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_overtake_a_rate_limited_backlog_and_everything_arrives_in_recoverable_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let broker = Mosquitto::start().unwrap();
+    let central = common::Central::start(broker.port(), db.clone());
+    common::append_events(&queue, "KZ-FAULT-5", 1500);
+    let uplink = common::Uplink::start_with_rate(
+        &queue,
+        "KZ-FAULT-5",
+        broker.port(),
+        Duration::from_secs(30),
+        300.0,
+    );
+    let store = Store::open(&queue).unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(20), || store.stats().unwrap().delivered
+            >= 50)
+        .await
+    );
+    // A live event recorded while the backlog drains.
+    common::append_events(&queue, "KZ-FAULT-5", 1);
+    let live = 1501;
+    assert!(
+        common::wait_for(Duration::from_secs(20), || store
+            .is_delivered(live)
+            .unwrap()
+            == Some(true))
+        .await
+    );
+    let backlog_left = (1..live)
+        .filter(|&s| store.is_delivered(s).unwrap() == Some(false))
+        .count();
+    assert!(
+        backlog_left > 0,
+        "the live event went out before the backlog had drained"
+    );
+    uplink.drain(Duration::from_mins(1)).await;
+    central.stop().await;
+    common::assert_delivered_exactly(&queue, &db, "KZ-FAULT-5");
+}

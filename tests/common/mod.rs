@@ -72,6 +72,8 @@ pub struct Central {
     pub db: PathBuf,
 }
 
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Central {
     pub fn start(port: u16, db: PathBuf) -> Self {
         let (stop, rx) = watch::channel(false);
@@ -80,7 +82,11 @@ impl Central {
             port,
             prefix: "anpr/v1".into(),
             db: db.clone(),
-            client_id: format!("central-test-{}", std::process::id()),
+            client_id: format!(
+                "central-test-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            ),
         };
         let task = tokio::spawn(anpr_central::run(cfg, rx, None));
         Self { stop, task, db }
@@ -165,6 +171,17 @@ pub struct Uplink {
 
 impl Uplink {
     pub fn start(queue: &Path, inventory: &str, port: u16, ack_timeout: Duration) -> Self {
+        Self::start_with_rate(queue, inventory, port, ack_timeout, 100_000.0)
+    }
+
+    /// As `start`, with the backlog limited to `backlog_rate` events per second.
+    pub fn start_with_rate(
+        queue: &Path,
+        inventory: &str,
+        port: u16,
+        ack_timeout: Duration,
+        backlog_rate: f64,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("ANPR_LOG")
@@ -181,7 +198,8 @@ impl Uplink {
             topics: anpr_types::Topics::new("anpr/v1", inventory),
             queue: queue.to_path_buf(),
             ack_timeout,
-            max_inflight: 64,
+            max_inflight: 256,
+            backlog_rate,
         };
         let task = tokio::spawn(anpr_uplink::run(cfg, rx, counters.clone(), None));
         Self {

@@ -257,6 +257,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         queue: cfg.storage.queue.clone(),
         ack_timeout: Duration::from_secs_f64(cfg.uplink.ack_timeout_s),
         max_inflight: cfg.uplink.max_inflight,
+        backlog_rate: cfg.uplink.backlog_rate,
     };
     let uplink = tokio::spawn(anpr_uplink::run(
         uplink_cfg,

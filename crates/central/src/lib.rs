@@ -108,38 +108,60 @@ impl Receiver {
 
     /// Stores a delivery once; returns whether it was new.
     pub fn store(
-        &self,
+        &mut self,
         d: &Delivery,
         raw: &str,
         received_at: DateTime<Utc>,
     ) -> Result<bool, CentralError> {
+        Ok(self.store_batch(&[(d, raw, received_at)])?[0])
+    }
+
+    /// Stores deliveries in one transaction (one sync to disk); returns for each whether it
+    /// was new. A duplicate only increments the stored copy count.
+    pub fn store_batch(
+        &mut self,
+        items: &[(&Delivery, &str, DateTime<Utc>)],
+    ) -> Result<Vec<bool>, CentralError> {
+        let path = self.path.clone();
+        let db = move |source| CentralError::Db {
+            path: path.clone(),
+            source,
+        };
         let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let n = self
-            .conn
-            .execute(
-                "INSERT OR IGNORE INTO events (event_id, inventory, seq, captured_at, sent_at, received_at, delayed, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    d.event.event_id.to_string(),
-                    d.event.device.inventory,
-                    d.event.seq as i64,
-                    ts(d.event.captured_at),
-                    ts(d.sent_at),
-                    ts(received_at),
-                    d.delayed,
-                    raw
-                ],
-            )
-            .map_err(self.db())?;
-        if n == 0 {
-            self.conn
-                .execute(
-                    "UPDATE events SET copies = copies + 1 WHERE event_id = ?1",
-                    params![d.event.event_id.to_string()],
+        let tx = self.conn.transaction().map_err(&db)?;
+        let mut out = Vec::with_capacity(items.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO events (event_id, inventory, seq, captured_at, sent_at, received_at, delayed, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
-                .map_err(self.db())?;
+                .map_err(&db)?;
+            let mut copy = tx
+                .prepare_cached("UPDATE events SET copies = copies + 1 WHERE event_id = ?1")
+                .map_err(&db)?;
+            for (d, raw, received_at) in items {
+                let id = d.event.event_id.to_string();
+                let n = insert
+                    .execute(params![
+                        id,
+                        d.event.device.inventory,
+                        d.event.seq as i64,
+                        ts(d.event.captured_at),
+                        ts(d.sent_at),
+                        ts(*received_at),
+                        d.delayed,
+                        raw
+                    ])
+                    .map_err(&db)?;
+                if n == 0 {
+                    copy.execute(params![id]).map_err(&db)?;
+                }
+                out.push(n == 1);
+            }
         }
-        Ok(n == 1)
+        tx.commit().map_err(&db)?;
+        Ok(out)
     }
 
     /// What arrived per device.
@@ -211,19 +233,27 @@ impl Receiver {
     }
 }
 
+/// Deliveries stored (and acknowledged) together at most.
+const BATCH: usize = 256;
+
 /// Runs the receiver until `stop` turns true. Each stored event is also sent on `events`.
+/// Deliveries are stored in small batches (every 20 ms, or 256 at a time), each batch in one
+/// transaction, and acknowledged after its commit.
 pub async fn run(
     cfg: CentralConfig,
     mut stop: watch::Receiver<bool>,
     events: Option<mpsc::UnboundedSender<Received>>,
 ) -> Result<(), CentralError> {
-    let receiver = Receiver::open(&cfg.db)?;
+    let mut receiver = Receiver::open(&cfg.db)?;
     let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_clean_session(false);
     opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let (client, mut eventloop) = AsyncClient::new(opts, 4 * BATCH);
     let filter = Topics::all_events(&cfg.prefix);
+    let mut batch: Vec<(Delivery, String, DateTime<Utc>)> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *stop.borrow() {
             break;
@@ -236,23 +266,12 @@ pub async fn run(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let raw = String::from_utf8_lossy(&p.payload).to_string();
-                    let d: Delivery = match serde_json::from_str(&raw) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            tracing::warn!(topic = %p.topic, error = %e, "Event that does not follow the schema rejected.");
-                            continue;
-                        }
-                    };
-                    let received_at = Utc::now();
-                    let new = receiver.store(&d, &raw, received_at)?;
-                    let ack = Ack { event_id: d.event.event_id, seq: d.event.seq };
-                    let topic = Topics::ack_for(&cfg.prefix, &d.event.device.inventory);
-                    let body = serde_json::to_vec(&ack).expect("acks always serialise");
-                    if client.publish(topic, QoS::AtLeastOnce, false, body).await.is_err() {
-                        tracing::warn!("Acknowledgement could not be queued; the device will send the event again.");
+                    match serde_json::from_str::<Delivery>(&raw) {
+                        Ok(d) => batch.push((d, raw, Utc::now())),
+                        Err(e) => tracing::warn!(topic = %p.topic, error = %e, "Event that does not follow the schema rejected."),
                     }
-                    if let Some(tx) = &events {
-                        let _ = tx.send(Received { delivery: d, received_at, new });
+                    if batch.len() >= BATCH {
+                        flush(&mut receiver, &client, &cfg.prefix, &mut batch, events.as_ref())?;
                     }
                 }
                 Ok(_) => {}
@@ -261,13 +280,61 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
             },
+            _ = tick.tick() => flush(&mut receiver, &client, &cfg.prefix, &mut batch, events.as_ref())?,
             _ = stop.changed() => {}
         }
     }
+    flush(
+        &mut receiver,
+        &client,
+        &cfg.prefix,
+        &mut batch,
+        events.as_ref(),
+    )?;
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(300), async {
         while eventloop.poll().await.is_ok() {}
     })
     .await;
+    Ok(())
+}
+
+/// Commits the batch, then acknowledges every delivery in it.
+fn flush(
+    receiver: &mut Receiver,
+    client: &AsyncClient,
+    prefix: &str,
+    batch: &mut Vec<(Delivery, String, DateTime<Utc>)>,
+    events: Option<&mpsc::UnboundedSender<Received>>,
+) -> Result<(), CentralError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<(&Delivery, &str, DateTime<Utc>)> =
+        batch.iter().map(|(d, r, t)| (d, r.as_str(), *t)).collect();
+    let fresh = receiver.store_batch(&items)?;
+    for ((d, _, received_at), new) in batch.drain(..).zip(fresh) {
+        let ack = Ack {
+            event_id: d.event.event_id,
+            seq: d.event.seq,
+        };
+        let topic = Topics::ack_for(prefix, &d.event.device.inventory);
+        let body = serde_json::to_vec(&ack).expect("acks always serialise");
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, false, body)
+            .is_err()
+        {
+            tracing::warn!(
+                "Acknowledgement could not be queued; the device will send the event again."
+            );
+        }
+        if let Some(tx) = events {
+            let _ = tx.send(Received {
+                delivery: d,
+                received_at,
+                new,
+            });
+        }
+    }
     Ok(())
 }

@@ -140,6 +140,10 @@ pub struct Uplink {
     /// Most events in flight (sent, not yet acknowledged).
     #[serde(default = "default_inflight")]
     pub max_inflight: usize,
+    /// Events per second at most for the backlog (events queued before the link came up);
+    /// live events are not limited and go first.
+    #[serde(default = "default_backlog_rate")]
+    pub backlog_rate: f64,
 }
 
 /// The whole device configuration.
@@ -184,8 +188,11 @@ fn default_prefix() -> String {
 fn default_ack_timeout() -> f64 {
     10.0
 }
+fn default_backlog_rate() -> f64 {
+    2000.0
+}
 fn default_inflight() -> usize {
-    64
+    256
 }
 
 impl Models {
@@ -303,6 +310,12 @@ fn validate(cfg: &Config, path: &Path) -> Result<(), ConfigError> {
     }
     if cfg.uplink.ack_timeout_s <= 0.0 {
         return Err(invalid("uplink.ack_timeout_s", "must be positive"));
+    }
+    if cfg.uplink.backlog_rate.is_nan() || cfg.uplink.backlog_rate < 1.0 {
+        return Err(invalid(
+            "uplink.backlog_rate",
+            "must be at least 1 event per second",
+        ));
     }
     if cfg.uplink.max_inflight == 0 {
         return Err(invalid("uplink.max_inflight", "must be at least 1"));

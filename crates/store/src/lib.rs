@@ -245,42 +245,78 @@ impl Store {
             .transpose()
     }
 
-    /// Records that a row was sent once more.
-    pub fn note_attempt(&self, seq: u64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE events SET attempts = attempts + 1 WHERE seq = ?1",
-                params![seq as i64],
-            )
-            .map_err(self.sql())?;
-        Ok(())
+    /// Records one more sending attempt for each row, in one transaction.
+    pub fn note_attempts(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = move |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&sql)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE seq = ?1")
+                .map_err(&sql)?;
+            for &seq in seqs {
+                stmt.execute(params![seq as i64]).map_err(&sql)?;
+            }
+        }
+        tx.commit().map_err(&sql)
     }
 
     /// Marks the row with this id and sequence delivered (the central side stored it).
-    pub fn mark_delivered(&self, event_id: Uuid, seq: u64) -> Result<AckOutcome, StoreError> {
-        let id = event_id.to_string();
-        let state: Option<Option<String>> = self
+    pub fn mark_delivered(&mut self, event_id: Uuid, seq: u64) -> Result<AckOutcome, StoreError> {
+        Ok(self.mark_delivered_batch(&[(event_id, seq)])?[0])
+    }
+
+    /// Applies acknowledgements `(event_id, seq)` in one transaction (one sync to disk);
+    /// the outcomes come back in the same order.
+    pub fn mark_delivered_batch(
+        &mut self,
+        acks: &[(Uuid, u64)],
+    ) -> Result<Vec<AckOutcome>, StoreError> {
+        let path = self.path.clone();
+        let sql = move |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let tx = self
             .conn
-            .query_row(
-                "SELECT delivered_at FROM events WHERE seq = ?1 AND event_id = ?2",
-                params![seq as i64, id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql())?;
-        match state {
-            None => Ok(AckOutcome::Unknown),
-            Some(Some(_)) => Ok(AckOutcome::AlreadyDelivered),
-            Some(None) => {
-                self.conn
-                    .execute(
-                        "UPDATE events SET delivered_at = ?1 WHERE seq = ?2 AND event_id = ?3 AND delivered_at IS NULL",
-                        params![Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true), seq as i64, id],
-                    )
-                    .map_err(self.sql())?;
-                Ok(AckOutcome::Marked)
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&sql)?;
+        let mut out = Vec::with_capacity(acks.len());
+        {
+            let mut find = tx
+                .prepare_cached(
+                    "SELECT delivered_at IS NOT NULL FROM events WHERE seq = ?1 AND event_id = ?2",
+                )
+                .map_err(&sql)?;
+            let mut mark = tx
+                .prepare_cached(
+                    "UPDATE events SET delivered_at = ?1 WHERE seq = ?2 AND delivered_at IS NULL",
+                )
+                .map_err(&sql)?;
+            for (id, seq) in acks {
+                let state: Option<bool> = find
+                    .query_row(params![*seq as i64, id.to_string()], |r| r.get(0))
+                    .optional()
+                    .map_err(&sql)?;
+                out.push(match state {
+                    None => AckOutcome::Unknown,
+                    Some(true) => AckOutcome::AlreadyDelivered,
+                    Some(false) => {
+                        mark.execute(params![now, *seq as i64]).map_err(&sql)?;
+                        AckOutcome::Marked
+                    }
+                });
             }
         }
+        tx.commit().map_err(&sql)?;
+        Ok(out)
     }
 
     /// Totals of the queue.
@@ -414,6 +450,24 @@ mod tests {
             }
         );
         assert_eq!(s.pending(0, 10).unwrap()[0].seq, b.seq);
+    }
+
+    #[test]
+    fn opening_a_new_queue_while_another_connection_creates_and_fills_it_works() {
+        for _ in 0..100 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("q.sqlite");
+            let p = path.clone();
+            let writer = std::thread::spawn(move || {
+                let mut s = Store::open(&p).unwrap();
+                for _ in 0..5 {
+                    s.append(event).unwrap();
+                }
+            });
+            let reader = Store::open(&path).map(|s| s.stats());
+            writer.join().unwrap();
+            assert!(matches!(reader, Ok(Ok(_))), "{:?}", reader.err());
+        }
     }
 
     #[test]

@@ -61,10 +61,29 @@ impl Mosquitto {
         Ok(m)
     }
 
+    /// Starts mosquitto on `self.port`; when that port was taken meanwhile (another test may
+    /// have been handed the same free port), tries again on a new one.
     fn spawn(&mut self) -> Result<()> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match self.spawn_once()? {
+                Ok(()) => return Ok(()),
+                Err(log) => {
+                    last = log;
+                    self.port = free_port()?;
+                }
+            }
+        }
+        bail!("mosquitto did not start on a free loopback port after 5 tries: {last}")
+    }
+
+    /// `Ok(Ok(()))` once mosquitto says it is running on our port (its own log line, so a
+    /// broker of someone else on that port is never mistaken for ours); `Ok(Err(log))` when it
+    /// could not listen.
+    fn spawn_once(&mut self) -> Result<Result<(), String>> {
         let conf = self.dir.path().join("mosquitto.conf");
         let mut text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n",
+            "listener {} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\nlog_dest stderr\n",
             self.port
         );
         if self.persistence {
@@ -75,7 +94,8 @@ impl Mosquitto {
             );
         }
         std::fs::write(&conf, text)?;
-        let log = std::fs::File::create(self.dir.path().join("mosquitto.log"))?;
+        let log_path = self.dir.path().join("mosquitto.log");
+        let log = std::fs::File::create(&log_path)?;
         let child = Command::new(mosquitto_binary()?)
             .arg("-c")
             .arg(&conf)
@@ -86,20 +106,23 @@ impl Mosquitto {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || text.contains("Error:") {
+                self.kill();
+                return Ok(Err(text));
             }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                let log = std::fs::read_to_string(self.dir.path().join("mosquitto.log"))
-                    .unwrap_or_default();
-                bail!("mosquitto exited ({status}) on port {}: {log}", self.port);
+            if text.contains(" running") && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(Ok(()));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
+        self.kill();
         bail!(
-            "mosquitto did not accept connections on port {} within 10 s",
+            "mosquitto did not report running on port {} within 10 s",
             self.port
         )
     }
@@ -124,10 +147,16 @@ impl Mosquitto {
         }
     }
 
-    /// Starts the broker again on the same port.
+    /// Starts the broker again on the same port (clients reconnect to it there).
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
-        self.spawn()
+        match self.spawn_once()? {
+            Ok(()) => Ok(()),
+            Err(log) => bail!(
+                "mosquitto could not listen again on port {}: {log}",
+                self.port
+            ),
+        }
     }
 }
 

@@ -44,6 +44,8 @@ pub struct UplinkConfig {
     pub queue: PathBuf,
     pub ack_timeout: Duration,
     pub max_inflight: usize,
+    /// Backlog events per second at most (live events are not limited).
+    pub backlog_rate: f64,
 }
 
 /// What the uplink should do now.
@@ -84,7 +86,33 @@ pub struct Delivered {
 
 struct InFlight {
     sent: Instant,
+    backlog: bool,
     delivered: Delivered,
+}
+
+/// How often queued acknowledgements are committed and the queue is looked at.
+const TICK: Duration = Duration::from_millis(20);
+/// Acknowledgements committed together at most.
+const ACK_BATCH: usize = 256;
+
+/// The delivery state of one connection.
+///
+/// Rows queued before the connection came up (sequence below `live_from`) are the backlog:
+/// it drains in sequence order at `backlog_rate`, using at most three quarters of the
+/// in-flight window, while rows recorded on this connection (live) go out as soon as they are
+/// queued. The receiver recovers the order from the sequence numbers.
+struct Session {
+    connected_since: DateTime<Utc>,
+    inflight: HashMap<u64, InFlight>,
+    /// First sequence number recorded after the connection came up.
+    live_from: u64,
+    /// Highest live sequence sent; new live rows are looked up above it.
+    live_cursor: u64,
+    /// Highest backlog sequence sent; the backlog continues above it.
+    backlog_cursor: u64,
+    /// Backlog events that may be sent now (token bucket refilled at `backlog_rate`).
+    tokens: f64,
+    refilled: Instant,
 }
 
 /// Runs the uplink until `mode` says stop (or a drain completes).
@@ -94,11 +122,14 @@ pub async fn run(
     counters: Arc<Counters>,
     delivered_tx: Option<tokio::sync::mpsc::UnboundedSender<Delivered>>,
 ) -> Result<(), UplinkError> {
-    let store = Store::open(&cfg.queue)?;
+    let mut store = Store::open(&cfg.queue)
+        .inspect_err(|e| tracing::error!(error = %e, "Uplink cannot open the queue."))?;
+    tracing::debug!(client_id = %cfg.client_id, broker = %format!("{}:{}", cfg.host, cfg.port), "Uplink starting.");
     let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_clean_session(true);
     opts.set_max_packet_size(1 << 20, 1 << 20);
+    opts.set_inflight(u16::try_from(cfg.max_inflight.clamp(1, 1000)).unwrap_or(100));
     opts.set_last_will(LastWill::new(
         cfg.topics.health(),
         r#"{"status":"offline"}"#,
@@ -108,9 +139,9 @@ pub async fn run(
     let (client, mut eventloop) = AsyncClient::new(opts, cfg.max_inflight * 2 + 16);
     let ack_topic = cfg.topics.ack();
     let events_topic = cfg.topics.events();
-    let mut inflight: HashMap<u64, InFlight> = HashMap::new();
-    let mut connected_since: Option<DateTime<Utc>> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut session: Option<Session> = None;
+    let mut acks: Vec<Ack> = Vec::new();
+    let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
@@ -118,7 +149,7 @@ pub async fn run(
         match current {
             Mode::Stop => break,
             Mode::Drain { deadline } => {
-                if store.stats()?.pending == 0 || Instant::now() >= deadline {
+                if acks.is_empty() && store.stats()?.pending == 0 || Instant::now() >= deadline {
                     break;
                 }
             }
@@ -127,7 +158,16 @@ pub async fn run(
         tokio::select! {
             ev = eventloop.poll() => match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    connected_since = Some(Utc::now());
+                    let live_from = store.stats()?.total + 1;
+                    session = Some(Session {
+                        connected_since: Utc::now(),
+                        inflight: HashMap::new(),
+                        live_from,
+                        live_cursor: live_from - 1,
+                        backlog_cursor: 0,
+                        tokens: 0.0,
+                        refilled: Instant::now(),
+                    });
                     counters.connected.store(true, Ordering::SeqCst);
                     tracing::info!(broker = %format!("{}:{}", cfg.host, cfg.port), "Uplink connected.");
                     let _ = client.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
@@ -135,27 +175,11 @@ pub async fn run(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
                     match serde_json::from_slice::<Ack>(&p.payload) {
-                        Ok(ack) => match store.mark_delivered(ack.event_id, ack.seq)? {
-                            AckOutcome::Marked => {
-                                counters.acked.fetch_add(1, Ordering::SeqCst);
-                                if let Some(f) = inflight.remove(&ack.seq)
-                                    && let Some(tx) = &delivered_tx
-                                {
-                                    let mut d = f.delivered;
-                                    d.acked_at = Utc::now();
-                                    let _ = tx.send(d);
-                                }
-                            }
-                            AckOutcome::AlreadyDelivered => {
-                                inflight.remove(&ack.seq);
-                                counters.duplicate_acks.fetch_add(1, Ordering::SeqCst);
-                            }
-                            AckOutcome::Unknown => {
-                                counters.unknown_acks.fetch_add(1, Ordering::SeqCst);
-                                tracing::warn!(event_id = %ack.event_id, seq = ack.seq, "Acknowledgement for an unknown event ignored.");
-                            }
-                        },
+                        Ok(ack) => acks.push(ack),
                         Err(e) => tracing::warn!(error = %e, "Malformed acknowledgement ignored."),
+                    }
+                    if acks.len() >= ACK_BATCH {
+                        commit_acks(&mut store, &mut acks, session.as_mut(), &counters, delivered_tx.as_ref())?;
                     }
                 }
                 Ok(_) => {}
@@ -166,19 +190,26 @@ pub async fn run(
                         tracing::debug!(error = %e, "Uplink still down.");
                     }
                     counters.connection_errors.fetch_add(1, Ordering::SeqCst);
-                    connected_since = None;
-                    inflight.clear();
+                    session = None;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             },
             _ = tick.tick() => {
-                if let Some(since) = connected_since {
-                    pump(&cfg, &store, &client, &events_topic, &mut inflight, since, &counters)?;
+                commit_acks(&mut store, &mut acks, session.as_mut(), &counters, delivered_tx.as_ref())?;
+                if let Some(s) = session.as_mut() {
+                    pump(&cfg, &mut store, &client, &events_topic, s, &counters)?;
                 }
             }
             _ = mode.changed() => {}
         }
     }
+    commit_acks(
+        &mut store,
+        &mut acks,
+        session.as_mut(),
+        &counters,
+        delivered_tx.as_ref(),
+    )?;
     let _ = client.try_publish(
         cfg.topics.health(),
         QoS::AtLeastOnce,
@@ -194,67 +225,179 @@ pub async fn run(
     Ok(())
 }
 
+/// Commits the acknowledgements received since the last call, in one transaction.
+fn commit_acks(
+    store: &mut Store,
+    acks: &mut Vec<Ack>,
+    mut session: Option<&mut Session>,
+    counters: &Counters,
+    delivered_tx: Option<&tokio::sync::mpsc::UnboundedSender<Delivered>>,
+) -> Result<(), UplinkError> {
+    if acks.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<(uuid::Uuid, u64)> = acks.iter().map(|a| (a.event_id, a.seq)).collect();
+    let outcomes = store.mark_delivered_batch(&pairs)?;
+    let acked_at = Utc::now();
+    for (ack, outcome) in acks.drain(..).zip(outcomes) {
+        let flight = session.as_mut().and_then(|s| s.inflight.remove(&ack.seq));
+        match outcome {
+            AckOutcome::Marked => {
+                counters.acked.fetch_add(1, Ordering::SeqCst);
+                if let (Some(f), Some(tx)) = (flight, delivered_tx) {
+                    let mut d = f.delivered;
+                    d.acked_at = acked_at;
+                    let _ = tx.send(d);
+                }
+            }
+            AckOutcome::AlreadyDelivered => {
+                counters.duplicate_acks.fetch_add(1, Ordering::SeqCst);
+            }
+            AckOutcome::Unknown => {
+                counters.unknown_acks.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(event_id = %ack.event_id, seq = ack.seq, "Acknowledgement for an unknown event ignored.");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn pump(
     cfg: &UplinkConfig,
+    store: &mut Store,
+    client: &AsyncClient,
+    topic: &str,
+    session: &mut Session,
+    counters: &Counters,
+) -> Result<(), UplinkError> {
+    let expired: Vec<(u64, bool)> = session
+        .inflight
+        .iter()
+        .filter(|(_, f)| f.sent.elapsed() >= cfg.ack_timeout)
+        .map(|(s, f)| (*s, f.backlog))
+        .collect();
+    if !expired.is_empty() {
+        for (s, backlog) in &expired {
+            session.inflight.remove(s);
+            // Look again from the start: expired rows go out again in order.
+            if *backlog {
+                session.backlog_cursor = 0;
+            } else {
+                session.live_cursor = session.live_from - 1;
+            }
+        }
+        counters
+            .resent
+            .fetch_add(expired.len() as u64, Ordering::SeqCst);
+    }
+    let now = Instant::now();
+    let max_tokens = (cfg.backlog_rate * 0.1).max(1.0);
+    session.tokens = (session.tokens
+        + now.duration_since(session.refilled).as_secs_f64() * cfg.backlog_rate)
+        .min(max_tokens);
+    session.refilled = now;
+
+    let mut sent = Vec::new();
+    // Live rows first, as many as the window allows.
+    let room = cfg.max_inflight.saturating_sub(session.inflight.len());
+    send_range(
+        store, client, topic, session, counters, false, room, &mut sent,
+    )?;
+    // Then the backlog, within its share of the window and its rate.
+    let backlog_inflight = session.inflight.values().filter(|f| f.backlog).count();
+    let share = (cfg.max_inflight * 3 / 4)
+        .max(1)
+        .saturating_sub(backlog_inflight);
+    let room = cfg
+        .max_inflight
+        .saturating_sub(session.inflight.len())
+        .min(share)
+        .min(session.tokens as usize);
+    let before = sent.len();
+    send_range(
+        store, client, topic, session, counters, true, room, &mut sent,
+    )?;
+    session.tokens -= (sent.len() - before) as f64;
+    if !sent.is_empty() {
+        store.note_attempts(&sent)?;
+    }
+    Ok(())
+}
+
+/// Sends up to `room` pending rows of the backlog or of the live range, in sequence order.
+#[allow(clippy::too_many_arguments)]
+fn send_range(
     store: &Store,
     client: &AsyncClient,
     topic: &str,
-    inflight: &mut HashMap<u64, InFlight>,
-    connected_since: DateTime<Utc>,
+    session: &mut Session,
     counters: &Counters,
+    backlog: bool,
+    room: usize,
+    sent: &mut Vec<u64>,
 ) -> Result<(), UplinkError> {
-    let expired: Vec<u64> = inflight
-        .iter()
-        .filter(|(_, f)| f.sent.elapsed() >= cfg.ack_timeout)
-        .map(|(s, _)| *s)
-        .collect();
-    for s in expired {
-        inflight.remove(&s);
-        counters.resent.fetch_add(1, Ordering::SeqCst);
-    }
-    let room = cfg.max_inflight.saturating_sub(inflight.len());
-    if room == 0 {
-        return Ok(());
-    }
-    let candidates: Vec<_> = store
-        .pending(0, cfg.max_inflight + inflight.len())?
-        .into_iter()
-        .filter(|r| !inflight.contains_key(&r.seq))
-        .take(room)
-        .collect();
-    for row in candidates {
-        let sent_at = Utc::now();
-        let delayed = row.attempts > 0 || row.captured_at < connected_since;
-        let delivery = Delivery {
-            event: row.event,
-            sent_at,
-            delayed,
-        };
-        let payload = serde_json::to_vec(&delivery).expect("events always serialise");
-        if client
-            .try_publish(topic, QoS::AtLeastOnce, false, payload)
-            .is_err()
-        {
-            break;
+    let mut count = 0;
+    let mut after = if backlog {
+        session.backlog_cursor
+    } else {
+        session.live_cursor
+    };
+    while count < room {
+        let rows = store.pending(after, room - count + session.inflight.len())?;
+        if rows.is_empty() {
+            return Ok(());
         }
-        store.note_attempt(row.seq)?;
-        counters.published.fetch_add(1, Ordering::SeqCst);
-        inflight.insert(
-            row.seq,
-            InFlight {
-                sent: Instant::now(),
-                delivered: Delivered {
-                    seq: row.seq,
-                    event_id: row.event_id,
-                    plate: delivery.event.plate.text.clone(),
-                    vehicle: delivery.event.vehicle.class.to_string(),
-                    captured_at: row.captured_at,
-                    sent_at,
-                    acked_at: sent_at,
-                    delayed,
+        for row in rows {
+            if backlog && row.seq >= session.live_from {
+                return Ok(());
+            }
+            after = row.seq;
+            if session.inflight.contains_key(&row.seq) {
+                continue;
+            }
+            let sent_at = Utc::now();
+            let delayed = row.attempts > 0 || row.captured_at < session.connected_since;
+            let delivery = Delivery {
+                event: row.event,
+                sent_at,
+                delayed,
+            };
+            let payload = serde_json::to_vec(&delivery).expect("events always serialise");
+            if client
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                .is_err()
+            {
+                return Ok(());
+            }
+            if backlog {
+                session.backlog_cursor = row.seq;
+            } else {
+                session.live_cursor = row.seq;
+            }
+            counters.published.fetch_add(1, Ordering::SeqCst);
+            sent.push(row.seq);
+            session.inflight.insert(
+                row.seq,
+                InFlight {
+                    sent: Instant::now(),
+                    backlog,
+                    delivered: Delivered {
+                        seq: row.seq,
+                        event_id: row.event_id,
+                        plate: delivery.event.plate.text.clone(),
+                        vehicle: delivery.event.vehicle.class.to_string(),
+                        captured_at: row.captured_at,
+                        sent_at,
+                        acked_at: sent_at,
+                        delayed,
+                    },
                 },
-            },
-        );
+            );
+            count += 1;
+            if count >= room {
+                return Ok(());
+            }
+        }
     }
     Ok(())
 }

@@ -1,0 +1,132 @@
+//! Replay bench: a backlog of N queued events delivered to a local mosquitto and acknowledged by
+//! the reference receiver, next to a baseline measured in the same run: the same payloads
+//! published at QoS 1 straight to the broker and counted by a bare subscriber (no queue, no
+//! storage, no acknowledgement). Also durable appends per second and the queue's size on disk.
+//!
+//! `cargo bench -p anpr --bench replay` (N = 20000; set ANPR_BENCH_EVENTS to change it).
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anpr_store::Store;
+use anpr_testkit::Mosquitto;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+async fn baseline(port: u16, payloads: &[Vec<u8>]) -> Duration {
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut opts = MqttOptions::new("bench-sub", "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (sub, mut sub_loop) = AsyncClient::new(opts, 1024);
+    sub.subscribe("bench/events", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let c = count.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        while let Ok(ev) = sub_loop.poll().await {
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(_)) => {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    });
+    ready_rx.await.unwrap();
+    let mut opts = MqttOptions::new("bench-pub", "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    opts.set_inflight(256);
+    let (publ, mut pub_loop) = AsyncClient::new(opts, 1024);
+    tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
+    let start = Instant::now();
+    for p in payloads {
+        publ.publish("bench/events", QoS::AtLeastOnce, false, p.clone())
+            .await
+            .unwrap();
+    }
+    while count.load(Ordering::Relaxed) < payloads.len() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("ANPR_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    if anpr_testkit::mosquitto_binary().is_err() {
+        println!("skipping the replay bench: mosquitto is not installed (deploy/setup.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+
+    let t = Instant::now();
+    common::append_events(&queue, "KZ-BENCH", n);
+    let append = t.elapsed();
+    let store = Store::open(&queue).unwrap();
+    let payloads: Vec<Vec<u8>> = store
+        .pending(0, n)
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            serde_json::to_vec(&anpr_types::Delivery {
+                event: p.event,
+                sent_at: chrono::Utc::now(),
+                delayed: true,
+            })
+            .unwrap()
+        })
+        .collect();
+    let bytes_per_event = payloads.iter().map(Vec::len).sum::<usize>() / n.max(1);
+    let disk: u64 = ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", queue.display())).ok())
+        .map(|m| m.len())
+        .sum();
+
+    let broker = Mosquitto::start().unwrap();
+    let base = baseline(broker.port(), &payloads).await;
+
+    let central = common::Central::start(broker.port(), db.clone());
+    let t = Instant::now();
+    let uplink = common::Uplink::start(&queue, "KZ-BENCH", broker.port(), Duration::from_secs(30));
+    uplink.drain(Duration::from_mins(10)).await;
+    let replay = t.elapsed();
+    central.stop().await;
+    let left = store.stats().unwrap().pending;
+
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    println!("events: {n}, {bytes_per_event} bytes of JSON each");
+    println!(
+        "durable appends (one commit each):         {:>9.0} /s",
+        rate(append)
+    );
+    println!(
+        "baseline: QoS 1 publish to a bare subscriber: {:>7.0} /s",
+        rate(base)
+    );
+    println!(
+        "replay: queue -> broker -> receiver -> ack:  {:>7.0} /s  ({:.2}x the baseline, {left} left)",
+        rate(replay),
+        base.as_secs_f64() / replay.as_secs_f64()
+    );
+    println!(
+        "queue on disk: {:.1} MB per 100,000 events",
+        disk as f64 / n as f64 * 100_000.0 / 1e6
+    );
+}
