@@ -319,6 +319,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Number of undelivered rows (uses the index of pending rows, cheap on a long queue).
+    pub fn pending_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE delivered_at IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(self.sql())
+    }
+
     /// Totals of the queue.
     pub fn stats(&self) -> Result<QueueStats, StoreError> {
         self.conn

@@ -145,15 +145,8 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
-        let current = *mode.borrow();
-        match current {
-            Mode::Stop => break,
-            Mode::Drain { deadline } => {
-                if acks.is_empty() && store.stats()?.pending == 0 || Instant::now() >= deadline {
-                    break;
-                }
-            }
-            Mode::Run => {}
+        if *mode.borrow() == Mode::Stop {
+            break;
         }
         tokio::select! {
             ev = eventloop.poll() => match ev {
@@ -196,6 +189,11 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 commit_acks(&mut store, &mut acks, session.as_mut(), &counters, delivered_tx.as_ref())?;
+                if let Mode::Drain { deadline } = *mode.borrow()
+                    && (store.pending_count()? == 0 || Instant::now() >= deadline)
+                {
+                    break;
+                }
                 if let Some(s) = session.as_mut() {
                     pump(&cfg, &mut store, &client, &events_topic, s, &counters)?;
                 }
