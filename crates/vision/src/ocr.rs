@@ -67,20 +67,25 @@ fn is_band_blue(p: [u8; 3]) -> bool {
 /// registration, so the reader should not see them.
 #[must_use]
 pub fn left_band_width(frame: &RgbFrame, x0: usize, x1: usize, y0: usize, y1: usize) -> usize {
-    let limit = x0 + (x1 - x0) / 4;
+    let width = x1 - x0;
+    let limit = x0 + width / 4;
     let mut last_blue = None;
     let rows = (y1 - y0).max(1);
     for x in x0..limit {
         let blue = (y0..y1)
             .filter(|&y| is_band_blue(frame.pixel(x as u32, y as u32)))
             .count();
-        if blue * 10 >= rows * 4 {
+        if blue * 10 >= rows * 6 {
             last_blue = Some(x);
-        } else if last_blue.is_some() || x - x0 > (x1 - x0) / 12 {
+        } else if last_blue.is_some() || x - x0 > width / 12 {
             break;
         }
     }
-    last_blue.map_or(0, |x| x + 1 - x0)
+    // A country band is a narrow strip: anything wider is the plate's own colour or artwork.
+    match last_blue {
+        Some(x) if (x + 1 - x0) * 100 <= width * 16 => x + 1 - x0,
+        _ => 0,
+    }
 }
 
 /// Crops `bbox` (grown by a margin, clipped to the frame, without a blue band at its left)
