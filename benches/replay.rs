@@ -3,6 +3,10 @@
 //! published at QoS 1 straight to the broker and counted by a bare subscriber (no queue, no
 //! storage, no acknowledgement). Also durable appends per second and the queue's size on disk.
 //!
+//! Live latency: while the backlog drains, live events are recorded ten times a second; their
+//! capture-to-receiver delays (p50, p99) are set beside those of live events sent with an empty
+//! queue, in the same run.
+//!
 //! `cargo bench -p anpr --bench replay` (N = 20000; set ANPR_BENCH_EVENTS to change it).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -61,6 +65,54 @@ async fn baseline(port: u16, payloads: &[Vec<u8>]) -> Duration {
     start.elapsed()
 }
 
+/// Records one live event every `every` until `stop` is set; returns how many.
+fn record_live(
+    queue: std::path::PathBuf,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    every: Duration,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            common::append_events(&queue, "KZ-BENCH", 1);
+            n += 1;
+            std::thread::sleep(every);
+        }
+        n
+    })
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Live events alone, with nothing queued: their capture-to-receiver delays.
+async fn idle_latency(port: u16, dir: &std::path::Path) -> Vec<f64> {
+    let queue = dir.join("idle-queue.sqlite");
+    let db = dir.join("idle-central.sqlite");
+    let central = common::Central::start(port, db.clone());
+    let uplink = common::Uplink::start(&queue, "KZ-BENCH", port, Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let live = record_live(queue.clone(), stop.clone(), Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    live.join().unwrap();
+    uplink.drain(Duration::from_secs(30)).await;
+    central.stop().await;
+    anpr_central::Receiver::open(&db)
+        .unwrap()
+        .arrival_delays("KZ-BENCH")
+        .unwrap()
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n: usize = std::env::var("ANPR_BENCH_EVENTS")
@@ -102,13 +154,41 @@ async fn main() {
     let broker = Mosquitto::start().unwrap();
     let base = baseline(broker.port(), &payloads).await;
 
+    let idle = idle_latency(broker.port(), dir.path()).await;
+
     let central = common::Central::start(broker.port(), db.clone());
     let t = Instant::now();
-    let uplink = common::Uplink::start(&queue, "KZ-BENCH", broker.port(), Duration::from_secs(30));
-    uplink.drain(Duration::from_mins(10)).await;
+    let uplink = common::Uplink::start_with_rate(
+        &queue,
+        "KZ-BENCH",
+        broker.port(),
+        Duration::from_secs(30),
+        100_000.0,
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let live = record_live(queue.clone(), stop.clone(), Duration::from_millis(100));
+    // The backlog is done when every one of its N rows is delivered.
+    while (1..=n as u64)
+        .step_by(997)
+        .chain([n as u64])
+        .any(|s| store.is_delivered(s).unwrap() != Some(true))
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let replay = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let live_count = live.join().unwrap();
+    uplink.drain(Duration::from_mins(10)).await;
     central.stop().await;
     let left = store.stats().unwrap().pending;
+    let during: Vec<f64> = anpr_central::Receiver::open(&db)
+        .unwrap()
+        .arrival_delays("KZ-BENCH")
+        .unwrap()
+        .into_iter()
+        .filter(|(seq, _)| *seq > n as u64)
+        .map(|(_, d)| d)
+        .collect();
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     println!("events: {n}, {bytes_per_event} bytes of JSON each");
@@ -128,5 +208,17 @@ async fn main() {
     println!(
         "queue on disk: {:.1} MB per 100,000 events",
         disk as f64 / n as f64 * 100_000.0 / 1e6
+    );
+    println!(
+        "live capture-to-receiver delay, empty queue:   p50 {:.3} s  p99 {:.3} s  ({} events)",
+        percentile(idle.clone(), 0.5),
+        percentile(idle.clone(), 0.99),
+        idle.len()
+    );
+    println!(
+        "live capture-to-receiver delay, during replay: p50 {:.3} s  p99 {:.3} s  ({} of {live_count} events)",
+        percentile(during.clone(), 0.5),
+        percentile(during.clone(), 0.99),
+        during.len()
     );
 }

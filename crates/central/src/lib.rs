@@ -213,6 +213,37 @@ impl Receiver {
         Ok(out)
     }
 
+    /// Seconds from capture to storage here, per sequence number, for one device.
+    pub fn arrival_delays(&self, inventory: &str) -> Result<Vec<(u64, f64)>, CentralError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, captured_at, received_at FROM events WHERE inventory = ?1 ORDER BY seq")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![inventory], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(self.db())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, cap, rec) = row.map_err(self.db())?;
+            if let (Ok(c), Ok(r)) = (
+                DateTime::parse_from_rfc3339(&cap),
+                DateTime::parse_from_rfc3339(&rec),
+            ) {
+                out.push((
+                    seq,
+                    (r - c).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Stored event payloads of one device in sequence order.
     pub fn events_of(&self, inventory: &str) -> Result<Vec<Delivery>, CentralError> {
         let mut stmt = self
