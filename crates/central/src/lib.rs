@@ -73,11 +73,7 @@ impl Receiver {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db)?;
+        let conn = anpr_store::open_durable(path).map_err(db)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS events (
                 event_id TEXT PRIMARY KEY,

@@ -54,6 +54,33 @@ pub enum StoreError {
     Corrupt { seq: u64, message: String },
 }
 
+/// Opens a SQLite database the way every durable table of the appliance wants it: WAL
+/// journal, `synchronous=FULL` (each commit is synced to disk), and a 10 s wait on locks.
+///
+/// Switching a new file to WAL takes an exclusive lock, for which SQLite does not wait on its
+/// own; when another connection is creating or writing the same new file at that moment, the
+/// switch is tried again until the wait runs out.
+pub fn open_durable(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let wait = std::time::Duration::from_secs(10);
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(wait)?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(_) => break,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
 /// What an acknowledgement did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckOutcome {
@@ -96,13 +123,7 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(open)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(open)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open)?;
+        let conn = open_durable(path).map_err(open)?;
         let store = Self {
             conn,
             path: path.to_path_buf(),
