@@ -149,15 +149,7 @@ async fn with_the_broker_unreachable_the_device_keeps_recording_and_delivers_the
 
     // The link comes back: a broker and the receiver on that port. A clip with no plates keeps
     // the second run short; the queue is replayed with the original capture times.
-    let blank = dir.path().join("blank.mp4");
-    democlip::write_clip_with(&democlip::manifest_with(0), &blank).unwrap();
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replace(clip.to_str().unwrap(), blank.to_str().unwrap()),
-    )
-    .unwrap();
+    common::switch_to_blank_clip(&config, dir.path(), &clip);
     let broker = Mosquitto::start().unwrap();
     std::fs::write(
         &config,

@@ -199,15 +199,7 @@ async fn a_device_killed_mid_batch_keeps_acknowledged_rows_done_and_sends_the_re
     assert!(!done_before.is_empty());
 
     // Restart on a clip without plates: the device only has its queue to deliver.
-    let blank = dir.path().join("blank.mp4");
-    anpr::democlip::write_clip_with(&anpr::democlip::manifest_with(0), &blank).unwrap();
-    std::fs::write(
-        &config,
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replace(clip.to_str().unwrap(), blank.to_str().unwrap()),
-    )
-    .unwrap();
+    common::switch_to_blank_clip(&config, dir.path(), &clip);
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
         .args([
             "run",

@@ -258,3 +258,16 @@ pub async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Points the camera of the device config at `config` to a new clip without plates (written
+/// into `dir`), so a restarted device only has its queue to deliver.
+pub fn switch_to_blank_clip(config: &Path, dir: &Path, current: &Path) {
+    let blank = dir.join("blank.mp4");
+    anpr::democlip::write_clip_with(&anpr::democlip::manifest_with(0), &blank).unwrap();
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(
+        config,
+        text.replace(current.to_str().unwrap(), blank.to_str().unwrap()),
+    )
+    .unwrap();
+}

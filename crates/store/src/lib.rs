@@ -81,6 +81,14 @@ pub fn open_durable(path: &Path) -> Result<Connection, rusqlite::Error> {
     Ok(conn)
 }
 
+/// Maps SQLite errors on the queue at `path` to [`StoreError::Sql`].
+fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sql {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// What an acknowledgement did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckOutcome {
@@ -132,11 +140,18 @@ impl Store {
         Ok(store)
     }
 
+    /// Starts a transaction that takes the write lock at once (so two writers queue up on the
+    /// lock wait instead of failing when a read would have to be upgraded).
+    fn begin_write(&mut self) -> Result<(rusqlite::Transaction<'_>, &Path), StoreError> {
+        let Self { conn, path } = self;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql_error(path))?;
+        Ok((tx, path))
+    }
+
     fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sql {
-            path: self.path.clone(),
-            source,
-        }
+        sql_error(&self.path)
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -175,15 +190,8 @@ impl Store {
 
     /// Appends an event built from the next sequence number, committed durably before return.
     pub fn append(&mut self, build: impl FnOnce(u64) -> Event) -> Result<Event, StoreError> {
-        let path = self.path.clone();
-        let sql = move |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(&sql)?;
+        let (tx, path) = self.begin_write()?;
+        let sql = sql_error(path);
         let next: i64 = tx
             .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM events", [], |r| {
                 r.get(0)
@@ -268,15 +276,8 @@ impl Store {
 
     /// Records one more sending attempt for each row, in one transaction.
     pub fn note_attempts(&mut self, seqs: &[u64]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sql = move |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(&sql)?;
+        let (tx, path) = self.begin_write()?;
+        let sql = sql_error(path);
         {
             let mut stmt = tx
                 .prepare_cached("UPDATE events SET attempts = attempts + 1 WHERE seq = ?1")
@@ -299,16 +300,9 @@ impl Store {
         &mut self,
         acks: &[(Uuid, u64)],
     ) -> Result<Vec<AckOutcome>, StoreError> {
-        let path = self.path.clone();
-        let sql = move |source| StoreError::Sql {
-            path: path.clone(),
-            source,
-        };
         let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(&sql)?;
+        let (tx, path) = self.begin_write()?;
+        let sql = sql_error(path);
         let mut out = Vec::with_capacity(acks.len());
         {
             let mut find = tx
