@@ -92,7 +92,44 @@ async fn every_plate_of_the_clip_reaches_the_receiver_with_its_text_class_and_ca
         (1..=manifest.vehicles.len() as u64).collect::<Vec<_>>()
     );
 
+    // Each event's two evidence images arrived after it, matching the sha256 it names.
+    for d in &got {
+        let kinds: Vec<&str> = d.event.evidence.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["overview", "plate"],
+            "evidence of {}",
+            d.event.plate.text
+        );
+        for r in &d.event.evidence {
+            let bytes = receiver
+                .image(d.event.event_id, &r.kind)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{} image of {} missing", r.kind, d.event.plate.text));
+            assert_eq!(anpr_store::sha256_hex(&bytes), r.sha256);
+            let img = image::load_from_memory(&bytes).unwrap();
+            if r.kind == "overview" {
+                assert_eq!(
+                    (img.width(), img.height()),
+                    (d.event.frame.width, d.event.frame.height)
+                );
+            } else {
+                let [_, _, w, h] = d.event.plate.bbox;
+                assert!(img.width() as i32 >= w && img.height() as i32 >= h);
+            }
+        }
+    }
+    let report = &receiver.report().unwrap()[0];
+    assert_eq!((report.images, report.images_missing), (6, 0));
+    let health = report.health.as_ref().expect("the device's health arrived");
+    assert_eq!(health.inventory, "KZ-TEST-E2E");
+    assert!(
+        !health.dropped.any() && health.faults.is_empty(),
+        "{health:?}"
+    );
+
     let store = Store::open(&dir.path().join("queue.sqlite")).unwrap();
+    assert_eq!(store.pending_evidence_count().unwrap(), 0);
     let stats = store.stats().unwrap();
     assert_eq!(
         stats.pending, 0,

@@ -123,11 +123,13 @@ async fn unknown_repeated_and_out_of_order_acks_change_nothing_they_should_not()
     send(Ack {
         event_id: uuid::Uuid::now_v7(),
         seq: 1,
+        evidence: None,
     })
     .await;
     send(Ack {
         event_id: events[0].event_id,
         seq: 2,
+        evidence: None,
     })
     .await;
     // Out of order: 5, 3, then 1 twice.
@@ -135,6 +137,7 @@ async fn unknown_repeated_and_out_of_order_acks_change_nothing_they_should_not()
         send(Ack {
             event_id: events[i].event_id,
             seq: events[i].seq,
+            evidence: None,
         })
         .await;
     }
@@ -264,4 +267,159 @@ async fn live_events_overtake_a_rate_limited_backlog_and_everything_arrives_in_r
     uplink.drain(Duration::from_mins(1)).await;
     central.stop().await;
     common::assert_delivered_exactly(&queue, &db, "KZ-FAULT-5");
+}
+
+/// A synthetic JPEG-sized evidence image (the bytes only matter for size and sha256).
+fn image(seq: u64) -> anpr_store::NewEvidence {
+    anpr_store::NewEvidence {
+        kind: "overview".into(),
+        content_type: "image/jpeg".into(),
+        data: (0..20_000u64)
+            .map(|i| ((i * 31 + seq * 7) % 251) as u8)
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_reached_during_an_outage_drops_passage_images_first_keeps_violations_and_reports_it()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let inv = "KZ-FAULT-QUOTA";
+    let mut broker = Mosquitto::start().unwrap();
+    let central = common::Central::start(broker.port(), db.clone());
+    let mut store = Store::open(&queue).unwrap();
+    let mut captured = std::collections::HashMap::new();
+    for _ in 0..10 {
+        let e = store
+            .append_with(|seq| common::synthetic_event(inv, seq), vec![image(0)])
+            .unwrap();
+        captured.insert(e.seq, e.captured_at);
+    }
+    // Room for the metadata and about 18 images more than the database holds now.
+    let quota = store.bytes_used().unwrap() + 18 * 21_000;
+    let uplink = common::Uplink::start_with(
+        &queue,
+        inv,
+        broker.port(),
+        Duration::from_secs(2),
+        1e5,
+        Some(quota),
+    );
+    assert!(
+        common::wait_for(Duration::from_secs(20), || store
+            .pending_evidence_count()
+            .unwrap()
+            == 0
+            && store.pending_count().unwrap() == 0)
+        .await,
+        "the first 10 events and images are delivered"
+    );
+    broker.kill();
+    // During the outage: 60 events, every fourth a violation, each with a 20 kB image.
+    let mut store = store.with_quota(Some(quota));
+    let mut violations = Vec::new();
+    for i in 0..60u64 {
+        let e = store
+            .append_with(
+                |seq| anpr_types::Event {
+                    kind: if i % 4 == 3 {
+                        anpr_types::EventKind::Violation
+                    } else {
+                        anpr_types::EventKind::Passage
+                    },
+                    ..common::synthetic_event(inv, seq)
+                },
+                vec![image(i)],
+            )
+            .unwrap();
+        if i % 4 == 3 {
+            violations.push(e.seq);
+        }
+        captured.insert(e.seq, e.captured_at);
+    }
+    let drops = store.drops().unwrap();
+    assert!(
+        drops.passage_evidence > 0,
+        "the quota was reached: {drops:?}"
+    );
+    assert_eq!(
+        (drops.violations, drops.violation_evidence),
+        (0, 0),
+        "violations go last"
+    );
+    assert_eq!(
+        store.pruned().unwrap(),
+        10,
+        "delivered rows made room first"
+    );
+    assert!(store.bytes_used().unwrap() <= quota + 21_000);
+    // Let the uplink see the drops, then bring the link back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker.restart().unwrap();
+    uplink.drain(Duration::from_mins(1)).await;
+    central.stop().await;
+
+    let receiver = anpr_central::Receiver::open(&db).unwrap();
+    let got = receiver.events_of(inv).unwrap();
+    let journal = store.journal(0).unwrap();
+    let dropped_events: Vec<u64> = journal
+        .iter()
+        .filter(|j| j.kind == "dropped-event")
+        .map(|j| j.detail["seq"].as_u64().unwrap())
+        .collect();
+    let dropped_images: Vec<u64> = journal
+        .iter()
+        .filter(|j| j.kind == "dropped-evidence")
+        .map(|j| j.detail["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(dropped_events.len() as u64, drops.passages);
+    assert_eq!(dropped_images.len() as u64, drops.passage_evidence);
+    // Oldest passages lost their images first.
+    let passages: Vec<u64> = (11..=70).filter(|s| !violations.contains(s)).collect();
+    assert_eq!(
+        dropped_images,
+        passages[..dropped_images.len()],
+        "oldest passage images first"
+    );
+    // Every event not dropped arrived once, with its capture time, in order.
+    assert_eq!(got.len() as u64, 70 - drops.passages);
+    for d in &got {
+        assert_eq!(captured[&d.event.seq], d.event.captured_at);
+        let has_image = receiver
+            .image(d.event.event_id, "overview")
+            .unwrap()
+            .is_some();
+        assert_eq!(
+            has_image,
+            !dropped_images.contains(&d.event.seq),
+            "image of {} arrived unless it was dropped",
+            d.event.seq
+        );
+    }
+    for v in &violations {
+        assert!(
+            got.iter().any(|d| d.event.seq == *v),
+            "violation {v} delivered"
+        );
+    }
+    // The receiver sees the drops the device reported, and the fault.
+    let report = &receiver.report().unwrap()[0];
+    assert_eq!(report.dropped(), drops);
+    assert_eq!(report.images_missing, drops.passage_evidence);
+    let gaps: Vec<u64> = report.gaps.iter().flat_map(|(a, b)| *a..=*b).collect();
+    assert_eq!(
+        gaps, dropped_events,
+        "the only gaps are the dropped passages"
+    );
+    let faults = receiver.faults(inv).unwrap();
+    assert!(
+        faults
+            .iter()
+            .any(|h| h.faults.iter().any(|f| f.code == "queue-quota")),
+        "a queue-quota fault was reported: {faults:?}"
+    );
+    assert_eq!(store.pending_count().unwrap(), 0);
+    assert_eq!(store.pending_evidence_count().unwrap(), 0);
 }

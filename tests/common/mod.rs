@@ -151,6 +151,7 @@ pub fn synthetic_event(inventory: &str, seq: u64) -> anpr_types::Event {
             width: 1280,
             height: 720,
         },
+        evidence: Vec::new(),
     }
 }
 
@@ -182,6 +183,18 @@ impl Uplink {
         ack_timeout: Duration,
         backlog_rate: f64,
     ) -> Self {
+        Self::start_with(queue, inventory, port, ack_timeout, backlog_rate, None)
+    }
+
+    /// As `start_with_rate`, reporting `quota_bytes` as the queue's quota in health messages.
+    pub fn start_with(
+        queue: &Path,
+        inventory: &str,
+        port: u16,
+        ack_timeout: Duration,
+        backlog_rate: f64,
+        quota_bytes: Option<u64>,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("ANPR_LOG")
@@ -200,6 +213,7 @@ impl Uplink {
             ack_timeout,
             max_inflight: 256,
             backlog_rate,
+            quota_bytes,
         };
         let task = tokio::spawn(anpr_uplink::run(cfg, rx, counters.clone(), None));
         Self {

@@ -142,6 +142,7 @@ pub fn event_from_passage(cfg: &Config, camera: &str, p: &Passage, seq: u64) -> 
             width: p.best.frame_size.0,
             height: p.best.frame_size.1,
         },
+        evidence: Vec::new(),
     }
 }
 
@@ -191,11 +192,20 @@ fn recognition_thread(
     rx: &Receiver<Frame>,
     counters: &DeviceCounters,
 ) -> Result<()> {
-    let mut store = Store::open(&cfg.storage.queue)?;
+    let mut store = Store::open(&cfg.storage.queue)?.with_quota(cfg.storage.quota_bytes());
     let mut tracker = PlateTracker::new(TrackerConfig::default());
+    let keep_frames = !cfg.storage.evidence.is_empty();
     let commit = |passages: Vec<Passage>, store: &mut Store| -> Result<()> {
         for p in passages {
-            let e = store.append(|seq| event_from_passage(cfg, camera, &p, seq))?;
+            let images = p.best.frame.as_ref().map_or_else(Vec::new, |f| {
+                crate::evidence::images(
+                    f,
+                    &p.best.read.bbox,
+                    &cfg.storage.evidence,
+                    cfg.storage.jpeg_quality,
+                )
+            });
+            let e = store.append_with(|seq| event_from_passage(cfg, camera, &p, seq), images)?;
             tracing::info!(camera, seq = e.seq, plate = %e.plate.text, class = %e.vehicle.class, "Passage recorded.");
             counters.events.fetch_add(1, Ordering::Relaxed);
         }
@@ -221,12 +231,15 @@ fn recognition_thread(
         counters
             .vehicles
             .fetch_add(result.vehicles.len() as u64, Ordering::Relaxed);
-        let ended = tracker.step(
+        let size = (frame.image.width, frame.image.height);
+        let image = (keep_frames && !result.plates.is_empty()).then(|| Arc::new(frame.image));
+        let ended = tracker.step_with_frame(
             frame.index,
             frame.captured_at,
-            (frame.image.width, frame.image.height),
+            size,
             &result.plates,
             &result.vehicles,
+            image.as_ref(),
         );
         commit(ended, &mut store)?;
     }
@@ -258,6 +271,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         ack_timeout: Duration::from_secs_f64(cfg.uplink.ack_timeout_s),
         max_inflight: cfg.uplink.max_inflight,
         backlog_rate: cfg.uplink.backlog_rate,
+        quota_bytes: cfg.storage.quota_bytes(),
     };
     let uplink = tokio::spawn(anpr_uplink::run(
         uplink_cfg,
@@ -329,7 +343,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
         plate_reads: c.plate_reads.load(Ordering::Relaxed),
         vehicles: c.vehicles.load(Ordering::Relaxed),
-        events: stats.total - initial.total,
+        events: stats.last_seq - initial.last_seq,
         delivered: stats.delivered - initial.delivered,
         pending: stats.pending,
         elapsed: started.elapsed(),

@@ -5,3 +5,4 @@ pub mod democlip;
 pub mod detect;
 pub mod device;
 pub mod eval;
+pub mod evidence;

@@ -69,9 +69,13 @@ enum Command {
         prefix: String,
         #[arg(long, default_value = "central.sqlite")]
         db: PathBuf,
-        /// Print what arrived per device (counts, sequence gaps, delays) and exit.
+        /// Print what arrived per device (counts, sequence gaps, delays, images, the device's
+        /// own health) and exit.
         #[arg(long)]
         report: bool,
+        /// With --report: also list every event (sequence, plate, capture time, delay).
+        #[arg(long, requires = "report")]
+        events: bool,
     },
     /// Write the synthesised demo clip (H.264 MP4) and its manifest.
     MakeDemo {
@@ -143,10 +147,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 out.delayed
             );
             for d in &out.report {
-                println!(
-                    "  central receiver   {}: {} events, last seq {}, missing {:?}, largest capture-to-arrival {:.1} s",
-                    d.inventory, d.events, d.max_seq, d.gaps, d.max_delay_s
-                );
+                println!("  central receiver   {d}");
             }
             println!(
                 "plates delivered with the right text: {} of {} ({})",
@@ -207,13 +208,26 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             prefix,
             db,
             report,
+            events,
         } => {
             if report {
-                for d in anpr_central::Receiver::open(&db)?.report()? {
-                    println!(
-                        "{}: {} events, last seq {}, gaps {:?}, delayed {}, max delay {:.1} s",
-                        d.inventory, d.events, d.max_seq, d.gaps, d.delayed, d.max_delay_s
-                    );
+                let receiver = anpr_central::Receiver::open(&db)?;
+                for d in receiver.report()? {
+                    println!("{d}");
+                    if events {
+                        let delays = receiver.arrival_delays(&d.inventory)?;
+                        for (e, (_, delay)) in receiver.events_of(&d.inventory)?.iter().zip(delays)
+                        {
+                            println!(
+                                "  seq {:>6}  {}  plate {:<10}  captured {}  arrived {delay:.3} s later{}",
+                                e.event.seq,
+                                e.event.event_id,
+                                e.event.plate.text,
+                                e.event.captured_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                                if e.delayed { "  (replayed)" } else { "" }
+                            );
+                        }
+                    }
                 }
                 return Ok(ExitCode::SUCCESS);
             }

@@ -124,6 +124,43 @@ pub struct Models {
 pub struct Storage {
     /// SQLite queue file; relative to the config file.
     pub queue: PathBuf,
+    /// Disk quota of the queue in MiB (0: none). When it is reached, delivered rows go first,
+    /// then images and events of undelivered passages, violations last; every drop is counted
+    /// and raised as a fault.
+    #[serde(default = "default_quota_mb")]
+    pub quota_mb: f64,
+    /// Evidence images kept with each event: `overview` (the whole frame) and/or `plate`.
+    #[serde(default = "default_evidence")]
+    pub evidence: Vec<EvidenceKind>,
+    /// JPEG quality of evidence images, 1-100.
+    #[serde(default = "default_jpeg_quality")]
+    pub jpeg_quality: u8,
+}
+
+/// Kinds of evidence image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvidenceKind {
+    Overview,
+    Plate,
+}
+
+impl EvidenceKind {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceKind::Overview => "overview",
+            EvidenceKind::Plate => "plate",
+        }
+    }
+}
+
+impl Storage {
+    /// The quota in bytes, `None` when unlimited.
+    #[must_use]
+    pub fn quota_bytes(&self) -> Option<u64> {
+        (self.quota_mb > 0.0).then_some((self.quota_mb * 1024.0 * 1024.0) as u64)
+    }
 }
 
 /// Link to the central side.
@@ -181,6 +218,15 @@ fn default_plate_conf() -> f32 {
 }
 fn default_vehicle_conf() -> f32 {
     0.35
+}
+fn default_quota_mb() -> f64 {
+    2048.0
+}
+fn default_evidence() -> Vec<EvidenceKind> {
+    vec![EvidenceKind::Overview, EvidenceKind::Plate]
+}
+fn default_jpeg_quality() -> u8 {
+    85
 }
 fn default_prefix() -> String {
     "anpr/v1".to_string()
@@ -317,6 +363,15 @@ fn validate(cfg: &Config, path: &Path) -> Result<(), ConfigError> {
             "must be at least 1 event per second",
         ));
     }
+    if cfg.storage.quota_mb.is_nan() || cfg.storage.quota_mb < 0.0 {
+        return Err(invalid(
+            "storage.quota_mb",
+            "must be a size in MiB, or 0 for no quota",
+        ));
+    }
+    if !(1..=100).contains(&cfg.storage.jpeg_quality) {
+        return Err(invalid("storage.jpeg_quality", "must be between 1 and 100"));
+    }
     if cfg.uplink.max_inflight == 0 {
         return Err(invalid("uplink.max_inflight", "must be at least 1"));
     }
@@ -385,6 +440,26 @@ broker = "mqtt://127.0.0.1:1883"
             cfg.uplink.host_port().unwrap(),
             ("127.0.0.1".to_string(), 1883)
         );
+    }
+
+    #[test]
+    fn storage_defaults_to_a_2_gib_quota_and_both_evidence_images() {
+        let cfg = parse(GOOD, Path::new("/etc/anpr/device.toml")).unwrap();
+        assert_eq!(cfg.storage.quota_bytes(), Some(2048 * 1024 * 1024));
+        assert_eq!(
+            cfg.storage.evidence,
+            [EvidenceKind::Overview, EvidenceKind::Plate]
+        );
+        let text = GOOD.replace("[storage]", "[storage]\nquota_mb = 0\nevidence = []");
+        let cfg = parse(&text, Path::new("dev.toml")).unwrap();
+        assert_eq!(cfg.storage.quota_bytes(), None);
+        assert!(cfg.storage.evidence.is_empty());
+        let text = GOOD.replace("[storage]", "[storage]\nquota_mb = -5");
+        let err = parse(&text, Path::new("dev.toml")).unwrap_err().to_string();
+        assert!(err.contains("storage.quota_mb"), "{err}");
+        let text = GOOD.replace("[storage]", "[storage]\nevidence = [\"thumbnail\"]");
+        let err = parse(&text, Path::new("dev.toml")).unwrap_err().to_string();
+        assert!(err.contains("thumbnail"), "{err}");
     }
 
     #[test]

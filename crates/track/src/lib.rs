@@ -6,8 +6,14 @@
 //! input always gives the same passages. A track ends when its plate has not been seen for
 //! `max_gap` frames. Its text is chosen by a confidence-weighted vote over all reads, and the
 //! passage keeps the best single read of that text (the evidence frame).
+//!
+//! Frames handed in with [`PlateTracker::step_with_frame`] are kept (shared, not copied) only
+//! on the best reads of the three leading texts of each open track, so memory stays bounded
+//! by a few frames per vehicle in view.
 
-use anpr_types::{BBox, PlateRead, VehicleDetection};
+use std::sync::Arc;
+
+use anpr_types::{BBox, PlateRead, RgbFrame, VehicleDetection};
 use chrono::{DateTime, Utc};
 
 /// Tracker settings.
@@ -39,6 +45,8 @@ pub struct Sighting {
     pub frame_index: u64,
     pub captured_at: DateTime<Utc>,
     pub frame_size: (u32, u32),
+    /// The frame itself, when the caller handed it in (for evidence images).
+    pub frame: Option<Arc<RgbFrame>>,
 }
 
 /// One vehicle's passage, decided when its track ended.
@@ -86,6 +94,15 @@ impl Track {
             Some(b) if b.read.confidence >= s.read.confidence => {}
             Some(b) => *b = s,
             None => self.best.push(s),
+        }
+        // Keep frames only where they may become the passage's evidence.
+        let mut ranked: Vec<&(String, f32)> = self.votes.iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let leading: Vec<&str> = ranked.iter().take(3).map(|v| v.0.as_str()).collect();
+        for b in &mut self.best {
+            if !leading.contains(&b.read.text.as_str()) {
+                b.frame = None;
+            }
         }
     }
 
@@ -151,6 +168,20 @@ impl PlateTracker {
         reads: &[PlateRead],
         vehicles: &[VehicleDetection],
     ) -> Vec<Passage> {
+        self.step_with_frame(frame_index, captured_at, frame_size, reads, vehicles, None)
+    }
+
+    /// As [`PlateTracker::step`], keeping `frame` with the reads so a passage can carry its
+    /// evidence frame ([`Sighting::frame`] of [`Passage::best`]).
+    pub fn step_with_frame(
+        &mut self,
+        frame_index: u64,
+        captured_at: DateTime<Utc>,
+        frame_size: (u32, u32),
+        reads: &[PlateRead],
+        vehicles: &[VehicleDetection],
+        frame: Option<&Arc<RgbFrame>>,
+    ) -> Vec<Passage> {
         for read in reads
             .iter()
             .filter(|r| r.text.chars().count() >= self.cfg.min_chars)
@@ -165,6 +196,7 @@ impl PlateTracker {
                 frame_index,
                 captured_at,
                 frame_size,
+                frame: frame.cloned(),
             };
             // Same vehicle: the box moved a little, or the text is (nearly) the same.
             let grown = |b: &BBox| BBox {

@@ -211,6 +211,88 @@ pub struct Event {
     pub plate: EventPlate,
     /// Frame the read came from: index within the stream and its size.
     pub frame: FrameRef,
+    /// Evidence images of this event. They travel separately, after the event, on
+    /// `<prefix>/<inventory>/evidence/<event_id>/<kind>`; the receiver checks each against
+    /// its sha256 here. Empty in events recorded without evidence.
+    #[serde(default)]
+    pub evidence: Vec<EvidenceRef>,
+}
+
+/// A reference from an event to one of its evidence images.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRef {
+    /// `overview` (the whole frame) or `plate` (the plate with a margin).
+    pub kind: String,
+    /// Lower-case hex sha256 of the image bytes.
+    pub sha256: String,
+    /// Size of the image in bytes.
+    pub size: u64,
+    /// MIME type, `image/jpeg`.
+    pub content_type: String,
+}
+
+/// Counters of what the device had to drop to stay within its disk quota. Violations go
+/// last; every drop is counted here, journaled, and raised as a fault on the health channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drops {
+    /// Passage events (metadata and images) dropped before delivery.
+    pub passages: u64,
+    /// Violation events dropped before delivery.
+    pub violations: u64,
+    /// Evidence images of passages dropped before delivery (the event itself kept).
+    pub passage_evidence: u64,
+    /// Evidence images of violations dropped before delivery (the event itself kept).
+    pub violation_evidence: u64,
+}
+
+impl Drops {
+    /// Whether anything undelivered was ever dropped.
+    #[must_use]
+    pub fn any(&self) -> bool {
+        self.passages + self.violations + self.passage_evidence + self.violation_evidence > 0
+    }
+}
+
+/// A fault the device reports on its health channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Stable code: `queue-quota`, `clock-jump`, `camera`, ...
+    pub code: String,
+    pub message: String,
+}
+
+/// Queue part of a health message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueHealth {
+    /// Events not yet acknowledged by the central receiver.
+    pub pending_events: u64,
+    /// Evidence images not yet acknowledged.
+    pub pending_evidence: u64,
+    /// Bytes of the queue database in use.
+    pub bytes_used: u64,
+    /// The disk quota in bytes, if one is set.
+    pub quota_bytes: Option<u64>,
+}
+
+/// Wire schema of the health message.
+pub const HEALTH_SCHEMA: &str = "anpr.health/1";
+
+/// The device's health, published retained on `<prefix>/<inventory>/health` when it changes
+/// and at a fixed period; the broker publishes `{"status":"offline"}` as its last will.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub schema: String,
+    /// `online` or `offline`.
+    pub status: String,
+    pub inventory: String,
+    /// When this message was made, by the device's clock.
+    pub at: DateTime<Utc>,
+    pub queue: QueueHealth,
+    pub dropped: Drops,
+    /// Wall-clock jumps detected since the queue was created.
+    pub clock_jumps: u64,
+    /// Faults present now (empty when all is well).
+    pub faults: Vec<Fault>,
 }
 
 /// Which frame an event was read from.
@@ -237,6 +319,10 @@ pub struct Delivery {
 pub struct Ack {
     pub event_id: Uuid,
     pub seq: u64,
+    /// The sha256 of the evidence image stored, when this acknowledges an image rather
+    /// than the event itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 /// MQTT topic layout under the versioned prefix.
@@ -255,6 +341,12 @@ impl Topics {
         }
     }
 
+    /// Inventory number of the device these topics belong to.
+    #[must_use]
+    pub fn inventory(&self) -> &str {
+        &self.inventory
+    }
+
     /// Events from this device.
     #[must_use]
     pub fn events(&self) -> String {
@@ -271,6 +363,27 @@ impl Topics {
     #[must_use]
     pub fn health(&self) -> String {
         format!("{}/{}/health", self.prefix, self.inventory)
+    }
+
+    /// Topic of one evidence image of an event.
+    #[must_use]
+    pub fn evidence(&self, event_id: Uuid, kind: &str) -> String {
+        format!(
+            "{}/{}/evidence/{event_id}/{kind}",
+            self.prefix, self.inventory
+        )
+    }
+
+    /// Filter matching the evidence images of every device under `prefix`.
+    #[must_use]
+    pub fn all_evidence(prefix: &str) -> String {
+        format!("{}/+/evidence/+/+", prefix.trim_end_matches('/'))
+    }
+
+    /// Filter matching the health messages of every device under `prefix`.
+    #[must_use]
+    pub fn all_health(prefix: &str) -> String {
+        format!("{}/+/health", prefix.trim_end_matches('/'))
     }
 
     /// Filter matching the events of every device under `prefix`.

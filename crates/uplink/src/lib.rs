@@ -11,8 +11,16 @@
 //! receiver deduplicates by event id. The uplink never exits on a link failure; it keeps
 //! reconnecting while the recorder goes on queueing.
 //!
-//! The uplink runs on tokio; its SQLite calls are short single-row statements on its own
-//! connection.
+//! Evidence images go out after their event is acknowledged, on
+//! `<prefix>/<inventory>/evidence/<event_id>/<kind>`, a few at a time behind the events, and
+//! are marked delivered on an ack naming their sha256.
+//!
+//! Health: every second the uplink looks at the queue (depth, bytes, drops) and the wall clock
+//! (a step against the monotonic clock is journaled as a clock jump); it publishes a retained
+//! [`Health`] message at once when a drop or a jump appears, and every 10 s otherwise. Health
+//! is not held back by the event backlog.
+//!
+//! The uplink runs on tokio; its SQLite calls are short statements on its own connection.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anpr_store::{AckOutcome, Store};
-use anpr_types::{Ack, Delivery, Topics};
+use anpr_types::{Ack, Delivery, Drops, Fault, HEALTH_SCHEMA, Health, QueueHealth, Topics};
 use chrono::{DateTime, Utc};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
@@ -46,6 +54,52 @@ pub struct UplinkConfig {
     pub max_inflight: usize,
     /// Backlog events per second at most (live events are not limited).
     pub backlog_rate: f64,
+    /// The queue's disk quota, reported in health messages.
+    pub quota_bytes: Option<u64>,
+}
+
+/// Evidence images in flight at most: images are large, events go first.
+const IMAGES_IN_FLIGHT: usize = 4;
+/// Largest message sent (an evidence image).
+pub const MAX_PACKET: usize = 8 << 20;
+/// How often health is looked at, and published at the latest.
+const HEALTH_CHECK: Duration = Duration::from_secs(1);
+const HEALTH_PERIOD: Duration = Duration::from_secs(10);
+/// How long a drop or a clock jump stays listed as a fault in health messages.
+const FAULT_HOLD: Duration = Duration::from_mins(10);
+/// A wall-clock step larger than this (against the monotonic clock) is a clock jump.
+const CLOCK_JUMP_S: f64 = 2.0;
+
+/// Detects steps of the wall clock by comparing it with the monotonic clock (sans-IO: the
+/// caller passes both readings).
+#[derive(Debug, Clone)]
+pub struct ClockWatch {
+    last: Option<(Instant, DateTime<Utc>)>,
+}
+
+impl Default for ClockWatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClockWatch {
+    #[must_use]
+    pub fn new() -> Self {
+        Self { last: None }
+    }
+
+    /// Takes a pair of readings; returns the step in seconds (positive: the wall clock jumped
+    /// forward) when the wall clock moved more than 2 s away from the monotonic clock since
+    /// the previous pair.
+    pub fn observe(&mut self, mono: Instant, wall: DateTime<Utc>) -> Option<f64> {
+        let prev = self.last.replace((mono, wall));
+        let (m0, w0) = prev?;
+        let mono_s = mono.duration_since(m0).as_secs_f64();
+        let wall_s = (wall - w0).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+        let step = wall_s - mono_s;
+        (step.abs() > CLOCK_JUMP_S).then_some(step)
+    }
 }
 
 /// What the uplink should do now.
@@ -53,7 +107,8 @@ pub struct UplinkConfig {
 pub enum Mode {
     /// Deliver as events arrive.
     Run,
-    /// Deliver what is queued, then stop (or stop at the deadline with rows still queued).
+    /// Deliver what is queued (events and their images), then stop (or stop at the deadline
+    /// with rows still queued).
     Drain { deadline: Instant },
     /// Stop now; undelivered rows stay queued for the next start.
     Stop,
@@ -69,6 +124,10 @@ pub struct Counters {
     pub unknown_acks: AtomicU64,
     pub resent: AtomicU64,
     pub connection_errors: AtomicU64,
+    pub images_published: AtomicU64,
+    pub images_acked: AtomicU64,
+    pub health_published: AtomicU64,
+    pub clock_jumps: AtomicU64,
 }
 
 /// Acknowledged deliveries, reported to whoever watches (the demo prints them).
@@ -102,7 +161,6 @@ const ACK_BATCH: usize = 256;
 /// in-flight window, while rows recorded on this connection (live) go out as soon as they are
 /// queued. The receiver recovers the order from the sequence numbers.
 struct Session {
-    connected_since: DateTime<Utc>,
     inflight: HashMap<u64, InFlight>,
     /// First sequence number recorded after the connection came up.
     live_from: u64,
@@ -113,6 +171,19 @@ struct Session {
     /// Backlog events that may be sent now (token bucket refilled at `backlog_rate`).
     tokens: f64,
     refilled: Instant,
+    /// Evidence images sent and not yet acknowledged, by (sequence, sha256).
+    images: HashMap<(u64, String), Instant>,
+}
+
+/// What the uplink last knew of the device's health.
+struct HealthState {
+    clock: ClockWatch,
+    checked: Instant,
+    published: Option<(Instant, Health)>,
+    drops: Option<Drops>,
+    jumps: Option<u64>,
+    /// Faults and when they last happened.
+    faults: Vec<(Instant, Fault)>,
 }
 
 /// Runs the uplink until `mode` says stop (or a drain completes).
@@ -128,7 +199,7 @@ pub async fn run(
     let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_clean_session(true);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
+    opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
     opts.set_inflight(u16::try_from(cfg.max_inflight.clamp(1, 1000)).unwrap_or(100));
     opts.set_last_will(LastWill::new(
         cfg.topics.health(),
@@ -143,6 +214,16 @@ pub async fn run(
     let mut acks: Vec<Ack> = Vec::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut health = HealthState {
+        clock: ClockWatch::new(),
+        checked: Instant::now()
+            .checked_sub(HEALTH_CHECK)
+            .unwrap_or_else(Instant::now),
+        published: None,
+        drops: None,
+        jumps: None,
+        faults: Vec::new(),
+    };
 
     loop {
         if *mode.borrow() == Mode::Stop {
@@ -151,20 +232,20 @@ pub async fn run(
         tokio::select! {
             ev = eventloop.poll() => match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let live_from = store.stats()?.total + 1;
+                    let live_from = store.stats()?.last_seq + 1;
                     session = Some(Session {
-                        connected_since: Utc::now(),
                         inflight: HashMap::new(),
                         live_from,
                         live_cursor: live_from - 1,
                         backlog_cursor: 0,
                         tokens: 0.0,
                         refilled: Instant::now(),
+                        images: HashMap::new(),
                     });
+                    health.published = None;
                     counters.connected.store(true, Ordering::SeqCst);
                     tracing::info!(broker = %format!("{}:{}", cfg.host, cfg.port), "Uplink connected.");
                     let _ = client.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
-                    let _ = client.try_publish(cfg.topics.health(), QoS::AtLeastOnce, true, r#"{"status":"online"}"#);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
                     match serde_json::from_slice::<Ack>(&p.payload) {
@@ -190,13 +271,16 @@ pub async fn run(
             _ = tick.tick() => {
                 commit_acks(&mut store, &mut acks, session.as_mut(), &counters, delivered_tx.as_ref())?;
                 if let Mode::Drain { deadline } = *mode.borrow()
-                    && (store.pending_count()? == 0 || Instant::now() >= deadline)
+                    && ((store.pending_count()? == 0 && store.pending_evidence_count()? == 0)
+                        || Instant::now() >= deadline)
                 {
                     break;
                 }
                 if let Some(s) = session.as_mut() {
                     pump(&cfg, &mut store, &client, &events_topic, s, &counters)?;
+                    pump_images(&cfg, &store, &client, s, &counters)?;
                 }
+                check_health(&cfg, &mut store, &client, &mut health, session.is_some(), &counters)?;
             }
             _ = mode.changed() => {}
         }
@@ -208,11 +292,13 @@ pub async fn run(
         &counters,
         delivered_tx.as_ref(),
     )?;
+    let mut last = make_health(&cfg, &store, &health)?;
+    last.status = "offline".into();
     let _ = client.try_publish(
         cfg.topics.health(),
         QoS::AtLeastOnce,
         true,
-        r#"{"status":"offline"}"#,
+        serde_json::to_vec(&last).expect("health always serialises"),
     );
     let _ = client.try_disconnect();
     // Let the disconnect go out; bounded so a dead link cannot hold the shutdown.
@@ -234,10 +320,23 @@ fn commit_acks(
     if acks.is_empty() {
         return Ok(());
     }
-    let pairs: Vec<(uuid::Uuid, u64)> = acks.iter().map(|a| (a.event_id, a.seq)).collect();
+    let pairs: Vec<(uuid::Uuid, u64, Option<&str>)> = acks
+        .iter()
+        .map(|a| (a.event_id, a.seq, a.evidence.as_deref()))
+        .collect();
     let outcomes = store.mark_delivered_batch(&pairs)?;
     let acked_at = Utc::now();
     for (ack, outcome) in acks.drain(..).zip(outcomes) {
+        if ack.evidence.is_some() {
+            if outcome == AckOutcome::Marked {
+                counters.images_acked.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(s) = session.as_mut() {
+                s.images
+                    .retain(|(seq, sha), _| *seq != ack.seq || Some(sha) != ack.evidence.as_ref());
+            }
+            continue;
+        }
         let flight = session.as_mut().and_then(|s| s.inflight.remove(&ack.seq));
         match outcome {
             AckOutcome::Marked => {
@@ -258,6 +357,153 @@ fn commit_acks(
         }
     }
     Ok(())
+}
+
+/// Sends evidence images of acknowledged events, a few at a time, after the events.
+fn pump_images(
+    cfg: &UplinkConfig,
+    store: &Store,
+    client: &AsyncClient,
+    session: &mut Session,
+    counters: &Counters,
+) -> Result<(), UplinkError> {
+    session
+        .images
+        .retain(|_, sent| sent.elapsed() < cfg.ack_timeout);
+    let room = IMAGES_IN_FLIGHT.saturating_sub(session.images.len());
+    // Images wait while events are still waiting for the window.
+    if room == 0 || session.inflight.len() >= cfg.max_inflight / 2 {
+        return Ok(());
+    }
+    for image in store.pending_evidence(0, IMAGES_IN_FLIGHT * 2)? {
+        if session.images.len() >= IMAGES_IN_FLIGHT {
+            break;
+        }
+        let key = (image.seq, image.sha256.clone());
+        if session.images.contains_key(&key) {
+            continue;
+        }
+        let Some(data) = store.evidence(image.seq, &image.kind)? else {
+            continue;
+        };
+        let topic = cfg.topics.evidence(image.event_id, &image.kind);
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, false, data)
+            .is_err()
+        {
+            break;
+        }
+        counters.images_published.fetch_add(1, Ordering::SeqCst);
+        session.images.insert(key, Instant::now());
+    }
+    Ok(())
+}
+
+/// The health message as of now.
+fn make_health(
+    cfg: &UplinkConfig,
+    store: &Store,
+    state: &HealthState,
+) -> Result<Health, UplinkError> {
+    Ok(Health {
+        schema: HEALTH_SCHEMA.into(),
+        status: "online".into(),
+        inventory: cfg.topics.inventory().to_string(),
+        at: Utc::now(),
+        queue: QueueHealth {
+            pending_events: store.pending_count()?,
+            pending_evidence: store.pending_evidence_count()?,
+            bytes_used: store.bytes_used()?,
+            quota_bytes: cfg.quota_bytes,
+        },
+        dropped: store.drops()?,
+        clock_jumps: store.clock_jumps()?,
+        faults: state
+            .faults
+            .iter()
+            .filter(|(at, _)| at.elapsed() < FAULT_HOLD)
+            .map(|(_, f)| f.clone())
+            .collect(),
+    })
+}
+
+/// Once a second: watches the clock and the drop counters, and publishes health when
+/// something new happened (at once) or every 10 s.
+fn check_health(
+    cfg: &UplinkConfig,
+    store: &mut Store,
+    client: &AsyncClient,
+    state: &mut HealthState,
+    connected: bool,
+    counters: &Counters,
+) -> Result<(), UplinkError> {
+    if state.checked.elapsed() < HEALTH_CHECK {
+        return Ok(());
+    }
+    state.checked = Instant::now();
+    let (mono, wall) = (Instant::now(), Utc::now());
+    if let Some(step) = state.clock.observe(mono, wall) {
+        let before = wall - chrono::Duration::microseconds((step * 1e6) as i64);
+        store.record_clock_jump(before, wall, step)?;
+        counters.clock_jumps.fetch_add(1, Ordering::SeqCst);
+        tracing::warn!(
+            step_s = step,
+            "The wall clock jumped; recorded in the journal."
+        );
+    }
+    let mut news = false;
+    let drops = store.drops()?;
+    if state.drops.is_some_and(|d| d != drops) || (state.drops.is_none() && drops.any()) {
+        raise(
+            state,
+            "queue-quota",
+            format!(
+                "disk quota reached: dropped so far {} passages, {} violations, {} passage images, {} violation images",
+                drops.passages, drops.violations, drops.passage_evidence, drops.violation_evidence
+            ),
+        );
+        news = true;
+    }
+    state.drops = Some(drops);
+    let jumps = store.clock_jumps()?;
+    if state.jumps.is_some_and(|j| j != jumps) {
+        raise(
+            state,
+            "clock-jump",
+            format!("the wall clock jumped ({jumps} jumps recorded in the journal)"),
+        );
+        news = true;
+    }
+    state.jumps = Some(jumps);
+    let due = state
+        .published
+        .as_ref()
+        .is_none_or(|(at, _)| at.elapsed() >= HEALTH_PERIOD);
+    if connected && (news || due) {
+        let h = make_health(cfg, store, state)?;
+        let body = serde_json::to_vec(&h).expect("health always serialises");
+        if client
+            .try_publish(cfg.topics.health(), QoS::AtLeastOnce, true, body)
+            .is_ok()
+        {
+            counters.health_published.fetch_add(1, Ordering::SeqCst);
+            state.published = Some((Instant::now(), h));
+        }
+    }
+    Ok(())
+}
+
+/// Lists a fault (replacing an older one with the same code).
+fn raise(state: &mut HealthState, code: &str, message: String) {
+    tracing::error!(code, message = %message, "Fault raised.");
+    state.faults.retain(|(_, f)| f.code != code);
+    state.faults.push((
+        Instant::now(),
+        Fault {
+            code: code.into(),
+            message,
+        },
+    ));
 }
 
 fn pump(
@@ -354,7 +600,9 @@ fn send_range(
                 continue;
             }
             let sent_at = Utc::now();
-            let delayed = row.attempts > 0 || row.captured_at < session.connected_since;
+            // Delayed: recorded before this connection came up, or sent before. Decided by
+            // sequence, not by comparing wall-clock times, so a clock step cannot change it.
+            let delayed = row.attempts > 0 || row.seq < session.live_from;
             let delivery = Delivery {
                 event: row.event,
                 sent_at,
@@ -398,4 +646,40 @@ fn send_range(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wall_clock_that_follows_the_monotonic_clock_is_no_jump() {
+        let mut w = ClockWatch::new();
+        let (m, t) = (Instant::now(), Utc::now());
+        assert_eq!(w.observe(m, t), None);
+        let m1 = m + Duration::from_secs(5);
+        assert_eq!(
+            w.observe(m1, t + chrono::Duration::milliseconds(5_500)),
+            None
+        );
+    }
+
+    #[test]
+    fn steps_back_and_forward_are_measured() {
+        let mut w = ClockWatch::new();
+        let (m, t) = (Instant::now(), Utc::now());
+        w.observe(m, t);
+        let step = w
+            .observe(m + Duration::from_secs(1), t - chrono::Duration::hours(1))
+            .unwrap();
+        assert!((step + 3601.0).abs() < 0.01, "{step}");
+        let t2 = t - chrono::Duration::hours(1);
+        let step = w
+            .observe(
+                m + Duration::from_secs(2),
+                t2 + chrono::Duration::seconds(61),
+            )
+            .unwrap();
+        assert!((step - 59.0).abs() < 0.01, "{step}");
+    }
 }
