@@ -176,3 +176,146 @@ async fn with_the_broker_unreachable_the_device_keeps_recording_and_delivers_the
         assert!(d.delayed, "a replayed event says it was delayed");
     }
 }
+
+#[test]
+fn detect_reports_each_bad_image_by_name_and_goes_on_with_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    // A good frame of the demo clip (it shows a plate), then bad files around it.
+    let v = &democlip::manifest().vehicles[0];
+    democlip::save_frame_png(
+        u64::midpoint(v.first_frame, v.last_frame),
+        &images.join("b_good.png"),
+    )
+    .unwrap();
+    let good = std::fs::read(images.join("b_good.png")).unwrap();
+    std::fs::write(images.join("a_truncated.png"), &good[..good.len() / 3]).unwrap();
+    std::fs::write(images.join("c_empty.jpg"), b"").unwrap();
+    std::fs::write(images.join("d_not_an_image.jpg"), b"plain text, not a JPEG").unwrap();
+    image::RgbImage::new(1, 1)
+        .save(images.join("e_one_pixel.png"))
+        .unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let config = common::write_config(
+        dir.path(),
+        "KZ-TEST-DETECT",
+        "unused.mp4",
+        "mqtt://127.0.0.1:1",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_anpr"))
+        .args(["detect", "--config", config.to_str().unwrap()])
+        .arg(&images)
+        .arg(&empty)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "some images failed: {stderr}");
+    assert!(
+        stderr.contains(&format!("folder {} holds no images", empty.display())),
+        "{stderr}"
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            std::path::Path::new(l["image"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "a_truncated.png",
+            "b_good.png",
+            "c_empty.jpg",
+            "d_not_an_image.jpg",
+            "e_one_pixel.png"
+        ],
+        "one line per image, in order"
+    );
+    for (name, line) in names.iter().zip(&lines) {
+        if name == "b_good.png" {
+            assert!(line.get("error").is_none(), "{line}");
+            assert_eq!(line["width"], 1280);
+            assert!(!line["plates"].as_array().unwrap().is_empty(), "{line}");
+        } else {
+            let err = line["error"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: {line}"));
+            let expected = if name == "e_one_pixel.png" {
+                "frame of 1x1 cannot be processed"
+            } else {
+                "cannot decode image"
+            };
+            assert!(err.contains(expected), "{name}: {err}");
+        }
+    }
+}
+
+#[test]
+fn bench_measures_a_video_and_names_what_is_wrong_with_bad_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    democlip::write_clip_with(&democlip::manifest_with(1), &clip).unwrap();
+    let config = common::write_config(
+        dir.path(),
+        "KZ-TEST-BENCH",
+        "unused.mp4",
+        "mqtt://127.0.0.1:1",
+    );
+    let json = dir.path().join("bench.json");
+    let bench = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_anpr"))
+            .args(["bench", "--config", config.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = bench(&[
+        "--frames".as_ref(),
+        "6".as_ref(),
+        "--json".as_ref(),
+        json.as_os_str(),
+        clip.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["frames"], 6);
+    assert_eq!(
+        (report["width"].as_u64(), report["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    assert!(report["fps"].as_f64().unwrap() > 0.0);
+    assert!(report["peak_rss_mb"].as_f64().unwrap() > 10.0);
+    assert!(
+        report["total_ms"]["p99"].as_f64().unwrap() >= report["total_ms"]["p50"].as_f64().unwrap()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("plate detect"));
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = bench(&[empty.as_os_str()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no images"));
+    let out = bench(&[dir.path().join("missing.mp4").as_os_str()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("neither a video file nor a folder"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

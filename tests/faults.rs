@@ -359,9 +359,17 @@ async fn a_quota_reached_during_an_outage_drops_passage_images_first_keeps_viola
     tokio::time::sleep(Duration::from_millis(1500)).await;
     broker.restart().unwrap();
     uplink.drain(Duration::from_mins(1)).await;
+    let receiver = anpr_central::Receiver::open(&db).unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(10), || receiver
+            .health(inv)
+            .unwrap()
+            .is_some_and(|h| h.dropped == drops))
+        .await,
+        "the device's health with its drop counters reached the receiver"
+    );
     central.stop().await;
 
-    let receiver = anpr_central::Receiver::open(&db).unwrap();
     let got = receiver.events_of(inv).unwrap();
     let journal = store.journal(0).unwrap();
     let dropped_events: Vec<u64> = journal

@@ -261,6 +261,26 @@ pub fn assert_delivered_exactly(queue: &Path, central_db: &Path, inventory: &str
     assert!(report.iter().all(|r| r.gaps.is_empty()), "{report:?}");
 }
 
+/// Brings a link back: a proxy that stays up, on the address of one just dropped (its port
+/// may take a moment to be free again).
+pub async fn reopen_link(
+    addr: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+) -> anpr_netsim::Proxy {
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let script = anpr_netsim::Script::parse("up 600").unwrap();
+        match anpr_netsim::Proxy::start(addr, upstream, script, 1.0, Duration::from_mins(5)).await {
+            Ok(p) => return p,
+            Err(e) if std::time::Instant::now() < end => {
+                tracing::debug!(error = %e, "Port not free yet.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot reopen the link on {addr}: {e}"),
+        }
+    }
+}
+
 /// Waits until `cond` holds, for at most `limit`.
 pub async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + limit;

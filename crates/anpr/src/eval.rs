@@ -1,5 +1,9 @@
 //! `anpr eval --dataset DIR`: scores the recognizer on folders in the openalpr benchmark format
 //! (`<image>\t x y w h \t TEXT` per `.txt`, one plate per image), per country and overall.
+//!
+//! The same scoring applies to predictions read from JSON lines in the `anpr detect` format
+//! ([`load_predictions`]), such as those of the Python baseline (`benches/baseline.sh`), so both
+//! pipelines are scored side by side on the same labels.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +14,7 @@ use anpr_types::BBox;
 use anpr_vision::Recognizer;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// One labelled image.
 #[derive(Debug, Clone)]
@@ -115,36 +120,107 @@ pub fn load_dataset(dir: &Path) -> Result<Vec<Sample>> {
     Ok(out)
 }
 
-/// Runs the recognizer over the samples; returns scores per group.
-pub fn evaluate(
+/// What a pipeline found in one image: plate boxes with their texts, and the time it took
+/// from decoded pixels to result.
+#[derive(Debug, Clone, Default)]
+pub struct Prediction {
+    pub plates: Vec<(BBox, String)>,
+    pub ms: f64,
+}
+
+/// Runs the recognizer over the samples; `None` for an image that could not be processed.
+pub fn predict(
     rec: &mut Recognizer,
     samples: &[Sample],
     mut progress: impl FnMut(usize, usize),
-) -> BTreeMap<String, Scores> {
+) -> Vec<Option<Prediction>> {
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            progress(i, samples.len());
+            let frame = crate::detect::load_rgb(&s.image).ok()?;
+            let t = Instant::now();
+            let r = rec.process(&frame).ok()?;
+            Some(Prediction {
+                plates: r.plates.into_iter().map(|p| (p.bbox, p.text)).collect(),
+                ms: t.elapsed().as_secs_f64() * 1000.0,
+            })
+        })
+        .collect()
+}
+
+/// Predictions from JSON lines in the `anpr detect` format, matched to the samples by image
+/// path (as given, or resolved); an image with no line, or with an `error`, is `None`.
+pub fn load_predictions(path: &Path, samples: &[Sample]) -> Result<Vec<Option<Prediction>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read predictions {}", path.display()))?;
+    let key = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut by_image: HashMap<PathBuf, Prediction> = HashMap::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let line: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not JSON", path.display(), n + 1))?;
+        let v = &line;
+        let Some(image) = v["image"].as_str() else {
+            bail!("{} line {}: no \"image\" field", path.display(), n + 1);
+        };
+        if v.get("error").is_some() {
+            continue;
+        }
+        let plates = v["plates"]
+            .as_array()
+            .map(|a| a.iter().filter_map(plate_of_json).collect())
+            .unwrap_or_default();
+        let ms = v["timings_ms"]["total"].as_f64().unwrap_or_else(|| {
+            ["vehicle", "plate_detect", "plate_read"]
+                .iter()
+                .filter_map(|k| v["timings_ms"][k].as_f64())
+                .sum()
+        });
+        by_image.insert(key(Path::new(image)), Prediction { plates, ms });
+    }
+    Ok(samples
+        .iter()
+        .map(|s| by_image.get(&key(&s.image)).cloned())
+        .collect())
+}
+
+/// A plate `{"box": [x, y, w, h], "text": ...}` of a `detect` line.
+fn plate_of_json(plate: &serde_json::Value) -> Option<(BBox, String)> {
+    let nums: Vec<f32> = plate["box"]
+        .as_array()?
+        .iter()
+        .filter_map(|n| n.as_f64().map(|n| n as f32))
+        .collect();
+    let [x, y, w, h] = nums[..] else { return None };
+    Some((BBox { x, y, w, h }, plate["text"].as_str()?.to_string()))
+}
+
+/// Scores predictions (one per sample, in order) per group and overall.
+#[must_use]
+pub fn score(samples: &[Sample], predictions: &[Option<Prediction>]) -> BTreeMap<String, Scores> {
     let mut groups: BTreeMap<String, Scores> = BTreeMap::new();
-    for (i, s) in samples.iter().enumerate() {
-        progress(i, samples.len());
+    for (s, pred) in samples.iter().zip(predictions) {
         let g = groups.entry(s.group.clone()).or_default();
         g.images += 1;
-        let Ok(frame) = crate::detect::load_rgb(&s.image) else {
+        let Some(pred) = pred else {
             g.failed += 1;
             continue;
         };
-        let t = Instant::now();
-        let Ok(r) = rec.process(&frame) else {
-            g.failed += 1;
-            continue;
-        };
-        g.ms_total += t.elapsed().as_secs_f64() * 1000.0;
-        let hit = r
+        g.ms_total += pred.ms;
+        let hit = pred
             .plates
             .iter()
-            .filter(|p| p.bbox.iou(&s.bbox) >= 0.3)
-            .max_by(|a, b| a.bbox.iou(&s.bbox).total_cmp(&b.bbox.iou(&s.bbox)));
-        if let Some(p) = hit {
+            .filter(|(b, _)| b.iou(&s.bbox) >= 0.3)
+            .max_by(|a, b| a.0.iou(&s.bbox).total_cmp(&b.0.iou(&s.bbox)));
+        if let Some((_, text)) = hit {
             g.detected += 1;
-            g.exact += usize::from(p.text == s.text);
-            g.within_one += usize::from(edit_distance(&p.text, &s.text) <= 1);
+            g.exact += usize::from(*text == s.text);
+            g.within_one += usize::from(edit_distance(text, &s.text) <= 1);
         }
     }
     let mut all = Scores::default();
@@ -153,4 +229,126 @@ pub fn evaluate(
     }
     groups.insert("all".into(), all);
     groups
+}
+
+/// The scores as a table, with the baseline's rows beside the device's when given, and for
+/// each set the device's images per second as a multiple of the baseline's.
+#[must_use]
+pub fn table(
+    scores: &BTreeMap<String, Scores>,
+    baseline: Option<&BTreeMap<String, Scores>>,
+) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{:<8} {:<9} {:>7} {:>10} {:>8} {:>10} {:>9}\n",
+        "set", "pipeline", "images", "detected", "exact", "within 1", "ms/image"
+    );
+    let row = |out: &mut String, name: &str, who: &str, s: &Scores| {
+        let _ = writeln!(
+            out,
+            "{name:<8} {who:<9} {:>7} {:>9.1}% {:>7.1}% {:>9.1}% {:>9.1}",
+            s.images,
+            s.recall(),
+            s.exact_rate(),
+            s.within_one_rate(),
+            s.ms_per_image()
+        );
+    };
+    for (name, s) in scores {
+        row(&mut out, name, "rust", s);
+        if let Some(b) = baseline.and_then(|b| b.get(name)) {
+            row(&mut out, name, "python", b);
+            if s.ms_per_image() > 0.0 {
+                let _ = writeln!(
+                    out,
+                    "{name:<8} {:<9} images per second {:.2}x the baseline's",
+                    "speed",
+                    b.ms_per_image() / s.ms_per_image()
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Runs the recognizer over the samples; returns scores per group.
+pub fn evaluate(
+    rec: &mut Recognizer,
+    samples: &[Sample],
+    progress: impl FnMut(usize, usize),
+) -> BTreeMap<String, Scores> {
+    score(samples, &predict(rec, samples, progress))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(group: &str, text: &str) -> Sample {
+        Sample {
+            image: PathBuf::from(format!("/nowhere/{group}/{text}.jpg")),
+            bbox: BBox {
+                x: 10.0,
+                y: 10.0,
+                w: 100.0,
+                h: 20.0,
+            },
+            text: text.into(),
+            group: group.into(),
+        }
+    }
+
+    #[test]
+    fn scores_count_detections_exact_and_near_reads_per_group() {
+        let samples = [
+            sample("eu", "AB123CD"),
+            sample("eu", "XY987ZZ"),
+            sample("us", "7ABC123"),
+        ];
+        let at = |x: f32, text: &str| Prediction {
+            plates: vec![(
+                BBox {
+                    x,
+                    y: 10.0,
+                    w: 100.0,
+                    h: 20.0,
+                },
+                text.into(),
+            )],
+            ms: 10.0,
+        };
+        let preds = vec![
+            Some(at(12.0, "AB123CD")),
+            Some(at(12.0, "XY987Z")),
+            Some(at(500.0, "7ABC123")),
+        ];
+        let s = score(&samples, &preds);
+        assert_eq!(
+            (s["eu"].detected, s["eu"].exact, s["eu"].within_one),
+            (2, 1, 2)
+        );
+        assert_eq!(s["us"].detected, 0, "a box elsewhere is not a detection");
+        assert_eq!(s["all"].images, 3);
+        assert!((s["all"].ms_per_image() - 10.0).abs() < 1e-9);
+        let missing = score(&samples, &[None, None, None]);
+        assert_eq!(missing["all"].failed, 3);
+    }
+
+    #[test]
+    fn predictions_are_read_from_detect_json_lines_by_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = [sample("eu", "AB123CD"), sample("us", "7ABC123")];
+        let lines = format!(
+            "{}\n{}\n",
+            serde_json::json!({"image": "/nowhere/us/7ABC123.jpg", "plates": [{"text": "7ABC123", "box": [10, 10, 100, 20]}], "timings_ms": {"total": 5.0}}),
+            serde_json::json!({"image": "/nowhere/eu/AB123CD.jpg", "error": "cannot decode image"})
+        );
+        let file = dir.path().join("p.jsonl");
+        std::fs::write(&file, lines).unwrap();
+        let preds = load_predictions(&file, &samples).unwrap();
+        assert!(preds[0].is_none());
+        let us = preds[1].as_ref().unwrap();
+        assert_eq!(us.plates[0].1, "7ABC123");
+        assert!((us.ms - 5.0).abs() < 1e-9);
+    }
 }

@@ -60,6 +60,30 @@ enum Command {
         /// Write the scores as JSON here too.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also score these predictions (JSON lines in the `detect` format, e.g. from the
+        /// Python baseline `benches/baseline.sh`) and print them beside the device's.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+    },
+    /// Measure recognition throughput on a video file or an image folder: frames per second,
+    /// per-stage latency percentiles, CPU use and peak memory.
+    Bench {
+        #[arg(long, short, default_value = "config/example.toml")]
+        config: PathBuf,
+        /// Intra-op threads per ONNX Runtime session (default: the config's).
+        #[arg(long)]
+        intra_threads: Option<usize>,
+        /// Leave the vehicle detector out of the model set.
+        #[arg(long)]
+        no_vehicles: bool,
+        /// Stop after this many frames.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Write the figures as JSON here too.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// A video file or a folder of images.
+        input: PathBuf,
     },
     /// Run the reference central receiver (stores and acknowledges events).
     Central {
@@ -175,31 +199,55 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             config,
             dataset,
             json,
+            baseline,
         } => {
             let cfg = anpr_config::load(&config)?;
             let mut rec = anpr::device::load_recognizer(&cfg)?;
             let samples = anpr::eval::load_dataset(&dataset)?;
+            let base = baseline
+                .as_deref()
+                .map(|p| anpr::eval::load_predictions(p, &samples))
+                .transpose()?;
             let scores = anpr::eval::evaluate(&mut rec, &samples, |i, n| {
                 if i % 25 == 0 {
                     eprintln!("eval: {i}/{n} images");
                 }
             });
-            println!(
-                "{:<8} {:>7} {:>10} {:>8} {:>10} {:>9}",
-                "set", "images", "detected", "exact", "within 1", "ms/image"
-            );
-            for (name, s) in &scores {
-                println!(
-                    "{name:<8} {:>7} {:>9.1}% {:>7.1}% {:>9.1}% {:>9.1}",
-                    s.images,
-                    s.recall(),
-                    s.exact_rate(),
-                    s.within_one_rate(),
-                    s.ms_per_image()
-                );
-            }
+            let base = base.map(|p| anpr::eval::score(&samples, &p));
+            print!("{}", anpr::eval::table(&scores, base.as_ref()));
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&scores)?)?;
+                let report = match &base {
+                    None => serde_json::to_value(&scores)?,
+                    Some(b) => serde_json::json!({"rust": scores, "baseline": b}),
+                };
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            config,
+            intra_threads,
+            no_vehicles,
+            frames,
+            json,
+            input,
+        } => {
+            let cfg = anpr_config::load(&config)?;
+            let mut rc = anpr::device::recognizer_config(&cfg);
+            if let Some(n) = intra_threads {
+                anyhow::ensure!((1..=64).contains(&n), "--intra-threads must be 1 to 64");
+                rc.intra_threads = n;
+            }
+            if no_vehicles {
+                rc.vehicle_detector = None;
+            }
+            anpr_vision::init_runtime(&cfg.models.path(&cfg.models.onnxruntime))?;
+            let threads = rc.intra_threads;
+            let mut rec = anpr_vision::Recognizer::new(rc)?;
+            let report = anpr::bench::run(&mut rec, &input, frames, threads)?;
+            print!("{report}");
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
             }
             Ok(ExitCode::SUCCESS)
         }

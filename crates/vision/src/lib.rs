@@ -10,6 +10,7 @@
 
 pub mod grammar;
 mod ocr;
+pub mod resize;
 mod runtime;
 mod yolo;
 

@@ -108,27 +108,15 @@ pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox) -> Array4<f32> {
     let rw = ((HEIGHT as f32 * cw as f32 / ch as f32).ceil() as usize).clamp(8, MAX_WIDTH);
     let width = rw.max(MIN_WIDTH);
     let mut t = Array4::<f32>::zeros((1, 3, HEIGHT, width));
-    let sx = cw as f32 / rw as f32;
-    let sy = ch as f32 / HEIGHT as f32;
-    let stride = frame.width as usize * 3;
+    let pixels = crate::resize::resample(frame, (x0, y0, cw, ch), rw, HEIGHT);
     for y in 0..HEIGHT {
-        let fy = ((y as f32 + 0.5) * sy - 0.5).max(0.0);
-        let ya = (fy as usize).min(ch - 1);
-        let yb = (ya + 1).min(ch - 1);
-        let wy = fy - ya as f32;
-        for x in 0..rw {
-            let fx = ((x as f32 + 0.5) * sx - 0.5).max(0.0);
-            let xa = (fx as usize).min(cw - 1);
-            let xb = (xa + 1).min(cw - 1);
-            let wx = fx - xa as f32;
+        for (x, p) in pixels[y * rw * 3..(y + 1) * rw * 3]
+            .chunks_exact(3)
+            .enumerate()
+        {
             for c in 0..3 {
-                let px = |yy: usize, xx: usize| {
-                    f32::from(frame.data[(y0 + yy) * stride + (x0 + xx) * 3 + c])
-                };
-                let v = (px(ya, xa) * (1.0 - wx) + px(ya, xb) * wx) * (1.0 - wy)
-                    + (px(yb, xa) * (1.0 - wx) + px(yb, xb) * wx) * wy;
                 // BGR channel order, as the recognizer was trained.
-                t[[0, 2 - c, y, x]] = v / 127.5 - 1.0;
+                t[[0, 2 - c, y, x]] = p[c] / 127.5 - 1.0;
             }
         }
     }

@@ -45,8 +45,8 @@ impl Letterbox {
     }
 }
 
-/// Resizes `frame` into a `size`×`size` NCHW tensor keeping the aspect ratio (bilinear),
-/// centred on grey padding, scaled to 0–1.
+/// Resizes `frame` into a `size`×`size` NCHW tensor keeping the aspect ratio (antialiased
+/// bilinear, see [`crate::resize`]), centred on grey padding, scaled to 0–1.
 #[must_use]
 pub fn letterbox(frame: &RgbFrame, size: usize) -> (Array4<f32>, Letterbox) {
     let (fw, fh) = (frame.width as f32, frame.height as f32);
@@ -58,31 +58,21 @@ pub fn letterbox(frame: &RgbFrame, size: usize) -> (Array4<f32>, Letterbox) {
     let mut out = Array4::<f32>::from_elem((1, 3, size, size), PAD);
     let plane = size * size;
     let buf = out.as_slice_mut().expect("fresh array is contiguous");
-    let stride = frame.width as usize * 3;
-    let max_x = frame.width as usize - 1;
-    let max_y = frame.height as usize - 1;
-    // Precompute horizontal sample positions once per call.
-    let xs: Vec<(usize, usize, f32)> = (0..nw)
-        .map(|x| {
-            let sx = ((x as f32 + 0.5) / scale - 0.5).max(0.0);
-            let x0 = (sx as usize).min(max_x);
-            (x0, (x0 + 1).min(max_x), sx - x0 as f32)
-        })
-        .collect();
+    let pixels = crate::resize::resample(
+        frame,
+        (0, 0, frame.width as usize, frame.height as usize),
+        nw,
+        nh,
+    );
     let (ox, oy) = (pad_x as usize, pad_y as usize);
     for y in 0..nh {
-        let sy = ((y as f32 + 0.5) / scale - 0.5).max(0.0);
-        let y0 = (sy as usize).min(max_y);
-        let y1 = (y0 + 1).min(max_y);
-        let fy = sy - y0 as f32;
-        let r0 = &frame.data[y0 * stride..(y0 + 1) * stride];
-        let r1 = &frame.data[y1 * stride..(y1 + 1) * stride];
         let row = (oy + y) * size + ox;
-        for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
+        for (x, p) in pixels[y * nw * 3..(y + 1) * nw * 3]
+            .chunks_exact(3)
+            .enumerate()
+        {
             for c in 0..3 {
-                let a = f32::from(r0[x0 * 3 + c]) * (1.0 - fx) + f32::from(r0[x1 * 3 + c]) * fx;
-                let b = f32::from(r1[x0 * 3 + c]) * (1.0 - fx) + f32::from(r1[x1 * 3 + c]) * fx;
-                buf[c * plane + row + x] = (a * (1.0 - fy) + b * fy) / 255.0;
+                buf[c * plane + row + x] = p[c] / 255.0;
             }
         }
     }
