@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anpr_config::{Camera, Config};
 use anpr_ingest::{Frame, FrameSource};
 use anpr_store::Store;
-use anpr_track::{Passage, PlateTracker, TrackerConfig};
+use anpr_track::{FrameGate, Passage, PlateTracker, TrackerConfig};
 use anpr_types::{
     ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle, FrameRef,
     Position, Topics, VehicleClass,
@@ -29,6 +29,8 @@ use tokio::sync::{mpsc, watch};
 pub struct DeviceCounters {
     pub frames: AtomicU64,
     pub frames_dropped: AtomicU64,
+    /// Frames decoded but not recognised because no plate was in view (see `idle_every`).
+    pub frames_skipped: AtomicU64,
     pub plate_reads: AtomicU64,
     pub vehicles: AtomicU64,
     pub events: AtomicU64,
@@ -51,6 +53,7 @@ pub struct RunOptions {
 pub struct Summary {
     pub frames: u64,
     pub frames_dropped: u64,
+    pub frames_skipped: u64,
     pub plate_reads: u64,
     pub vehicles: u64,
     pub events: u64,
@@ -79,6 +82,7 @@ pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
         intra_threads: m.intra_threads,
         plate_confidence: m.plate_confidence,
         vehicle_confidence: m.vehicle_confidence,
+        vehicle_class_confidence: m.vehicle_class_confidence,
         grammar: match m.grammar {
             anpr_config::Grammar::Generic => GrammarMode::Generic,
             anpr_config::Grammar::Kz => GrammarMode::Kz,
@@ -187,13 +191,16 @@ fn capture_thread(
 
 fn recognition_thread(
     cfg: &Config,
-    camera: &str,
+    camera: &Camera,
     mut rec: Recognizer,
     rx: &Receiver<Frame>,
     counters: &DeviceCounters,
 ) -> Result<()> {
     let mut store = Store::open(&cfg.storage.queue)?.with_quota(cfg.storage.quota_bytes());
-    let mut tracker = PlateTracker::new(TrackerConfig::default());
+    let tracker_cfg = TrackerConfig::default();
+    let mut tracker = PlateTracker::new(tracker_cfg);
+    let mut gate = FrameGate::new(camera.idle_every, tracker_cfg.max_gap);
+    let camera = camera.id.as_str();
     let keep_frames = !cfg.storage.evidence.is_empty();
     let commit = |passages: Vec<Passage>, store: &mut Store| -> Result<()> {
         for p in passages {
@@ -212,6 +219,10 @@ fn recognition_thread(
         Ok(())
     };
     for frame in rx {
+        if !gate.wants(frame.index) {
+            counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let t = Instant::now();
         let result = match rec.process(&frame.image) {
             Ok(r) => r,
@@ -224,6 +235,7 @@ fn recognition_thread(
             .infer_ns
             .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         counters.frames.fetch_add(1, Ordering::Relaxed);
+        gate.saw(frame.index, result.plates.len());
         counters.plate_reads.fetch_add(
             result.plates.iter().filter(|p| !p.text.is_empty()).count() as u64,
             Ordering::Relaxed,
@@ -291,10 +303,10 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
             .name(format!("capture-{}", cam.id))
             .spawn(move || capture_thread(cam_c, tx, counters, stop_c))?;
         let (cfg_r, counters) = (cfg.clone(), opts.counters.clone());
-        let id = cam.id.clone();
+        let cam_r = cam.clone();
         let recog = std::thread::Builder::new()
             .name(format!("recognize-{}", cam.id))
-            .spawn(move || recognition_thread(&cfg_r, &id, rec, &rx, &counters))?;
+            .spawn(move || recognition_thread(&cfg_r, &cam_r, rec, &rx, &counters))?;
         workers.push((cam, capture, recog));
     }
     let mut camera_errors = Vec::new();
@@ -341,6 +353,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
     Ok(Summary {
         frames: c.frames.load(Ordering::Relaxed),
         frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
+        frames_skipped: c.frames_skipped.load(Ordering::Relaxed),
         plate_reads: c.plate_reads.load(Ordering::Relaxed),
         vehicles: c.vehicles.load(Ordering::Relaxed),
         events: stats.last_seq - initial.last_seq,

@@ -333,8 +333,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
 fn print_summary(s: &anpr::device::Summary) {
     println!("summary:");
     println!(
-        "  frames processed   {} ({} dropped)",
-        s.frames, s.frames_dropped
+        "  frames processed   {} ({} skipped while no plate was in view, {} dropped)",
+        s.frames, s.frames_skipped, s.frames_dropped
     );
     println!(
         "  time               {:.1} s, {:.1} fps",

@@ -75,6 +75,10 @@ pub struct Camera {
     /// Files use their start time plus the frame timestamp.
     #[serde(default)]
     pub live: Option<bool>,
+    /// While no plate is in view, recognise one frame in this many (a vehicle entering is
+    /// still seen within a few frames); while one is, every frame. 1 = every frame always.
+    #[serde(default = "default_idle_every")]
+    pub idle_every: u32,
 }
 
 /// How plate texts are checked against known plate formats.
@@ -113,6 +117,10 @@ pub struct Models {
     /// Minimum vehicle detector confidence; below it a vehicle is not reported.
     #[serde(default = "default_vehicle_conf")]
     pub vehicle_confidence: f32,
+    /// Least confidence for a vehicle's type; a vehicle found with less is reported with the
+    /// type `unknown` rather than a guess.
+    #[serde(default = "default_vehicle_class_conf")]
+    pub vehicle_class_confidence: f32,
     /// Plate grammar: `generic` (default) or `kz`.
     #[serde(default)]
     pub grammar: Grammar,
@@ -195,6 +203,9 @@ pub struct Config {
     pub uplink: Uplink,
 }
 
+fn default_idle_every() -> u32 {
+    3
+}
 fn default_models_dir() -> PathBuf {
     PathBuf::from("../models")
 }
@@ -227,6 +238,9 @@ fn default_evidence() -> Vec<EvidenceKind> {
 }
 fn default_jpeg_quality() -> u8 {
     85
+}
+fn default_vehicle_class_conf() -> f32 {
+    0.5
 }
 fn default_prefix() -> String {
     "anpr/v1".to_string()
@@ -330,6 +344,12 @@ fn validate(cfg: &Config, path: &Path) -> Result<(), ConfigError> {
         if cam.uri.trim().is_empty() {
             return Err(invalid(&format!("camera[{i}].uri"), "must not be empty"));
         }
+        if !(1..=25).contains(&cam.idle_every) {
+            return Err(invalid(
+                &format!("camera[{i}].idle_every"),
+                "must be between 1 (every frame) and 25",
+            ));
+        }
         if !(0.0..=240.0).contains(&cam.max_fps) {
             return Err(invalid(
                 &format!("camera[{i}].max_fps"),
@@ -343,6 +363,10 @@ fn validate(cfg: &Config, path: &Path) -> Result<(), ConfigError> {
     for (key, v) in [
         ("models.plate_confidence", cfg.models.plate_confidence),
         ("models.vehicle_confidence", cfg.models.vehicle_confidence),
+        (
+            "models.vehicle_class_confidence",
+            cfg.models.vehicle_class_confidence,
+        ),
     ] {
         if !(0.0..1.0).contains(&v) {
             return Err(invalid(key, "must be a confidence between 0 and 1"));

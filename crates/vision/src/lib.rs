@@ -64,7 +64,10 @@ pub struct RecognizerConfig {
     pub vehicle_detector: Option<PathBuf>,
     pub intra_threads: usize,
     pub plate_confidence: f32,
+    /// Least confidence for a vehicle to be reported at all.
     pub vehicle_confidence: f32,
+    /// Least confidence for a vehicle's type to be reported; below it the type is `unknown`.
+    pub vehicle_class_confidence: f32,
     /// How plate texts are checked against known formats.
     pub grammar: GrammarMode,
 }
@@ -94,6 +97,17 @@ pub fn coco_vehicle_class(class: usize) -> Option<VehicleClass> {
         5 => Some(VehicleClass::Bus),
         7 => Some(VehicleClass::Truck),
         _ => None,
+    }
+}
+
+/// The type to report for a vehicle found with `confidence`: its class when the detector is
+/// sure enough, `unknown` otherwise.
+#[must_use]
+pub fn vehicle_class(class: VehicleClass, confidence: f32, least: f32) -> VehicleClass {
+    if confidence >= least {
+        class
+    } else {
+        VehicleClass::Unknown
     }
 }
 
@@ -155,7 +169,7 @@ impl Recognizer {
             for d in det.detect(frame, self.cfg.vehicle_confidence)? {
                 if let Some(class) = coco_vehicle_class(d.class) {
                     vehicles.push(VehicleDetection {
-                        class,
+                        class: vehicle_class(class, d.score, self.cfg.vehicle_class_confidence),
                         confidence: d.score,
                         bbox: d.bbox,
                     });
@@ -204,5 +218,24 @@ pub(crate) fn check_model_file(path: &Path) -> Result<(), VisionError> {
         Err(VisionError::ModelMissing {
             path: path.to_path_buf(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vehicle_found_without_enough_confidence_in_its_type_is_unknown() {
+        assert_eq!(
+            vehicle_class(VehicleClass::Truck, 0.8, 0.5),
+            VehicleClass::Truck
+        );
+        assert_eq!(
+            vehicle_class(VehicleClass::Truck, 0.4, 0.5),
+            VehicleClass::Unknown
+        );
+        assert_eq!(coco_vehicle_class(7), Some(VehicleClass::Truck));
+        assert_eq!(coco_vehicle_class(0), None, "a person is not a vehicle");
     }
 }

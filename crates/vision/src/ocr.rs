@@ -3,6 +3,13 @@
 //! The recognizer takes `[1, 3, 48, W]` BGR normalised to -1…1 and returns
 //! `[1, T, classes]` probabilities; class 0 is the CTC blank, then the dictionary stored in
 //! the model's `character` metadata, then (when the counts say so) a space.
+//!
+//! Each plate is read from two views of its box ([`VIEWS`]): the main character line (the box
+//! trimmed a little at top and bottom, so a state name, a slogan or the frame above and below
+//! the registration is not read with it), and the whole plate with a margin, centred in blank
+//! space (so characters at its edges are read whole). The reading whose least certain character
+//! is the more certain wins: a wrong or partial reading has at least one doubtful character.
+//! When every character of the first view is already sure ([`SURE`]), the second is not run.
 
 use std::path::{Path, PathBuf};
 
@@ -88,14 +95,46 @@ pub fn left_band_width(frame: &RgbFrame, x0: usize, x1: usize, y0: usize, y1: us
     }
 }
 
-/// Crops `bbox` (grown by a margin, clipped to the frame, without a blue band at its left)
-/// and builds the recognizer input.
+/// How a plate box is cut out for reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CropView {
+    /// Margin added left and right, as a share of the box width.
+    pub margin_x: f32,
+    /// Margin added at top and bottom, as a share of the box height (negative: trimmed).
+    pub margin_y: f32,
+    /// Blank space left and right of the crop in the recognizer input, as a share of its
+    /// height (48 px).
+    pub pad: f32,
+}
+
+/// Confidence of the least certain character above which the first view's reading is kept
+/// without trying the second.
+pub const SURE: f32 = 0.8;
+
+/// The views each plate is read from; see the module documentation.
+pub const VIEWS: [CropView; 2] = [
+    CropView {
+        margin_x: 0.03,
+        margin_y: -0.10,
+        pad: 0.0,
+    },
+    CropView {
+        margin_x: 0.06,
+        margin_y: 0.12,
+        pad: 0.5,
+    },
+];
+
+/// Crops `bbox` as `view` says (clipped to the frame, without a blue band at its left) and
+/// builds the recognizer input.
 #[must_use]
-pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox) -> Array4<f32> {
-    let mx = bbox.w * 0.06;
-    let my = bbox.h * 0.12;
+pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox, view: CropView) -> Array4<f32> {
+    let mx = bbox.w * view.margin_x;
+    let my = bbox.h * view.margin_y;
     let x0 = (bbox.x - mx).max(0.0) as usize;
     let y0 = (bbox.y - my).max(0.0) as usize;
+    let x0 = x0.min(frame.width as usize - 1);
+    let y0 = y0.min(frame.height as usize - 1);
     let x1 = ((bbox.x + bbox.w + mx).min(frame.width as f32) as usize).max(x0 + 1);
     let y1 = ((bbox.y + bbox.h + my).min(frame.height as f32) as usize).max(y0 + 1);
     let band = left_band_width(frame, x0, x1, y0, y1);
@@ -105,8 +144,10 @@ pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox) -> Array4<f32> {
         x0
     };
     let (cw, ch) = (x1 - x0, y1 - y0);
-    let rw = ((HEIGHT as f32 * cw as f32 / ch as f32).ceil() as usize).clamp(8, MAX_WIDTH);
-    let width = rw.max(MIN_WIDTH);
+    let pad = (HEIGHT as f32 * view.pad).round() as usize;
+    let rw =
+        ((HEIGHT as f32 * cw as f32 / ch as f32).ceil() as usize).clamp(8, MAX_WIDTH - 2 * pad);
+    let width = (rw + 2 * pad).max(MIN_WIDTH);
     let mut t = Array4::<f32>::zeros((1, 3, HEIGHT, width));
     let pixels = crate::resize::resample(frame, (x0, y0, cw, ch), rw, HEIGHT);
     for y in 0..HEIGHT {
@@ -116,7 +157,7 @@ pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox) -> Array4<f32> {
         {
             for c in 0..3 {
                 // BGR channel order, as the recognizer was trained.
-                t[[0, 2 - c, y, x]] = p[c] / 127.5 - 1.0;
+                t[[0, 2 - c, y, pad + x]] = p[c] / 127.5 - 1.0;
             }
         }
     }
@@ -188,9 +229,30 @@ impl PlateReader {
         })
     }
 
-    /// Reads the plate inside `bbox`.
+    /// Reads the plate inside `bbox` from each of [`VIEWS`]; keeps the reading whose least
+    /// certain character is the most certain.
     pub fn read(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
-        let tensor = prepare_crop(frame, bbox);
+        let mut best: Option<CtcDecoded> = None;
+        for view in VIEWS {
+            if best.as_ref().is_some_and(|b| weakest(b) >= SURE) {
+                break;
+            }
+            let r = self.read_view(frame, bbox, view)?;
+            if best.as_ref().is_none_or(|b| weakest(&r) > weakest(b)) {
+                best = Some(r);
+            }
+        }
+        Ok(best.unwrap_or_default())
+    }
+
+    /// Reads the plate inside `bbox` cut out as `view` says.
+    pub fn read_view(
+        &mut self,
+        frame: &RgbFrame,
+        bbox: &BBox,
+        view: CropView,
+    ) -> Result<CtcDecoded, VisionError> {
+        let tensor = prepare_crop(frame, bbox, view);
         let dict = &self.dict;
         crate::runtime::run_first_output(
             &mut self.session,
@@ -206,6 +268,15 @@ impl PlateReader {
             },
         )
     }
+}
+
+/// Confidence of the least certain character (0 for an empty reading).
+fn weakest(r: &CtcDecoded) -> f32 {
+    r.char_confidences
+        .iter()
+        .copied()
+        .reduce(f32::min)
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -263,17 +334,57 @@ mod tests {
             height: 100,
             data: vec![255; 200 * 100 * 3],
         };
-        let t = prepare_crop(
-            &frame,
-            &BBox {
-                x: 50.0,
-                y: 40.0,
-                w: 100.0,
-                h: 22.0,
-            },
-        );
+        let bbox = BBox {
+            x: 50.0,
+            y: 40.0,
+            w: 100.0,
+            h: 22.0,
+        };
+        let t = prepare_crop(&frame, &bbox, VIEWS[0]);
         assert_eq!(t.shape(), &[1, 3, 48, 320]);
         assert!((t[[0, 0, 10, 10]] - 1.0).abs() < 1e-5);
         assert_eq!(t[[0, 0, 10, 319]], 0.0);
+        // The padded view starts with blank space, then the plate.
+        let t = prepare_crop(&frame, &bbox, VIEWS[1]);
+        assert_eq!(t[[0, 0, 10, 0]], 0.0);
+        assert!((t[[0, 0, 10, 30]] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_box_at_the_edge_of_the_frame_still_gives_a_crop() {
+        let frame = RgbFrame {
+            width: 50,
+            height: 20,
+            data: vec![128; 50 * 20 * 3],
+        };
+        for view in VIEWS {
+            let t = prepare_crop(
+                &frame,
+                &BBox {
+                    x: 49.5,
+                    y: 19.5,
+                    w: 3.0,
+                    h: 2.0,
+                },
+                view,
+            );
+            assert_eq!(t.shape()[2], 48);
+        }
+    }
+
+    #[test]
+    fn the_reading_with_the_surer_weakest_character_is_the_surer_one() {
+        let sure = CtcDecoded {
+            text: "AB12".into(),
+            char_confidences: vec![0.9, 0.8, 0.9, 0.9],
+            confidence: 0.875,
+        };
+        let shaky = CtcDecoded {
+            text: "AB123".into(),
+            char_confidences: vec![0.99, 0.99, 0.99, 0.99, 0.3],
+            confidence: 0.852,
+        };
+        assert!(weakest(&sure) > weakest(&shaky));
+        assert_eq!(weakest(&CtcDecoded::default()), 0.0);
     }
 }
