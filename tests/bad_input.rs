@@ -22,6 +22,7 @@ fn recognizer_config(plate_detector: std::path::PathBuf) -> RecognizerConfig {
         vehicle_confidence: 0.35,
         vehicle_class_confidence: 0.5,
         grammar: anpr_vision::GrammarMode::Generic,
+        concurrent: true,
     }
 }
 

@@ -64,6 +64,8 @@ pub struct BenchReport {
     pub total_ms: Percentiles,
     pub intra_threads: usize,
     pub vehicle_detector: bool,
+    /// Whether the vehicle detector ran on its own thread beside the plate stages.
+    pub concurrent: bool,
 }
 
 impl std::fmt::Display for BenchReport {
@@ -75,13 +77,18 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "  models: plate detector, plate reader{}; {} intra-op thread(s) per session",
+            "  models: plate detector, plate reader{}; {} intra-op thread(s) per session{}",
             if self.vehicle_detector {
                 ", vehicle detector"
             } else {
                 ""
             },
-            self.intra_threads
+            self.intra_threads,
+            if self.concurrent && self.vehicle_detector {
+                "; vehicle detector on its own thread"
+            } else {
+                "; stages one after the other"
+            }
         )?;
         writeln!(
             f,
@@ -143,6 +150,7 @@ pub fn run(
     input: &Path,
     limit: Option<u64>,
     intra_threads: usize,
+    concurrent: bool,
 ) -> Result<BenchReport> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RgbFrame, String>>(4);
     let total_hint: Option<u64>;
@@ -245,6 +253,7 @@ pub fn run(
         total_ms: Percentiles::of(all),
         intra_threads,
         vehicle_detector: rec.has_vehicle_detector(),
+        concurrent,
     })
 }
 

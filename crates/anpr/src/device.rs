@@ -87,6 +87,7 @@ pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
             anpr_config::Grammar::Generic => GrammarMode::Generic,
             anpr_config::Grammar::Kz => GrammarMode::Kz,
         },
+        concurrent: m.concurrent,
     }
 }
 

@@ -76,6 +76,9 @@ enum Command {
         /// Leave the vehicle detector out of the model set.
         #[arg(long)]
         no_vehicles: bool,
+        /// Run the stages one after the other on one thread (as `models.concurrent = false`).
+        #[arg(long)]
+        sequential: bool,
         /// Stop after this many frames.
         #[arg(long)]
         frames: Option<u64>,
@@ -228,6 +231,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             config,
             intra_threads,
             no_vehicles,
+            sequential,
             frames,
             json,
             input,
@@ -241,10 +245,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             if no_vehicles {
                 rc.vehicle_detector = None;
             }
+            if sequential {
+                rc.concurrent = false;
+            }
             anpr_vision::init_runtime(&cfg.models.path(&cfg.models.onnxruntime))?;
-            let threads = rc.intra_threads;
+            let (threads, concurrent) = (rc.intra_threads, rc.concurrent);
             let mut rec = anpr_vision::Recognizer::new(rc)?;
-            let report = anpr::bench::run(&mut rec, &input, frames, threads)?;
+            let report = anpr::bench::run(&mut rec, &input, frames, threads, concurrent)?;
             print!("{report}");
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;

@@ -124,6 +124,10 @@ pub struct Models {
     /// Plate grammar: `generic` (default) or `kz`.
     #[serde(default)]
     pub grammar: Grammar,
+    /// Run the vehicle detector on a second thread beside plate detection and reading
+    /// (default true); false runs the stages one after the other on one thread.
+    #[serde(default = "default_true")]
+    pub concurrent: bool,
 }
 
 /// Local storage.
@@ -203,6 +207,9 @@ pub struct Config {
     pub uplink: Uplink,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_idle_every() -> u32 {
     3
 }

@@ -1,7 +1,10 @@
 //! Recognition: plate detection, plate reading and vehicle detection with ONNX Runtime.
 //!
 //! Contract: a [`Recognizer`] owns its ONNX Runtime sessions and is used from one thread at a
-//! time (`Session::run` takes `&mut self`); run one recognizer per worker thread. Pre- and
+//! time (`Session::run` takes `&mut self`); run one recognizer per worker thread. With
+//! `concurrent` set, the vehicle detector of a frame runs on a second thread while the plates
+//! are found and read (each session still used by one thread at a time), so a frame takes
+//! about as long as the slower of the two instead of their sum. Pre- and
 //! post-processing (letterbox, normalisation, box decoding, NMS, CTC decoding) are plain Rust
 //! functions with no I/O, tested on their own. Model problems (missing file, corrupt file, an
 //! input shape the code does not expect) are reported as [`VisionError`] naming the file and
@@ -70,6 +73,8 @@ pub struct RecognizerConfig {
     pub vehicle_class_confidence: f32,
     /// How plate texts are checked against known formats.
     pub grammar: GrammarMode,
+    /// Run the vehicle detector on its own thread, beside plate detection and reading.
+    pub concurrent: bool,
 }
 
 /// Per-stage timings of one frame, in milliseconds.
@@ -162,49 +167,96 @@ impl Recognizer {
                 message: "empty, too small or with a buffer that does not match its size".into(),
             });
         }
+        let Self {
+            plates: plate_det,
+            reader,
+            vehicles: vehicle_det,
+            cfg,
+        } = self;
         let mut timings = Timings::default();
-        let mut vehicles = Vec::new();
-        if let Some(det) = self.vehicles.as_mut() {
-            let t = Instant::now();
-            for d in det.detect(frame, self.cfg.vehicle_confidence)? {
-                if let Some(class) = coco_vehicle_class(d.class) {
-                    vehicles.push(VehicleDetection {
-                        class: vehicle_class(class, d.score, self.cfg.vehicle_class_confidence),
-                        confidence: d.score,
-                        bbox: d.bbox,
-                    });
-                }
-            }
-            timings.vehicle_ms = ms(t);
-        }
-        let t = Instant::now();
-        let found = self.plates.detect(frame, self.cfg.plate_confidence)?;
-        timings.plate_detect_ms = ms(t);
-        let t = Instant::now();
-        let mut plates = Vec::with_capacity(found.len());
-        for d in found {
-            let read = self.reader.read(frame, &d.bbox)?;
-            let info = interpret(&read.text, self.cfg.grammar);
-            plates.push(PlateRead {
-                text: info.text,
-                confidence: read.confidence,
-                char_confidences: read.char_confidences,
-                detection_confidence: d.score,
-                bbox: d.bbox,
-                raw_text: read.text,
-                country: info.country.map(str::to_string),
-                plate_type: info.plate_type.map(str::to_string),
-                region: info.region,
-                format_confidence: info.confidence,
-            });
-        }
-        timings.plate_read_ms = ms(t);
+        let (found_vehicles, found_plates) = match vehicle_det.as_mut() {
+            Some(det) if cfg.concurrent => std::thread::scope(|s| {
+                let v = s.spawn(|| find_vehicles(det, frame, cfg));
+                let p = find_plates(plate_det, reader, frame, cfg, &mut timings);
+                let v = v.join().unwrap_or_else(|_| {
+                    Err(VisionError::Inference {
+                        path: cfg.vehicle_detector.clone().unwrap_or_default(),
+                        message: "the vehicle detector thread panicked".into(),
+                    })
+                });
+                (v, p)
+            }),
+            Some(det) => (
+                find_vehicles(det, frame, cfg),
+                find_plates(plate_det, reader, frame, cfg, &mut timings),
+            ),
+            None => (
+                Ok((Vec::new(), 0.0)),
+                find_plates(plate_det, reader, frame, cfg, &mut timings),
+            ),
+        };
+        let (vehicles, vehicle_ms) = found_vehicles?;
+        let plates = found_plates?;
+        timings.vehicle_ms = vehicle_ms;
         Ok(FrameResult {
             plates,
             vehicles,
             timings,
         })
     }
+}
+
+/// Vehicles in the frame (COCO vehicle classes only), and the milliseconds it took.
+fn find_vehicles(
+    det: &mut YoloDetector,
+    frame: &RgbFrame,
+    cfg: &RecognizerConfig,
+) -> Result<(Vec<VehicleDetection>, f64), VisionError> {
+    let t = Instant::now();
+    let mut vehicles = Vec::new();
+    for d in det.detect(frame, cfg.vehicle_confidence)? {
+        if let Some(class) = coco_vehicle_class(d.class) {
+            vehicles.push(VehicleDetection {
+                class: vehicle_class(class, d.score, cfg.vehicle_class_confidence),
+                confidence: d.score,
+                bbox: d.bbox,
+            });
+        }
+    }
+    Ok((vehicles, ms(t)))
+}
+
+/// Plates found and read in the frame; stage times go into `timings`.
+fn find_plates(
+    det: &mut YoloDetector,
+    reader: &mut PlateReader,
+    frame: &RgbFrame,
+    cfg: &RecognizerConfig,
+    timings: &mut Timings,
+) -> Result<Vec<PlateRead>, VisionError> {
+    let t = Instant::now();
+    let found = det.detect(frame, cfg.plate_confidence)?;
+    timings.plate_detect_ms = ms(t);
+    let t = Instant::now();
+    let mut plates = Vec::with_capacity(found.len());
+    for d in found {
+        let read = reader.read(frame, &d.bbox)?;
+        let info = interpret(&read.text, cfg.grammar);
+        plates.push(PlateRead {
+            text: info.text,
+            confidence: read.confidence,
+            char_confidences: read.char_confidences,
+            detection_confidence: d.score,
+            bbox: d.bbox,
+            raw_text: read.text,
+            country: info.country.map(str::to_string),
+            plate_type: info.plate_type.map(str::to_string),
+            region: info.region,
+            format_confidence: info.confidence,
+        });
+    }
+    timings.plate_read_ms = ms(t);
+    Ok(plates)
 }
 
 fn ms(t: Instant) -> f64 {
