@@ -149,18 +149,14 @@ pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox, view: CropView) -> Array4<f32
         ((HEIGHT as f32 * cw as f32 / ch as f32).ceil() as usize).clamp(8, MAX_WIDTH - 2 * pad);
     let width = (rw + 2 * pad).max(MIN_WIDTH);
     let mut t = Array4::<f32>::zeros((1, 3, HEIGHT, width));
-    let pixels = crate::resize::resample(frame, (x0, y0, cw, ch), rw, HEIGHT);
-    for y in 0..HEIGHT {
-        for (x, p) in pixels[y * rw * 3..(y + 1) * rw * 3]
-            .chunks_exact(3)
-            .enumerate()
-        {
+    crate::resize::resample_rows(frame, (x0, y0, cw, ch), rw, HEIGHT, |y, pixels| {
+        for (x, p) in pixels.chunks_exact(3).enumerate() {
             for c in 0..3 {
                 // BGR channel order, as the recognizer was trained.
                 t[[0, 2 - c, y, pad + x]] = p[c] / 127.5 - 1.0;
             }
         }
-    }
+    });
     t
 }
 

@@ -42,8 +42,47 @@ fn taps(src: usize, dst: usize) -> Vec<Taps> {
         .collect()
 }
 
-/// Resamples the window `(x0, y0, w, h)` of `frame` to `dw`×`dh`; returns packed RGB as f32
-/// in 0–255, row-major. The window must lie inside the frame and be at least 1×1.
+/// Resamples the window `(x0, y0, w, h)` of `frame` to `dw`×`dh`, handing each output row
+/// (packed RGB as f32 in 0–255, `dw * 3` values) to `row` with its index. Works one output
+/// row at a time (vertical filter into one source-wide row, then horizontal), so it needs no
+/// frame-sized scratch memory. The window must lie inside the frame and be at least 1×1.
+pub fn resample_rows(
+    frame: &RgbFrame,
+    window: (usize, usize, usize, usize),
+    dw: usize,
+    dh: usize,
+    mut row: impl FnMut(usize, &[f32]),
+) {
+    let (x0, y0, w, h) = window;
+    let hx = taps(w, dw);
+    let vy = taps(h, dh);
+    let stride = frame.width as usize * 3;
+    let mut column = vec![0f32; w * 3];
+    let mut out = vec![0f32; dw * 3];
+    for (o, t) in vy.iter().enumerate() {
+        column.fill(0.0);
+        for (k, wgt) in t.weights.iter().enumerate() {
+            let y = y0 + t.first + k;
+            let src = &frame.data[y * stride + x0 * 3..y * stride + (x0 + w) * 3];
+            for (c, s) in column.iter_mut().zip(src) {
+                *c += f32::from(*s) * wgt;
+            }
+        }
+        for (x, t) in hx.iter().enumerate() {
+            let mut acc = [0f32; 3];
+            for (k, wgt) in t.weights.iter().enumerate() {
+                let p = &column[(t.first + k) * 3..(t.first + k) * 3 + 3];
+                acc[0] += p[0] * wgt;
+                acc[1] += p[1] * wgt;
+                acc[2] += p[2] * wgt;
+            }
+            out[x * 3..x * 3 + 3].copy_from_slice(&acc);
+        }
+        row(o, &out);
+    }
+}
+
+/// As [`resample_rows`], collected into one packed RGB buffer of `dw * dh * 3` values.
 #[must_use]
 pub fn resample(
     frame: &RgbFrame,
@@ -51,39 +90,9 @@ pub fn resample(
     dw: usize,
     dh: usize,
 ) -> Vec<f32> {
-    let (x0, y0, w, h) = window;
-    let hx = taps(w, dw);
-    let vy = taps(h, dh);
-    let stride = frame.width as usize * 3;
-    // Horizontal pass over the source rows the vertical pass needs.
-    let rows_lo = vy.first().map_or(0, |t| t.first);
-    let rows_hi = vy.last().map_or(0, |t| t.first + t.weights.len()).min(h);
-    let mut mid = vec![0f32; (rows_hi - rows_lo) * dw * 3];
-    for (r, y) in (rows_lo..rows_hi).enumerate() {
-        let row = &frame.data[(y0 + y) * stride + x0 * 3..(y0 + y) * stride + (x0 + w) * 3];
-        let out = &mut mid[r * dw * 3..(r + 1) * dw * 3];
-        for (o, t) in hx.iter().enumerate() {
-            let mut acc = [0f32; 3];
-            for (k, wgt) in t.weights.iter().enumerate() {
-                let p = &row[(t.first + k) * 3..(t.first + k) * 3 + 3];
-                acc[0] += f32::from(p[0]) * wgt;
-                acc[1] += f32::from(p[1]) * wgt;
-                acc[2] += f32::from(p[2]) * wgt;
-            }
-            out[o * 3..o * 3 + 3].copy_from_slice(&acc);
-        }
-    }
-    let mut out = vec![0f32; dh * dw * 3];
-    for (o, t) in vy.iter().enumerate() {
-        let dst = &mut out[o * dw * 3..(o + 1) * dw * 3];
-        for (k, wgt) in t.weights.iter().enumerate() {
-            let src = &mid[(t.first + k - rows_lo) * dw * 3..(t.first + k - rows_lo + 1) * dw * 3];
-            for (d, s) in dst.iter_mut().zip(src) {
-                *d += s * wgt;
-            }
-        }
-    }
-    out
+    let mut all = Vec::with_capacity(dw * dh * 3);
+    resample_rows(frame, window, dw, dh, |_, r| all.extend_from_slice(r));
+    all
 }
 
 #[cfg(test)]

@@ -58,24 +58,21 @@ pub fn letterbox(frame: &RgbFrame, size: usize) -> (Array4<f32>, Letterbox) {
     let mut out = Array4::<f32>::from_elem((1, 3, size, size), PAD);
     let plane = size * size;
     let buf = out.as_slice_mut().expect("fresh array is contiguous");
-    let pixels = crate::resize::resample(
+    let (ox, oy) = (pad_x as usize, pad_y as usize);
+    crate::resize::resample_rows(
         frame,
         (0, 0, frame.width as usize, frame.height as usize),
         nw,
         nh,
-    );
-    let (ox, oy) = (pad_x as usize, pad_y as usize);
-    for y in 0..nh {
-        let row = (oy + y) * size + ox;
-        for (x, p) in pixels[y * nw * 3..(y + 1) * nw * 3]
-            .chunks_exact(3)
-            .enumerate()
-        {
-            for c in 0..3 {
-                buf[c * plane + row + x] = p[c] / 255.0;
+        |y, pixels| {
+            let row = (oy + y) * size + ox;
+            for (x, p) in pixels.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    buf[c * plane + row + x] = p[c] / 255.0;
+                }
             }
-        }
-    }
+        },
+    );
     (
         out,
         Letterbox {
