@@ -29,8 +29,10 @@ use tokio::sync::{mpsc, watch};
 pub struct DeviceCounters {
     pub frames: AtomicU64,
     pub frames_dropped: AtomicU64,
-    /// Frames decoded but not recognised because no plate was in view (see `idle_every`).
+    /// Frames decoded but not recognised (see `idle_every` and `track_every`).
     pub frames_skipped: AtomicU64,
+    /// Stream time of the latest frame handled, milliseconds (the longest over cameras).
+    pub stream_ms: AtomicU64,
     pub plate_reads: AtomicU64,
     pub vehicles: AtomicU64,
     pub events: AtomicU64,
@@ -54,6 +56,8 @@ pub struct Summary {
     pub frames: u64,
     pub frames_dropped: u64,
     pub frames_skipped: u64,
+    /// Stream time covered (the latest frame's timestamp), seconds.
+    pub stream_s: f64,
     pub plate_reads: u64,
     pub vehicles: u64,
     pub events: u64,
@@ -198,9 +202,14 @@ fn recognition_thread(
     counters: &DeviceCounters,
 ) -> Result<()> {
     let mut store = Store::open(&cfg.storage.queue)?.with_quota(cfg.storage.quota_bytes());
-    let tracker_cfg = TrackerConfig::default();
+    // A passage ends after `max_gap` frames without a read; with one frame in `track_every`
+    // recognised, allow four missed reads in a row.
+    let mut tracker_cfg = TrackerConfig::default();
+    tracker_cfg.max_gap = tracker_cfg.max_gap.max(4 * u64::from(camera.track_every));
     let mut tracker = PlateTracker::new(tracker_cfg);
-    let mut gate = FrameGate::new(camera.idle_every, tracker_cfg.max_gap);
+    let mut gate = FrameGate::new(camera.idle_every, camera.track_every, tracker_cfg.max_gap);
+    let vehicle_every = u64::from(cfg.models.vehicle_every.max(1));
+    let mut recognised = 0u64;
     let camera = camera.id.as_str();
     let keep_frames = !cfg.storage.evidence.is_empty();
     let commit = |passages: Vec<Passage>, store: &mut Store| -> Result<()> {
@@ -220,12 +229,20 @@ fn recognition_thread(
         Ok(())
     };
     for frame in rx {
+        counters
+            .stream_ms
+            .fetch_max(frame.pts.as_millis() as u64, Ordering::Relaxed);
         if !gate.wants(frame.index) {
             counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let t = Instant::now();
-        let result = match rec.process(&frame.image) {
+        // The vehicle detector runs while a passage still lacks a vehicle of a known type,
+        // and on one recognised frame in `vehicle_every` besides.
+        let want_vehicles = recognised.is_multiple_of(vehicle_every)
+            || tracker.needs_vehicle(cfg.models.vehicle_class_confidence);
+        recognised += 1;
+        let result = match rec.process_with(&frame.image, want_vehicles) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(camera, frame = frame.index, error = %e, "Frame skipped.");
@@ -355,6 +372,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         frames: c.frames.load(Ordering::Relaxed),
         frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
         frames_skipped: c.frames_skipped.load(Ordering::Relaxed),
+        stream_s: c.stream_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         plate_reads: c.plate_reads.load(Ordering::Relaxed),
         vehicles: c.vehicles.load(Ordering::Relaxed),
         events: stats.last_seq - initial.last_seq,

@@ -340,13 +340,15 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
 fn print_summary(s: &anpr::device::Summary) {
     println!("summary:");
     println!(
-        "  frames processed   {} ({} skipped while no plate was in view, {} dropped)",
+        "  frames processed   {} ({} skipped by idle_every / track_every, {} dropped)",
         s.frames, s.frames_skipped, s.frames_dropped
     );
     println!(
-        "  time               {:.1} s, {:.1} fps",
+        "  time               {:.1} s, {:.1} frames recognised per second; {:.1} s of video, {:.2}x real time",
         s.elapsed.as_secs_f64(),
-        s.fps()
+        s.fps(),
+        s.stream_s,
+        s.stream_s / s.elapsed.as_secs_f64().max(1e-9)
     );
     println!("  plate reads        {} (per frame)", s.plate_reads);
     println!("  vehicles detected  {} (per frame)", s.vehicles);

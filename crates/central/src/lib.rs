@@ -419,17 +419,27 @@ impl Receiver {
 
     /// Health messages of a device that reported faults, oldest first.
     pub fn faults(&self, inventory: &str) -> Result<Vec<Health>, CentralError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT payload FROM faults WHERE inventory = ?1 ORDER BY id")
-            .map_err(self.db())?;
+        self.payloads(
+            "SELECT payload FROM faults WHERE inventory = ?1 ORDER BY id",
+            inventory,
+        )
+    }
+
+    /// The JSON payloads a query selects for one device, parsed; ones that do not parse (an
+    /// older or foreign schema) are left out.
+    fn payloads<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        inventory: &str,
+    ) -> Result<Vec<T>, CentralError> {
+        let mut stmt = self.conn.prepare(query).map_err(self.db())?;
         let rows = stmt
             .query_map(params![inventory], |r| r.get::<_, String>(0))
             .map_err(self.db())?;
         let mut out = Vec::new();
         for raw in rows {
-            if let Ok(h) = serde_json::from_str(&raw.map_err(self.db())?) {
-                out.push(h);
+            if let Ok(v) = serde_json::from_str(&raw.map_err(self.db())?) {
+                out.push(v);
             }
         }
         Ok(out)
@@ -468,21 +478,10 @@ impl Receiver {
 
     /// Stored event payloads of one device in sequence order.
     pub fn events_of(&self, inventory: &str) -> Result<Vec<Delivery>, CentralError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT payload FROM events WHERE inventory = ?1 ORDER BY seq")
-            .map_err(self.db())?;
-        let rows = stmt
-            .query_map(params![inventory], |r| r.get::<_, String>(0))
-            .map_err(self.db())?;
-        let mut out = Vec::new();
-        for raw in rows {
-            let raw = raw.map_err(self.db())?;
-            if let Ok(d) = serde_json::from_str(&raw) {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        self.payloads(
+            "SELECT payload FROM events WHERE inventory = ?1 ORDER BY seq",
+            inventory,
+        )
     }
 }
 

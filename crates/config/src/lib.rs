@@ -79,6 +79,9 @@ pub struct Camera {
     /// still seen within a few frames); while one is, every frame. 1 = every frame always.
     #[serde(default = "default_idle_every")]
     pub idle_every: u32,
+    /// While a plate is in view, recognise one frame in this many (1 = every frame).
+    #[serde(default = "default_track_every")]
+    pub track_every: u32,
 }
 
 /// How plate texts are checked against known plate formats.
@@ -128,6 +131,11 @@ pub struct Models {
     /// (default true); false runs the stages one after the other on one thread.
     #[serde(default = "default_true")]
     pub concurrent: bool,
+    /// Run the vehicle detector on one recognised frame in this many (1 = every one), and on
+    /// every frame while a passage has no vehicle of a known type yet; a passage takes the
+    /// most confident vehicle seen over its frames.
+    #[serde(default = "default_vehicle_every")]
+    pub vehicle_every: u32,
 }
 
 /// Local storage.
@@ -207,6 +215,12 @@ pub struct Config {
     pub uplink: Uplink,
 }
 
+fn default_track_every() -> u32 {
+    2
+}
+fn default_vehicle_every() -> u32 {
+    3
+}
 fn default_true() -> bool {
     true
 }
@@ -357,12 +371,21 @@ fn validate(cfg: &Config, path: &Path) -> Result<(), ConfigError> {
                 "must be between 1 (every frame) and 25",
             ));
         }
+        if !(1..=6).contains(&cam.track_every) {
+            return Err(invalid(
+                &format!("camera[{i}].track_every"),
+                "must be between 1 (every frame) and 6",
+            ));
+        }
         if !(0.0..=240.0).contains(&cam.max_fps) {
             return Err(invalid(
                 &format!("camera[{i}].max_fps"),
                 "must be between 0 (every frame) and 240",
             ));
         }
+    }
+    if !(1..=10).contains(&cfg.models.vehicle_every) {
+        return Err(invalid("models.vehicle_every", "must be between 1 and 10"));
     }
     if cfg.models.intra_threads == 0 || cfg.models.intra_threads > 64 {
         return Err(invalid("models.intra_threads", "must be between 1 and 64"));

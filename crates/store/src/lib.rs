@@ -568,27 +568,14 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<PendingEvidence>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT v.seq, e.event_id, v.kind, v.sha256 FROM evidence v JOIN events e ON e.seq = v.seq
-                 WHERE v.delivered_at IS NULL AND v.dropped_at IS NULL AND e.delivered_at IS NOT NULL AND v.seq > ?1
-                 ORDER BY v.seq, v.kind LIMIT ?2",
-            )
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map(params![after as i64, limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .map_err(self.sql())?;
+        let rows = self.rows4(
+            "SELECT v.seq, e.event_id, v.kind, v.sha256 FROM evidence v JOIN events e ON e.seq = v.seq
+             WHERE v.delivered_at IS NULL AND v.dropped_at IS NULL AND e.delivered_at IS NOT NULL AND v.seq > ?1
+             ORDER BY v.seq, v.kind LIMIT ?2",
+            params![after as i64, limit as i64],
+        )?;
         let mut out = Vec::new();
-        for row in rows {
-            let (seq, id, kind, sha256) = row.map_err(self.sql())?;
+        for (seq, id, kind, sha256) in rows {
             let event_id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt {
                 seq,
                 message: e.to_string(),
@@ -813,23 +800,12 @@ impl Store {
 
     /// Journal entries with id above `after`, oldest first.
     pub fn journal(&self, after: u64) -> Result<Vec<JournalEntry>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, at, kind, detail FROM journal WHERE id > ?1 ORDER BY id")
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map(params![after as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .map_err(self.sql())?;
+        let rows = self.rows4(
+            "SELECT id, at, kind, detail FROM journal WHERE id > ?1 ORDER BY id",
+            params![after as i64],
+        )?;
         let mut out = Vec::new();
-        for row in rows {
-            let (id, at, kind, detail) = row.map_err(self.sql())?;
+        for (id, at, kind, detail) in rows {
             out.push(JournalEntry {
                 id,
                 at: DateTime::parse_from_rfc3339(&at)
@@ -840,6 +816,21 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Rows of a query selecting an integer and three texts.
+    fn rows4(
+        &self,
+        query: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<(u64, String, String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(query).map_err(self.sql())?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
     }
 
     /// Whether the row with this sequence is delivered (`None` if there is no such row).

@@ -120,22 +120,24 @@ impl Track {
     }
 }
 
-/// Decides which frames of a stream go to recognition: every frame while a plate is in view
-/// (and for `hold` frames after the last sighting), one in `idle_every` while none is. A
-/// vehicle entering the view is seen within `idle_every` frames; the tracker gets every frame
-/// of a passage.
+/// Decides which frames of a stream go to recognition: one in `track_every` while a plate is
+/// in view (and for `hold` frames after the last sighting), one in `idle_every` while none is.
+/// A vehicle entering the view is seen within `idle_every` frames; the tracker gets a read
+/// every `track_every` frames of a passage (its `max_gap` must exceed that).
 #[derive(Debug, Clone)]
 pub struct FrameGate {
     idle_every: u64,
+    track_every: u64,
     hold: u64,
     last_seen: Option<u64>,
 }
 
 impl FrameGate {
     #[must_use]
-    pub fn new(idle_every: u32, hold: u64) -> Self {
+    pub fn new(idle_every: u32, track_every: u32, hold: u64) -> Self {
         Self {
             idle_every: u64::from(idle_every.max(1)),
+            track_every: u64::from(track_every.max(1)),
             hold,
             last_seen: None,
         }
@@ -145,7 +147,9 @@ impl FrameGate {
     #[must_use]
     pub fn wants(&self, index: u64) -> bool {
         match self.last_seen {
-            Some(seen) if index.saturating_sub(seen) <= self.hold => true,
+            Some(seen) if index.saturating_sub(seen) <= self.hold => {
+                (index - seen).is_multiple_of(self.track_every)
+            }
             _ => index.is_multiple_of(self.idle_every),
         }
     }
@@ -195,6 +199,17 @@ impl PlateTracker {
     #[must_use]
     pub fn open_tracks(&self) -> usize {
         self.tracks.len()
+    }
+
+    /// Whether an open track still has no vehicle of a known type seen with at least
+    /// `least` confidence: the vehicle detector is worth running on the next frame.
+    #[must_use]
+    pub fn needs_vehicle(&self, least: f32) -> bool {
+        self.tracks.iter().any(|(t, _)| {
+            t.vehicle.as_ref().is_none_or(|v| {
+                v.class == anpr_types::VehicleClass::Unknown || v.confidence < least
+            })
+        })
     }
 
     /// Feeds the reads of frame `frame_index`; returns passages whose tracks ended.
@@ -296,7 +311,7 @@ mod gate_tests {
 
     #[test]
     fn idle_frames_are_thinned_and_a_plate_in_view_gets_every_frame_until_the_hold_ends() {
-        let mut g = FrameGate::new(3, 12);
+        let mut g = FrameGate::new(3, 1, 12);
         let idle: Vec<u64> = (0..9).filter(|i| g.wants(*i)).collect();
         assert_eq!(idle, [0, 3, 6]);
         g.saw(9, 1);
@@ -305,8 +320,16 @@ mod gate_tests {
         assert!(g.wants(24));
         g.saw(24, 0);
         assert!(!g.wants(25));
-        let every = FrameGate::new(1, 12);
+        let every = FrameGate::new(1, 1, 12);
         assert!((0..50).all(|i| every.wants(i)));
+    }
+
+    #[test]
+    fn while_tracking_one_frame_in_track_every_is_recognised() {
+        let mut g = FrameGate::new(4, 2, 12);
+        g.saw(8, 1);
+        let tracked: Vec<u64> = (9..=20).filter(|i| g.wants(*i)).collect();
+        assert_eq!(tracked, [10, 12, 14, 16, 18, 20]);
     }
 }
 
@@ -332,6 +355,41 @@ mod tests {
             region: None,
             format_confidence: 0.0,
         }
+    }
+
+    #[test]
+    fn a_track_needs_the_vehicle_detector_until_its_vehicle_is_known() {
+        let mut t = PlateTracker::new(TrackerConfig::default());
+        let now = Utc::now();
+        assert!(!t.needs_vehicle(0.5), "no track, nothing to classify");
+        t.step(0, now, (640, 480), &[read("123ABC01", 10.0, 0.9)], &[]);
+        assert!(t.needs_vehicle(0.5));
+        let truck = |confidence| VehicleDetection {
+            class: anpr_types::VehicleClass::Truck,
+            confidence,
+            bbox: BBox {
+                x: 0.0,
+                y: 0.0,
+                w: 300.0,
+                h: 300.0,
+            },
+        };
+        t.step(
+            1,
+            now,
+            (640, 480),
+            &[read("123ABC01", 12.0, 0.9)],
+            &[truck(0.3)],
+        );
+        assert!(t.needs_vehicle(0.5), "not sure enough yet");
+        t.step(
+            2,
+            now,
+            (640, 480),
+            &[read("123ABC01", 14.0, 0.9)],
+            &[truck(0.8)],
+        );
+        assert!(!t.needs_vehicle(0.5));
     }
 
     #[test]

@@ -157,6 +157,16 @@ impl Recognizer {
 
     /// Finds and reads every plate in a frame, and the vehicles when a detector is loaded.
     pub fn process(&mut self, frame: &RgbFrame) -> Result<FrameResult, VisionError> {
+        self.process_with(frame, true)
+    }
+
+    /// As [`Recognizer::process`]; with `vehicles` false the vehicle detector is not run for
+    /// this frame (no vehicles are reported).
+    pub fn process_with(
+        &mut self,
+        frame: &RgbFrame,
+        vehicles: bool,
+    ) -> Result<FrameResult, VisionError> {
         if frame.width < 8
             || frame.height < 8
             || frame.data.len() != (frame.width * frame.height * 3) as usize
@@ -174,7 +184,7 @@ impl Recognizer {
             cfg,
         } = self;
         let mut timings = Timings::default();
-        let (found_vehicles, found_plates) = match vehicle_det.as_mut() {
+        let (found_vehicles, found_plates) = match vehicle_det.as_mut().filter(|_| vehicles) {
             Some(det) if cfg.concurrent => std::thread::scope(|s| {
                 let v = s.spawn(|| find_vehicles(det, frame, cfg));
                 let p = find_plates(plate_det, reader, frame, cfg, &mut timings);
