@@ -23,6 +23,7 @@ fn recognizer_config(plate_detector: std::path::PathBuf) -> RecognizerConfig {
         vehicle_class_confidence: 0.5,
         grammar: anpr_vision::GrammarMode::Generic,
         concurrent: true,
+        execution_provider: anpr_vision::ExecutionProvider::Cpu,
     }
 }
 

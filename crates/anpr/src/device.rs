@@ -92,6 +92,10 @@ pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
             anpr_config::Grammar::Kz => GrammarMode::Kz,
         },
         concurrent: m.concurrent,
+        execution_provider: match m.execution_provider {
+            anpr_config::ExecutionProvider::Cpu => anpr_vision::ExecutionProvider::Cpu,
+            anpr_config::ExecutionProvider::Cuda => anpr_vision::ExecutionProvider::Cuda,
+        },
     }
 }
 

@@ -84,6 +84,15 @@ pub struct Camera {
     pub track_every: u32,
 }
 
+/// Where ONNX Runtime runs the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionProvider {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
 /// How plate texts are checked against known plate formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -136,6 +145,10 @@ pub struct Models {
     /// most confident vehicle seen over its frames.
     #[serde(default = "default_vehicle_every")]
     pub vehicle_every: u32,
+    /// Where the models run: `cpu` (default) or `cuda` (needs a build with the `gpu` feature
+    /// and the GPU build of ONNX Runtime).
+    #[serde(default)]
+    pub execution_provider: ExecutionProvider,
 }
 
 /// Local storage.

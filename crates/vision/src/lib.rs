@@ -19,7 +19,7 @@ mod yolo;
 
 pub use grammar::{GrammarMode, PlateInfo, interpret};
 pub use ocr::{CtcDecoded, PlateReader, ctc_greedy_decode};
-pub use runtime::{init_runtime, runtime_environment};
+pub use runtime::{RunOn, init_runtime, runtime_environment};
 pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, nms};
 
 use std::path::{Path, PathBuf};
@@ -49,6 +49,10 @@ pub enum VisionError {
     },
     #[error("inference with {path} failed: {message}")]
     Inference { path: PathBuf, message: String },
+    #[error(
+        "the GPU execution provider was asked for, but this build has no GPU support; build with `cargo build --release --features gpu` and point ORT_DYLIB_PATH at the libonnxruntime.so of onnxruntime-gpu 1.31, or set models.execution_provider = \"cpu\""
+    )]
+    NoGpuSupport,
     #[error("frame of {width}x{height} cannot be processed: {message}")]
     BadFrame {
         width: u32,
@@ -75,6 +79,19 @@ pub struct RecognizerConfig {
     pub grammar: GrammarMode,
     /// Run the vehicle detector on its own thread, beside plate detection and reading.
     pub concurrent: bool,
+    /// Where ONNX Runtime runs the models.
+    pub execution_provider: ExecutionProvider,
+}
+
+/// Where ONNX Runtime runs the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutionProvider {
+    /// The CPU (always available).
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU through CUDA; needs a build with the `gpu` feature and the GPU build of
+    /// ONNX Runtime. Without a usable GPU, ONNX Runtime runs on the CPU and logs a warning.
+    Cuda,
 }
 
 /// Per-stage timings of one frame, in milliseconds.
@@ -127,14 +144,17 @@ pub struct Recognizer {
 impl Recognizer {
     /// Loads every model; ONNX Runtime must have been initialised with [`init_runtime`].
     pub fn new(cfg: RecognizerConfig) -> Result<Self, VisionError> {
-        let plates = YoloDetector::load(&cfg.plate_detector, "plate detector", cfg.intra_threads)?;
-        let reader = PlateReader::load(&cfg.plate_reader, cfg.intra_threads)?;
+        if cfg.execution_provider == ExecutionProvider::Cuda && !cfg!(feature = "gpu") {
+            return Err(VisionError::NoGpuSupport);
+        }
+        let run = runtime::RunOn {
+            threads: cfg.intra_threads,
+            provider: cfg.execution_provider,
+        };
+        let plates = YoloDetector::load(&cfg.plate_detector, "plate detector", run)?;
+        let reader = PlateReader::load(&cfg.plate_reader, run)?;
         let vehicles = match &cfg.vehicle_detector {
-            Some(p) if p.exists() => Some(YoloDetector::load(
-                p,
-                "vehicle detector",
-                cfg.intra_threads,
-            )?),
+            Some(p) if p.exists() => Some(YoloDetector::load(p, "vehicle detector", run)?),
             Some(p) => {
                 tracing::warn!(path = %p.display(), "No vehicle detector model; vehicles are reported as `unknown`.");
                 None

@@ -170,8 +170,8 @@ pub struct PlateReader {
 
 impl PlateReader {
     /// Loads the recognizer and its dictionary from the model metadata.
-    pub fn load(path: &Path, threads: usize) -> Result<Self, VisionError> {
-        let session = crate::runtime::session(path, threads)?;
+    pub fn load(path: &Path, run: impl Into<crate::RunOn>) -> Result<Self, VisionError> {
+        let session = crate::runtime::session(path, run.into())?;
         let shape_err = |message: String| VisionError::ModelShape {
             path: path.to_path_buf(),
             role: "plate reader",

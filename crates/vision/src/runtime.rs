@@ -34,7 +34,24 @@ pub fn runtime_environment() -> Option<Environment> {
     ENV.get().and_then(|r| r.as_ref().ok().cloned())
 }
 
-pub(crate) fn session(path: &Path, threads: usize) -> Result<ort::session::Session, VisionError> {
+/// How a session runs: intra-op threads and execution provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOn {
+    pub threads: usize,
+    pub provider: crate::ExecutionProvider,
+}
+
+impl From<usize> for RunOn {
+    /// `threads` intra-op threads on the CPU.
+    fn from(threads: usize) -> Self {
+        Self {
+            threads,
+            provider: crate::ExecutionProvider::Cpu,
+        }
+    }
+}
+
+pub(crate) fn session(path: &Path, run: RunOn) -> Result<ort::session::Session, VisionError> {
     crate::check_model_file(path)?;
     let env = runtime_environment().ok_or_else(|| VisionError::Runtime {
         path: PathBuf::from("libonnxruntime.so"),
@@ -44,12 +61,22 @@ pub(crate) fn session(path: &Path, threads: usize) -> Result<ort::session::Sessi
         path: path.to_path_buf(),
         message,
     };
-    ort::session::Session::builder(&env)
+    let builder = ort::session::Session::builder(&env)
         .map_err(|e| load(e.to_string()))?
-        .with_intra_threads(threads)
+        .with_intra_threads(run.threads)
         .map_err(|e| load(e.to_string()))?
         .with_inter_threads(1)
-        .map_err(|e| load(e.to_string()))?
+        .map_err(|e| load(e.to_string()))?;
+    #[cfg(feature = "gpu")]
+    let builder = if run.provider == crate::ExecutionProvider::Cuda {
+        builder
+            .with_execution_providers([ort::ep::CUDA::default().build()])
+            .map_err(|e| load(e.to_string()))?
+    } else {
+        builder
+    };
+    let mut builder = builder;
+    builder
         .commit_from_file(path)
         .map_err(|e| load(e.to_string()))
 }

@@ -211,8 +211,13 @@ pub struct YoloDetector {
 impl YoloDetector {
     /// Loads the model and checks that its input is `[1, 3, S, S]` and its output has the
     /// YOLOv8 layout.
-    pub fn load(path: &Path, role: &'static str, threads: usize) -> Result<Self, VisionError> {
-        let session = crate::runtime::session(path, threads)?;
+    /// Loads a detector; `run` is a thread count (CPU) or a [`crate::RunOn`].
+    pub fn load(
+        path: &Path,
+        role: &'static str,
+        run: impl Into<crate::RunOn>,
+    ) -> Result<Self, VisionError> {
+        let session = crate::runtime::session(path, run.into())?;
         let shape_err = |message: String| VisionError::ModelShape {
             path: path.to_path_buf(),
             role,
