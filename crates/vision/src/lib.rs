@@ -18,7 +18,7 @@ mod runtime;
 mod yolo;
 
 pub use grammar::{GrammarMode, PlateInfo, interpret};
-pub use ocr::{CtcDecoded, PlateReader, ctc_greedy_decode};
+pub use ocr::{CtcDecoded, PlateReader, ctc_greedy_decode, row_gap};
 pub use runtime::{RunOn, init_runtime, runtime_environment};
 pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, nms};
 

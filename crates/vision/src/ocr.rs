@@ -10,6 +10,12 @@
 //! space (so characters at its edges are read whole). The reading whose least certain character
 //! is the more certain wins: a wrong or partial reading has at least one doubtful character.
 //! When every character of the first view is already sure ([`SURE`]), the second is not run.
+//!
+//! A box closer to a square than [`TWO_ROW_ASPECT`] may hold two rows of characters (motorcycle,
+//! trailer and square European plates): the gap between the rows is found as the row with the
+//! least edge energy in the middle band of the box, each row is read on its own, and the top row
+//! followed by the bottom row is the reading when both rows read with every character at least
+//! [`ROW_SURE`].
 
 use std::path::{Path, PathBuf};
 
@@ -110,6 +116,20 @@ pub struct CropView {
 /// Confidence of the least certain character above which the first view's reading is kept
 /// without trying the second.
 pub const SURE: f32 = 0.8;
+
+/// Width over height below which a plate may have two rows of characters (single-row plates
+/// are 2:1 in North America and 4–5:1 elsewhere; two-row plates about 1.3–1.5:1).
+pub const TWO_ROW_ASPECT: f32 = 1.8;
+
+/// Least confidence of every character of both rows for a two-row reading to be taken.
+pub const ROW_SURE: f32 = 0.5;
+
+/// How each row of a two-row plate is cut out.
+const ROW_VIEW: CropView = CropView {
+    margin_x: 0.06,
+    margin_y: 0.04,
+    pad: 0.5,
+};
 
 /// The views each plate is read from; see the module documentation.
 pub const VIEWS: [CropView; 2] = [
@@ -228,6 +248,11 @@ impl PlateReader {
     /// Reads the plate inside `bbox` from each of [`VIEWS`]; keeps the reading whose least
     /// certain character is the most certain.
     pub fn read(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
+        if bbox.w < bbox.h * TWO_ROW_ASPECT
+            && let Some(rows) = self.read_two_rows(frame, bbox)?
+        {
+            return Ok(rows);
+        }
         let mut best: Option<CtcDecoded> = None;
         for view in VIEWS {
             if best.as_ref().is_some_and(|b| weakest(b) >= SURE) {
@@ -239,6 +264,42 @@ impl PlateReader {
             }
         }
         Ok(best.unwrap_or_default())
+    }
+
+    /// Reads the two rows of a squarish plate, top then bottom; `None` when no gap between
+    /// rows is found or a row does not read surely.
+    fn read_two_rows(
+        &mut self,
+        frame: &RgbFrame,
+        bbox: &BBox,
+    ) -> Result<Option<CtcDecoded>, VisionError> {
+        let Some(gap) = row_gap(frame, bbox) else {
+            return Ok(None);
+        };
+        let top = BBox {
+            h: gap - bbox.y,
+            ..*bbox
+        };
+        let bottom = BBox {
+            y: gap,
+            h: bbox.y + bbox.h - gap,
+            ..*bbox
+        };
+        let upper = self.read_view(frame, &top, ROW_VIEW)?;
+        let lower = self.read_view(frame, &bottom, ROW_VIEW)?;
+        if upper.text.is_empty()
+            || lower.text.is_empty()
+            || weakest(&upper) < ROW_SURE
+            || weakest(&lower) < ROW_SURE
+        {
+            return Ok(None);
+        }
+        let mut both = upper;
+        both.text.push_str(&lower.text);
+        both.char_confidences.extend(lower.char_confidences);
+        both.confidence =
+            both.char_confidences.iter().sum::<f32>() / both.char_confidences.len() as f32;
+        Ok(Some(both))
     }
 
     /// Reads the plate inside `bbox` cut out as `view` says.
@@ -264,6 +325,40 @@ impl PlateReader {
             },
         )
     }
+}
+
+/// The frame row (y) between the two character rows of a plate box: the row with the least
+/// horizontal edge energy between 30% and 70% of the box height; `None` for a box too small to
+/// tell, or when that row is not clearly calmer than the rows with characters.
+#[must_use]
+pub fn row_gap(frame: &RgbFrame, bbox: &BBox) -> Option<f32> {
+    let x0 = bbox.x.max(0.0) as usize;
+    let x1 = ((bbox.x + bbox.w) as usize).min(frame.width as usize);
+    let y0 = bbox.y.max(0.0) as usize;
+    let y1 = ((bbox.y + bbox.h) as usize).min(frame.height as usize);
+    if x1 < x0 + 8 || y1 < y0 + 12 {
+        return None;
+    }
+    let energy = |y: usize| -> f32 {
+        (x0 + 1..x1)
+            .map(|x| {
+                let a = frame.pixel(x as u32 - 1, y as u32).map(i32::from);
+                let b = frame.pixel(x as u32, y as u32).map(i32::from);
+                ((a[0] + a[1] + a[2]) - (b[0] + b[1] + b[2])).unsigned_abs() as f32
+            })
+            .sum::<f32>()
+            / (x1 - x0) as f32
+    };
+    let h = y1 - y0;
+    let band = (y0 + h * 3 / 10)..(y0 + h * 7 / 10);
+    let (gap, calm) = band
+        .map(|y| (y, energy(y)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    // The busiest rows above and below the gap (where the characters are).
+    let busiest = |rows: std::ops::Range<usize>| rows.map(energy).fold(0.0f32, f32::max);
+    let above = busiest(y0 + h / 10..gap);
+    let below = busiest(gap + 1..y1 - h / 10);
+    (above > 3.0 * calm.max(1.0) && below > 3.0 * calm.max(1.0)).then_some(gap as f32)
 }
 
 /// Confidence of the least certain character (0 for an empty reading).
