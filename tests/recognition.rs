@@ -20,20 +20,20 @@ fn a_two_row_plate_is_read_top_row_then_bottom_row() {
     let mut reader = PlateReader::load(&common::models_dir().join("plate_reader.onnx"), 1).unwrap();
     for (top, bottom) in [("1234", "AB77"), ("0521", "KZ02"), ("A725", "BC15")] {
         let (img, [x, y, w, h]) = anpr::democlip::two_row_plate(top, bottom, 280).unwrap();
-        let f = frame(img);
+        let plate = frame(img);
         let bbox = BBox {
             x: x as f32,
             y: y as f32,
             w: w as f32,
             h: h as f32,
         };
-        let gap = row_gap(&f, &bbox).expect("the gap between the rows is found");
+        let gap = row_gap(&plate, &bbox).expect("the gap between the rows is found");
         assert!(
             (gap - (y as f32 + h as f32 / 2.0)).abs() < h as f32 * 0.15,
             "gap at {gap} for a plate from {y} to {}",
             y + h
         );
-        let read = reader.read(&f, &bbox).unwrap();
+        let read = reader.read(&plate, &bbox).unwrap();
         assert_eq!(read.text, format!("{top}{bottom}"), "{read:?}");
         assert_eq!(read.char_confidences.len(), read.text.len());
     }
@@ -43,12 +43,12 @@ fn a_two_row_plate_is_read_top_row_then_bottom_row() {
 fn a_one_row_plate_has_no_row_gap() {
     let (img, [x, y, w, h]) = anpr::democlip::two_row_plate("", "AB77", 280).unwrap();
     // Only the lower row has characters: the calmest middle row is not between two rows.
-    let f = frame(img);
+    let plate = frame(img);
     let bbox = BBox {
         x: x as f32,
         y: y as f32 + h as f32 * 0.45,
         w: w as f32,
         h: h as f32 * 0.55,
     };
-    assert_eq!(row_gap(&f, &bbox), None);
+    assert_eq!(row_gap(&plate, &bbox), None);
 }

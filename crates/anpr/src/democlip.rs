@@ -160,21 +160,21 @@ fn draw_plate(img: &mut RgbImage, font: &FontVec, plate: &str, x: i32, y: i32, w
 /// A square two-row plate (as on motorcycles and trailers), `w` pixels wide on a grey
 /// margin of `w / 4`: `top` on the upper row, `bottom` on the lower. Returns the image and
 /// the plate's box `[x, y, w, h]`.
-pub fn two_row_plate(top: &str, bottom: &str, w: u32) -> Result<(RgbImage, [u32; 4])> {
+pub fn two_row_plate(top: &str, bottom: &str, width: u32) -> Result<(RgbImage, [u32; 4])> {
     let font = load_font()?;
-    let h = w * 5 / 7;
-    let m = w / 4;
-    let mut img = RgbImage::from_pixel(w + 2 * m, h + 2 * m, Rgb([90, 95, 100]));
+    let (w, h) = (width, width * 5 / 7);
+    let margin = width / 4;
+    let mut img = RgbImage::from_pixel(w + 2 * margin, h + 2 * margin, Rgb([90, 95, 100]));
     let black = Rgb([20, 20, 20]);
     draw_filled_rect_mut(
         &mut img,
-        Rect::at(m as i32, m as i32).of_size(w, h),
+        Rect::at(margin as i32, margin as i32).of_size(w, h),
         Rgb([245, 245, 242]),
     );
     for i in 0..2 {
         draw_hollow_rect_mut(
             &mut img,
-            Rect::at((m + i) as i32, (m + i) as i32).of_size(w - 2 * i, h - 2 * i),
+            Rect::at((margin + i) as i32, (margin + i) as i32).of_size(w - 2 * i, h - 2 * i),
             black,
         );
     }
@@ -185,11 +185,11 @@ pub fn two_row_plate(top: &str, bottom: &str, w: u32) -> Result<(RgbImage, [u32;
             scale = PxScale::from(scale.y * w as f32 * 0.86 / tw as f32);
             tw = text_size(scale, &font, text).0;
         }
-        let x = m as i32 + (w as i32 - tw as i32) / 2;
-        let y = m as i32 + (h as f32 * (0.06 + 0.5 * row as f32)) as i32;
-        draw_text_mut(&mut img, black, x, y, scale, &font, text);
+        let left = margin as i32 + (w as i32 - tw as i32) / 2;
+        let baseline = margin as i32 + (h as f32 * (0.06 + 0.5 * row as f32)) as i32;
+        draw_text_mut(&mut img, black, left, baseline, scale, &font, text);
     }
-    Ok((img, [m, m, w, h]))
+    Ok((img, [margin, margin, w, h]))
 }
 
 /// Scales a colour's brightness by `k` (shading).
