@@ -52,3 +52,35 @@ fn a_one_row_plate_has_no_row_gap() {
     };
     assert_eq!(row_gap(&plate, &bbox), None);
 }
+
+#[test]
+fn a_slanted_plate_is_read_after_its_slant_is_measured_and_undone() {
+    init_runtime(&common::models_dir().join("libonnxruntime.so")).unwrap();
+    let mut reader = PlateReader::load(&common::models_dir().join("plate_reader.onnx"), 1).unwrap();
+    for (text, slope) in [("123ABC01", 0.2f32), ("777KZA02", -0.25)] {
+        let (img, [x, y, w, h]) = anpr::democlip::one_row_plate(text, 260).unwrap();
+        let level = frame(img);
+        let whole = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: level.width as f32,
+            h: level.height as f32,
+        };
+        // Slant the picture: undoing a shear of -slope applies one of +slope.
+        let (slanted, _) = anpr_vision::skew::deskew(&level, &whole, -slope);
+        let rise = slope.abs() * w as f32 / 2.0;
+        let bbox = BBox {
+            x: x as f32,
+            y: y as f32 - rise,
+            w: w as f32,
+            h: h as f32 + 2.0 * rise,
+        };
+        let found = anpr_vision::skew::estimate_slope(&slanted, &bbox);
+        assert!(
+            (found - slope).abs() <= 0.05,
+            "slope {slope}: found {found}"
+        );
+        let read = reader.read(&slanted, &bbox).unwrap();
+        assert_eq!(read.text, text, "{read:?}");
+    }
+}

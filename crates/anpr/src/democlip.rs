@@ -157,6 +157,17 @@ fn draw_plate(img: &mut RgbImage, font: &FontVec, plate: &str, x: i32, y: i32, w
     );
 }
 
+/// A Kazakhstan 2012 plate `w` pixels wide on a grey margin of `w / 4`; returns the image and
+/// the plate's box `[x, y, w, h]`.
+pub fn one_row_plate(text: &str, width: u32) -> Result<(RgbImage, [u32; 4])> {
+    let font = load_font()?;
+    let height = (width as f32 * 112.0 / 520.0).round() as u32;
+    let margin = width / 4;
+    let mut img = RgbImage::from_pixel(width + 2 * margin, height + 2 * margin, Rgb([90, 95, 100]));
+    draw_plate(&mut img, &font, text, margin as i32, margin as i32, width);
+    Ok((img, [margin, margin, width, height]))
+}
+
 /// A square two-row plate (as on motorcycles and trailers), `w` pixels wide on a grey
 /// margin of `w / 4`: `top` on the upper row, `bottom` on the lower. Returns the image and
 /// the plate's box `[x, y, w, h]`.

@@ -15,6 +15,7 @@ pub mod grammar;
 mod ocr;
 pub mod resize;
 mod runtime;
+pub mod skew;
 mod yolo;
 
 pub use grammar::{GrammarMode, PlateInfo, interpret};

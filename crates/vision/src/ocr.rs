@@ -11,6 +11,10 @@
 //! is the more certain wins: a wrong or partial reading has at least one doubtful character.
 //! When every character of the first view is already sure ([`SURE`]), the second is not run.
 //!
+//! A plate whose character rows slant by more than [`SKEWED`] (dy/dx, measured by
+//! [`crate::skew::estimate_slope`]) is also read from a deskewed copy of its box, and the surer
+//! of the slanted and the deskewed readings is kept.
+//!
 //! A box closer to a square than [`TWO_ROW_ASPECT`] may hold two rows of characters (motorcycle,
 //! trailer and square European plates): the gap between the rows is found as the row with the
 //! least edge energy in the middle band of the box, each row is read on its own, and the top row
@@ -116,6 +120,9 @@ pub struct CropView {
 /// Confidence of the least certain character above which the first view's reading is kept
 /// without trying the second.
 pub const SURE: f32 = 0.8;
+
+/// Slope (dy/dx) of the character rows from which a plate is also read deskewed (about 4°).
+pub const SKEWED: f32 = 0.07;
 
 /// Width over height below which a plate may have two rows of characters (single-row plates
 /// are 2:1 in North America and 4–5:1 elsewhere; two-row plates about 1.3–1.5:1).
@@ -253,6 +260,22 @@ impl PlateReader {
         {
             return Ok(rows);
         }
+        let straight = self.read_views(frame, bbox)?;
+        let slope = crate::skew::estimate_slope(frame, bbox);
+        if slope.abs() < SKEWED {
+            return Ok(straight);
+        }
+        let (level, plate) = crate::skew::deskew(frame, bbox, slope);
+        let deskewed = self.read_views(&level, &plate)?;
+        Ok(if weakest(&deskewed) > weakest(&straight) {
+            deskewed
+        } else {
+            straight
+        })
+    }
+
+    /// Reads `bbox` from [`VIEWS`], stopping early when the first is sure.
+    fn read_views(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
         let mut best: Option<CtcDecoded> = None;
         for view in VIEWS {
             if best.as_ref().is_some_and(|b| weakest(b) >= SURE) {
