@@ -322,3 +322,48 @@ fn bench_measures_a_video_and_names_what_is_wrong_with_bad_inputs() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_that_does_not_open_is_reported_as_a_fault_on_the_health_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let db = dir.path().join("central.sqlite");
+    let central = common::Central::start(broker.port(), db.clone());
+    let config = common::write_config(
+        dir.path(),
+        "KZ-TEST-CAMFAULT",
+        "/nonexistent/road.mp4",
+        &broker.url(),
+    );
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--drain-timeout",
+            "5",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "a camera fault is a failed run");
+    let receiver = anpr_central::Receiver::open(&db).unwrap();
+    let reported = || {
+        receiver
+            .faults("KZ-TEST-CAMFAULT")
+            .unwrap()
+            .iter()
+            .any(|h| {
+                h.faults
+                    .iter()
+                    .any(|f| f.code == "camera" && f.message.contains("/nonexistent/road.mp4"))
+            })
+    };
+    assert!(
+        common::wait_for(Duration::from_secs(10), reported).await,
+        "the receiver got a health message with the camera fault"
+    );
+    central.stop().await;
+}

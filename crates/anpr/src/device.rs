@@ -321,9 +321,17 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         let counters = opts.counters.clone();
         let stop_c = stop.clone();
         let cam_c = cam.clone();
+        let uplink_c = opts.uplink.clone();
         let capture = std::thread::Builder::new()
             .name(format!("capture-{}", cam.id))
-            .spawn(move || capture_thread(cam_c, tx, counters, stop_c))?;
+            .spawn(move || {
+                let ended = capture_thread(cam_c, tx, counters, stop_c);
+                if let Err(e) = &ended {
+                    // Reported at once on the health channel, not only when the device stops.
+                    uplink_c.raise_fault("camera", e);
+                }
+                ended
+            })?;
         let (cfg_r, counters) = (cfg.clone(), opts.counters.clone());
         let cam_r = cam.clone();
         let recog = std::thread::Builder::new()

@@ -128,6 +128,21 @@ pub struct Counters {
     pub images_acked: AtomicU64,
     pub health_published: AtomicU64,
     pub clock_jumps: AtomicU64,
+    /// Faults raised by other parts of the device (a camera that fails, ...), reported on the
+    /// health channel within a second.
+    pub faults: std::sync::Mutex<Vec<Fault>>,
+}
+
+impl Counters {
+    /// Reports a fault of another part of the device on the health channel.
+    pub fn raise_fault(&self, code: &str, message: &str) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.push(Fault {
+                code: code.into(),
+                message: message.into(),
+            });
+        }
+    }
 }
 
 /// Acknowledged deliveries, reported to whoever watches (the demo prints them).
@@ -184,6 +199,8 @@ struct HealthState {
     jumps: Option<u64>,
     /// Faults and when they last happened.
     faults: Vec<(Instant, Fault)>,
+    /// Something happened that no published health message has said yet.
+    unsaid: bool,
 }
 
 /// Runs the uplink until `mode` says stop (or a drain completes).
@@ -223,6 +240,7 @@ pub async fn run(
         drops: None,
         jumps: None,
         faults: Vec::new(),
+        unsaid: false,
     };
 
     loop {
@@ -274,8 +292,14 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 commit_acks(&mut store, &mut acks, session.as_mut(), &counters, delivered_tx.as_ref())?;
+                // A drain ends when everything is delivered and the central side has been told
+                // the device's health (faults included), or at its deadline.
                 if let Mode::Drain { deadline } = *mode.borrow()
-                    && ((store.pending_count()? == 0 && store.pending_evidence_count()? == 0)
+                    && ((store.pending_count()? == 0
+                        && store.pending_evidence_count()? == 0
+                        && health.published.is_some()
+                        && !health.unsaid
+                        && counters.faults.lock().is_ok_and(|f| f.is_empty()))
                         || Instant::now() >= deadline)
                 {
                     break;
@@ -296,6 +320,7 @@ pub async fn run(
         &counters,
         delivered_tx.as_ref(),
     )?;
+    take_raised(&mut health, &counters);
     let mut last = make_health(&cfg, &store, &health)?;
     last.status = "offline".into();
     let _ = client.try_publish(
@@ -455,7 +480,7 @@ fn check_health(
             "The wall clock jumped; recorded in the journal."
         );
     }
-    let mut news = false;
+    let mut news = take_raised(state, counters);
     let drops = store.drops()?;
     if state.drops.is_some_and(|d| d != drops) || (state.drops.is_none() && drops.any()) {
         raise(
@@ -483,7 +508,8 @@ fn check_health(
         .published
         .as_ref()
         .is_none_or(|(at, _)| at.elapsed() >= HEALTH_PERIOD);
-    if connected && (news || due) {
+    state.unsaid |= news;
+    if connected && (state.unsaid || due) {
         let h = make_health(cfg, store, state)?;
         let body = serde_json::to_vec(&h).expect("health always serialises");
         if client
@@ -492,15 +518,34 @@ fn check_health(
         {
             counters.health_published.fetch_add(1, Ordering::SeqCst);
             state.published = Some((Instant::now(), h));
+            state.unsaid = false;
         }
     }
     Ok(())
 }
 
-/// Lists a fault (replacing an older one with the same code).
+/// Moves the faults other parts of the device raised into the health state; whether any were.
+fn take_raised(state: &mut HealthState, counters: &Counters) -> bool {
+    let raised: Vec<Fault> = counters
+        .faults
+        .lock()
+        .map(|mut f| std::mem::take(&mut *f))
+        .unwrap_or_default();
+    let any = !raised.is_empty();
+    for fault in raised {
+        raise(state, &fault.code, fault.message);
+    }
+    any
+}
+
+/// Lists a fault. A fault of the device's own counters (`queue-quota`, `clock-jump`) replaces
+/// the older one with its code; others (one per camera, ...) replace only the same message.
 fn raise(state: &mut HealthState, code: &str, message: String) {
     tracing::error!(code, message = %message, "Fault raised.");
-    state.faults.retain(|(_, f)| f.code != code);
+    let counted = matches!(code, "queue-quota" | "clock-jump");
+    state
+        .faults
+        .retain(|(_, f)| f.code != code || (!counted && f.message != message));
     state.faults.push((
         Instant::now(),
         Fault {
