@@ -28,7 +28,7 @@
 //! On-disk layout (schema version in `PRAGMA user_version`, migrated on open):
 //! `events(seq PK, event_id UNIQUE, kind, captured_at, payload JSON, accepted_at, attempts,
 //! delivered_at NULL)`, `evidence((seq, kind) PK, sha256, content_type, size, data BLOB,
-//! delivered_at NULL, dropped_at NULL)`, `meta(key PK, value)` for the sequence counter and
+//! delivered_at NULL, dropped_at NULL, ready)` (`ready`: its event is acknowledged), `meta(key PK, value)` for the sequence counter and
 //! drop counters, `journal(id PK, at, kind, detail JSON)` for drops and clock jumps.
 
 use std::path::{Path, PathBuf};
@@ -411,9 +411,11 @@ impl Store {
                     data BLOB,
                     delivered_at TEXT,
                     dropped_at TEXT,
+                    ready INTEGER NOT NULL DEFAULT 0,
                     PRIMARY KEY (seq, kind)
                  );
                  CREATE INDEX evidence_pending ON evidence(seq) WHERE delivered_at IS NULL AND dropped_at IS NULL;
+                 CREATE INDEX evidence_ready ON evidence(seq) WHERE ready = 1 AND delivered_at IS NULL AND dropped_at IS NULL;
                  CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
                  CREATE TABLE journal (id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
                  INSERT INTO meta (key, value) SELECT 'next_seq', COALESCE(MAX(seq), 0) + 1 FROM events;",
@@ -570,7 +572,7 @@ impl Store {
     ) -> Result<Vec<PendingEvidence>, StoreError> {
         let rows = self.rows4(
             "SELECT v.seq, e.event_id, v.kind, v.sha256 FROM evidence v JOIN events e ON e.seq = v.seq
-             WHERE v.delivered_at IS NULL AND v.dropped_at IS NULL AND e.delivered_at IS NOT NULL AND v.seq > ?1
+             WHERE v.ready = 1 AND v.delivered_at IS NULL AND v.dropped_at IS NULL AND v.seq > ?1
              ORDER BY v.seq, v.kind LIMIT ?2",
             params![after as i64, limit as i64],
         )?;
@@ -666,6 +668,11 @@ impl Store {
                     "UPDATE events SET delivered_at = ?1 WHERE seq = ?2 AND delivered_at IS NULL",
                 )
                 .map_err(&sql)?;
+            // The event's images may go now; the index on `ready` finds them without a scan
+            // of every undelivered image.
+            let mut ready = tx
+                .prepare_cached("UPDATE evidence SET ready = 1 WHERE seq = ?1")
+                .map_err(&sql)?;
             let mut find_image = tx
                 .prepare_cached(
                     "SELECT v.delivered_at IS NOT NULL FROM evidence v JOIN events e ON e.seq = v.seq
@@ -690,7 +697,9 @@ impl Store {
                     Some(true) => AckOutcome::AlreadyDelivered,
                     Some(false) => {
                         match image {
-                            None => mark.execute(params![now, *seq as i64]),
+                            None => mark
+                                .execute(params![now, *seq as i64])
+                                .and_then(|_| ready.execute(params![*seq as i64])),
                             Some(sha) => mark_image.execute(params![now, *seq as i64, sha]),
                         }
                         .map_err(&sql)?;

@@ -194,7 +194,8 @@ struct Session {
 struct HealthState {
     clock: ClockWatch,
     checked: Instant,
-    published: Option<(Instant, Health)>,
+    /// When health was last published on this connection.
+    published: Option<Instant>,
     drops: Option<Drops>,
     jumps: Option<u64>,
     /// Faults and when they last happened.
@@ -507,7 +508,7 @@ fn check_health(
     let due = state
         .published
         .as_ref()
-        .is_none_or(|(at, _)| at.elapsed() >= HEALTH_PERIOD);
+        .is_none_or(|at| at.elapsed() >= HEALTH_PERIOD);
     state.unsaid |= news;
     if connected && (state.unsaid || due) {
         let h = make_health(cfg, store, state)?;
@@ -517,7 +518,7 @@ fn check_health(
             .is_ok()
         {
             counters.health_published.fetch_add(1, Ordering::SeqCst);
-            state.published = Some((Instant::now(), h));
+            state.published = Some(Instant::now());
             state.unsaid = false;
         }
     }
