@@ -196,8 +196,9 @@ struct HealthState {
     checked: Instant,
     /// When health was last published on this connection.
     published: Option<Instant>,
-    drops: Option<Drops>,
-    jumps: Option<u64>,
+    /// Drop counters and clock jumps as last seen (new ones are raised as faults).
+    drops: Drops,
+    jumps: u64,
     /// Faults and when they last happened.
     faults: Vec<(Instant, Fault)>,
     /// Something happened that no published health message has said yet.
@@ -238,8 +239,9 @@ pub async fn run(
             .checked_sub(HEALTH_CHECK)
             .unwrap_or_else(Instant::now),
         published: None,
-        drops: None,
-        jumps: None,
+        // Counted before this start: in every health message, but not raised as new faults.
+        drops: store.drops()?,
+        jumps: store.clock_jumps()?,
         faults: Vec::new(),
         unsaid: false,
     };
@@ -483,7 +485,7 @@ fn check_health(
     }
     let mut news = take_raised(state, counters);
     let drops = store.drops()?;
-    if state.drops.is_some_and(|d| d != drops) || (state.drops.is_none() && drops.any()) {
+    if state.drops != drops {
         raise(
             state,
             "queue-quota",
@@ -494,9 +496,9 @@ fn check_health(
         );
         news = true;
     }
-    state.drops = Some(drops);
+    state.drops = drops;
     let jumps = store.clock_jumps()?;
-    if state.jumps.is_some_and(|j| j != jumps) {
+    if state.jumps != jumps {
         raise(
             state,
             "clock-jump",
@@ -504,7 +506,7 @@ fn check_health(
         );
         news = true;
     }
-    state.jumps = Some(jumps);
+    state.jumps = jumps;
     let due = state
         .published
         .as_ref()
