@@ -19,6 +19,7 @@ fn recognizer_config(plate_detector: std::path::PathBuf) -> RecognizerConfig {
         vehicle_detector: None,
         intra_threads: 1,
         plate_confidence: 0.35,
+        plate_candidate_confidence: 0.05,
         vehicle_confidence: 0.35,
         vehicle_class_confidence: 0.5,
         grammar: anpr_vision::GrammarMode::Generic,

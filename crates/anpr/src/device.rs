@@ -85,6 +85,7 @@ pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
         vehicle_detector: Some(m.path(&m.vehicle_detector)),
         intra_threads: m.intra_threads,
         plate_confidence: m.plate_confidence,
+        plate_candidate_confidence: m.plate_candidate_confidence,
         vehicle_confidence: m.vehicle_confidence,
         vehicle_class_confidence: m.vehicle_class_confidence,
         grammar: match m.grammar {

@@ -123,9 +123,14 @@ pub struct Models {
     /// Intra-op threads per session.
     #[serde(default = "default_threads")]
     pub intra_threads: usize,
-    /// Minimum plate detector confidence.
+    /// Plate detector confidence from which a box is taken as a plate.
     #[serde(default = "default_plate_conf")]
     pub plate_confidence: f32,
+    /// Plate detector confidence from which a box is read and kept only when its reading
+    /// looks like a plate (every character sure, letters and digits, 4 to 10 of them); set it
+    /// to `plate_confidence` to keep only sure boxes.
+    #[serde(default = "default_plate_candidate_conf")]
+    pub plate_candidate_confidence: f32,
     /// Minimum vehicle detector confidence; below it a vehicle is not reported.
     #[serde(default = "default_vehicle_conf")]
     pub vehicle_confidence: f32,
@@ -260,6 +265,9 @@ fn default_threads() -> usize {
 }
 fn default_plate_conf() -> f32 {
     0.35
+}
+fn default_plate_candidate_conf() -> f32 {
+    0.05
 }
 fn default_vehicle_conf() -> f32 {
     0.35
@@ -405,6 +413,10 @@ fn validate(cfg: &Config, path: &Path) -> Result<(), ConfigError> {
     }
     for (key, v) in [
         ("models.plate_confidence", cfg.models.plate_confidence),
+        (
+            "models.plate_candidate_confidence",
+            cfg.models.plate_candidate_confidence,
+        ),
         ("models.vehicle_confidence", cfg.models.vehicle_confidence),
         (
             "models.vehicle_class_confidence",
@@ -414,6 +426,12 @@ fn validate(cfg: &Config, path: &Path) -> Result<(), ConfigError> {
         if !(0.0..1.0).contains(&v) {
             return Err(invalid(key, "must be a confidence between 0 and 1"));
         }
+    }
+    if cfg.models.plate_candidate_confidence > cfg.models.plate_confidence {
+        return Err(invalid(
+            "models.plate_candidate_confidence",
+            "must not be above models.plate_confidence",
+        ));
     }
     if !cfg.uplink.broker.starts_with("mqtt://") {
         return Err(invalid(
@@ -561,5 +579,19 @@ broker = "mqtt://127.0.0.1:1883"
         let text = GOOD.replace("KZ-ICD-0001", "a/b");
         let err = parse(&text, Path::new("dev.toml")).unwrap_err().to_string();
         assert!(err.contains("device.inventory"), "{err}");
+    }
+
+    #[test]
+    fn weak_plate_boxes_are_verified_by_default_and_the_threshold_is_checked() {
+        let cfg = parse(GOOD, Path::new("dev.toml")).unwrap();
+        assert!(cfg.models.plate_candidate_confidence < cfg.models.plate_confidence);
+        let text = GOOD.replace("[models]", "[models]\nplate_candidate_confidence = 0.5");
+        let err = parse(&text, Path::new("dev.toml")).unwrap_err().to_string();
+        assert!(err.contains("plate_candidate_confidence"), "{err}");
+        let text = GOOD.replace(
+            "[models]",
+            "[models]\nplate_confidence = 0.5\nplate_candidate_confidence = 0.5",
+        );
+        assert!(parse(&text, Path::new("dev.toml")).is_ok());
     }
 }

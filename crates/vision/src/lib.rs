@@ -19,7 +19,7 @@ pub mod skew;
 mod yolo;
 
 pub use grammar::{GrammarMode, PlateInfo, interpret};
-pub use ocr::{CtcDecoded, PlateReader, ctc_greedy_decode, row_gap};
+pub use ocr::{CtcDecoded, PlateReader, ctc_greedy_decode, looks_like_a_plate, row_gap};
 pub use runtime::{RunOn, init_runtime, runtime_environment};
 pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, nms};
 
@@ -72,6 +72,9 @@ pub struct RecognizerConfig {
     pub vehicle_detector: Option<PathBuf>,
     pub intra_threads: usize,
     pub plate_confidence: f32,
+    /// Detector confidence from which a box is read and kept when its reading
+    /// [`looks_like_a_plate`]; at most `plate_confidence`.
+    pub plate_candidate_confidence: f32,
     /// Least confidence for a vehicle to be reported at all.
     pub vehicle_confidence: f32,
     /// Least confidence for a vehicle's type to be reported; below it the type is `unknown`.
@@ -266,12 +269,18 @@ fn find_plates(
     timings: &mut Timings,
 ) -> Result<Vec<PlateRead>, VisionError> {
     let t = Instant::now();
-    let found = det.detect(frame, cfg.plate_confidence)?;
+    let found = det.detect(
+        frame,
+        cfg.plate_candidate_confidence.min(cfg.plate_confidence),
+    )?;
     timings.plate_detect_ms = ms(t);
     let t = Instant::now();
     let mut plates = Vec::with_capacity(found.len());
     for d in found {
         let read = reader.read(frame, &d.bbox)?;
+        if d.score < cfg.plate_confidence && !looks_like_a_plate(&read) {
+            continue;
+        }
         let info = interpret(&read.text, cfg.grammar);
         plates.push(PlateRead {
             text: info.text,

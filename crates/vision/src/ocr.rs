@@ -384,6 +384,18 @@ pub fn row_gap(frame: &RgbFrame, bbox: &BBox) -> Option<f32> {
     (above > 3.0 * calm.max(1.0) && below > 3.0 * calm.max(1.0)).then_some(gap as f32)
 }
 
+/// Whether a reading is good evidence that its box holds a plate, for boxes the detector is
+/// unsure of: 4 to 10 characters, letters and digits both, every one read surely ([`SURE`]).
+/// Signs, slogans and stickers the detector half-takes for plates are mostly words or
+/// numbers alone, or read with a doubtful character.
+#[must_use]
+pub fn looks_like_a_plate(r: &CtcDecoded) -> bool {
+    (4..=10).contains(&r.text.len())
+        && r.text.chars().any(|c| c.is_ascii_digit())
+        && r.text.chars().any(|c| c.is_ascii_alphabetic())
+        && weakest(r) >= SURE
+}
+
 /// Confidence of the least certain character (0 for an empty reading).
 fn weakest(r: &CtcDecoded) -> f32 {
     r.char_confidences
@@ -500,5 +512,30 @@ mod tests {
         };
         assert!(weakest(&sure) > weakest(&shaky));
         assert_eq!(weakest(&CtcDecoded::default()), 0.0);
+    }
+
+    #[test]
+    fn only_a_sure_mix_of_letters_and_digits_counts_as_a_plate_reading() {
+        let read = |text: &str, weakest: f32| {
+            let mut c = vec![0.99; text.len()];
+            if let Some(first) = c.first_mut() {
+                *first = weakest;
+            }
+            CtcDecoded {
+                text: text.into(),
+                char_confidences: c,
+                confidence: 0.9,
+            }
+        };
+        assert!(looks_like_a_plate(&read("CDK575", 0.95)));
+        assert!(looks_like_a_plate(&read("123ABC02", 0.9)));
+        assert!(
+            !looks_like_a_plate(&read("CDK575", 0.5)),
+            "a doubtful character"
+        );
+        assert!(!looks_like_a_plate(&read("REFERRAL", 0.99)), "a word");
+        assert!(!looks_like_a_plate(&read("3768750", 0.99)), "a number");
+        assert!(!looks_like_a_plate(&read("A1", 0.99)), "too short");
+        assert!(!looks_like_a_plate(&read("SOUTHBORDER1", 0.99)), "too long");
     }
 }
