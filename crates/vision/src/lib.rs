@@ -10,23 +10,33 @@
 //! input shape the code does not expect) are reported as [`VisionError`] naming the file and
 //! the fix, never as a panic. ONNX Runtime is loaded once per process from the shared library
 //! given to [`init_runtime`].
+//!
+//! One module per model, each with its pre- and post-processing: [`plate_detector`] (which
+//! boxes are plates), [`plate_reader`] (crops, views, two-row and slanted plates, CTC decoding)
+//! and [`vehicle_detector`] (COCO classes to vehicle types); the two detectors share the YOLO
+//! letterbox, box decoding and NMS of [`yolo`]. [`grammar`] reads country, type and region
+//! from a plate text.
 
 pub mod grammar;
-mod ocr;
+pub mod plate_detector;
+pub mod plate_reader;
 pub mod resize;
 mod runtime;
-pub mod skew;
-mod yolo;
+pub mod vehicle_detector;
+pub mod yolo;
 
 pub use grammar::{GrammarMode, PlateInfo, interpret};
-pub use ocr::{CtcDecoded, PlateReader, ctc_greedy_decode, looks_like_a_plate, row_gap};
+pub use plate_reader::{
+    CtcDecoded, PlateReader, ctc_greedy_decode, looks_like_a_plate, row_gap, skew,
+};
 pub use runtime::{RunOn, init_runtime, runtime_environment};
+pub use vehicle_detector::{coco_vehicle_class, vehicle_class};
 pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, nms};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anpr_types::{PlateRead, RgbFrame, VehicleClass, VehicleDetection};
+use anpr_types::{PlateRead, RgbFrame, VehicleDetection};
 
 /// Errors of the recognition stage.
 #[derive(Debug, thiserror::Error)]
@@ -114,29 +124,6 @@ pub struct FrameResult {
     pub timings: Timings,
 }
 
-/// COCO class index → vehicle class, for the classes a road camera sees.
-#[must_use]
-pub fn coco_vehicle_class(class: usize) -> Option<VehicleClass> {
-    match class {
-        2 => Some(VehicleClass::Car),
-        3 => Some(VehicleClass::Motorcycle),
-        5 => Some(VehicleClass::Bus),
-        7 => Some(VehicleClass::Truck),
-        _ => None,
-    }
-}
-
-/// The type to report for a vehicle found with `confidence`: its class when the detector is
-/// sure enough, `unknown` otherwise.
-#[must_use]
-pub fn vehicle_class(class: VehicleClass, confidence: f32, least: f32) -> VehicleClass {
-    if confidence >= least {
-        class
-    } else {
-        VehicleClass::Unknown
-    }
-}
-
 /// Plate detector, plate reader and (optionally) vehicle detector, owned by one thread.
 pub struct Recognizer {
     plates: YoloDetector,
@@ -210,8 +197,8 @@ impl Recognizer {
         let mut timings = Timings::default();
         let (found_vehicles, found_plates) = match vehicle_det.as_mut().filter(|_| vehicles) {
             Some(det) if cfg.concurrent => std::thread::scope(|s| {
-                let v = s.spawn(|| find_vehicles(det, frame, cfg));
-                let p = find_plates(plate_det, reader, frame, cfg, &mut timings);
+                let v = s.spawn(|| vehicle_detector::find_vehicles(det, frame, cfg));
+                let p = plate_detector::find_plates(plate_det, reader, frame, cfg, &mut timings);
                 let v = v.join().unwrap_or_else(|_| {
                     Err(VisionError::Inference {
                         path: cfg.vehicle_detector.clone().unwrap_or_default(),
@@ -221,12 +208,12 @@ impl Recognizer {
                 (v, p)
             }),
             Some(det) => (
-                find_vehicles(det, frame, cfg),
-                find_plates(plate_det, reader, frame, cfg, &mut timings),
+                vehicle_detector::find_vehicles(det, frame, cfg),
+                plate_detector::find_plates(plate_det, reader, frame, cfg, &mut timings),
             ),
             None => (
                 Ok((Vec::new(), 0.0)),
-                find_plates(plate_det, reader, frame, cfg, &mut timings),
+                plate_detector::find_plates(plate_det, reader, frame, cfg, &mut timings),
             ),
         };
         let (vehicles, vehicle_ms) = found_vehicles?;
@@ -240,66 +227,7 @@ impl Recognizer {
     }
 }
 
-/// Vehicles in the frame (COCO vehicle classes only), and the milliseconds it took.
-fn find_vehicles(
-    det: &mut YoloDetector,
-    frame: &RgbFrame,
-    cfg: &RecognizerConfig,
-) -> Result<(Vec<VehicleDetection>, f64), VisionError> {
-    let t = Instant::now();
-    let mut vehicles = Vec::new();
-    for d in det.detect(frame, cfg.vehicle_confidence)? {
-        if let Some(class) = coco_vehicle_class(d.class) {
-            vehicles.push(VehicleDetection {
-                class: vehicle_class(class, d.score, cfg.vehicle_class_confidence),
-                confidence: d.score,
-                bbox: d.bbox,
-            });
-        }
-    }
-    Ok((vehicles, ms(t)))
-}
-
-/// Plates found and read in the frame; stage times go into `timings`.
-fn find_plates(
-    det: &mut YoloDetector,
-    reader: &mut PlateReader,
-    frame: &RgbFrame,
-    cfg: &RecognizerConfig,
-    timings: &mut Timings,
-) -> Result<Vec<PlateRead>, VisionError> {
-    let t = Instant::now();
-    let found = det.detect(
-        frame,
-        cfg.plate_candidate_confidence.min(cfg.plate_confidence),
-    )?;
-    timings.plate_detect_ms = ms(t);
-    let t = Instant::now();
-    let mut plates = Vec::with_capacity(found.len());
-    for d in found {
-        let read = reader.read(frame, &d.bbox)?;
-        if d.score < cfg.plate_confidence && !looks_like_a_plate(&read) {
-            continue;
-        }
-        let info = interpret(&read.text, cfg.grammar);
-        plates.push(PlateRead {
-            text: info.text,
-            confidence: read.confidence,
-            char_confidences: read.char_confidences,
-            detection_confidence: d.score,
-            bbox: d.bbox,
-            raw_text: read.text,
-            country: info.country.map(str::to_string),
-            plate_type: info.plate_type.map(str::to_string),
-            region: info.region,
-            format_confidence: info.confidence,
-        });
-    }
-    timings.plate_read_ms = ms(t);
-    Ok(plates)
-}
-
-fn ms(t: Instant) -> f64 {
+pub(crate) fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
@@ -310,24 +238,5 @@ pub(crate) fn check_model_file(path: &Path) -> Result<(), VisionError> {
         Err(VisionError::ModelMissing {
             path: path.to_path_buf(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_vehicle_found_without_enough_confidence_in_its_type_is_unknown() {
-        assert_eq!(
-            vehicle_class(VehicleClass::Truck, 0.8, 0.5),
-            VehicleClass::Truck
-        );
-        assert_eq!(
-            vehicle_class(VehicleClass::Truck, 0.4, 0.5),
-            VehicleClass::Unknown
-        );
-        assert_eq!(coco_vehicle_class(7), Some(VehicleClass::Truck));
-        assert_eq!(coco_vehicle_class(0), None, "a person is not a vehicle");
     }
 }

@@ -1,0 +1,186 @@
+//! How a plate box is cut out and scaled into the recognizer input (`[1, 3, 48, W]`, BGR,
+//! -1…1), and which views of a box are read.
+
+use anpr_types::{BBox, RgbFrame};
+use ndarray::Array4;
+
+/// Height of the recognizer input.
+pub(crate) const HEIGHT: usize = 48;
+const MIN_WIDTH: usize = 320;
+const MAX_WIDTH: usize = 960;
+
+/// Whether a pixel belongs to the blue band printed at the left of many plates (the EU
+/// country band, the flag area of others): clearly more blue than red and green.
+fn is_band_blue(p: [u8; 3]) -> bool {
+    let [r, g, b] = p.map(i32::from);
+    b > 70 && b > r + 45 && b > g + 15
+}
+
+/// Columns from `x0` rightwards that are mostly band-blue, within the left quarter of the
+/// crop; 0 when there is no band. The band's letters (a country code) are not part of the
+/// registration, so the reader should not see them.
+#[must_use]
+pub fn left_band_width(frame: &RgbFrame, x0: usize, x1: usize, y0: usize, y1: usize) -> usize {
+    let width = x1 - x0;
+    let limit = x0 + width / 4;
+    let mut last_blue = None;
+    let rows = (y1 - y0).max(1);
+    for x in x0..limit {
+        let blue = (y0..y1)
+            .filter(|&y| is_band_blue(frame.pixel(x as u32, y as u32)))
+            .count();
+        if blue * 10 >= rows * 6 {
+            last_blue = Some(x);
+        } else if last_blue.is_some() || x - x0 > width / 12 {
+            break;
+        }
+    }
+    // A country band is a narrow strip: anything wider is the plate's own colour or artwork.
+    match last_blue {
+        Some(x) if (x + 1 - x0) * 100 <= width * 16 => x + 1 - x0,
+        _ => 0,
+    }
+}
+
+/// How a plate box is cut out for reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CropView {
+    /// Margin added left and right, as a share of the box width.
+    pub margin_x: f32,
+    /// Margin added at top and bottom, as a share of the box height (negative: trimmed).
+    pub margin_y: f32,
+    /// Blank space left and right of the crop in the recognizer input, as a share of its
+    /// height (48 px).
+    pub pad: f32,
+}
+
+/// How each row of a two-row plate is cut out.
+pub(crate) const ROW_VIEW: CropView = CropView {
+    margin_x: 0.06,
+    margin_y: 0.04,
+    pad: 0.5,
+};
+
+/// The views each plate is read from; see the module documentation.
+pub const VIEWS: [CropView; 2] = [
+    CropView {
+        margin_x: 0.03,
+        margin_y: -0.10,
+        pad: 0.0,
+    },
+    CropView {
+        margin_x: 0.06,
+        margin_y: 0.12,
+        pad: 0.5,
+    },
+];
+
+/// Crops `bbox` as `view` says (clipped to the frame, without a blue band at its left) and
+/// builds the recognizer input.
+#[must_use]
+pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox, view: CropView) -> Array4<f32> {
+    let mx = bbox.w * view.margin_x;
+    let my = bbox.h * view.margin_y;
+    let x0 = (bbox.x - mx).max(0.0) as usize;
+    let y0 = (bbox.y - my).max(0.0) as usize;
+    let x0 = x0.min(frame.width as usize - 1);
+    let y0 = y0.min(frame.height as usize - 1);
+    let x1 = ((bbox.x + bbox.w + mx).min(frame.width as f32) as usize).max(x0 + 1);
+    let y1 = ((bbox.y + bbox.h + my).min(frame.height as f32) as usize).max(y0 + 1);
+    let band = left_band_width(frame, x0, x1, y0, y1);
+    let x0 = if band > 0 {
+        (x0 + band + 1).min(x1 - 1)
+    } else {
+        x0
+    };
+    let (cw, ch) = (x1 - x0, y1 - y0);
+    let pad = (HEIGHT as f32 * view.pad).round() as usize;
+    let rw =
+        ((HEIGHT as f32 * cw as f32 / ch as f32).ceil() as usize).clamp(8, MAX_WIDTH - 2 * pad);
+    let width = (rw + 2 * pad).max(MIN_WIDTH);
+    let mut t = Array4::<f32>::zeros((1, 3, HEIGHT, width));
+    crate::resize::resample_rows(frame, (x0, y0, cw, ch), rw, HEIGHT, |y, pixels| {
+        for (x, p) in pixels.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                // BGR channel order, as the recognizer was trained.
+                t[[0, 2 - c, y, pad + x]] = p[c] / 127.5 - 1.0;
+            }
+        }
+    });
+    t
+}
+
+#[cfg(test)]
+#[allow(clippy::float_cmp)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blue_band_at_the_left_of_the_plate_is_measured_and_a_white_plate_has_none() {
+        let (w, h) = (100u32, 20u32);
+        let mut data = vec![240u8; (w * h * 3) as usize];
+        for y in 0..h {
+            for x in 0..12 {
+                let i = ((y * w + x) * 3) as usize;
+                data[i..i + 3].copy_from_slice(&[10, 50, 160]);
+            }
+        }
+        let frame = RgbFrame {
+            width: w,
+            height: h,
+            data,
+        };
+        assert_eq!(left_band_width(&frame, 0, 100, 0, 20), 12);
+        let white = RgbFrame {
+            width: w,
+            height: h,
+            data: vec![240; (w * h * 3) as usize],
+        };
+        assert_eq!(left_band_width(&white, 0, 100, 0, 20), 0);
+    }
+
+    #[test]
+    fn crop_keeps_the_aspect_ratio_and_pads_to_the_minimum_width() {
+        let frame = RgbFrame {
+            width: 200,
+            height: 100,
+            data: vec![255; 200 * 100 * 3],
+        };
+        let bbox = BBox {
+            x: 50.0,
+            y: 40.0,
+            w: 100.0,
+            h: 22.0,
+        };
+        let t = prepare_crop(&frame, &bbox, VIEWS[0]);
+        assert_eq!(t.shape(), &[1, 3, 48, 320]);
+        assert!((t[[0, 0, 10, 10]] - 1.0).abs() < 1e-5);
+        assert_eq!(t[[0, 0, 10, 319]], 0.0);
+        // The padded view starts with blank space, then the plate.
+        let t = prepare_crop(&frame, &bbox, VIEWS[1]);
+        assert_eq!(t[[0, 0, 10, 0]], 0.0);
+        assert!((t[[0, 0, 10, 30]] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_box_at_the_edge_of_the_frame_still_gives_a_crop() {
+        let frame = RgbFrame {
+            width: 50,
+            height: 20,
+            data: vec![128; 50 * 20 * 3],
+        };
+        for view in VIEWS {
+            let t = prepare_crop(
+                &frame,
+                &BBox {
+                    x: 49.5,
+                    y: 19.5,
+                    w: 3.0,
+                    h: 2.0,
+                },
+                view,
+            );
+            assert_eq!(t.shape()[2], 48);
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Plate reading with a PP-OCR text-line recognizer and greedy CTC decoding.
+//!
+//! The recognizer takes `[1, 3, 48, W]` BGR normalised to -1…1 and returns
+//! `[1, T, classes]` probabilities; class 0 is the CTC blank, then the dictionary stored in
+//! the model's `character` metadata, then (when the counts say so) a space.
+//!
+//! Each plate is read from two views of its box ([`VIEWS`]): the main character line (the box
+//! trimmed a little at top and bottom, so a state name, a slogan or the frame above and below
+//! the registration is not read with it), and the whole plate with a margin, centred in blank
+//! space (so characters at its edges are read whole). The reading whose least certain character
+//! is the more certain wins: a wrong or partial reading has at least one doubtful character.
+//! When every character of the first view is already sure ([`SURE`]), the second is not run.
+//!
+//! A plate whose character rows slant by more than [`SKEWED`] (dy/dx, measured by
+//! [`crate::skew::estimate_slope`]) is also read from a deskewed copy of its box, and the surer
+//! of the slanted and the deskewed readings is kept.
+//!
+//! A box closer to a square than [`TWO_ROW_ASPECT`] may hold two rows of characters (motorcycle,
+//! trailer and square European plates): the gap between the rows is found as the row with the
+//! least edge energy in the middle band of the box, each row is read on its own, and the top row
+//! followed by the bottom row is the reading when both rows read with every character at least
+//! [`ROW_SURE`].
+
+mod crop;
+mod ctc;
+mod rows;
+pub mod skew;
+
+pub use crop::{CropView, VIEWS, prepare_crop};
+pub use ctc::{CtcDecoded, SURE, ctc_greedy_decode, looks_like_a_plate};
+pub use rows::{ROW_SURE, TWO_ROW_ASPECT, row_gap};
+
+use std::path::{Path, PathBuf};
+
+use anpr_types::{BBox, RgbFrame};
+use ort::session::Session;
+
+use crate::VisionError;
+use crop::{HEIGHT, ROW_VIEW};
+use ctc::weakest;
+
+/// Slope (dy/dx) of the character rows from which a plate is also read deskewed (about 4°).
+pub const SKEWED: f32 = 0.07;
+
+/// The plate reader session and its dictionary.
+pub struct PlateReader {
+    session: Session,
+    path: PathBuf,
+    input: String,
+    dict: Vec<String>,
+}
+
+impl PlateReader {
+    /// Loads the recognizer and its dictionary from the model metadata.
+    pub fn load(path: &Path, run: impl Into<crate::RunOn>) -> Result<Self, VisionError> {
+        let session = crate::runtime::session(path, run.into())?;
+        let shape_err = |message: String| VisionError::ModelShape {
+            path: path.to_path_buf(),
+            role: "plate reader",
+            message,
+        };
+        let dict_text = session
+            .metadata()
+            .ok()
+            .and_then(|m| m.custom("character"))
+            .ok_or_else(|| shape_err("the model has no `character` dictionary in its metadata; use a PP-OCR recognizer exported with its dictionary".into()))?;
+        let mut dict: Vec<String> = dict_text.lines().map(str::to_string).collect();
+        let classes = session
+            .outputs()
+            .first()
+            .and_then(|o| {
+                o.dtype()
+                    .tensor_shape()
+                    .and_then(|s| s.iter().last().copied())
+            })
+            .unwrap_or(-1);
+        if classes > 0 {
+            let classes = classes as usize;
+            if classes == dict.len() + 2 {
+                dict.push(" ".into());
+            } else if classes != dict.len() + 1 {
+                return Err(shape_err(format!(
+                    "output has {classes} classes but the dictionary has {} entries",
+                    dict.len()
+                )));
+            }
+        }
+        let input = session
+            .inputs()
+            .first()
+            .ok_or_else(|| shape_err("the model has no input".into()))?;
+        let dims: Vec<i64> = input
+            .dtype()
+            .tensor_shape()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        if dims.len() != 4 || dims[1] != 3 || dims[2] != HEIGHT as i64 {
+            return Err(shape_err(format!(
+                "expected an input [N, 3, 48, W], found {dims:?}"
+            )));
+        }
+        Ok(Self {
+            input: input.name().to_string(),
+            session,
+            path: path.to_path_buf(),
+            dict,
+        })
+    }
+
+    /// Reads the plate inside `bbox` from each of [`VIEWS`]; keeps the reading whose least
+    /// certain character is the most certain.
+    pub fn read(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
+        if bbox.w < bbox.h * TWO_ROW_ASPECT
+            && let Some(rows) = self.read_two_rows(frame, bbox)?
+        {
+            return Ok(rows);
+        }
+        let straight = self.read_views(frame, bbox)?;
+        let slope = crate::skew::estimate_slope(frame, bbox);
+        if slope.abs() < SKEWED {
+            return Ok(straight);
+        }
+        let (level, plate) = crate::skew::deskew(frame, bbox, slope);
+        let deskewed = self.read_views(&level, &plate)?;
+        Ok(if weakest(&deskewed) > weakest(&straight) {
+            deskewed
+        } else {
+            straight
+        })
+    }
+
+    /// Reads `bbox` from [`VIEWS`], stopping early when the first is sure.
+    fn read_views(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
+        let mut best: Option<CtcDecoded> = None;
+        for view in VIEWS {
+            if best.as_ref().is_some_and(|b| weakest(b) >= SURE) {
+                break;
+            }
+            let r = self.read_view(frame, bbox, view)?;
+            if best.as_ref().is_none_or(|b| weakest(&r) > weakest(b)) {
+                best = Some(r);
+            }
+        }
+        Ok(best.unwrap_or_default())
+    }
+
+    /// Reads the two rows of a squarish plate, top then bottom; `None` when no gap between
+    /// rows is found or a row does not read surely.
+    fn read_two_rows(
+        &mut self,
+        frame: &RgbFrame,
+        bbox: &BBox,
+    ) -> Result<Option<CtcDecoded>, VisionError> {
+        let Some(gap) = row_gap(frame, bbox) else {
+            return Ok(None);
+        };
+        let top = BBox {
+            h: gap - bbox.y,
+            ..*bbox
+        };
+        let bottom = BBox {
+            y: gap,
+            h: bbox.y + bbox.h - gap,
+            ..*bbox
+        };
+        let upper = self.read_view(frame, &top, ROW_VIEW)?;
+        let lower = self.read_view(frame, &bottom, ROW_VIEW)?;
+        if upper.text.is_empty()
+            || lower.text.is_empty()
+            || weakest(&upper) < ROW_SURE
+            || weakest(&lower) < ROW_SURE
+        {
+            return Ok(None);
+        }
+        let mut both = upper;
+        both.text.push_str(&lower.text);
+        both.char_confidences.extend(lower.char_confidences);
+        both.confidence =
+            both.char_confidences.iter().sum::<f32>() / both.char_confidences.len() as f32;
+        Ok(Some(both))
+    }
+
+    /// The recognizer's raw output `[1, T, classes]` for `bbox` cut out as `view` says: what
+    /// [`PlateReader::read_view`] decodes (used by the golden-tensor tests).
+    pub fn raw_output(
+        &mut self,
+        frame: &RgbFrame,
+        bbox: &BBox,
+        view: CropView,
+    ) -> Result<ndarray::ArrayD<f32>, VisionError> {
+        let tensor = prepare_crop(frame, bbox, view);
+        crate::runtime::run_first_output(
+            &mut self.session,
+            &self.input,
+            &tensor,
+            &self.path,
+            |out| Ok(out.to_owned()),
+        )
+    }
+
+    /// The dictionary: class `i + 1` of the output is `dictionary()[i]` (class 0 is the blank).
+    #[must_use]
+    pub fn dictionary(&self) -> &[String] {
+        &self.dict
+    }
+
+    /// Reads the plate inside `bbox` cut out as `view` says.
+    pub fn read_view(
+        &mut self,
+        frame: &RgbFrame,
+        bbox: &BBox,
+        view: CropView,
+    ) -> Result<CtcDecoded, VisionError> {
+        let tensor = prepare_crop(frame, bbox, view);
+        let dict = &self.dict;
+        crate::runtime::run_first_output(
+            &mut self.session,
+            &self.input,
+            &tensor,
+            &self.path,
+            |probs| {
+                let shape = probs.shape().to_vec();
+                let probs = probs
+                    .into_shape_with_order((shape[1], shape[2]))
+                    .map_err(|e| e.to_string())?;
+                Ok(ctc_greedy_decode(&probs, dict))
+            },
+        )
+    }
+}
