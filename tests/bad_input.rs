@@ -22,6 +22,7 @@ fn recognizer_config(plate_detector: std::path::PathBuf) -> RecognizerConfig {
         plate_candidate_confidence: 0.05,
         vehicle_confidence: 0.35,
         vehicle_class_confidence: 0.5,
+        heavy_vehicle_class_confidence: 0.65,
         grammar: anpr_vision::GrammarMode::Generic,
         concurrent: true,
         execution_provider: anpr_vision::ExecutionProvider::Cpu,

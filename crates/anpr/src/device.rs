@@ -88,6 +88,7 @@ pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
         plate_candidate_confidence: m.plate_candidate_confidence,
         vehicle_confidence: m.vehicle_confidence,
         vehicle_class_confidence: m.vehicle_class_confidence,
+        heavy_vehicle_class_confidence: m.heavy_vehicle_class_confidence,
         grammar: match m.grammar {
             anpr_config::Grammar::Generic => GrammarMode::Generic,
             anpr_config::Grammar::Kz => GrammarMode::Kz,

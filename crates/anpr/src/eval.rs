@@ -34,6 +34,12 @@ pub struct Scores {
     pub exact: usize,
     pub within_one: usize,
     pub ms_total: f64,
+    /// Labelled plates whose centre lies in a reported vehicle box (every labelled plate is on
+    /// a vehicle, so this is the vehicle detector's recall on these photos).
+    pub vehicle_found: usize,
+    /// Type reported for the vehicle carrying each labelled plate (the smallest vehicle box
+    /// holding the plate's centre), counted by type.
+    pub vehicle_types: BTreeMap<String, usize>,
 }
 
 impl Scores {
@@ -57,6 +63,10 @@ impl Scores {
         Self::pct(self.within_one, self.images)
     }
     #[must_use]
+    pub fn vehicle_rate(&self) -> f64 {
+        Self::pct(self.vehicle_found, self.images)
+    }
+    #[must_use]
     pub fn ms_per_image(&self) -> f64 {
         self.ms_total / self.images.max(1) as f64
     }
@@ -67,6 +77,10 @@ impl Scores {
         self.exact += o.exact;
         self.within_one += o.within_one;
         self.ms_total += o.ms_total;
+        self.vehicle_found += o.vehicle_found;
+        for (k, n) in &o.vehicle_types {
+            *self.vehicle_types.entry(k.clone()).or_default() += n;
+        }
     }
 }
 
@@ -125,6 +139,8 @@ pub fn load_dataset(dir: &Path) -> Result<Vec<Sample>> {
 #[derive(Debug, Clone, Default)]
 pub struct Prediction {
     pub plates: Vec<(BBox, String)>,
+    /// Vehicle boxes with their reported type (`car`, `truck`, …, `unknown`).
+    pub vehicles: Vec<(BBox, String)>,
     pub ms: f64,
 }
 
@@ -144,6 +160,11 @@ pub fn predict(
             let r = rec.process(&frame).ok()?;
             Some(Prediction {
                 plates: r.plates.into_iter().map(|p| (p.bbox, p.text)).collect(),
+                vehicles: r
+                    .vehicles
+                    .into_iter()
+                    .map(|v| (v.bbox, v.class.as_str().to_string()))
+                    .collect(),
                 ms: t.elapsed().as_secs_f64() * 1000.0,
             })
         })
@@ -171,17 +192,28 @@ pub fn load_predictions(path: &Path, samples: &[Sample]) -> Result<Vec<Option<Pr
         if v.get("error").is_some() {
             continue;
         }
-        let plates = v["plates"]
-            .as_array()
-            .map(|a| a.iter().filter_map(plate_of_json).collect())
-            .unwrap_or_default();
+        let boxes = |key: &str, text: &str| -> Vec<(BBox, String)> {
+            v[key]
+                .as_array()
+                .map(|a| a.iter().filter_map(|p| boxed_text(p, text)).collect())
+                .unwrap_or_default()
+        };
+        let plates = boxes("plates", "text");
+        let vehicles = boxes("vehicles", "class");
         let ms = v["timings_ms"]["total"].as_f64().unwrap_or_else(|| {
             ["vehicle", "plate_detect", "plate_read"]
                 .iter()
                 .filter_map(|k| v["timings_ms"][k].as_f64())
                 .sum()
         });
-        by_image.insert(key(Path::new(image)), Prediction { plates, ms });
+        by_image.insert(
+            key(Path::new(image)),
+            Prediction {
+                plates,
+                vehicles,
+                ms,
+            },
+        );
     }
     Ok(samples
         .iter()
@@ -189,15 +221,16 @@ pub fn load_predictions(path: &Path, samples: &[Sample]) -> Result<Vec<Option<Pr
         .collect())
 }
 
-/// A plate `{"box": [x, y, w, h], "text": ...}` of a `detect` line.
-fn plate_of_json(plate: &serde_json::Value) -> Option<(BBox, String)> {
-    let nums: Vec<f32> = plate["box"]
+/// A plate `{"box": [x, y, w, h], "text": ...}` or a vehicle `{"box": …, "class": …}` of a
+/// `detect` line: its box and the string under `field`.
+fn boxed_text(item: &serde_json::Value, field: &str) -> Option<(BBox, String)> {
+    let nums: Vec<f32> = item["box"]
         .as_array()?
         .iter()
         .filter_map(|n| n.as_f64().map(|n| n as f32))
         .collect();
     let [x, y, w, h] = nums[..] else { return None };
-    Some((BBox { x, y, w, h }, plate["text"].as_str()?.to_string()))
+    Some((BBox { x, y, w, h }, item[field].as_str()?.to_string()))
 }
 
 /// Scores predictions (one per sample, in order) per group and overall.
@@ -212,6 +245,16 @@ pub fn score(samples: &[Sample], predictions: &[Option<Prediction>]) -> BTreeMap
             continue;
         };
         g.ms_total += pred.ms;
+        let (cx, cy) = (s.bbox.x + s.bbox.w / 2.0, s.bbox.y + s.bbox.h / 2.0);
+        let carrier = pred
+            .vehicles
+            .iter()
+            .filter(|(b, _)| b.x <= cx && cx <= b.x + b.w && b.y <= cy && cy <= b.y + b.h)
+            .min_by(|a, b| (a.0.w * a.0.h).total_cmp(&(b.0.w * b.0.h)));
+        if let Some((_, class)) = carrier {
+            g.vehicle_found += 1;
+            *g.vehicle_types.entry(class.clone()).or_default() += 1;
+        }
         let hit = pred
             .plates
             .iter()
@@ -240,22 +283,31 @@ pub fn table(
 ) -> String {
     use std::fmt::Write;
     let mut out = format!(
-        "{:<8} {:<9} {:>7} {:>10} {:>8} {:>10} {:>9}\n",
-        "set", "pipeline", "images", "detected", "exact", "within 1", "ms/image"
+        "{:<8} {:<9} {:>7} {:>10} {:>8} {:>10} {:>9} {:>9}\n",
+        "set", "pipeline", "images", "detected", "exact", "within 1", "vehicle", "ms/image"
     );
     let row = |out: &mut String, name: &str, who: &str, s: &Scores| {
         let _ = writeln!(
             out,
-            "{name:<8} {who:<9} {:>7} {:>9.1}% {:>7.1}% {:>9.1}% {:>9.1}",
+            "{name:<8} {who:<9} {:>7} {:>9.1}% {:>7.1}% {:>9.1}% {:>8.1}% {:>9.1}",
             s.images,
             s.recall(),
             s.exact_rate(),
             s.within_one_rate(),
+            s.vehicle_rate(),
             s.ms_per_image()
         );
     };
     for (name, s) in scores {
         row(&mut out, name, "rust", s);
+        let types: Vec<String> = s
+            .vehicle_types
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        if !types.is_empty() {
+            let _ = writeln!(out, "{name:<8} {:<9} {}", "types", types.join(", "));
+        }
         if let Some(b) = baseline.and_then(|b| b.get(name)) {
             row(&mut out, name, "python", b);
             if s.ms_per_image() > 0.0 {
@@ -315,6 +367,15 @@ mod tests {
                 },
                 text.into(),
             )],
+            vehicles: vec![(
+                BBox {
+                    x: 0.0,
+                    y: 0.0,
+                    w: 200.0,
+                    h: 100.0,
+                },
+                "car".into(),
+            )],
             ms: 10.0,
         };
         let preds = vec![
@@ -328,6 +389,8 @@ mod tests {
             (2, 1, 2)
         );
         assert_eq!(s["us"].detected, 0, "a box elsewhere is not a detection");
+        assert_eq!(s["all"].vehicle_found, 3, "every plate is on the car");
+        assert_eq!(s["all"].vehicle_types["car"], 3);
         assert_eq!(s["all"].images, 3);
         assert!((s["all"].ms_per_image() - 10.0).abs() < 1e-9);
         let missing = score(&samples, &[None, None, None]);
@@ -340,7 +403,7 @@ mod tests {
         let samples = [sample("eu", "AB123CD"), sample("us", "7ABC123")];
         let lines = format!(
             "{}\n{}\n",
-            serde_json::json!({"image": "/nowhere/us/7ABC123.jpg", "plates": [{"text": "7ABC123", "box": [10, 10, 100, 20]}], "timings_ms": {"total": 5.0}}),
+            serde_json::json!({"image": "/nowhere/us/7ABC123.jpg", "plates": [{"text": "7ABC123", "box": [10, 10, 100, 20]}], "vehicles": [{"class": "truck", "confidence": 0.9, "box": [0, 0, 300, 200]}], "timings_ms": {"total": 5.0}}),
             serde_json::json!({"image": "/nowhere/eu/AB123CD.jpg", "error": "cannot decode image"})
         );
         let file = dir.path().join("p.jsonl");
@@ -349,6 +412,7 @@ mod tests {
         assert!(preds[0].is_none());
         let us = preds[1].as_ref().unwrap();
         assert_eq!(us.plates[0].1, "7ABC123");
+        assert_eq!(us.vehicles[0].1, "truck");
         assert!((us.ms - 5.0).abs() < 1e-9);
     }
 }

@@ -138,6 +138,10 @@ pub struct Models {
     /// type `unknown` rather than a guess.
     #[serde(default = "default_vehicle_class_conf")]
     pub vehicle_class_confidence: f32,
+    /// The same for the heavy types (`bus`, `truck`, `tractor-trailer`), which decide offences
+    /// of their own (class bans, weighing stations): default 0.65.
+    #[serde(default = "default_heavy_vehicle_class_conf")]
+    pub heavy_vehicle_class_confidence: f32,
     /// Plate grammar: `generic` (default) or `kz`.
     #[serde(default)]
     pub grammar: Grammar,
@@ -268,6 +272,9 @@ fn default_plate_conf() -> f32 {
 }
 fn default_plate_candidate_conf() -> f32 {
     0.05
+}
+fn default_heavy_vehicle_class_conf() -> f32 {
+    0.65
 }
 fn default_vehicle_conf() -> f32 {
     0.35
@@ -421,6 +428,10 @@ fn validate(cfg: &Config, path: &Path) -> Result<(), ConfigError> {
         (
             "models.vehicle_class_confidence",
             cfg.models.vehicle_class_confidence,
+        ),
+        (
+            "models.heavy_vehicle_class_confidence",
+            cfg.models.heavy_vehicle_class_confidence,
         ),
     ] {
         if !(0.0..1.0).contains(&v) {

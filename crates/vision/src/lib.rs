@@ -89,6 +89,8 @@ pub struct RecognizerConfig {
     pub vehicle_confidence: f32,
     /// Least confidence for a vehicle's type to be reported; below it the type is `unknown`.
     pub vehicle_class_confidence: f32,
+    /// The same for the heavy types (bus, truck, tractor-trailer).
+    pub heavy_vehicle_class_confidence: f32,
     /// How plate texts are checked against known formats.
     pub grammar: GrammarMode,
     /// Run the vehicle detector on its own thread, beside plate detection and reading.

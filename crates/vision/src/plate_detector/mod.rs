@@ -9,10 +9,15 @@ use std::time::Instant;
 
 use anpr_types::{PlateRead, RgbFrame};
 
+use crate::plate_reader::VIEWS;
 use crate::{
     PlateReader, RecognizerConfig, Timings, VisionError, YoloDetector, interpret,
     looks_like_a_plate, ms,
 };
+
+/// Boxes below `plate_confidence` read per frame (the surest of them); it is read from the first view only
+/// (a plate worth keeping reads surely from it), so checking them costs little.
+const MAX_WEAK: usize = 1;
 
 /// Plates found and read in the frame; stage times go into `timings`.
 pub(crate) fn find_plates(
@@ -30,11 +35,22 @@ pub(crate) fn find_plates(
     timings.plate_detect_ms = ms(t);
     let t = Instant::now();
     let mut plates = Vec::with_capacity(found.len());
+    let mut weak_left = MAX_WEAK;
+    // Boxes come surest first: once one is weak, the rest are too.
     for d in found {
-        let read = reader.read(frame, &d.bbox)?;
-        if d.score < cfg.plate_confidence && !looks_like_a_plate(&read) {
-            continue;
-        }
+        let read = if d.score >= cfg.plate_confidence {
+            reader.read(frame, &d.bbox)?
+        } else {
+            if weak_left == 0 {
+                break;
+            }
+            weak_left -= 1;
+            let read = reader.read_view(frame, &d.bbox, VIEWS[0])?;
+            if !looks_like_a_plate(&read) {
+                continue;
+            }
+            read
+        };
         let info = interpret(&read.text, cfg.grammar);
         plates.push(PlateRead {
             text: info.text,

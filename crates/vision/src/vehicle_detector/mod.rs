@@ -22,10 +22,23 @@ pub fn coco_vehicle_class(class: usize) -> Option<VehicleClass> {
 }
 
 /// The type to report for a vehicle found with `confidence`: its class when the detector is
-/// sure enough, `unknown` otherwise.
+/// sure enough (`least`, or `least_heavy` for a bus or a truck), `unknown` otherwise.
+///
+/// Heavy types ask for more: they decide offences of their own (class bans, weighing
+/// stations), and the COCO detector calls close-up cars and vans `truck` or `bus` with middling
+/// confidence (0.5–0.6 on the openalpr photos), while the trucks it is right about score higher.
 #[must_use]
-pub fn vehicle_class(class: VehicleClass, confidence: f32, least: f32) -> VehicleClass {
-    if confidence >= least {
+pub fn vehicle_class(
+    class: VehicleClass,
+    confidence: f32,
+    least: f32,
+    least_heavy: f32,
+) -> VehicleClass {
+    let needed = match class {
+        VehicleClass::Bus | VehicleClass::Truck | VehicleClass::TractorTrailer => least_heavy,
+        _ => least,
+    };
+    if confidence >= needed {
         class
     } else {
         VehicleClass::Unknown
@@ -43,7 +56,12 @@ pub(crate) fn find_vehicles(
     for d in det.detect(frame, cfg.vehicle_confidence)? {
         if let Some(class) = coco_vehicle_class(d.class) {
             vehicles.push(VehicleDetection {
-                class: vehicle_class(class, d.score, cfg.vehicle_class_confidence),
+                class: vehicle_class(
+                    class,
+                    d.score,
+                    cfg.vehicle_class_confidence,
+                    cfg.heavy_vehicle_class_confidence,
+                ),
                 confidence: d.score,
                 bbox: d.bbox,
             });
@@ -59,12 +77,25 @@ mod tests {
     #[test]
     fn a_vehicle_found_without_enough_confidence_in_its_type_is_unknown() {
         assert_eq!(
-            vehicle_class(VehicleClass::Truck, 0.8, 0.5),
+            vehicle_class(VehicleClass::Truck, 0.8, 0.5, 0.65),
             VehicleClass::Truck
         );
         assert_eq!(
-            vehicle_class(VehicleClass::Truck, 0.4, 0.5),
+            vehicle_class(VehicleClass::Car, 0.4, 0.5, 0.65),
             VehicleClass::Unknown
+        );
+        assert_eq!(
+            vehicle_class(VehicleClass::Car, 0.55, 0.5, 0.65),
+            VehicleClass::Car
+        );
+        assert_eq!(
+            vehicle_class(VehicleClass::Truck, 0.55, 0.5, 0.65),
+            VehicleClass::Unknown,
+            "a heavy type needs more confidence"
+        );
+        assert_eq!(
+            vehicle_class(VehicleClass::Bus, 0.7, 0.5, 0.65),
+            VehicleClass::Bus
         );
         assert_eq!(coco_vehicle_class(7), Some(VehicleClass::Truck));
         assert_eq!(coco_vehicle_class(0), None, "a person is not a vehicle");
