@@ -143,12 +143,39 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// `frame` scaled to `width` pixels wide (antialiased, aspect ratio kept); as it is when it
+/// already has that width.
+#[must_use]
+pub fn scale_to_width(frame: RgbFrame, width: u32) -> RgbFrame {
+    if frame.width == width || frame.width == 0 {
+        return frame;
+    }
+    let height =
+        ((u64::from(frame.height) * u64::from(width) / u64::from(frame.width)).max(1)) as u32;
+    let data = anpr_vision::resize::resample(
+        &frame,
+        (0, 0, frame.width as usize, frame.height as usize),
+        width as usize,
+        height as usize,
+    )
+    .into_iter()
+    .map(|v| v.round().clamp(0.0, 255.0) as u8)
+    .collect();
+    RgbFrame {
+        width,
+        height,
+        data,
+    }
+}
+
 /// Benchmarks the recognizer on a video file or an image folder; `limit` stops after that
-/// many frames. A progress line goes to stderr every 2 s.
+/// many frames, `width` scales every frame to that width first (outside the timings, as a
+/// camera of that resolution would deliver it). A progress line goes to stderr every 2 s.
 pub fn run(
     rec: &mut Recognizer,
     input: &Path,
     limit: Option<u64>,
+    width: Option<u32>,
     intra_threads: usize,
     concurrent: bool,
 ) -> Result<BenchReport> {
@@ -162,7 +189,11 @@ pub fn run(
         total_hint = Some(images.len() as u64);
         std::thread::spawn(move || {
             for p in images {
-                if tx.send(crate::detect::load_rgb(&p)).is_err() {
+                let item = crate::detect::load_rgb(&p).map(|f| match width {
+                    Some(w) => scale_to_width(f, w),
+                    None => f,
+                });
+                if tx.send(item).is_err() {
                     break;
                 }
             }
@@ -182,7 +213,10 @@ pub fn run(
         std::thread::spawn(move || {
             loop {
                 let item = match source.next_frame(Duration::from_secs(10)) {
-                    Ok(Some(f)) => Ok(f.image),
+                    Ok(Some(f)) => Ok(match width {
+                        Some(w) => scale_to_width(f.image, w),
+                        None => f.image,
+                    }),
                     Ok(None) => break,
                     Err(e) => Err(e.to_string()),
                 };
@@ -269,6 +303,24 @@ mod tests {
         assert!((p.max - 100.0).abs() < 1e-9);
         assert!((p.mean - 50.5).abs() < 1e-9);
         assert!((Percentiles::of(Vec::new()).max).abs() < 1e-9);
+    }
+
+    #[test]
+    fn frames_are_scaled_to_the_asked_width_keeping_their_aspect_ratio() {
+        let frame = RgbFrame {
+            width: 1280,
+            height: 720,
+            data: vec![100; 1280 * 720 * 3],
+        };
+        let small = scale_to_width(frame.clone(), 640);
+        assert_eq!((small.width, small.height), (640, 360));
+        assert_eq!(small.data.len(), 640 * 360 * 3);
+        assert!(
+            small.data.iter().all(|&v| v == 100),
+            "a flat frame stays flat"
+        );
+        let same = scale_to_width(frame, 1280);
+        assert_eq!((same.width, same.height), (1280, 720));
     }
 
     #[test]

@@ -82,6 +82,10 @@ enum Command {
         /// Stop after this many frames.
         #[arg(long)]
         frames: Option<u64>,
+        /// Scale every frame to this width first (keeping its aspect ratio), to measure
+        /// another camera resolution from the same input, e.g. 1920, 1280 or 960.
+        #[arg(long)]
+        width: Option<u32>,
         /// Write the figures as JSON here too.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -233,9 +237,16 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             no_vehicles,
             sequential,
             frames,
+            width,
             json,
             input,
         } => {
+            if let Some(w) = width {
+                anyhow::ensure!(
+                    (64..=7680).contains(&w),
+                    "--width must be 64 to 7680 pixels"
+                );
+            }
             let cfg = anpr_config::load(&config)?;
             let mut rc = anpr::device::recognizer_config(&cfg);
             if let Some(n) = intra_threads {
@@ -251,7 +262,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             anpr_vision::init_runtime(&cfg.models.path(&cfg.models.onnxruntime))?;
             let (threads, concurrent) = (rc.intra_threads, rc.concurrent);
             let mut rec = anpr_vision::Recognizer::new(rc)?;
-            let report = anpr::bench::run(&mut rec, &input, frames, threads, concurrent)?;
+            let report = anpr::bench::run(&mut rec, &input, frames, width, threads, concurrent)?;
             print!("{report}");
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
