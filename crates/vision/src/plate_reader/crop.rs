@@ -52,6 +52,9 @@ pub struct CropView {
     /// Blank space left and right of the crop in the recognizer input, as a share of its
     /// height (48 px).
     pub pad: f32,
+    /// Stretch the crop's contrast so its darkest and lightest 2% span the whole range (for
+    /// dim, hazy or washed-out plates).
+    pub stretch: bool,
 }
 
 /// How each row of a two-row plate is cut out.
@@ -59,19 +62,28 @@ pub(crate) const ROW_VIEW: CropView = CropView {
     margin_x: 0.06,
     margin_y: 0.04,
     pad: 0.5,
+    stretch: false,
 };
 
 /// The views each plate is read from; see the module documentation.
-pub const VIEWS: [CropView; 2] = [
+pub const VIEWS: [CropView; 3] = [
     CropView {
         margin_x: 0.03,
         margin_y: -0.10,
         pad: 0.0,
+        stretch: false,
     },
     CropView {
         margin_x: 0.06,
         margin_y: 0.12,
         pad: 0.5,
+        stretch: false,
+    },
+    CropView {
+        margin_x: 0.03,
+        margin_y: -0.10,
+        pad: 0.0,
+        stretch: true,
     },
 ];
 
@@ -107,7 +119,39 @@ pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox, view: CropView) -> Array4<f32
             }
         }
     });
+    if view.stretch {
+        stretch_contrast(&mut t, pad..pad + rw);
+    }
     t
+}
+
+/// Stretches the grey levels of columns `content` so that their darkest and lightest 2% reach
+/// -1 and 1 (every channel by the same map, so colours keep their order).
+fn stretch_contrast(t: &mut Array4<f32>, content: std::ops::Range<usize>) {
+    let (h, cols) = (t.shape()[2], content.len());
+    let mut grey = Vec::with_capacity(h * cols);
+    for y in 0..h {
+        for x in content.clone() {
+            grey.push((t[[0, 0, y, x]] + t[[0, 1, y, x]] + t[[0, 2, y, x]]) / 3.0);
+        }
+    }
+    if grey.is_empty() {
+        return;
+    }
+    grey.sort_by(f32::total_cmp);
+    let lo = grey[grey.len() / 50];
+    let hi = grey[grey.len() - 1 - grey.len() / 50];
+    if hi - lo < 0.05 {
+        return;
+    }
+    for c in 0..3 {
+        for y in 0..h {
+            for x in content.clone() {
+                let v = &mut t[[0, c, y, x]];
+                *v = ((*v - lo) / (hi - lo) * 2.0 - 1.0).clamp(-1.0, 1.0);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +204,41 @@ mod tests {
         let t = prepare_crop(&frame, &bbox, VIEWS[1]);
         assert_eq!(t[[0, 0, 10, 0]], 0.0);
         assert!((t[[0, 0, 10, 30]] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_stretched_view_spreads_a_dim_plate_over_the_whole_range() {
+        // A dim plate: characters at 40, background at 70.
+        let mut frame = RgbFrame {
+            width: 120,
+            height: 40,
+            data: vec![70; 120 * 40 * 3],
+        };
+        for y in 10..30 {
+            for x in (10..110).step_by(10) {
+                for c in 0..3 {
+                    frame.data[(y * 120 + x) * 3 + c] = 40;
+                }
+            }
+        }
+        let bbox = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: 120.0,
+            h: 40.0,
+        };
+        // The plate fills the first 180 columns (120x32 after trimming, scaled to 48 high).
+        let range = |t: &Array4<f32>| {
+            t.slice_axis(ndarray::Axis(3), ndarray::Slice::from(0..150))
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        };
+        let plain = prepare_crop(&frame, &bbox, VIEWS[0]);
+        let stretched = prepare_crop(&frame, &bbox, VIEWS[2]);
+        let (lo, hi) = range(&plain);
+        assert!(hi - lo < 0.3, "dim: {lo}..{hi}");
+        let (lo, hi) = range(&stretched);
+        assert!(lo <= -0.99 && hi >= 0.99, "stretched: {lo}..{hi}");
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! `[1, T, classes]` probabilities; class 0 is the CTC blank, then the dictionary stored in
 //! the model's `character` metadata, then (when the counts say so) a space.
 //!
-//! Each plate is read from two views of its box ([`VIEWS`]): the main character line (the box
-//! trimmed a little at top and bottom, so a state name, a slogan or the frame above and below
-//! the registration is not read with it), and the whole plate with a margin, centred in blank
-//! space (so characters at its edges are read whole). The reading whose least certain character
-//! is the more certain wins: a wrong or partial reading has at least one doubtful character.
-//! When every character of the first view is already sure ([`SURE`]), the second is not run.
+//! Each plate is read from up to three views of its box ([`VIEWS`]): the main character line
+//! (the box trimmed a little at top and bottom, so a state name, a slogan or the frame above and
+//! below the registration is not read with it); the whole plate with a margin, centred in blank
+//! space (so characters at its edges are read whole); and the main character line again with its
+//! contrast stretched (for dim, hazy or washed-out plates). The reading whose least certain
+//! character is the most certain wins: a wrong or partial reading has at least one doubtful
+//! character. As soon as every character of a reading is sure ([`SURE`]), no further view is
+//! read.
 //!
 //! A plate whose character rows slant by more than [`SKEWED`] (dy/dx, measured by
 //! [`crate::skew::estimate_slope`]) is also read from a deskewed copy of its box, and the surer
