@@ -81,6 +81,18 @@ pub(crate) fn session(path: &Path, run: RunOn) -> Result<ort::session::Session, 
         .map_err(|e| load(e.to_string()))
 }
 
+/// The first input of `session`: its name and its dimensions (-1 where free); `None` for a
+/// model without inputs.
+pub(crate) fn first_input(session: &ort::session::Session) -> Option<(String, Vec<i64>)> {
+    let input = session.inputs().first()?;
+    let dims = input
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    Some((input.name().to_string(), dims))
+}
+
 /// Runs `session` on one f32 input and hands the first output to `read`, mapping every ONNX
 /// Runtime error to [`VisionError::Inference`] naming the model.
 pub(crate) fn run_first_output<T>(

@@ -87,22 +87,15 @@ impl PlateReader {
                 )));
             }
         }
-        let input = session
-            .inputs()
-            .first()
+        let (input, dims) = crate::runtime::first_input(&session)
             .ok_or_else(|| shape_err("the model has no input".into()))?;
-        let dims: Vec<i64> = input
-            .dtype()
-            .tensor_shape()
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
         if dims.len() != 4 || dims[1] != 3 || dims[2] != HEIGHT as i64 {
             return Err(shape_err(format!(
                 "expected an input [N, 3, 48, W], found {dims:?}"
             )));
         }
         Ok(Self {
-            input: input.name().to_string(),
+            input,
             session,
             path: path.to_path_buf(),
             dict,

@@ -54,15 +54,8 @@ impl YoloDetector {
             role,
             message,
         };
-        let input = session
-            .inputs()
-            .first()
+        let (input, dims) = crate::runtime::first_input(&session)
             .ok_or_else(|| shape_err("the model has no input".into()))?;
-        let dims: Vec<i64> = input
-            .dtype()
-            .tensor_shape()
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
         if dims.len() != 4 || dims[1] != 3 || dims[2] != dims[3] || dims[2] <= 0 {
             return Err(shape_err(format!(
                 "expected a fixed square input [1, 3, S, S], found {dims:?}; export the model with a fixed imgsz"
@@ -100,7 +93,7 @@ impl YoloDetector {
         Ok(Self {
             layout,
             size: dims[2] as usize,
-            input: input.name().to_string(),
+            input,
             session,
             path: path.to_path_buf(),
         })
