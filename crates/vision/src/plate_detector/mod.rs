@@ -15,9 +15,11 @@ use crate::{
     looks_like_a_plate, ms,
 };
 
-/// Boxes below `plate_confidence` read per frame (the surest of them); it is read from the first view only
-/// (a plate worth keeping reads surely from it), so checking them costs little.
+/// Boxes below `plate_confidence` read per frame (the surest of them), each from the reader's
+/// first view only (a plate worth keeping reads surely from it), so checking costs little.
 const MAX_WEAK: usize = 1;
+/// Overlap (IoU) with a plate already found above which a weak box is left out.
+const WEAK_OVERLAP: f32 = 0.1;
 
 /// Plates found and read in the frame; stage times go into `timings`.
 pub(crate) fn find_plates(
@@ -43,6 +45,13 @@ pub(crate) fn find_plates(
         } else {
             if weak_left == 0 {
                 break;
+            }
+            // A part of a plate already found is not another plate.
+            if plates
+                .iter()
+                .any(|p: &PlateRead| p.bbox.iou(&d.bbox) > WEAK_OVERLAP)
+            {
+                continue;
             }
             weak_left -= 1;
             let read = reader.read_view(frame, &d.bbox, VIEWS[0])?;
