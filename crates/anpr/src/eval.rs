@@ -37,6 +37,9 @@ pub struct Scores {
     /// Labelled plates whose centre lies in a reported vehicle box (every labelled plate is on
     /// a vehicle, so this is the vehicle detector's recall on these photos).
     pub vehicle_found: usize,
+    /// Plates reported away from the labelled one (IoU below 0.3): false detections, or
+    /// plates of other vehicles the labels leave out.
+    pub extra_boxes: usize,
     /// Type reported for the vehicle carrying each labelled plate (the smallest vehicle box
     /// holding the plate's centre), counted by type.
     pub vehicle_types: BTreeMap<String, usize>,
@@ -78,6 +81,7 @@ impl Scores {
         self.within_one += o.within_one;
         self.ms_total += o.ms_total;
         self.vehicle_found += o.vehicle_found;
+        self.extra_boxes += o.extra_boxes;
         for (k, n) in &o.vehicle_types {
             *self.vehicle_types.entry(k.clone()).or_default() += n;
         }
@@ -233,6 +237,9 @@ fn boxed_text(item: &serde_json::Value, field: &str) -> Option<(BBox, String)> {
     Some((BBox { x, y, w, h }, item[field].as_str()?.to_string()))
 }
 
+/// Overlap with the labelled box from which a reported plate counts as finding it.
+const MATCH_IOU: f32 = 0.3;
+
 /// Scores predictions (one per sample, in order) per group and overall.
 #[must_use]
 pub fn score(samples: &[Sample], predictions: &[Option<Prediction>]) -> BTreeMap<String, Scores> {
@@ -255,10 +262,15 @@ pub fn score(samples: &[Sample], predictions: &[Option<Prediction>]) -> BTreeMap
             g.vehicle_found += 1;
             *g.vehicle_types.entry(class.clone()).or_default() += 1;
         }
+        g.extra_boxes += pred
+            .plates
+            .iter()
+            .filter(|(b, _)| b.iou(&s.bbox) < MATCH_IOU)
+            .count();
         let hit = pred
             .plates
             .iter()
-            .filter(|(b, _)| b.iou(&s.bbox) >= 0.3)
+            .filter(|(b, _)| b.iou(&s.bbox) >= MATCH_IOU)
             .max_by(|a, b| a.0.iou(&s.bbox).total_cmp(&b.0.iou(&s.bbox)));
         if let Some((_, text)) = hit {
             g.detected += 1;
@@ -283,15 +295,24 @@ pub fn table(
 ) -> String {
     use std::fmt::Write;
     let mut out = format!(
-        "{:<8} {:<9} {:>7} {:>10} {:>8} {:>10} {:>9} {:>9}\n",
-        "set", "pipeline", "images", "detected", "exact", "within 1", "vehicle", "ms/image"
+        "{:<8} {:<9} {:>7} {:>10} {:>6} {:>8} {:>10} {:>9} {:>9}\n",
+        "set",
+        "pipeline",
+        "images",
+        "detected",
+        "extra",
+        "exact",
+        "within 1",
+        "vehicle",
+        "ms/image"
     );
     let row = |out: &mut String, name: &str, who: &str, s: &Scores| {
         let _ = writeln!(
             out,
-            "{name:<8} {who:<9} {:>7} {:>9.1}% {:>7.1}% {:>9.1}% {:>8.1}% {:>9.1}",
+            "{name:<8} {who:<9} {:>7} {:>9.1}% {:>6} {:>7.1}% {:>9.1}% {:>8.1}% {:>9.1}",
             s.images,
             s.recall(),
+            s.extra_boxes,
             s.exact_rate(),
             s.within_one_rate(),
             s.vehicle_rate(),
@@ -389,6 +410,8 @@ mod tests {
             (2, 1, 2)
         );
         assert_eq!(s["us"].detected, 0, "a box elsewhere is not a detection");
+        assert_eq!(s["us"].extra_boxes, 1, "and it is counted as an extra box");
+        assert_eq!(s["eu"].extra_boxes, 0);
         assert_eq!(s["all"].vehicle_found, 3, "every plate is on the car");
         assert_eq!(s["all"].vehicle_types["car"], 3);
         assert_eq!(s["all"].images, 3);
