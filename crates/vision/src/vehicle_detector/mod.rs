@@ -4,10 +4,9 @@
 
 use std::time::Instant;
 
-use anpr_types::{VehicleClass, VehicleDetection};
+use anpr_types::{RgbFrame, VehicleClass, VehicleDetection};
 
 use crate::{RecognizerConfig, VisionError, YoloDetector, ms};
-use anpr_types::RgbFrame;
 
 /// COCO class index → vehicle class, for the classes a road camera sees.
 #[must_use]
