@@ -136,6 +136,8 @@ pub fn synthetic_event(inventory: &str, seq: u64) -> anpr_types::Event {
             class: VehicleClass::Car,
             confidence: 0.9,
             bbox: Some([10, 20, 300, 200]),
+            direction: None,
+            lane: None,
         },
         plate: anpr_types::EventPlate {
             text: format!("{:03}ABC01", seq % 1000),
@@ -145,6 +147,7 @@ pub fn synthetic_event(inventory: &str, seq: u64) -> anpr_types::Event {
             country: Some("KZ".into()),
             plate_type: Some("private-2012".into()),
             region: Some("01 Astana".into()),
+            status: anpr_types::PlateStatus::Read,
         },
         frame: FrameRef {
             index: seq,
@@ -152,6 +155,8 @@ pub fn synthetic_event(inventory: &str, seq: u64) -> anpr_types::Event {
             height: 720,
         },
         evidence: Vec::new(),
+        track: None,
+        violation: None,
     }
 }
 

@@ -115,11 +115,15 @@ pub fn event_from_passage(cfg: &Config, camera: &str, p: &Passage, seq: u64) -> 
             class: VehicleClass::Unknown,
             confidence: 0.0,
             bbox: None,
+            direction: None,
+            lane: None,
         },
         |v| EventVehicle {
             class: v.class,
             confidence: v.confidence,
             bbox: Some(v.bbox.to_wire()),
+            direction: None,
+            lane: None,
         },
     );
     Event {
@@ -151,6 +155,7 @@ pub fn event_from_passage(cfg: &Config, camera: &str, p: &Passage, seq: u64) -> 
             country: p.best.read.country.clone(),
             plate_type: p.best.read.plate_type.clone(),
             region: p.best.read.region.clone(),
+            status: anpr_types::PlateStatus::Read,
         },
         frame: FrameRef {
             index: p.best.frame_index,
@@ -158,6 +163,8 @@ pub fn event_from_passage(cfg: &Config, camera: &str, p: &Passage, seq: u64) -> 
             height: p.best.frame_size.1,
         },
         evidence: Vec::new(),
+        track: None,
+        violation: None,
     }
 }
 

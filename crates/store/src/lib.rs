@@ -910,6 +910,8 @@ mod tests {
                 class: VehicleClass::Car,
                 confidence: 0.9,
                 bbox: None,
+                direction: None,
+                lane: None,
             },
             plate: EventPlate {
                 text: "123ABC01".into(),
@@ -919,6 +921,7 @@ mod tests {
                 country: None,
                 plate_type: None,
                 region: None,
+                status: anpr_types::PlateStatus::Read,
             },
             frame: FrameRef {
                 index: 1,
@@ -926,6 +929,8 @@ mod tests {
                 height: 10,
             },
             evidence: Vec::new(),
+            track: None,
+            violation: None,
         }
     }
 

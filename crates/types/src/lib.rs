@@ -171,6 +171,39 @@ pub struct EventVehicle {
     pub confidence: f32,
     #[serde(rename = "box")]
     pub bbox: Option<[i32; 4]>,
+    /// Direction of travel over the camera's counting line (`towards`, `away`, or the names
+    /// the camera's configuration gives them); absent when the vehicle did not cross it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// The lane (configured zone) the vehicle was in when it crossed the line, or when its
+    /// best shot was taken; absent when no lane contains it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+}
+
+/// Whether the plate of a passage could be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlateStatus {
+    /// The text is the consensus of the reads over the vehicle's track.
+    #[default]
+    Read,
+    /// Plate boxes were found on the vehicle but none could be read (dirty, hidden, far away);
+    /// or none were found on a vehicle never seen close enough to tell.
+    Unreadable,
+    /// The vehicle was seen close enough to read a plate, and no plate was ever found on it.
+    Absent,
+}
+
+impl PlateStatus {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlateStatus::Read => "read",
+            PlateStatus::Unreadable => "unreadable",
+            PlateStatus::Absent => "absent",
+        }
+    }
 }
 
 /// Plate part of an event.
@@ -190,6 +223,9 @@ pub struct EventPlate {
     /// Region the plate names, e.g. `01 Astana`.
     #[serde(default)]
     pub region: Option<String>,
+    /// `read`, `unreadable` or `absent`; the text is empty unless `read`.
+    #[serde(default)]
+    pub status: PlateStatus,
 }
 
 /// One record the device accepted: the unit of storage, delivery and acknowledgement.
@@ -216,6 +252,62 @@ pub struct Event {
     /// its sha256 here. Empty in events recorded without evidence.
     #[serde(default)]
     pub evidence: Vec<EvidenceRef>,
+    /// The vehicle's track: when it was first and last seen, and whether it stayed in view
+    /// longer than the camera's `max_dwell`. Absent in events recorded before tracking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<TrackInfo>,
+    /// For `kind = "violation"`: which rule, why, and the passage it was found in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violation: Option<ViolationInfo>,
+}
+
+/// The track a passage was decided from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// Frames in which the vehicle was matched.
+    pub frames: u32,
+    /// Frame in which the vehicle crossed the counting line (the passage's capture frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crossing_frame: Option<u64>,
+    /// The vehicle stayed longer than `max_dwell`: recorded once, not again while it stays.
+    #[serde(default)]
+    pub dwell: bool,
+}
+
+/// What a violation event says beyond its passage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViolationInfo {
+    /// Name of the configured rule that raised it.
+    pub rule: String,
+    /// Kind of rule: `plate-list`, `vehicle-type-ban`, `plate-missing`, `wrong-direction`.
+    pub kind: String,
+    /// Human-readable reason, e.g. `wanted: stolen vehicle`.
+    pub reason: String,
+    /// 1 (highest) to 9.
+    pub priority: u8,
+    /// Event id of the passage this violation was found in.
+    pub passage: Uuid,
+    /// Sequence number of that passage.
+    pub passage_seq: u64,
+    /// For plate-list rules: the list entry matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<ListMatch>,
+}
+
+/// A plate-list entry a passage matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListMatch {
+    /// Name of the list, e.g. `wanted`.
+    pub name: String,
+    /// Version of the list in force when the passage was checked.
+    pub version: u64,
+    /// The plate as listed.
+    pub entry: String,
+    /// True when the read differs from the listed plate by one look-alike character (O/0,
+    /// B/8, I/1, ...): a weaker match, to be confirmed by a person.
+    pub fuzzy: bool,
 }
 
 /// A reference from an event to one of its evidence images.
@@ -357,6 +449,12 @@ impl Topics {
     #[must_use]
     pub fn ack(&self) -> String {
         format!("{}/{}/ack", self.prefix, self.inventory)
+    }
+
+    /// Commands from the central side to this device (plate-list updates and the like).
+    #[must_use]
+    pub fn cmd(&self) -> String {
+        format!("{}/{}/cmd", self.prefix, self.inventory)
     }
 
     /// Health of this device (retained, with a last will).
