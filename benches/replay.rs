@@ -12,8 +12,8 @@
 //! `cargo bench -p anpr --bench replay` (N = 20000; set ANPR_BENCH_EVENTS to change it).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/it/util.rs"]
+mod util;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -88,7 +88,7 @@ fn append_grouped(path: &std::path::Path, n: usize, group: usize) -> Duration {
         let k = left.min(group);
         let batch = (0..k)
             .map(|_| anpr_store::NewRecord {
-                build: Box::new(|seq| common::synthetic_event("KZ-BENCH", seq)),
+                build: Box::new(|seq| util::synthetic_event("KZ-BENCH", seq)),
                 evidence: Vec::new(),
             })
             .collect();
@@ -107,7 +107,7 @@ fn record_live(
     std::thread::spawn(move || {
         let mut n = 0;
         while !stop.load(Ordering::Relaxed) {
-            common::append_events(&queue, "KZ-BENCH", 1);
+            util::append_events(&queue, "KZ-BENCH", 1);
             n += 1;
             std::thread::sleep(every);
         }
@@ -127,8 +127,8 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 async fn idle_latency(port: u16, dir: &std::path::Path) -> Vec<f64> {
     let queue = dir.join("idle-queue.sqlite");
     let db = dir.join("idle-central.sqlite");
-    let central = common::Central::start(port, db.clone());
-    let uplink = common::Uplink::start(&queue, "KZ-BENCH", port, Duration::from_secs(30));
+    let central = util::Central::start(port, db.clone());
+    let uplink = util::Uplink::start(&queue, "KZ-BENCH", port, Duration::from_secs(30));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let live = record_live(queue.clone(), stop.clone(), Duration::from_millis(100));
@@ -161,7 +161,7 @@ async fn main() {
     let db = dir.path().join("central.sqlite");
 
     let t = Instant::now();
-    common::append_events(&queue, "KZ-BENCH", n);
+    util::append_events(&queue, "KZ-BENCH", n);
     let append = t.elapsed();
     let grouped = append_grouped(&dir.path().join("grouped.sqlite"), n, 64);
     let store = Store::open(&queue).unwrap();
@@ -191,9 +191,9 @@ async fn main() {
 
     let idle = idle_latency(broker.port(), dir.path()).await;
 
-    let central = common::Central::start(broker.port(), db.clone());
+    let central = util::Central::start(broker.port(), db.clone());
     let t = Instant::now();
-    let uplink = common::Uplink::start_with_rate(
+    let uplink = util::Uplink::start_with_rate(
         &queue,
         "KZ-BENCH",
         broker.port(),

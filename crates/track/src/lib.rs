@@ -1,6 +1,12 @@
-//! Sans-IO plate tracking: turns per-frame plate reads into one passage per vehicle.
+//! Sans-IO tracking: turns what recognition finds in each frame into one passage per vehicle.
 //!
-//! Contract: [`PlateTracker::step`] takes the reads of one frame and returns the passages
+//! Two trackers live here. [`VehicleTracker`] (module [`vehicle`]) follows vehicles, with or
+//! without a readable plate, and gives each passage its plate status, type, direction over
+//! the camera's counting line and zones ([`geometry`]); see its module documentation for the
+//! contract. [`PlateTracker`] is the earlier tracker that follows plate reads only; it stays
+//! until the pipeline has moved to [`VehicleTracker`].
+//!
+//! Contract of [`PlateTracker`]: [`PlateTracker::step`] takes the reads of one frame and returns the passages
 //! that ended before it; [`PlateTracker::flush`] ends all open tracks (end of stream). No
 //! clocks, threads or I/O: the caller passes the frame index and capture time, so the same
 //! input always gives the same passages. A track ends when its plate has not been seen for
@@ -11,7 +17,16 @@
 //! on the best reads of the three leading texts of each open track, so memory stays bounded
 //! by a few frames per vehicle in view.
 
+pub mod geometry;
+pub mod vehicle;
+
 use std::sync::Arc;
+
+pub use geometry::{CountingLine, Point, Polygon, PolygonError, Scene, Zone};
+pub use vehicle::{
+    Footprint, FrameAssignments, FrameObservation, Moment, PlateShot, TrackId, VehiclePassage,
+    VehicleShot, VehicleTracker, VehicleTrackerConfig,
+};
 
 use anpr_types::{BBox, PlateRead, RgbFrame, VehicleDetection};
 use chrono::{DateTime, Utc};

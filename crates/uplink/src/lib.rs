@@ -150,8 +150,15 @@ impl Counters {
 pub struct Delivered {
     pub seq: u64,
     pub event_id: uuid::Uuid,
+    /// `passage` or `violation`.
+    pub kind: anpr_types::EventKind,
+    /// The plate text, or `(unreadable)` / `(absent)` when it could not be read.
     pub plate: String,
     pub vehicle: String,
+    /// Direction of travel, when the vehicle crossed the counting line.
+    pub direction: Option<String>,
+    /// For a violation: the rule and its reason.
+    pub rule: Option<(String, String)>,
     pub captured_at: DateTime<Utc>,
     pub sent_at: DateTime<Utc>,
     pub acked_at: DateTime<Utc>,
@@ -208,9 +215,29 @@ struct HealthState {
 /// Runs the uplink until `mode` says stop (or a drain completes).
 pub async fn run(
     cfg: UplinkConfig,
+    mode: watch::Receiver<Mode>,
+    counters: Arc<Counters>,
+    delivered_tx: Option<tokio::sync::mpsc::UnboundedSender<Delivered>>,
+) -> Result<(), UplinkError> {
+    run_with_commands(cfg, mode, counters, delivered_tx, None).await
+}
+
+/// A command from the central side, as it arrived on `<prefix>/<inventory>/cmd`. The uplink
+/// only passes it on; whoever receives it validates it (a plate-list update, ...).
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub payload: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// As [`run`], also subscribing to the device's command topic and passing every command to
+/// `commands` (QoS 1: a command may arrive twice; receivers refuse versions already applied).
+pub async fn run_with_commands(
+    cfg: UplinkConfig,
     mut mode: watch::Receiver<Mode>,
     counters: Arc<Counters>,
     delivered_tx: Option<tokio::sync::mpsc::UnboundedSender<Delivered>>,
+    commands: Option<tokio::sync::mpsc::UnboundedSender<Command>>,
 ) -> Result<(), UplinkError> {
     let mut store = Store::open(&cfg.queue)
         .inspect_err(|e| tracing::error!(error = %e, "Uplink cannot open the queue."))?;
@@ -228,6 +255,7 @@ pub async fn run(
     ));
     let (client, mut eventloop) = AsyncClient::new(opts, cfg.max_inflight * 2 + 16);
     let ack_topic = cfg.topics.ack();
+    let cmd_topic = cfg.topics.cmd();
     let events_topic = cfg.topics.events();
     let mut session: Option<Session> = None;
     let mut acks: Vec<Ack> = Vec::new();
@@ -271,6 +299,15 @@ pub async fn run(
                     counters.connected.store(true, Ordering::SeqCst);
                     tracing::info!(broker = %format!("{}:{}", cfg.host, cfg.port), "Uplink connected.");
                     let _ = client.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
+                    if commands.is_some() {
+                        let _ = client.try_subscribe(cmd_topic.clone(), QoS::AtLeastOnce);
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
+                    if let Some(tx) = &commands {
+                        tracing::info!(bytes = p.payload.len(), "Command received from the central side.");
+                        let _ = tx.send(Command { payload: p.payload.to_vec(), received_at: Utc::now() });
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic => {
                     match serde_json::from_slice::<Ack>(&p.payload) {
@@ -369,7 +406,13 @@ fn commit_acks(
             }
             continue;
         }
-        let flight = session.as_mut().and_then(|s| s.inflight.remove(&ack.seq));
+        // An ack that names another event under this sequence number delivers nothing: the
+        // event stays in flight and is resent when its ack timeout passes.
+        let flight = if outcome == AckOutcome::Unknown {
+            None
+        } else {
+            session.as_mut().and_then(|s| s.inflight.remove(&ack.seq))
+        };
         match outcome {
             AckOutcome::Marked => {
                 counters.acked.fetch_add(1, Ordering::SeqCst);
@@ -682,8 +725,19 @@ fn send_range(
                     delivered: Delivered {
                         seq: row.seq,
                         event_id: row.event_id,
-                        plate: delivery.event.plate.text.clone(),
+                        kind: delivery.event.kind,
+                        plate: if delivery.event.plate.status == anpr_types::PlateStatus::Read {
+                            delivery.event.plate.text.clone()
+                        } else {
+                            format!("({})", delivery.event.plate.status.as_str())
+                        },
                         vehicle: delivery.event.vehicle.class.to_string(),
+                        direction: delivery.event.vehicle.direction.clone(),
+                        rule: delivery
+                            .event
+                            .violation
+                            .as_ref()
+                            .map(|v| (v.rule.clone(), v.reason.clone())),
                         captured_at: row.captured_at,
                         sent_at,
                         acked_at: sent_at,

@@ -1,0 +1,44 @@
+//! `anpr bench INPUT`: recognition throughput on a video file or an image folder, for the model
+//! set and thread count of a configuration, as changed by the flags.
+
+use anyhow::Result;
+
+use crate::BenchArgs;
+use crate::exit::{ExitStatus, Usage};
+
+#[allow(clippy::print_stdout)]
+pub(crate) fn bench(args: &BenchArgs) -> Result<ExitStatus> {
+    if args.width.is_some_and(|w| !(64..=7680).contains(&w)) {
+        return Err(Usage("--width must be 64 to 7680 pixels".into()).into());
+    }
+    let cfg = anpr_config::load(&args.config)?;
+    let mut rc = anpr_pipeline::recognizer_config(&cfg);
+    if let Some(n) = args.intra_threads {
+        if !(1..=64).contains(&n) {
+            return Err(Usage("--intra-threads must be 1 to 64".into()).into());
+        }
+        rc.intra_threads = n;
+    }
+    if args.no_vehicles {
+        rc.vehicle_detector = None;
+    }
+    if args.sequential {
+        rc.concurrent = false;
+    }
+    anpr_vision::init_runtime(&cfg.models.path(&cfg.models.onnxruntime))?;
+    let (threads, concurrent) = (rc.intra_threads, rc.concurrent);
+    let mut rec = anpr_vision::Recognizer::new(rc)?;
+    let report = anpr_measure::bench::run(
+        &mut rec,
+        &args.input,
+        args.frames,
+        args.width,
+        threads,
+        concurrent,
+    )?;
+    print!("{report}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,77 @@
+//! `anpr central`: the reference central receiver on a broker until Ctrl-C, or with `--report`
+//! what its database holds per device.
+
+use anyhow::Result;
+
+use crate::CentralArgs;
+use crate::exit::{ExitStatus, Usage};
+
+#[allow(clippy::print_stdout)]
+pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
+    if args.report {
+        return report(args);
+    }
+    let rest = args
+        .broker
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| Usage("--broker must be an mqtt:// URL".into()))?;
+    let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
+    let port = port
+        .parse()
+        .map_err(|e| Usage(format!("bad port in --broker: {e}")))?;
+    let cfg = anpr_central::CentralConfig {
+        host: host.to_string(),
+        port,
+        prefix: args.prefix.clone(),
+        db: args.db.clone(),
+        client_id: "anpr-central".into(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    super::runtime()?.block_on(async move {
+        let task = tokio::spawn(anpr_central::run(cfg, stop_rx, Some(tx)));
+        let printer = tokio::spawn(async move {
+            while let Some(r) = rx.recv().await {
+                let e = &r.delivery.event;
+                println!(
+                    "{} seq {} plate {} vehicle {} captured {} {}",
+                    e.device.inventory,
+                    e.seq,
+                    e.plate.text,
+                    e.vehicle.class,
+                    e.captured_at,
+                    if r.new { "stored" } else { "duplicate" }
+                );
+            }
+        });
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop_tx.send(true);
+        let r = task.await;
+        printer.abort();
+        r
+    })??;
+    Ok(ExitStatus::Success)
+}
+
+/// `--report`: what arrived per device, and with `--events` every event.
+#[allow(clippy::print_stdout)]
+fn report(args: &CentralArgs) -> Result<ExitStatus> {
+    let receiver = anpr_central::Receiver::open(&args.db)?;
+    for d in receiver.report()? {
+        println!("{d}");
+        if args.events {
+            let delays = receiver.arrival_delays(&d.inventory)?;
+            for (e, (_, delay)) in receiver.events_of(&d.inventory)?.iter().zip(delays) {
+                println!(
+                    "  seq {:>6}  {}  plate {:<10}  captured {}  arrived {delay:.3} s later{}",
+                    e.event.seq,
+                    e.event.event_id,
+                    e.event.plate.text,
+                    e.event.captured_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                    if e.delayed { "  (replayed)" } else { "" }
+                );
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,245 @@
+//! `[[camera]]`: one video source, its counting line, its zones and how often it is read.
+
+use serde::Deserialize;
+
+use crate::error::{Checker, ConfigError};
+use crate::geometry::{self, Point};
+
+/// One camera: any GStreamer source, with the scene drawn on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    /// Unique id of the camera within the device; carried in every event.
+    pub id: String,
+    /// `file:///path.mp4`, `rtsp://host/stream`, `v4l2:///dev/video0`, or a plain file path
+    /// (relative to the config file).
+    pub uri: String,
+    /// Process at most this many frames per second (0 = every frame, at most 240).
+    #[serde(default)]
+    pub max_fps: f32,
+    /// Treat the source as live (RTSP, V4L2): capture time is the wall clock at capture.
+    /// Files use their start time plus the frame timestamp.
+    #[serde(default)]
+    pub live: Option<bool>,
+    /// While no plate is in view, recognise one frame in this many (a vehicle entering is
+    /// still seen within a few frames); while one is, every frame. 1 = every frame always.
+    /// 1 to 25.
+    #[serde(default = "default_idle_every")]
+    pub idle_every: u32,
+    /// While a plate is in view, recognise one frame in this many (1 = every frame, at most 6).
+    #[serde(default = "default_track_every")]
+    pub track_every: u32,
+    /// Counting line `[[x1, y1], [x2, y2]]` from A to B in relative frame coordinates (0-1,
+    /// `[0, 0]` top left). A vehicle is counted, and its passage taken, when it crosses the
+    /// line. Without a line, passages carry no direction.
+    #[serde(default)]
+    pub line: Option<[Point; 2]>,
+    /// Names of the two directions of crossing the line: the first for a vehicle that crosses
+    /// from the left of A→B to its right as seen on the image, the second for the way back.
+    /// With A on the left edge and B on the right edge, the right of A→B is the lower part of
+    /// the image, usually nearer the camera: hence `["towards", "away"]`.
+    #[serde(default = "default_directions")]
+    pub directions: [String; 2],
+    /// Seconds a vehicle may stay in view before its passage is recorded as dwelling
+    /// (stopped, parked, queueing), 1 to 3600.
+    #[serde(default = "default_max_dwell")]
+    pub max_dwell_s: f64,
+    /// Zones drawn on the image, as `[[camera.zone]]` sections.
+    #[serde(default, rename = "zone")]
+    pub zones: Vec<Zone>,
+}
+
+/// A named area of one camera's image: a lane, a restricted area, the approach to a post.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    /// Name rules refer to, unique within the camera; letters, digits, '-' and '_'.
+    pub name: String,
+    /// Outline `[[x, y], ...]` in relative frame coordinates (0-1), at least 3 points in order
+    /// around the zone, edges not crossing; the last point joins the first.
+    pub polygon: Vec<Point>,
+    /// Whether the zone is a traffic lane: a passage names the lane the vehicle was in.
+    #[serde(default)]
+    pub lane: bool,
+}
+
+impl Zone {
+    /// Whether the relative point `p` lies inside the zone.
+    #[must_use]
+    pub fn contains(&self, p: Point) -> bool {
+        geometry::polygon_contains(&self.polygon, p)
+    }
+}
+
+fn default_track_every() -> u32 {
+    2
+}
+fn default_idle_every() -> u32 {
+    3
+}
+fn default_directions() -> [String; 2] {
+    ["towards".to_string(), "away".to_string()]
+}
+fn default_max_dwell() -> f64 {
+    120.0
+}
+
+/// Whether a name is fit to be a key in events and rules.
+pub(crate) fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Camera {
+    /// The zone of this camera with the given name.
+    #[must_use]
+    pub fn zone(&self, name: &str) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.name == name)
+    }
+
+    /// The zones that contain the relative point `p`.
+    pub fn zones_at(&self, p: Point) -> impl Iterator<Item = &Zone> {
+        self.zones.iter().filter(move |z| z.contains(p))
+    }
+
+    /// The direction name of a move from `from` to `to` (relative points, e.g. a vehicle's
+    /// reference point in two frames) when it crosses the counting line; `None` when the
+    /// camera has no line or the move does not cross it. A move that ends exactly on the line
+    /// does not cross it yet.
+    #[must_use]
+    pub fn crossing(&self, from: Point, to: Point) -> Option<&str> {
+        let [a, b] = self.line?;
+        let before = geometry::orient(a, b, from);
+        let after = geometry::orient(a, b, to);
+        let crossed = (before <= 0.0 && after > 0.0) || (before >= 0.0 && after < 0.0);
+        if !crossed || !geometry::segments_touch(a, b, from, to) {
+            return None;
+        }
+        Some(if after > 0.0 {
+            &self.directions[0]
+        } else {
+            &self.directions[1]
+        })
+    }
+
+    pub(crate) fn validate(&self, i: usize, c: &Checker<'_>) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("camera[{i}].{k}");
+        if self.uri.trim().is_empty() {
+            return Err(c.invalid(&key("uri"), "must not be empty"));
+        }
+        if !(1..=25).contains(&self.idle_every) {
+            return Err(c.invalid(&key("idle_every"), "must be between 1 (every frame) and 25"));
+        }
+        if !(1..=6).contains(&self.track_every) {
+            return Err(c.invalid(&key("track_every"), "must be between 1 (every frame) and 6"));
+        }
+        if !(0.0..=240.0).contains(&self.max_fps) {
+            return Err(c.invalid(&key("max_fps"), "must be between 0 (every frame) and 240"));
+        }
+        if let Some([a, b]) = self.line {
+            if let Some([x, y]) = [a, b].into_iter().find(|p| !geometry::in_frame(*p)) {
+                return Err(c.invalid(
+                    &key("line"),
+                    format!(
+                        "point [{x}, {y}] leaves the frame; coordinates are relative to the frame, from 0 to 1 ([0, 0] is the top left corner)"
+                    ),
+                ));
+            }
+            if (a[0] - b[0]).abs() < f64::EPSILON && (a[1] - b[1]).abs() < f64::EPSILON {
+                return Err(c.invalid(
+                    &key("line"),
+                    "its two points are the same; give the line as [[x1, y1], [x2, y2]] with two different points",
+                ));
+            }
+        }
+        for d in &self.directions {
+            if !is_name(d) {
+                return Err(c.invalid(
+                    &key("directions"),
+                    format!("`{d}` is not a direction name; use letters, digits, '-' or '_' (e.g. [\"towards\", \"away\"])"),
+                ));
+            }
+        }
+        if self.directions[0] == self.directions[1] {
+            return Err(c.invalid(
+                &key("directions"),
+                "the two directions need different names (e.g. [\"towards\", \"away\"])",
+            ));
+        }
+        if self.max_dwell_s.is_nan() || !(1.0..=3600.0).contains(&self.max_dwell_s) {
+            return Err(c.invalid(&key("max_dwell_s"), "must be between 1 and 3600 seconds"));
+        }
+        for (z, zone) in self.zones.iter().enumerate() {
+            if !is_name(&zone.name) {
+                return Err(c.invalid(
+                    &format!("camera[{i}].zone[{z}].name"),
+                    "every zone needs a name of letters, digits, '-' or '_' (rules refer to it)",
+                ));
+            }
+            if self.zones[..z].iter().any(|o| o.name == zone.name) {
+                return Err(c.invalid(
+                    &format!("camera[{i}].zone[{z}].name"),
+                    format!(
+                        "camera `{}` already has a zone named `{}`; give each zone of a camera its own name",
+                        self.id, zone.name
+                    ),
+                ));
+            }
+            geometry::check_polygon(&zone.polygon).map_err(|m| {
+                c.invalid(
+                    &format!("camera[{i}].zone[{z}].polygon"),
+                    format!("zone `{}`: {m}", zone.name),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn camera_with_line() -> Camera {
+        Camera {
+            id: "c".into(),
+            uri: "x.mp4".into(),
+            max_fps: 0.0,
+            live: None,
+            idle_every: 3,
+            track_every: 2,
+            line: Some([[0.0, 0.5], [1.0, 0.5]]),
+            directions: default_directions(),
+            max_dwell_s: 120.0,
+            zones: vec![Zone {
+                name: "left-lane".into(),
+                polygon: vec![[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]],
+                lane: true,
+            }],
+        }
+    }
+
+    #[test]
+    fn moving_down_across_a_horizontal_line_is_the_first_direction() {
+        let cam = camera_with_line();
+        assert_eq!(cam.crossing([0.5, 0.4], [0.5, 0.6]), Some("towards"));
+        assert_eq!(cam.crossing([0.5, 0.6], [0.5, 0.4]), Some("away"));
+        assert_eq!(cam.crossing([0.5, 0.1], [0.5, 0.3]), None);
+        assert_eq!(cam.crossing([0.5, 0.4], [0.5, 0.5]), None);
+    }
+
+    #[test]
+    fn a_vehicle_left_of_the_middle_is_in_the_left_lane() {
+        let cam = camera_with_line();
+        assert_eq!(
+            cam.zones_at([0.25, 0.5])
+                .map(|z| z.name.as_str())
+                .collect::<Vec<_>>(),
+            ["left-lane"]
+        );
+        assert_eq!(cam.zones_at([0.75, 0.5]).count(), 0);
+        assert!(cam.zone("left-lane").is_some());
+    }
+}

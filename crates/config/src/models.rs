@@ -1,0 +1,167 @@
+//! `[models]`: the ONNX models and how to run them.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Checker, ConfigError};
+
+/// Where ONNX Runtime runs the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionProvider {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// How plate texts are checked against known plate formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Grammar {
+    /// No country assumed: exact matches are labelled, nothing is corrected.
+    #[default]
+    Generic,
+    /// Kazakhstan and its neighbours: look-alike characters corrected where unambiguous.
+    Kz,
+}
+
+/// The ONNX models and how to run them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    /// Directory holding the models; relative to the config file.
+    #[serde(default = "default_models_dir")]
+    pub dir: PathBuf,
+    #[serde(default = "default_plate_detector")]
+    pub plate_detector: PathBuf,
+    #[serde(default = "default_plate_reader")]
+    pub plate_reader: PathBuf,
+    #[serde(default = "default_vehicle_detector")]
+    pub vehicle_detector: PathBuf,
+    /// ONNX Runtime shared library; `ORT_DYLIB_PATH` overrides it.
+    #[serde(default = "default_onnxruntime")]
+    pub onnxruntime: PathBuf,
+    /// Intra-op threads per session, 1 to 64.
+    #[serde(default = "default_threads")]
+    pub intra_threads: usize,
+    /// Plate detector confidence from which a box is taken as a plate.
+    #[serde(default = "default_plate_conf")]
+    pub plate_confidence: f32,
+    /// Plate detector confidence from which a box is read and kept only when its reading
+    /// looks like a plate (every character sure, letters and digits, 4 to 10 of them); set it
+    /// to `plate_confidence` to keep only sure boxes. Not above `plate_confidence`.
+    #[serde(default = "default_plate_candidate_conf")]
+    pub plate_candidate_confidence: f32,
+    /// Minimum vehicle detector confidence; below it a vehicle is not reported.
+    #[serde(default = "default_vehicle_conf")]
+    pub vehicle_confidence: f32,
+    /// Least confidence for a vehicle's type; a vehicle found with less is reported with the
+    /// type `unknown` rather than a guess.
+    #[serde(default = "default_vehicle_class_conf")]
+    pub vehicle_class_confidence: f32,
+    /// The same for the heavy types (`bus`, `truck`, `tractor-trailer`), which decide offences
+    /// of their own (class bans, weighing stations): default 0.65.
+    #[serde(default = "default_heavy_vehicle_class_conf")]
+    pub heavy_vehicle_class_confidence: f32,
+    /// Plate grammar: `generic` (default) or `kz`.
+    #[serde(default)]
+    pub grammar: Grammar,
+    /// Run the vehicle detector on a second thread beside plate detection and reading
+    /// (default true); false runs the stages one after the other on one thread.
+    #[serde(default = "default_true")]
+    pub concurrent: bool,
+    /// Run the vehicle detector on one recognised frame in this many (1 = every one, at most
+    /// 10), and on every frame while a passage has no vehicle of a known type yet; a passage
+    /// takes the most confident vehicle seen over its frames.
+    #[serde(default = "default_vehicle_every")]
+    pub vehicle_every: u32,
+    /// Where the models run: `cpu` (default) or `cuda` (needs a build with the `gpu` feature
+    /// and the GPU build of ONNX Runtime).
+    #[serde(default)]
+    pub execution_provider: ExecutionProvider,
+}
+
+fn default_vehicle_every() -> u32 {
+    3
+}
+fn default_true() -> bool {
+    true
+}
+fn default_models_dir() -> PathBuf {
+    PathBuf::from("../models")
+}
+fn default_plate_detector() -> PathBuf {
+    PathBuf::from("plate_detector.onnx")
+}
+fn default_plate_reader() -> PathBuf {
+    PathBuf::from("plate_reader.onnx")
+}
+fn default_vehicle_detector() -> PathBuf {
+    PathBuf::from("vehicle_detector.onnx")
+}
+fn default_onnxruntime() -> PathBuf {
+    PathBuf::from("libonnxruntime.so")
+}
+fn default_threads() -> usize {
+    1
+}
+fn default_plate_conf() -> f32 {
+    0.35
+}
+fn default_plate_candidate_conf() -> f32 {
+    0.05
+}
+fn default_heavy_vehicle_class_conf() -> f32 {
+    0.65
+}
+fn default_vehicle_conf() -> f32 {
+    0.35
+}
+fn default_vehicle_class_conf() -> f32 {
+    0.5
+}
+
+impl Models {
+    /// Absolute path of a model file named in this section.
+    #[must_use]
+    pub fn path(&self, file: &Path) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    pub(crate) fn validate(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
+        if !(1..=10).contains(&self.vehicle_every) {
+            return Err(c.invalid("models.vehicle_every", "must be between 1 and 10"));
+        }
+        if self.intra_threads == 0 || self.intra_threads > 64 {
+            return Err(c.invalid("models.intra_threads", "must be between 1 and 64"));
+        }
+        for (key, v) in [
+            ("models.plate_confidence", self.plate_confidence),
+            (
+                "models.plate_candidate_confidence",
+                self.plate_candidate_confidence,
+            ),
+            ("models.vehicle_confidence", self.vehicle_confidence),
+            (
+                "models.vehicle_class_confidence",
+                self.vehicle_class_confidence,
+            ),
+            (
+                "models.heavy_vehicle_class_confidence",
+                self.heavy_vehicle_class_confidence,
+            ),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(c.invalid(key, "must be a confidence between 0 and 1"));
+            }
+        }
+        if self.plate_candidate_confidence > self.plate_confidence {
+            return Err(c.invalid(
+                "models.plate_candidate_confidence",
+                "must not be above models.plate_confidence",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,252 @@
+//! `anpr demo`: the whole appliance on the synthesised demo clip, with a local broker and the
+//! reference central receiver, printing each event as the central side acknowledges it.
+//!
+//! # Contract
+//!
+//! - Needs nothing from outside the machine: the clip is drawn here ([`anpr_scene::clip`]), the
+//!   broker is a mosquitto started on a free loopback port and stopped at the end, the receiver
+//!   runs in this process.
+//! - The device is the real one ([`anpr_pipeline::run`]) with the demo configuration, its queue
+//!   on disk: with `fresh`, the queue and the receiver's database are removed first; without,
+//!   what they hold from earlier runs is kept and delivered.
+//! - A failure to prepare (configuration, clip, broker, signal-loss simulator) or to start the
+//!   device is an [`anpr_pipeline::StartError`]; nothing was recorded.
+//! - The outcome says which of the clip's plates the receiver stored with the right text; the
+//!   demo itself does not judge it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anpr_central::CentralConfig;
+use anpr_pipeline::{DeviceCounters, RunOptions, StartError, Summary};
+use anpr_scene::clip::{Manifest, ensure_clip};
+use anpr_testkit::Mosquitto;
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+
+/// Outcome of a demo run.
+#[derive(Debug)]
+pub struct DemoOutcome {
+    pub summary: Summary,
+    pub manifest: Manifest,
+    /// Plate texts the central receiver stored, in sequence order.
+    pub received: Vec<String>,
+    /// How many of the clip's plates arrived with the right text.
+    pub matched: usize,
+    /// Deliveries marked delayed (captured while the link was down, or sent again).
+    pub delayed: usize,
+    /// What the central receiver holds per device.
+    pub report: Vec<anpr_central::DeviceReport>,
+}
+
+/// A simulated link between the device and the broker.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    pub script: anpr_netsim::Script,
+    pub time_scale: f64,
+}
+
+/// Runs the demo with the config at `config_path` (whose camera is the demo clip), optionally
+/// through the signal-loss simulator.
+#[allow(clippy::print_stdout)]
+pub async fn run(
+    config_path: &Path,
+    fresh: bool,
+    link: Option<LinkOptions>,
+) -> Result<DemoOutcome> {
+    let Prepared {
+        cfg,
+        manifest,
+        central_db,
+        broker,
+        proxy,
+    } = prepare(config_path, fresh, link.as_ref())
+        .await
+        .map_err(StartError::from)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let central_cfg = CentralConfig {
+        host: "127.0.0.1".into(),
+        port: broker.port(),
+        prefix: cfg.uplink.topic_prefix.clone(),
+        db: central_db.clone(),
+        client_id: "anpr-central-demo".into(),
+    };
+    let central = tokio::spawn(anpr_central::run(central_cfg, stop_rx, None));
+    println!(
+        "demo: central receiver storing into {}",
+        central_db.display()
+    );
+
+    let counters = Arc::new(DeviceCounters::default());
+    let uplink = Arc::new(anpr_uplink::Counters::default());
+    let (dtx, mut drx) = mpsc::unbounded_channel::<anpr_uplink::Delivered>();
+    let printer = tokio::spawn(async move {
+        let mut delayed = 0usize;
+        while let Some(d) = drx.recv().await {
+            delayed += usize::from(d.delayed);
+            let link = (d.acked_at - d.sent_at).num_milliseconds() as f64 / 1000.0;
+            let what = match &d.rule {
+                Some((rule, reason)) => format!("VIOLATION #{:<3} {rule} ({reason})\n  ", d.seq),
+                None => format!("DELIVERED #{:<3} ", d.seq),
+            };
+            println!(
+                "{what}plate {:<12} vehicle {:<8} {:<8} captured {}  delivered {}  (sent to acknowledged {link:.3} s{})",
+                d.plate,
+                d.vehicle,
+                d.direction.as_deref().unwrap_or(""),
+                d.captured_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                d.acked_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                if d.delayed {
+                    ", replayed after an outage"
+                } else {
+                    ""
+                }
+            );
+        }
+        delayed
+    });
+    let link_printer = proxy.as_ref().map(|p| {
+        let transitions = p.transitions_handle();
+        tokio::spawn(async move {
+            let mut shown = 0;
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let all = transitions.lock().map(|t| t.clone()).unwrap_or_default();
+                for t in all.iter().skip(shown) {
+                    println!("link: {:>6.1} s  {}", t.at.as_secs_f64(), t.condition);
+                }
+                shown = all.len();
+            }
+        })
+    });
+    let progress = {
+        let (c, u, total) = (counters.clone(), uplink.clone(), manifest.frames);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let f = c.frames.load(Ordering::Relaxed);
+                println!(
+                    "progress: frame {f}/{total} ({:.0}%), {:.1} fps, plates read {}, events {}, delivered {}",
+                    f as f64 * 100.0 / total.max(1) as f64,
+                    f as f64 / start.elapsed().as_secs_f64(),
+                    c.plate_reads.load(Ordering::Relaxed),
+                    c.events.load(Ordering::Relaxed),
+                    u.acked.load(Ordering::Relaxed)
+                );
+            }
+        })
+    };
+    let opts = RunOptions {
+        drain_timeout: Duration::from_secs(30),
+        delivered: Some(dtx),
+        counters,
+        uplink,
+    };
+    let summary = anpr_pipeline::run(cfg.clone(), opts).await;
+    progress.abort();
+    if let Some(t) = link_printer {
+        t.abort();
+    }
+    drop(proxy);
+    let delayed = printer.await.unwrap_or(0);
+    let _ = stop_tx.send(true);
+    central.await.context("central receiver task failed")??;
+    drop(broker);
+    let summary = summary?;
+    let receiver = anpr_central::Receiver::open(&central_db)?;
+    let received: Vec<String> = receiver
+        .events_of(&cfg.device.inventory)?
+        .into_iter()
+        .map(|d| d.event.plate.text)
+        .collect();
+    let matched = manifest
+        .vehicles
+        .iter()
+        .filter(|v| received.contains(&v.plate))
+        .count();
+    let report = receiver.report()?;
+    Ok(DemoOutcome {
+        summary,
+        manifest,
+        received,
+        matched,
+        delayed,
+        report,
+    })
+}
+
+/// What the demo has ready before the device starts.
+struct Prepared {
+    /// The demo configuration, its uplink pointed at the broker (or the simulator before it).
+    cfg: anpr_config::Config,
+    manifest: Manifest,
+    /// The central receiver's database.
+    central_db: PathBuf,
+    broker: Mosquitto,
+    proxy: Option<anpr_netsim::Proxy>,
+}
+
+/// The demo's preparation: its configuration, the clip, a fresh start when asked, the broker and
+/// the signal-loss simulator in front of it.
+#[allow(clippy::print_stdout)]
+async fn prepare(config_path: &Path, fresh: bool, link: Option<&LinkOptions>) -> Result<Prepared> {
+    let mut cfg = anpr_config::load(config_path)?;
+    let clip = PathBuf::from(&cfg.cameras[0].uri);
+    let var = clip
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    std::fs::create_dir_all(&var).with_context(|| format!("cannot create {}", var.display()))?;
+    println!("demo: preparing the demo clip {}", clip.display());
+    let manifest = ensure_clip(&clip)?;
+    println!(
+        "demo: {} frames of {}x{} at {} fps, {} vehicles with Kazakhstan plates",
+        manifest.frames,
+        manifest.width,
+        manifest.height,
+        manifest.fps,
+        manifest.vehicles.len()
+    );
+    let central_db = var.join("central.sqlite");
+    if fresh {
+        for p in [&cfg.storage.queue, &central_db] {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+            }
+        }
+    }
+    let broker = Mosquitto::start()?;
+    println!("demo: mosquitto broker on {}", broker.url());
+    cfg.uplink.broker = broker.url();
+    let proxy = match link {
+        Some(l) => {
+            let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], broker.port()));
+            let p = anpr_netsim::Proxy::start(
+                "127.0.0.1:0".parse()?,
+                upstream,
+                l.script.clone(),
+                l.time_scale,
+                Duration::from_hours(1),
+            )
+            .await?;
+            println!(
+                "demo: the device reaches the broker through the signal-loss simulator on {} ({} s per pass, time scale {})",
+                p.local_addr(),
+                l.script.length().as_secs_f64(),
+                l.time_scale
+            );
+            cfg.uplink.broker = format!("mqtt://{}", p.local_addr());
+            Some(p)
+        }
+        None => None,
+    };
+    Ok(Prepared {
+        cfg,
+        manifest,
+        central_db,
+        broker,
+        proxy,
+    })
+}

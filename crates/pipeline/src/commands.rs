@@ -1,0 +1,58 @@
+//! Commands from the central side (`<prefix>/<inventory>/cmd`), passed on by the uplink.
+//!
+//! Today one kind: a plate-list update. It is checked whole (JSON, version above the one in
+//! force, SHA-256, every line) before it is put in force and kept in `lists_dir`; the
+//! recognition threads see the new version from their next passage on, without a restart. A
+//! refused update is raised as a fault on the health channel and the list in force stays.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anpr_rules::Lists;
+use anpr_uplink::{Command, Counters};
+use tokio::sync::mpsc;
+
+use crate::DeviceCounters;
+
+/// Serves commands until the uplink hangs up.
+pub(crate) async fn serve(
+    mut rx: mpsc::UnboundedReceiver<Command>,
+    lists: Arc<Lists>,
+    lists_dir: PathBuf,
+    counters: Arc<DeviceCounters>,
+    uplink: Arc<Counters>,
+) {
+    while let Some(cmd) = rx.recv().await {
+        // Writing the accepted list syncs a file and its directory: off the async runtime.
+        let (lists, dir) = (lists.clone(), lists_dir.clone());
+        let outcome =
+            tokio::task::spawn_blocking(move || lists.apply_and_keep(&cmd.payload, &dir)).await;
+        match outcome {
+            Ok(Ok(done)) => {
+                counters.list_updates.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    list = %done.name,
+                    version = done.version,
+                    previous = done.previous,
+                    entries = done.entries,
+                    "Plate list updated from the central side."
+                );
+            }
+            Ok(Err(e)) => {
+                counters
+                    .list_updates_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                let fault = e.fault();
+                tracing::warn!(error = %e, "Plate list update refused; the list in force stays.");
+                uplink.raise_fault(&fault.code, &fault.message);
+            }
+            Err(e) => {
+                counters
+                    .list_updates_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                uplink.raise_fault("plate-list-update", &format!("update failed: {e}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! A vehicle's passage as the event records stored and sent: the passage itself, and one
+//! violation event per rule it broke, each referring to the passage.
+
+use anpr_config::Config;
+use anpr_track::VehiclePassage;
+use anpr_types::{
+    ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle, FrameRef,
+    PlateStatus, Position, ViolationInfo,
+};
+use uuid::Uuid;
+
+/// The frame whose pictures are the passage's evidence: the best plate read's, else the
+/// vehicle's best view's; `None` only for a passage made of nothing (never from the tracker).
+fn evidence_moment(p: &VehiclePassage) -> &anpr_track::Moment {
+    p.plate
+        .as_ref()
+        .map(|s| &s.at)
+        .or(p.vehicle.as_ref().map(|v| &v.at))
+        .unwrap_or(&p.captured)
+}
+
+/// Turns a passage into the event record stored and sent, with id `event_id` and sequence
+/// number `seq`. Its capture time is the moment the vehicle crossed the counting line (or
+/// its best shot when it did not cross it); `frame` names the frame its evidence comes from.
+#[must_use]
+pub fn event_from_passage(
+    cfg: &Config,
+    camera: &str,
+    p: &VehiclePassage,
+    event_id: Uuid,
+    seq: u64,
+) -> Event {
+    let vehicle = EventVehicle {
+        class: p.class,
+        confidence: p.class_confidence,
+        bbox: p
+            .vehicle
+            .as_ref()
+            .map(|v| v.detection.bbox.to_wire())
+            .or(Some(p.captured.bbox.to_wire())),
+        direction: p.direction.clone(),
+        lane: p.lane.clone(),
+    };
+    let plate = match (&p.plate, p.status) {
+        (Some(shot), PlateStatus::Read) => EventPlate {
+            text: p.text.clone(),
+            confidence: shot.read.confidence,
+            detection_confidence: shot.read.detection_confidence,
+            bbox: shot.read.bbox.to_wire(),
+            country: shot.read.country.clone(),
+            plate_type: shot.read.plate_type.clone(),
+            region: shot.read.region.clone(),
+            status: PlateStatus::Read,
+        },
+        (shot, status) => EventPlate {
+            text: String::new(),
+            confidence: 0.0,
+            detection_confidence: shot.as_ref().map_or(0.0, |s| s.read.detection_confidence),
+            bbox: shot.as_ref().map_or([0; 4], |s| s.read.bbox.to_wire()),
+            country: None,
+            plate_type: None,
+            region: None,
+            status: if status == PlateStatus::Read {
+                PlateStatus::Unreadable
+            } else {
+                status
+            },
+        },
+    };
+    let shown = evidence_moment(p);
+    Event {
+        schema: EVENT_SCHEMA.to_string(),
+        event_id,
+        seq,
+        device: DeviceInfo {
+            inventory: cfg.device.inventory.clone(),
+            profile: cfg.device.profile.as_str().to_string(),
+            site: cfg.device.site.clone(),
+        },
+        camera: camera.to_string(),
+        kind: EventKind::Passage,
+        captured_at: p.captured_at(),
+        clock: ClockInfo {
+            source: "system".into(),
+            synced: false,
+        },
+        position: cfg
+            .device
+            .coordinates
+            .map(|[lat, lon]| Position { lat, lon }),
+        vehicle,
+        plate,
+        frame: FrameRef {
+            index: shown.frame_index,
+            width: shown.frame_size.0,
+            height: shown.frame_size.1,
+        },
+        evidence: Vec::new(),
+        track: Some(p.track_info()),
+        violation: None,
+    }
+}
+
+/// A violation event found in `passage`: the passage's facts, its own id and sequence number,
+/// and what the rule says.
+#[must_use]
+pub fn violation_event(passage: &Event, info: ViolationInfo, seq: u64) -> Event {
+    Event {
+        event_id: Uuid::now_v7(),
+        seq,
+        kind: EventKind::Violation,
+        evidence: Vec::new(),
+        violation: Some(info),
+        ..passage.clone()
+    }
+}

@@ -1,0 +1,46 @@
+//! The device runtime: cameras → recognition → tracking → queue → uplink.
+//!
+//! # Contract
+//!
+//! - **Start.** Everything a run needs is checked before any camera starts: ONNX Runtime and
+//!   the models (one recognizer per camera), GStreamer, the queue's directory and database, and
+//!   the broker's address. A fault there fails [`run`] with a [`StartError`] naming the file or
+//!   setting and the fix; nothing is recorded.
+//! - **Threads.** Each camera gets one thread that pulls frames from its GStreamer pipeline
+//!   (`capture`) and one thread that owns that camera's ONNX Runtime sessions (`recognition`),
+//!   joined by a bounded channel of four frames: a live camera whose frames arrive faster than
+//!   they can be processed drops frames (counted in [`DeviceCounters::frames_dropped`]); a file
+//!   waits. The uplink runs on tokio.
+//! - **Recording.** A passage ends in one event ([`event_from_passage`]) with its evidence
+//!   images ([`evidence`]), appended to the SQLite queue by the recognition thread in one
+//!   transaction that is synced to disk before the next frame is taken (see `anpr_store`). A
+//!   crash after that loses nothing: the event is sent after the restart. Only the queue's disk
+//!   quota drops recorded events, and it counts and journals each one.
+//! - **Faults.** A camera or link failure never stops the others. A camera that fails is
+//!   raised at once as a `camera` fault on the health channel and listed in
+//!   [`Summary::camera_errors`]; a frame that cannot be recognised is skipped with a warning.
+//! - **End.** When every camera has ended (a file at its end, a live camera on a fault), the
+//!   uplink gets [`RunOptions::drain_timeout`] to deliver what is queued; on Ctrl-C it stops at
+//!   once. Whatever is still queued stays in the queue for the next run.
+//!
+//! # Modules
+//!
+//! `run` (the whole run and its counters), `capture` (the capture thread), `recognition` (the
+//! recognition thread: gate, recognizer, tracker, queue), `event` (a passage as an event),
+//! `models` (the recognizer a configuration asks for), [`evidence`] (JPEG evidence images).
+
+mod capture;
+mod commands;
+mod event;
+pub mod evidence;
+mod models;
+pub mod overlay;
+mod recognition;
+mod record;
+mod run;
+mod view;
+
+pub use event::{event_from_passage, violation_event};
+pub use models::{load_recognizer, recognizer_config};
+pub use run::{DeviceCounters, RunOptions, StartError, Summary, run};
+pub use view::{scene as camera_scene, tracker_config as tracker_settings};

@@ -1,0 +1,126 @@
+//! The recognition thread: one camera's frames through the frame gate, the recognizer (whose
+//! ONNX Runtime sessions this thread owns) and the vehicle tracker; each passage is checked
+//! against the rules and recorded, with its violations and evidence, in one transaction.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use anpr_config::{Camera, Config};
+use anpr_ingest::Frame;
+use anpr_rules::{Lists, RuleSet};
+use anpr_store::Store;
+use anpr_track::{FrameGate, FrameObservation, VehiclePassage, VehicleTracker};
+use anpr_types::EventKind;
+use anpr_vision::Recognizer;
+use anyhow::Result;
+
+use crate::DeviceCounters;
+use crate::record::Recorder;
+
+/// What a recognition thread shares with the rest of the device.
+pub(crate) struct Shared {
+    pub cfg: Arc<Config>,
+    pub rules: Arc<RuleSet>,
+    pub lists: Arc<Lists>,
+    pub counters: Arc<DeviceCounters>,
+}
+
+/// Recognises frames from `rx` until the capture side hangs up, then records the passages
+/// still open. An error is a queue failure; a frame that cannot be recognised is skipped.
+pub(crate) fn recognition_thread(
+    shared: &Shared,
+    camera: &Camera,
+    mut rec: Recognizer,
+    rx: &Receiver<Frame>,
+) -> Result<()> {
+    let cfg = shared.cfg.as_ref();
+    let counters = shared.counters.as_ref();
+    let mut store = Store::open(&cfg.storage.queue)?.with_quota(cfg.storage.quota_bytes());
+    let tracker_cfg = crate::view::tracker_config(cfg, camera);
+    let mut gate = FrameGate::new(camera.idle_every, camera.track_every, tracker_cfg.max_gap);
+    let mut tracker = VehicleTracker::new(tracker_cfg, crate::view::scene(camera)?);
+    let recorder = Recorder {
+        cfg,
+        camera,
+        rules: &shared.rules,
+        lists: &shared.lists,
+    };
+    let vehicle_every = u64::from(cfg.models.vehicle_every.max(1));
+    let mut recognised = 0u64;
+    let id = camera.id.as_str();
+    let commit = |passages: Vec<VehiclePassage>, store: &mut Store| -> Result<()> {
+        for p in passages {
+            let events = recorder.record(store, &p)?;
+            for e in &events {
+                match e.kind {
+                    EventKind::Passage => {
+                        tracing::info!(camera = id, seq = e.seq, plate = %e.plate.text, status = e.plate.status.as_str(), class = %e.vehicle.class, direction = e.vehicle.direction.as_deref().unwrap_or("-"), "Passage recorded.");
+                    }
+                    EventKind::Violation => {
+                        let rule = e.violation.as_ref().map_or("", |v| v.rule.as_str());
+                        tracing::warn!(camera = id, seq = e.seq, plate = %e.plate.text, rule, "Violation recorded.");
+                        counters.violations.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            counters
+                .events
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    };
+    for frame in rx {
+        counters
+            .stream_ms
+            .fetch_max(frame.pts.as_millis() as u64, Ordering::Relaxed);
+        if !gate.wants(frame.index) {
+            counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let t = Instant::now();
+        // The vehicle detector runs while a passage still lacks a vehicle of a known type,
+        // and on one recognised frame in `vehicle_every` besides.
+        let want_vehicles = recognised.is_multiple_of(vehicle_every)
+            || tracker.needs_vehicle(cfg.models.vehicle_class_confidence);
+        recognised += 1;
+        let result = match rec.process_with(&frame.image, want_vehicles) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(camera = id, frame = frame.index, error = %e, "Frame skipped.");
+                continue;
+            }
+        };
+        counters
+            .infer_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        counters.frames.fetch_add(1, Ordering::Relaxed);
+        counters.plate_reads.fetch_add(
+            result.plates.iter().filter(|p| !p.text.is_empty()).count() as u64,
+            Ordering::Relaxed,
+        );
+        counters
+            .vehicles
+            .fetch_add(result.vehicles.len() as u64, Ordering::Relaxed);
+        let size = (frame.image.width, frame.image.height);
+        let seen = !result.plates.is_empty() || !result.vehicles.is_empty();
+        // Kept (shared) only on the shots that may become evidence: a few frames per vehicle.
+        let image = seen.then(|| Arc::new(frame.image));
+        let mut obs =
+            FrameObservation::new(frame.index, frame.captured_at, size).with_plates(&result.plates);
+        if want_vehicles {
+            obs = obs.with_vehicles(&result.vehicles);
+        }
+        if let Some(image) = &image {
+            obs = obs.with_frame(image);
+        }
+        let ended = tracker.step(&obs);
+        gate.saw(
+            frame.index,
+            result.plates.len() + tracker.vehicles_in_view(),
+        );
+        commit(ended, &mut store)?;
+    }
+    commit(tracker.flush(), &mut store)
+}

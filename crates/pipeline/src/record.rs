@@ -1,0 +1,152 @@
+//! Recording a passage: the rules checked, the passage and its violations built as events with
+//! their evidence, and all of them appended to the queue in one transaction.
+
+use std::sync::Arc;
+
+use anpr_config::{Camera, Config};
+use anpr_rules::{Lists, PassageFacts, RuleSet};
+use anpr_store::{NewEvidence, NewRecord, Store};
+use anpr_track::VehiclePassage;
+use anpr_types::{BBox, Event, PlateStatus, RgbFrame};
+use uuid::Uuid;
+
+use crate::event::{event_from_passage, violation_event};
+use crate::evidence;
+use crate::overlay::Overlay;
+
+/// What the rules and the evidence of one camera need.
+pub(crate) struct Recorder<'a> {
+    pub cfg: &'a Config,
+    pub camera: &'a Camera,
+    pub rules: &'a RuleSet,
+    pub lists: &'a Lists,
+}
+
+/// The passage's facts as the rules look at them.
+fn facts(camera: &str, p: &VehiclePassage) -> PassageFacts {
+    PassageFacts {
+        camera: camera.to_string(),
+        plate: if p.status == PlateStatus::Read {
+            p.text.clone()
+        } else {
+            String::new()
+        },
+        plate_status: p.status,
+        vehicle_class: p.class,
+        direction: p.direction.clone(),
+        lane: p.lane.clone(),
+        zones: p.zones.clone(),
+        captured_at: p.captured_at(),
+    }
+}
+
+/// The frame the evidence comes from, the vehicle's box and the plate's box in it.
+fn evidence_frame(p: &VehiclePassage) -> Option<(&Arc<RgbFrame>, BBox, Option<BBox>)> {
+    if let Some(shot) = &p.plate
+        && let Some(frame) = &shot.frame
+    {
+        return Some((frame, shot.at.bbox, Some(shot.read.bbox)));
+    }
+    let v = p.vehicle.as_ref()?;
+    Some((v.frame.as_ref()?, v.detection.bbox, None))
+}
+
+impl Recorder<'_> {
+    /// Records `passage` and the violations it raises; returns the events as stored.
+    pub fn record(
+        &self,
+        store: &mut Store,
+        passage: &VehiclePassage,
+    ) -> Result<Vec<Event>, anpr_store::StoreError> {
+        let camera = self.camera.id.as_str();
+        let violations = self.rules.check(&facts(camera, passage), self.lists);
+        let quality = self.cfg.storage.jpeg_quality;
+        let shown = evidence_frame(passage);
+        let passage_images = shown.map_or_else(Vec::new, |(frame, _, plate)| {
+            evidence::images(frame, plate.as_ref(), &self.cfg.storage.evidence, quality)
+        });
+        let passage_id = Uuid::now_v7();
+        // The passage is built first, so every violation can copy it; sequence numbers follow
+        // on in the same transaction.
+        let base = event_from_passage(self.cfg, camera, passage, passage_id, 0);
+        let mut records: Vec<NewRecord<'_>> = Vec::with_capacity(1 + violations.len());
+        let passage_event = base.clone();
+        records.push(NewRecord {
+            build: Box::new(move |seq| Event {
+                seq,
+                ..passage_event
+            }),
+            evidence: passage_images,
+        });
+        for (k, v) in violations.into_iter().enumerate() {
+            let images = shown.map_or_else(Vec::new, |(frame, vehicle, plate)| {
+                self.violation_images(frame, vehicle, plate, &base, &v.rule, &v.reason)
+            });
+            let base = &base;
+            records.push(NewRecord {
+                build: Box::new(move |seq| {
+                    // The passage took the sequence number `k + 1` places before this one.
+                    let passage_seq = seq - (k as u64 + 1);
+                    violation_event(base, v.into_info(passage_id, passage_seq), seq)
+                }),
+                evidence: images,
+            });
+        }
+        store.append_batch(records)
+    }
+
+    /// Overview, plate crop and overlay of a violation, all from the frame that was read.
+    fn violation_images(
+        &self,
+        frame: &RgbFrame,
+        vehicle: BBox,
+        plate: Option<BBox>,
+        passage: &Event,
+        rule: &str,
+        reason: &str,
+    ) -> Vec<NewEvidence> {
+        let quality = self.cfg.storage.jpeg_quality;
+        let mut out = evidence::images(
+            frame,
+            plate.as_ref(),
+            &[
+                anpr_config::EvidenceKind::Overview,
+                anpr_config::EvidenceKind::Plate,
+            ],
+            quality,
+        );
+        let plate_line = if passage.plate.status == PlateStatus::Read {
+            format!("{}  {}", passage.plate.text, passage.vehicle.class)
+        } else {
+            format!(
+                "plate {}  {}",
+                passage.plate.status.as_str(),
+                passage.vehicle.class
+            )
+        };
+        let local = passage
+            .captured_at
+            .with_timezone(&self.cfg.device.time_zone)
+            .format("%Y-%m-%d %H:%M:%S%.3f %Z");
+        let lines = [
+            plate_line,
+            format!(
+                "{local}  {} / {}  {}",
+                self.cfg.device.inventory,
+                passage.camera,
+                passage.vehicle.direction.as_deref().unwrap_or("")
+            ),
+            format!("{rule}: {reason}"),
+        ];
+        out.extend(evidence::overlay_image(
+            frame,
+            &Overlay {
+                vehicle: Some(vehicle),
+                plate,
+                lines: &lines,
+            },
+            quality,
+        ));
+        out
+    }
+}

@@ -1,0 +1,267 @@
+//! The whole run: start checks, one capture and one recognition thread per camera, the uplink,
+//! the drain at the end, and the counters and summary of what happened.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
+
+use anpr_config::Config;
+use anpr_ingest::{Frame, IngestError};
+use anpr_store::{QueueStats, Store};
+use anpr_types::Topics;
+use anpr_uplink::{Counters, Delivered, Mode, UplinkConfig};
+use anpr_vision::Recognizer;
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+
+use crate::capture::capture_thread;
+use crate::load_recognizer;
+use crate::recognition::{Shared, recognition_thread};
+use anpr_rules::{Lists, RuleSet};
+
+/// Counters of the recording side, readable while the device runs.
+#[derive(Debug, Default)]
+pub struct DeviceCounters {
+    pub frames: AtomicU64,
+    pub frames_dropped: AtomicU64,
+    /// Frames decoded but not recognised (see `idle_every` and `track_every`).
+    pub frames_skipped: AtomicU64,
+    /// Stream time of the latest frame handled, milliseconds (the longest over cameras).
+    pub stream_ms: AtomicU64,
+    pub plate_reads: AtomicU64,
+    pub vehicles: AtomicU64,
+    /// Events recorded: passages and violations.
+    pub events: AtomicU64,
+    /// Violation events recorded.
+    pub violations: AtomicU64,
+    /// Plate-list updates from the central side put in force, and refused.
+    pub list_updates: AtomicU64,
+    pub list_updates_refused: AtomicU64,
+    pub camera_faults: AtomicU64,
+    pub infer_ns: AtomicU64,
+}
+
+/// How to run.
+pub struct RunOptions {
+    /// How long to wait for deliveries after the cameras ended.
+    pub drain_timeout: Duration,
+    /// Acknowledged deliveries are sent here as they happen.
+    pub delivered: Option<mpsc::UnboundedSender<Delivered>>,
+    pub counters: Arc<DeviceCounters>,
+    pub uplink: Arc<Counters>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub frames: u64,
+    pub frames_dropped: u64,
+    pub frames_skipped: u64,
+    /// Stream time covered (the latest frame's timestamp), seconds.
+    pub stream_s: f64,
+    pub plate_reads: u64,
+    pub vehicles: u64,
+    /// Events recorded: passages and violations.
+    pub events: u64,
+    /// Of which violations.
+    pub violations: u64,
+    pub delivered: u64,
+    pub pending: u64,
+    pub elapsed: Duration,
+    pub camera_errors: Vec<String>,
+}
+
+impl Summary {
+    /// Frames processed per second of wall time.
+    #[must_use]
+    pub fn fps(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The device could not start: ONNX Runtime, a model, GStreamer, the queue or the broker's
+/// address is not as the configuration says. Nothing was recorded. It reads as its cause, which
+/// names the file or setting and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct StartError(#[from] anyhow::Error);
+
+/// What the start checks leave ready for the run.
+struct Ready {
+    recognizers: Vec<Recognizer>,
+    rules: Arc<RuleSet>,
+    lists: Arc<Lists>,
+    /// What went wrong loading the lists without stopping the device (raised as faults).
+    list_problems: Vec<String>,
+    /// The queue as it was before this run.
+    initial: QueueStats,
+    host: String,
+    port: u16,
+}
+
+/// The checks made before any camera starts, in this order: one recognizer per camera (ONNX
+/// Runtime and the models), GStreamer, the queue's directory and database, the broker's address.
+fn start(cfg: &Config) -> Result<Ready> {
+    // Models first: a missing or corrupt model is a startup error, not a per-frame one.
+    let mut recognizers = Vec::new();
+    for _ in &cfg.cameras {
+        recognizers.push(load_recognizer(cfg)?);
+    }
+    gstreamer::init().map_err(|e| IngestError::Init(e.to_string()))?;
+    if let Some(parent) = cfg.storage.queue.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the queue directory {}", parent.display()))?;
+    }
+    let initial = Store::open(&cfg.storage.queue)?.stats()?;
+    let (host, port) = cfg.uplink.host_port().map_err(anyhow::Error::msg)?;
+    let loaded = Lists::load(cfg)?;
+    for problem in &loaded.problems {
+        tracing::warn!(problem = %problem, "Plate list problem; the good lines are in force.");
+    }
+    Ok(Ready {
+        recognizers,
+        rules: Arc::new(RuleSet::from_config(cfg)),
+        lists: Arc::new(loaded.lists),
+        list_problems: loaded.problems.iter().map(ToString::to_string).collect(),
+        initial,
+        host,
+        port,
+    })
+}
+
+/// Runs the device until every camera has ended (a file at its end, a live camera on a fault)
+/// or Ctrl-C; then gives the uplink up to `drain_timeout` to deliver what is queued.
+///
+/// Fails with a [`StartError`] when the device cannot start, and with another error when the
+/// uplink fails or the queue cannot be read at the end; a camera's fault is no error of the
+/// run but is listed in [`Summary::camera_errors`].
+pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
+    let started = Instant::now();
+    let Ready {
+        recognizers,
+        rules,
+        lists,
+        list_problems,
+        initial,
+        host,
+        port,
+    } = start(&cfg).map_err(StartError)?;
+    let (mode_tx, mode_rx) = watch::channel(Mode::Run);
+    let uplink_cfg = UplinkConfig {
+        host,
+        port,
+        client_id: format!("anpr-{}", cfg.device.inventory),
+        topics: Topics::new(&cfg.uplink.topic_prefix, &cfg.device.inventory),
+        queue: cfg.storage.queue.clone(),
+        ack_timeout: Duration::from_secs_f64(cfg.uplink.ack_timeout_s),
+        max_inflight: cfg.uplink.max_inflight,
+        backlog_rate: cfg.uplink.backlog_rate,
+        quota_bytes: cfg.storage.quota_bytes(),
+    };
+    for problem in &list_problems {
+        opts.uplink.raise_fault("plate-list", problem);
+    }
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let uplink = tokio::spawn(anpr_uplink::run_with_commands(
+        uplink_cfg,
+        mode_rx,
+        opts.uplink.clone(),
+        opts.delivered.clone(),
+        Some(commands_tx),
+    ));
+    let commands = tokio::spawn(crate::commands::serve(
+        commands_rx,
+        lists.clone(),
+        cfg.lists_dir.clone(),
+        opts.counters.clone(),
+        opts.uplink.clone(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let cfg = Arc::new(cfg);
+    let mut workers = Vec::new();
+    for (cam, rec) in cfg.cameras.iter().cloned().zip(recognizers) {
+        let (tx, rx) = sync_channel::<Frame>(4);
+        let counters = opts.counters.clone();
+        let stop_c = stop.clone();
+        let cam_c = cam.clone();
+        let uplink_c = opts.uplink.clone();
+        let capture = std::thread::Builder::new()
+            .name(format!("capture-{}", cam.id))
+            .spawn(move || {
+                let ended = capture_thread(cam_c, tx, counters, stop_c);
+                if let Err(e) = &ended {
+                    // Reported at once on the health channel, not only when the device stops.
+                    uplink_c.raise_fault("camera", e);
+                }
+                ended
+            })?;
+        let shared = Shared {
+            cfg: cfg.clone(),
+            rules: rules.clone(),
+            lists: lists.clone(),
+            counters: opts.counters.clone(),
+        };
+        let cam_r = cam.clone();
+        let recog = std::thread::Builder::new()
+            .name(format!("recognize-{}", cam.id))
+            .spawn(move || recognition_thread(&shared, &cam_r, rec, &rx))?;
+        workers.push((cam, capture, recog));
+    }
+    let mut camera_errors = Vec::new();
+    let all_done = tokio::task::spawn_blocking(move || {
+        let mut errors = Vec::new();
+        for (cam, capture, recog) in workers {
+            match capture.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push(format!("camera {}: capture thread panicked", cam.id)),
+            }
+            match recog.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("camera {}: {e:#}", cam.id)),
+                Err(_) => errors.push(format!("camera {}: recognition thread panicked", cam.id)),
+            }
+        }
+        errors
+    });
+    tokio::pin!(all_done);
+    let interrupted = tokio::select! {
+        errs = &mut all_done => {
+            camera_errors = errs.unwrap_or_default();
+            false
+        }
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    for e in &camera_errors {
+        opts.counters.camera_faults.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, "Camera fault.");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mode = if interrupted {
+        Mode::Stop
+    } else {
+        Mode::Drain {
+            deadline: Instant::now() + opts.drain_timeout,
+        }
+    };
+    let _ = mode_tx.send(mode);
+    uplink.await.context("uplink task failed")??;
+    commands.abort();
+    let stats = Store::open(&cfg.storage.queue)?.stats()?;
+    let c = &opts.counters;
+    Ok(Summary {
+        frames: c.frames.load(Ordering::Relaxed),
+        frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
+        frames_skipped: c.frames_skipped.load(Ordering::Relaxed),
+        stream_s: c.stream_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        plate_reads: c.plate_reads.load(Ordering::Relaxed),
+        vehicles: c.vehicles.load(Ordering::Relaxed),
+        events: stats.last_seq - initial.last_seq,
+        violations: c.violations.load(Ordering::Relaxed),
+        delivered: stats.delivered - initial.delivered,
+        pending: stats.pending,
+        elapsed: started.elapsed(),
+        camera_errors,
+    })
+}

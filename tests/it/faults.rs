@@ -1,0 +1,432 @@
+//! Fault tests of the delivery contract, against a real mosquitto and the real receiver:
+//! broker restarts, the receiver down, stray and repeated acknowledgements.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anpr_store::Store;
+use anpr_testkit::Mosquitto;
+use anpr_types::{Ack, Topics};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+use crate::util;
+
+async fn broker_restart(persistence: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let mut broker = Mosquitto::start_with(persistence).unwrap();
+    let central = util::Central::start(broker.port(), db.clone());
+    let uplink = util::Uplink::start(&queue, "KZ-FAULT-1", broker.port(), Duration::from_secs(2));
+    util::append_events(&queue, "KZ-FAULT-1", 40);
+    let store = Store::open(&queue).unwrap();
+    assert!(
+        util::wait_for(Duration::from_secs(20), || store.stats().unwrap().delivered
+            >= 20)
+        .await
+    );
+    broker.kill();
+    // Recording goes on while the broker is gone.
+    util::append_events(&queue, "KZ-FAULT-1", 40);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.restart().unwrap();
+    util::append_events(&queue, "KZ-FAULT-1", 20);
+    uplink.drain(Duration::from_mins(1)).await;
+    central.stop().await;
+    util::assert_delivered_exactly(&queue, &db, "KZ-FAULT-1");
+    assert_eq!(Store::open(&queue).unwrap().stats().unwrap().total, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_without_persistence_loses_nothing() {
+    broker_restart(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_with_persistence_loses_nothing() {
+    broker_restart(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_receiver_down_nothing_is_marked_delivered_until_it_acknowledges() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let broker = Mosquitto::start().unwrap();
+    util::append_events(&queue, "KZ-FAULT-2", 30);
+    let uplink = util::Uplink::start(&queue, "KZ-FAULT-2", broker.port(), Duration::from_secs(1));
+    // The broker takes every publish, but nobody stores the events.
+    assert!(
+        util::wait_for(Duration::from_secs(10), || uplink
+            .counters
+            .published
+            .load(Ordering::SeqCst)
+            >= 30)
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = Store::open(&queue).unwrap().stats().unwrap();
+    assert_eq!(stats.delivered, 0, "a broker's PUBACK is not delivery");
+    assert!(
+        uplink.counters.resent.load(Ordering::SeqCst) > 0,
+        "unacknowledged events are sent again"
+    );
+    let central = util::Central::start(broker.port(), db.clone());
+    uplink.drain(Duration::from_secs(30)).await;
+    central.stop().await;
+    util::assert_delivered_exactly(&queue, &db, "KZ-FAULT-2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_repeated_and_out_of_order_acks_change_nothing_they_should_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let broker = Mosquitto::start().unwrap();
+    util::append_events(&queue, "KZ-FAULT-3", 5);
+    let events: Vec<_> = (1..=5)
+        .map(|s| Store::open(&queue).unwrap().get(s).unwrap().unwrap())
+        .collect();
+    let uplink = util::Uplink::start(&queue, "KZ-FAULT-3", broker.port(), Duration::from_secs(30));
+    assert!(
+        util::wait_for(Duration::from_secs(10), || uplink
+            .counters
+            .published
+            .load(Ordering::SeqCst)
+            >= 5)
+        .await
+    );
+
+    // A hand-made "central side" that answers badly.
+    let mut opts = MqttOptions::new("bad-central", "127.0.0.1", broker.port());
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let topic = Topics::new("anpr/v1", "KZ-FAULT-3").ack();
+    let send = |ack: Ack| {
+        let client = client.clone();
+        let topic = topic.clone();
+        async move {
+            client
+                .publish(
+                    topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    serde_json::to_vec(&ack).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Unknown id, and a real id with another event's sequence.
+    send(Ack {
+        event_id: uuid::Uuid::now_v7(),
+        seq: 1,
+        evidence: None,
+    })
+    .await;
+    send(Ack {
+        event_id: events[0].event_id,
+        seq: 2,
+        evidence: None,
+    })
+    .await;
+    // Out of order: 5, 3, then 1 twice.
+    for i in [4usize, 2, 0, 0] {
+        send(Ack {
+            event_id: events[i].event_id,
+            seq: events[i].seq,
+            evidence: None,
+        })
+        .await;
+    }
+    let store = Store::open(&queue).unwrap();
+    assert!(
+        util::wait_for(Duration::from_secs(10), || store.stats().unwrap().delivered
+            == 3)
+        .await
+    );
+    assert!(
+        util::wait_for(Duration::from_secs(5), || uplink
+            .counters
+            .duplicate_acks
+            .load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    assert_eq!(uplink.counters.unknown_acks.load(Ordering::SeqCst), 2);
+    let delivered: Vec<bool> = (1..=5)
+        .map(|s| store.is_delivered(s).unwrap().unwrap())
+        .collect();
+    assert_eq!(delivered, vec![true, false, true, false, true]);
+    let _ = uplink.mode.send(anpr_uplink::Mode::Stop);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_killed_mid_batch_keeps_acknowledged_rows_done_and_sends_the_rest_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let clip = dir.path().join("clip.mp4");
+    anpr_scene::clip::write_clip_with(&anpr_scene::clip::manifest_with(2), &clip).unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let central = util::Central::start(broker.port(), db.clone());
+    let config = util::write_config(
+        dir.path(),
+        "KZ-FAULT-4",
+        clip.to_str().unwrap(),
+        &broker.url(),
+    );
+    // The device process records the clip while this test keeps adding a batch of events to
+    // its queue, so the kill lands with rows in every state.
+    let mut device = std::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    util::append_events(&queue, "KZ-FAULT-4", 200);
+    let store = Store::open(&queue).unwrap();
+    assert!(
+        util::wait_for(Duration::from_mins(1), || store.stats().unwrap().delivered
+            >= 20)
+        .await
+    );
+    device.kill().unwrap(); // SIGKILL
+    device.wait().unwrap();
+    let at_kill = store.stats().unwrap();
+    let done_before: Vec<u64> = (1..=at_kill.total)
+        .filter(|&s| store.is_delivered(s).unwrap() == Some(true))
+        .collect();
+    assert!(!done_before.is_empty());
+
+    // Restart on a clip without plates: the device only has its queue to deliver.
+    util::switch_to_blank_clip(&config, dir.path(), &clip);
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--drain-timeout",
+            "60",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    central.stop().await;
+    for s in done_before {
+        assert_eq!(
+            store.is_delivered(s).unwrap(),
+            Some(true),
+            "an acknowledged row stays done"
+        );
+    }
+    util::assert_delivered_exactly(&queue, &db, "KZ-FAULT-4");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_overtake_a_rate_limited_backlog_and_everything_arrives_in_recoverable_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let broker = Mosquitto::start().unwrap();
+    let central = util::Central::start(broker.port(), db.clone());
+    util::append_events(&queue, "KZ-FAULT-5", 1500);
+    let uplink = util::Uplink::start_with_rate(
+        &queue,
+        "KZ-FAULT-5",
+        broker.port(),
+        Duration::from_secs(30),
+        300.0,
+    );
+    let store = Store::open(&queue).unwrap();
+    assert!(
+        util::wait_for(Duration::from_secs(20), || store.stats().unwrap().delivered
+            >= 50)
+        .await
+    );
+    // A live event recorded while the backlog drains.
+    util::append_events(&queue, "KZ-FAULT-5", 1);
+    let live = 1501;
+    assert!(
+        util::wait_for(Duration::from_secs(20), || store
+            .is_delivered(live)
+            .unwrap()
+            == Some(true))
+        .await
+    );
+    let backlog_left = (1..live)
+        .filter(|&s| store.is_delivered(s).unwrap() == Some(false))
+        .count();
+    assert!(
+        backlog_left > 0,
+        "the live event went out before the backlog had drained"
+    );
+    uplink.drain(Duration::from_mins(1)).await;
+    central.stop().await;
+    util::assert_delivered_exactly(&queue, &db, "KZ-FAULT-5");
+}
+
+/// A synthetic JPEG-sized evidence image (the bytes only matter for size and sha256).
+fn image(seq: u64) -> anpr_store::NewEvidence {
+    anpr_store::NewEvidence {
+        kind: "overview".into(),
+        content_type: "image/jpeg".into(),
+        data: (0..20_000u64)
+            .map(|i| ((i * 31 + seq * 7) % 251) as u8)
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_reached_during_an_outage_drops_passage_images_first_keeps_violations_and_reports_it()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let inv = "KZ-FAULT-QUOTA";
+    let mut broker = Mosquitto::start().unwrap();
+    let central = util::Central::start(broker.port(), db.clone());
+    let mut store = Store::open(&queue).unwrap();
+    let mut captured = std::collections::HashMap::new();
+    for _ in 0..10 {
+        let e = store
+            .append_with(|seq| util::synthetic_event(inv, seq), vec![image(0)])
+            .unwrap();
+        captured.insert(e.seq, e.captured_at);
+    }
+    // Room for the metadata and about 18 images more than the database holds now.
+    let quota = store.bytes_used().unwrap() + 18 * 21_000;
+    let uplink = util::Uplink::start_with(
+        &queue,
+        inv,
+        broker.port(),
+        Duration::from_secs(2),
+        1e5,
+        Some(quota),
+    );
+    assert!(
+        util::wait_for(Duration::from_secs(20), || store
+            .pending_evidence_count()
+            .unwrap()
+            == 0
+            && store.pending_count().unwrap() == 0)
+        .await,
+        "the first 10 events and images are delivered"
+    );
+    broker.kill();
+    // During the outage: 60 events, every fourth a violation, each with a 20 kB image.
+    let mut store = store.with_quota(Some(quota));
+    let mut violations = Vec::new();
+    for i in 0..60u64 {
+        let e = store
+            .append_with(
+                |seq| anpr_types::Event {
+                    kind: if i % 4 == 3 {
+                        anpr_types::EventKind::Violation
+                    } else {
+                        anpr_types::EventKind::Passage
+                    },
+                    ..util::synthetic_event(inv, seq)
+                },
+                vec![image(i)],
+            )
+            .unwrap();
+        if i % 4 == 3 {
+            violations.push(e.seq);
+        }
+        captured.insert(e.seq, e.captured_at);
+    }
+    let drops = store.drops().unwrap();
+    assert!(
+        drops.passage_evidence > 0,
+        "the quota was reached: {drops:?}"
+    );
+    assert_eq!(
+        (drops.violations, drops.violation_evidence),
+        (0, 0),
+        "violations go last"
+    );
+    assert_eq!(
+        store.pruned().unwrap(),
+        10,
+        "delivered rows made room first"
+    );
+    assert!(store.bytes_used().unwrap() <= quota + 21_000);
+    // Let the uplink see the drops, then bring the link back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker.restart().unwrap();
+    uplink.drain(Duration::from_mins(1)).await;
+    let receiver = anpr_central::Receiver::open(&db).unwrap();
+    assert!(
+        util::wait_for(Duration::from_secs(10), || receiver
+            .health(inv)
+            .unwrap()
+            .is_some_and(|h| h.dropped == drops))
+        .await,
+        "the device's health with its drop counters reached the receiver"
+    );
+    central.stop().await;
+
+    let got = receiver.events_of(inv).unwrap();
+    let journal = store.journal(0).unwrap();
+    let dropped_events: Vec<u64> = journal
+        .iter()
+        .filter(|j| j.kind == "dropped-event")
+        .map(|j| j.detail["seq"].as_u64().unwrap())
+        .collect();
+    let dropped_images: Vec<u64> = journal
+        .iter()
+        .filter(|j| j.kind == "dropped-evidence")
+        .map(|j| j.detail["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(dropped_events.len() as u64, drops.passages);
+    assert_eq!(dropped_images.len() as u64, drops.passage_evidence);
+    // Oldest passages lost their images first.
+    let passages: Vec<u64> = (11..=70).filter(|s| !violations.contains(s)).collect();
+    assert_eq!(
+        dropped_images,
+        passages[..dropped_images.len()],
+        "oldest passage images first"
+    );
+    // Every event not dropped arrived once, with its capture time, in order.
+    assert_eq!(got.len() as u64, 70 - drops.passages);
+    for d in &got {
+        assert_eq!(captured[&d.event.seq], d.event.captured_at);
+        let has_image = receiver
+            .image(d.event.event_id, "overview")
+            .unwrap()
+            .is_some();
+        assert_eq!(
+            has_image,
+            !dropped_images.contains(&d.event.seq),
+            "image of {} arrived unless it was dropped",
+            d.event.seq
+        );
+    }
+    for v in &violations {
+        assert!(
+            got.iter().any(|d| d.event.seq == *v),
+            "violation {v} delivered"
+        );
+    }
+    // The receiver sees the drops the device reported, and the fault.
+    let report = &receiver.report().unwrap()[0];
+    assert_eq!(report.dropped(), drops);
+    assert_eq!(report.images_missing, drops.passage_evidence);
+    let gaps: Vec<u64> = report.gaps.iter().flat_map(|(a, b)| *a..=*b).collect();
+    assert_eq!(
+        gaps, dropped_events,
+        "the only gaps are the dropped passages"
+    );
+    let faults = receiver.faults(inv).unwrap();
+    assert!(
+        faults
+            .iter()
+            .any(|h| h.faults.iter().any(|f| f.code == "queue-quota")),
+        "a queue-quota fault was reported: {faults:?}"
+    );
+    assert_eq!(store.pending_count().unwrap(), 0);
+    assert_eq!(store.pending_evidence_count().unwrap(), 0);
+}

@@ -1,0 +1,16 @@
+//! Integration tests of the appliance, all in one test binary (one link instead of one per
+//! file): real models, a real mosquitto and the real receiver, and the `anpr` binary where the
+//! command line is what is tested. Set up with `deploy/setup.sh` first.
+//!
+//! `cargo test -p anpr --test it` runs them all; `cargo test -p anpr --test it golden` runs one
+//! module.
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+mod bad_input;
+mod end_to_end;
+mod faults;
+mod golden;
+mod recognition;
+mod signal_loss;

@@ -1,0 +1,86 @@
+//! Plate reading with the real plate reader on plates drawn here.
+#![allow(clippy::unwrap_used)]
+
+use anpr_types::{BBox, RgbFrame};
+use anpr_vision::{PlateReader, init_runtime, row_gap};
+
+use crate::util;
+
+fn frame(img: image::RgbImage) -> RgbFrame {
+    RgbFrame {
+        width: img.width(),
+        height: img.height(),
+        data: img.into_raw(),
+    }
+}
+
+#[test]
+fn a_two_row_plate_is_read_top_row_then_bottom_row() {
+    init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
+    let mut reader = PlateReader::load(&util::models_dir().join("plate_reader.onnx"), 1).unwrap();
+    for (top, bottom) in [("1234", "AB77"), ("0521", "KZ02"), ("A725", "BC15")] {
+        let (img, [x, y, w, h]) = anpr_scene::two_row_plate(top, bottom, 280).unwrap();
+        let plate = frame(img);
+        let bbox = BBox {
+            x: x as f32,
+            y: y as f32,
+            w: w as f32,
+            h: h as f32,
+        };
+        let gap = row_gap(&plate, &bbox).expect("the gap between the rows is found");
+        assert!(
+            (gap - (y as f32 + h as f32 / 2.0)).abs() < h as f32 * 0.15,
+            "gap at {gap} for a plate from {y} to {}",
+            y + h
+        );
+        let read = reader.read(&plate, &bbox).unwrap();
+        assert_eq!(read.text, format!("{top}{bottom}"), "{read:?}");
+        assert_eq!(read.char_confidences.len(), read.text.len());
+    }
+}
+
+#[test]
+fn a_one_row_plate_has_no_row_gap() {
+    let (img, [x, y, w, h]) = anpr_scene::two_row_plate("", "AB77", 280).unwrap();
+    // Only the lower row has characters: the calmest middle row is not between two rows.
+    let plate = frame(img);
+    let bbox = BBox {
+        x: x as f32,
+        y: y as f32 + h as f32 * 0.45,
+        w: w as f32,
+        h: h as f32 * 0.55,
+    };
+    assert_eq!(row_gap(&plate, &bbox), None);
+}
+
+#[test]
+fn a_slanted_plate_is_read_after_its_slant_is_measured_and_undone() {
+    init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
+    let mut reader = PlateReader::load(&util::models_dir().join("plate_reader.onnx"), 1).unwrap();
+    for (text, slope) in [("123ABC01", 0.2f32), ("777KZA02", -0.25)] {
+        let (img, [x, y, w, h]) = anpr_scene::one_row_plate(text, 260).unwrap();
+        let level = frame(img);
+        let whole = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: level.width as f32,
+            h: level.height as f32,
+        };
+        // Slant the picture: undoing a shear of -slope applies one of +slope.
+        let (slanted, _) = anpr_vision::skew::deskew(&level, &whole, -slope);
+        let rise = slope.abs() * w as f32 / 2.0;
+        let bbox = BBox {
+            x: x as f32,
+            y: y as f32 - rise,
+            w: w as f32,
+            h: h as f32 + 2.0 * rise,
+        };
+        let found = anpr_vision::skew::estimate_slope(&slanted, &bbox);
+        assert!(
+            (found - slope).abs() <= 0.05,
+            "slope {slope}: found {found}"
+        );
+        let read = reader.read(&slanted, &bbox).unwrap();
+        assert_eq!(read.text, text, "{read:?}");
+    }
+}
