@@ -13,4 +13,5 @@ mod end_to_end;
 mod faults;
 mod golden;
 mod recognition;
+mod road;
 mod signal_loss;

@@ -339,9 +339,6 @@ fn simulate(vehicles: &[Vehicle], p: &Params) -> Result<Outcome, TestCaseError> 
         }
         passages.extend(tracker.step(&obs));
         let a = tracker.last_assignments();
-        if std::env::var_os("SIM_TRACE").is_some() {
-            eprintln!("f{f} det={detector} dets={:?} plates={:?} -> {:?}", dets.iter().map(|d| (d.0, d.1.bbox.y as i32, d.1.bbox.h as i32)).collect::<Vec<_>>(), plates.iter().map(|p| (p.0, p.1.text.clone(), p.1.bbox.y as i32)).collect::<Vec<_>>(), a);
-        }
         for &(from, into) in &a.merged {
             let moved = owners.remove(&from).unwrap_or_default();
             owners.entry(into).or_default().extend(moved);
@@ -377,64 +374,6 @@ fn simulate(vehicles: &[Vehicle], p: &Params) -> Result<Outcome, TestCaseError> 
         owners,
         observed,
     })
-}
-
-#[test]
-fn trace_case() {
-    let specs = vec![
-    Spec {
-        lane: 2,
-        gap: 15,
-        speed: 28.534218,
-        width: 166.99004,
-        aspect: 0.7,
-        shift: 0.0,
-        drift: 0.0,
-        plate: true,
-        undetectable: false,
-    },
-    Spec {
-        lane: 0,
-        gap: 19,
-        speed: 25.506386,
-        width: 150.63333,
-        aspect: 0.7,
-        shift: 0.0,
-        drift: 0.0,
-        plate: true,
-        undetectable: false,
-    },
-    Spec {
-        lane: 3,
-        gap: 26,
-        speed: 28.665644,
-        width: 229.8129,
-        aspect: 0.90552115,
-        shift: 0.0,
-        drift: 0.0,
-        plate: true,
-        undetectable: false,
-    },
-    Spec {
-        lane: 3,
-        gap: 0,
-        speed: 29.378092,
-        width: 134.18439,
-        aspect: 0.80623096,
-        shift: 0.0,
-        drift: 0.0,
-        plate: false,
-        undetectable: false,
-    },
-];
-    let p = Params {
-    detector_every: 3,
-    miss_rate: 0.358379,
-    read_rate: 0.45238307,
-    seed: 6113110147677365673,
-};
-    let out = simulate(&layout(&specs), &p).unwrap();
-    for x in &out.passages { eprintln!("{} {:?} {} {:?} {:?}", x.track, x.status, x.text, x.first_seen.frame_index..x.last_seen.frame_index, out.owners.get(&x.track)); }
 }
 
 proptest! {

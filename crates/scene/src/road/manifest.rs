@@ -19,11 +19,11 @@ pub const FAR_WIDTH: f64 = 240.0 / 1280.0;
 /// A vehicle's width, as a share of the frame's width, when it is nearest.
 pub const NEAR_WIDTH: f64 = 350.0 / 1280.0;
 
-/// The kind of vehicle, as the COCO vehicle detector names it.
+/// The type of vehicle, as the COCO vehicle detector names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VehicleType {
-    /// A pickup truck seen from behind.
+    /// A box truck seen from behind.
     Truck,
     /// A bus seen from behind.
     Bus,
@@ -101,7 +101,8 @@ pub struct SceneRules {
     /// Plates on the hotlist, as the list writes them (one may differ from the plate on the
     /// road by one character, for a fuzzy match).
     pub hotlist: Vec<String>,
-    /// The lane in which buses are banned (all the time in the scene's configuration).
+    /// The lane in which buses are banned; the clip has no time of day of its own, so the
+    /// scene's configuration sets the ban's time window to cover the hours it is played in.
     pub bus_ban_lane: String,
 }
 

@@ -24,7 +24,7 @@
 //! Tracks are vehicles, followed SORT-style: predict, associate, update.
 //!
 //! 1. **Predict.** Each track predicts its box with a constant-velocity filter on each edge
-//!    of the box ([`motion`]); time is the frame index, so frames that were not recognised
+//!    of the box; time is the frame index, so frames that were not recognised
 //!    just make a longer step. An edge lying on the frame's border (a vehicle entering or
 //!    leaving, cut by the detector) is left to its prediction rather than taken as the
 //!    vehicle's edge.
@@ -514,14 +514,22 @@ impl VehicleTracker {
     }
 
     /// How well detection `det` fits track `t` predicted at `predicted`; 0: not at all.
-    fn match_score(&self, t: &Track, frame: u64, predicted: &BBox, det: &BBox) -> f32 {
+    fn match_score(
+        &self,
+        t: &Track,
+        frame: u64,
+        frame_box: &BBox,
+        predicted: &BBox,
+        det: &BBox,
+    ) -> f32 {
         // A vehicle's detection holds its plate: where the plate is known to be, a detection
         // without it is another vehicle, however well the boxes overlap.
-        if let Some(c) = t.plate_fix(frame) {
-            let margin = widened(det);
-            if !holds(&margin, c) {
-                return 0.0;
-            }
+        // (A plate expected beyond the frame's border, on a vehicle leaving, tells nothing.)
+        if let Some(c) = t.plate_fix(frame)
+            && holds(frame_box, c)
+            && !holds(&widened(det), c)
+        {
+            return 0.0;
         }
         let iou = predicted.iou(det);
         let holds_plate = t
@@ -584,6 +592,12 @@ impl VehicleTracker {
         };
 
         // 1. Predict, and pair tracks with detections.
+        let frame_box = BBox {
+            x: 0.0,
+            y: 0.0,
+            w: obs.size.0 as f32,
+            h: obs.size.1 as f32,
+        };
         let mut predicted: Vec<BBox> = self
             .tracks
             .iter()
@@ -595,15 +609,10 @@ impl VehicleTracker {
             .zip(&predicted)
             .map(|(t, p)| {
                 dets.iter()
-                    .map(|d| self.match_score(t, obs.index, p, &d.bbox))
+                    .map(|d| self.match_score(t, obs.index, &frame_box, p, &d.bbox))
                     .collect()
             })
             .collect();
-        if std::env::var_os("SIM_TRACE").is_some() {
-            for (t, p) in self.tracks.iter().zip(&predicted) {
-                eprintln!("  {} pred y={:.0} h={:.0} x={:.0} w={:.0} anchor={:?} motion={:?}", t.id, p.y, p.h, p.x, p.w, t.anchor, t.motion);
-            }
-        }
         let mut det_of: Vec<Option<usize>> = vec![None; self.tracks.len()];
         for (t, d) in assign::best_pairs(&scores) {
             det_of[t] = Some(d);
