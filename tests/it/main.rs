@@ -12,6 +12,7 @@ mod bad_input;
 mod end_to_end;
 mod faults;
 mod golden;
+mod plate_lists;
 mod recognition;
 mod road;
 mod signal_loss;

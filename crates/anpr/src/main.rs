@@ -54,8 +54,13 @@ struct RunArgs {
 
 #[derive(Args)]
 struct DemoArgs {
-    #[arg(long, short, default_value = "config/demo.toml")]
-    config: PathBuf,
+    /// The device configuration (default: config/demo.toml, or config/scene.toml with --scene).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Run on the generated road scene (two lanes, a plate list, one rule of each kind) instead
+    /// of the demo clip, and show the violations found beside those the scene must raise.
+    #[arg(long)]
+    scene: bool,
     /// Keep the previous queue and receiver database instead of starting afresh.
     #[arg(long)]
     keep: bool,
@@ -137,8 +142,14 @@ struct CentralArgs {
 
 #[derive(Args)]
 struct MakeDemoArgs {
-    #[arg(long, default_value = "var/demo/demo.mp4")]
-    out: PathBuf,
+    /// Where to write the clip (default: var/demo/demo.mp4, or var/scene/scene.mp4 with
+    /// --scene); its manifest of the truth goes beside it as .json.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write the generated road scene (two lanes, no plate, a stop, the wrong way) instead of
+    /// the demo clip.
+    #[arg(long)]
+    scene: bool,
 }
 
 fn main() -> ExitCode {

@@ -11,8 +11,12 @@
 //!   what they hold from earlier runs is kept and delivered.
 //! - A failure to prepare (configuration, clip, broker, signal-loss simulator) or to start the
 //!   device is an [`anpr_pipeline::StartError`]; nothing was recorded.
-//! - The outcome says which of the clip's plates the receiver stored with the right text; the
-//!   demo itself does not judge it.
+//! - The input is the demo clip ([`Input::Clip`]: vehicles one after the other) or the road
+//!   scene ([`Input::Scene`]: two lanes, a plate list and one rule of each kind, with the
+//!   violations each vehicle must raise).
+//! - The outcome says which of the input's plates the receiver stored with the right text, and
+//!   the violations it stored by rule beside those the input's truth expects; the demo itself
+//!   does not judge them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,16 +25,42 @@ use std::time::{Duration, Instant};
 
 use anpr_central::CentralConfig;
 use anpr_pipeline::{DeviceCounters, RunOptions, StartError, Summary};
-use anpr_scene::clip::{Manifest, ensure_clip};
+use std::collections::BTreeMap;
+
+use anpr_scene::clip::ensure_clip;
+use anpr_scene::road::ensure_scene;
 use anpr_testkit::Mosquitto;
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
+
+/// What the demo runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The demo clip: vehicles with Kazakhstan plates, one after the other.
+    Clip,
+    /// The road scene: two lanes, side by side and tailgating, no plate, a stop, the wrong way.
+    Scene,
+}
+
+/// What the input shows, as far as the demo checks it.
+#[derive(Debug, Clone, Default)]
+pub struct Truth {
+    pub frames: u64,
+    /// Plates of the vehicles that carry one.
+    pub plates: Vec<String>,
+    /// Vehicles in all, with and without plates.
+    pub vehicles: usize,
+    /// Violations the input must raise, by rule.
+    pub violations: BTreeMap<String, u64>,
+}
 
 /// Outcome of a demo run.
 #[derive(Debug)]
 pub struct DemoOutcome {
     pub summary: Summary,
-    pub manifest: Manifest,
+    pub truth: Truth,
+    /// Violations the central receiver stored, by rule.
+    pub violations: BTreeMap<String, u64>,
     /// Plate texts the central receiver stored, in sequence order.
     pub received: Vec<String>,
     /// How many of the clip's plates arrived with the right text.
@@ -53,16 +83,17 @@ pub struct LinkOptions {
 #[allow(clippy::print_stdout)]
 pub async fn run(
     config_path: &Path,
+    input: Input,
     fresh: bool,
     link: Option<LinkOptions>,
 ) -> Result<DemoOutcome> {
     let Prepared {
         cfg,
-        manifest,
+        truth,
         central_db,
         broker,
         proxy,
-    } = prepare(config_path, fresh, link.as_ref())
+    } = prepare(config_path, input, fresh, link.as_ref())
         .await
         .map_err(StartError::from)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -122,7 +153,7 @@ pub async fn run(
         })
     });
     let progress = {
-        let (c, u, total) = (counters.clone(), uplink.clone(), manifest.frames);
+        let (c, u, total) = (counters.clone(), uplink.clone(), truth.frames);
         tokio::spawn(async move {
             let start = Instant::now();
             loop {
@@ -162,15 +193,17 @@ pub async fn run(
         .into_iter()
         .map(|d| d.event.plate.text)
         .collect();
-    let matched = manifest
-        .vehicles
-        .iter()
-        .filter(|v| received.contains(&v.plate))
-        .count();
+    let matched = truth.plates.iter().filter(|p| received.contains(p)).count();
+    let mut violations = BTreeMap::new();
+    for v in receiver.violations_of(&cfg.device.inventory)? {
+        let rule = v.detail.map_or_else(|| "unspecified".into(), |d| d.rule);
+        *violations.entry(rule).or_default() += 1;
+    }
     let report = receiver.report()?;
     Ok(DemoOutcome {
         summary,
-        manifest,
+        truth,
+        violations,
         received,
         matched,
         delayed,
@@ -182,7 +215,7 @@ pub async fn run(
 struct Prepared {
     /// The demo configuration, its uplink pointed at the broker (or the simulator before it).
     cfg: anpr_config::Config,
-    manifest: Manifest,
+    truth: Truth,
     /// The central receiver's database.
     central_db: PathBuf,
     broker: Mosquitto,
@@ -192,23 +225,65 @@ struct Prepared {
 /// The demo's preparation: its configuration, the clip, a fresh start when asked, the broker and
 /// the signal-loss simulator in front of it.
 #[allow(clippy::print_stdout)]
-async fn prepare(config_path: &Path, fresh: bool, link: Option<&LinkOptions>) -> Result<Prepared> {
+async fn prepare(
+    config_path: &Path,
+    input: Input,
+    fresh: bool,
+    link: Option<&LinkOptions>,
+) -> Result<Prepared> {
     let mut cfg = anpr_config::load(config_path)?;
     let clip = PathBuf::from(&cfg.cameras[0].uri);
     let var = clip
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     std::fs::create_dir_all(&var).with_context(|| format!("cannot create {}", var.display()))?;
-    println!("demo: preparing the demo clip {}", clip.display());
-    let manifest = ensure_clip(&clip)?;
-    println!(
-        "demo: {} frames of {}x{} at {} fps, {} vehicles with Kazakhstan plates",
-        manifest.frames,
-        manifest.width,
-        manifest.height,
-        manifest.fps,
-        manifest.vehicles.len()
-    );
+    let truth = match input {
+        Input::Clip => {
+            println!("demo: preparing the demo clip {}", clip.display());
+            let m = ensure_clip(&clip)?;
+            println!(
+                "demo: {} frames of {}x{} at {} fps, {} vehicles with Kazakhstan plates",
+                m.frames,
+                m.width,
+                m.height,
+                m.fps,
+                m.vehicles.len()
+            );
+            Truth {
+                frames: m.frames,
+                plates: m.vehicles.iter().map(|v| v.plate.clone()).collect(),
+                vehicles: m.vehicles.len(),
+                violations: BTreeMap::new(),
+            }
+        }
+        Input::Scene => {
+            println!("demo: preparing the road scene {}", clip.display());
+            let m = ensure_scene(&clip)?;
+            let mut violations = BTreeMap::new();
+            for rule in m.vehicles.iter().flat_map(|v| &v.violations) {
+                *violations.entry(rule.clone()).or_default() += 1;
+            }
+            println!(
+                "demo: {} frames of {}x{} at {} fps, {} vehicles in two lanes; violations to find: {}",
+                m.frames,
+                m.width,
+                m.height,
+                m.fps,
+                m.vehicles.len(),
+                violations
+                    .iter()
+                    .map(|(r, n)| format!("{r} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Truth {
+                frames: m.frames,
+                plates: m.vehicles.iter().filter_map(|v| v.plate.clone()).collect(),
+                vehicles: m.vehicles.len(),
+                violations,
+            }
+        }
+    };
     let central_db = var.join("central.sqlite");
     if fresh {
         for p in [&cfg.storage.queue, &central_db] {
@@ -244,7 +319,7 @@ async fn prepare(config_path: &Path, fresh: bool, link: Option<&LinkOptions>) ->
     };
     Ok(Prepared {
         cfg,
-        manifest,
+        truth,
         central_db,
         broker,
         proxy,

@@ -18,7 +18,13 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitStatus> {
         script,
         time_scale: args.time_scale,
     });
-    let out = super::runtime()?.block_on(anpr_demo::run(&args.config, !args.keep, link))?;
+    let (input, default_config) = if args.scene {
+        (anpr_demo::Input::Scene, "config/scene.toml")
+    } else {
+        (anpr_demo::Input::Clip, "config/demo.toml")
+    };
+    let config = args.config.clone().unwrap_or_else(|| default_config.into());
+    let out = super::runtime()?.block_on(anpr_demo::run(&config, input, !args.keep, link))?;
     super::print_summary(&out.summary);
     println!(
         "  delivered late     {} (captured while the link was down, or sent again)",
@@ -30,10 +36,29 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitStatus> {
     println!(
         "plates delivered with the right text: {} of {} ({})",
         out.matched,
-        out.manifest.vehicles.len(),
-        out.received.join(", ")
+        out.truth.plates.len(),
+        out.received
+            .iter()
+            .filter(|p| !p.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     );
+    if args.scene {
+        let show = |m: &std::collections::BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "violations by rule: {} (the scene must raise: {})",
+            show(&out.violations),
+            show(&out.truth.violations)
+        );
+    }
     Ok(ExitStatus::success_if(
-        out.matched == out.manifest.vehicles.len(),
+        out.matched == out.truth.plates.len()
+            && (!args.scene || out.violations == out.truth.violations),
     ))
 }
