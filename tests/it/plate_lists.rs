@@ -55,7 +55,7 @@ async fn a_list_update_takes_effect_without_a_restart_and_bad_or_older_ones_are_
 
     // The central side's commands, once the device has subscribed.
     assert!(
-        util::wait_for(Duration::from_secs(60), || uplink
+        util::wait_for(Duration::from_mins(1), || uplink
             .connected
             .load(Ordering::SeqCst))
         .await,

@@ -145,7 +145,7 @@ async fn every_vehicle_of_the_road_scene_makes_one_passage_and_every_offence_one
     let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
     let inv = "KZ-TEST-ROAD";
     let config = write_scene_config(dir.path(), inv, &clip, &broker.url());
-    let summary = util::run_device(&config, Duration::from_secs(60)).await;
+    let summary = util::run_device(&config, Duration::from_mins(1)).await;
     central.stop().await;
     assert!(
         summary.camera_errors.is_empty(),

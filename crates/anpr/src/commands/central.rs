@@ -34,10 +34,11 @@ pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
             while let Some(r) = rx.recv().await {
                 let e = &r.delivery.event;
                 println!(
-                    "{} seq {} plate {} vehicle {} captured {} {}",
+                    "{} seq {} {} plate {} vehicle {} captured {} {}",
                     e.device.inventory,
                     e.seq,
-                    e.plate.text,
+                    describe(e),
+                    plate_of(e),
                     e.vehicle.class,
                     e.captured_at,
                     if r.new { "stored" } else { "duplicate" }
@@ -63,10 +64,11 @@ fn report(args: &CentralArgs) -> Result<ExitStatus> {
             let delays = receiver.arrival_delays(&d.inventory)?;
             for (e, (_, delay)) in receiver.events_of(&d.inventory)?.iter().zip(delays) {
                 println!(
-                    "  seq {:>6}  {}  plate {:<10}  captured {}  arrived {delay:.3} s later{}",
+                    "  seq {:>6}  {}  {:<28}  plate {:<12}  captured {}  arrived {delay:.3} s later{}",
                     e.event.seq,
                     e.event.event_id,
-                    e.event.plate.text,
+                    describe(&e.event),
+                    plate_of(&e.event),
                     e.event.captured_at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
                     if e.delayed { "  (replayed)" } else { "" }
                 );
@@ -74,4 +76,24 @@ fn report(args: &CentralArgs) -> Result<ExitStatus> {
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// `passage` (with its direction), or `violation <rule>`.
+fn describe(e: &anpr_types::Event) -> String {
+    match &e.violation {
+        Some(v) => format!("violation {}", v.rule),
+        None => match &e.vehicle.direction {
+            Some(d) => format!("passage {d}"),
+            None => "passage".to_string(),
+        },
+    }
+}
+
+/// The plate text, or its status in brackets when it was not read.
+fn plate_of(e: &anpr_types::Event) -> String {
+    if e.plate.status == anpr_types::PlateStatus::Read {
+        e.plate.text.clone()
+    } else {
+        format!("({})", e.plate.status.as_str())
+    }
 }

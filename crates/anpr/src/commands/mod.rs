@@ -45,7 +45,12 @@ fn print_summary(s: &anpr_pipeline::Summary) {
     );
     println!("  plate reads        {} (per frame)", s.plate_reads);
     println!("  vehicles detected  {} (per frame)", s.vehicles);
-    println!("  events recorded    {}", s.events);
+    println!(
+        "  events recorded    {} ({} passages, {} violations)",
+        s.events,
+        s.events.saturating_sub(s.violations),
+        s.violations
+    );
     println!(
         "  events delivered   {} (acknowledged by the central receiver)",
         s.delivered

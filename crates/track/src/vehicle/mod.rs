@@ -75,9 +75,11 @@
 //! without a readable plate ends between two of them. A tentative track ends sooner: after
 //! `max_gap / 2` frames unmatched, or, if it was detected, when the detector looked for it
 //! twice in a row and it was not found: a false detection, or a vehicle another track took
-//! over. It must not linger where it was seen and catch the next vehicle there (for the same
-//! reason a track seen once pairs with a detection it does not overlap only within a few
-//! frames of that sighting).
+//! over. A plate read in between keeps it only if the plate moved its box (where the plate
+//! sits on the vehicle is known); otherwise the box stays where the vehicle was seen while
+//! the vehicle drives on. It must not linger where it was seen and catch the next vehicle
+//! there (for the same reason a track seen once pairs with a detection it does not overlap
+//! only within a few frames of that sighting).
 //!
 //! # What a passage says
 //!
@@ -785,7 +787,6 @@ impl VehicleTracker {
                 }
                 continue;
             }
-            t.missed_looks = 0;
             let observed = match (det, plate) {
                 (Some(d), _) => Some(d.bbox),
                 (None, Some(p)) if !t.detected => Some(grown(&p.bbox)),
@@ -800,6 +801,15 @@ impl VehicleTracker {
                 }),
                 (None, None) => None,
             };
+            // A plate that cannot place the box (where it sits on the vehicle is not yet
+            // learnt) leaves the box where it was last seen: it does not count as finding
+            // the vehicle, or a tentative track would stay where it was first seen and catch
+            // the next vehicle there.
+            if observed.is_some() {
+                t.missed_looks = 0;
+            } else if obs.vehicles_detected {
+                t.missed_looks = t.missed_looks.saturating_add(1);
+            }
             let at = moment(observed.unwrap_or(boxes[i]));
             let was_detected = t.detected;
             if let Some(d) = det {

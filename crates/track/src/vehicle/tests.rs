@@ -1,3 +1,4 @@
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anpr_types::{BBox, PlateRead, PlateStatus, RgbFrame, VehicleClass, VehicleDetection};
@@ -301,6 +302,54 @@ fn a_car_without_a_plate_survives_frames_the_detector_does_not_look_at() {
     out.extend(t.flush());
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].frames, 6);
+}
+
+#[test]
+fn a_car_seen_once_then_only_by_its_plate_does_not_catch_the_car_behind_it() {
+    // Two cars in one lane move up the picture 23 px a frame; the detector runs every third
+    // frame. The leader is detected once entering at the bottom, missed at frame 3, and its
+    // plate read at frame 4 (nothing yet tells where the plate sits on it, so its box stays
+    // where it was first seen). From frame 6 the leader is detected far above that box, by
+    // a new track; at frame 9 the follower enters right where the leader was first seen.
+    let clipped = |y: f32, x: f32, w: f32, h: f32| car(x, y, w, h.min(720.0 - y));
+    let leader = |i: u64| clipped(580.0 - 23.4 * i as f32, 1025.0, 189.0, 157.0);
+    let follower = |i: u64| clipped(720.0 - 23.4 * (i as f32 - 6.0), 1065.0, 110.0, 77.0);
+    let mut t = tracker(Scene::default());
+    // Which cars (0 leader, 1 follower) fed each track.
+    let mut fed: BTreeMap<TrackId, BTreeSet<usize>> = BTreeMap::new();
+    for i in 0..30u64 {
+        let mut cars = Vec::new();
+        if i % 3 == 0 && i != 3 && i < 27 {
+            cars.push((0, leader(i)));
+        }
+        if i % 3 == 0 && i >= 9 {
+            cars.push((1, follower(i)));
+        }
+        let plates = if i == 4 || i == 6 {
+            let b = leader(i).bbox;
+            vec![plate("101KZA03", 1091.0, b.y + 118.6, 0.9)]
+        } else {
+            Vec::new()
+        };
+        let dets: Vec<VehicleDetection> = cars.iter().map(|c| c.1.clone()).collect();
+        let mut obs = FrameObservation::new(i, at(i), SIZE).with_plates(&plates);
+        if i % 3 == 0 {
+            obs = obs.with_vehicles(&dets);
+        }
+        t.step(&obs);
+        let a = t.last_assignments();
+        for (d, id) in a.vehicles.iter().enumerate() {
+            fed.entry(id.expect("every car has a track"))
+                .or_default()
+                .insert(cars[d].0);
+        }
+        for id in a.plates.iter().flatten() {
+            fed.entry(*id).or_default().insert(0);
+        }
+    }
+    for (id, cars) in &fed {
+        assert_eq!(cars.len(), 1, "track {id} fed by cars {cars:?}");
+    }
 }
 
 #[test]

@@ -127,7 +127,8 @@ pub(super) struct Track {
     pub(super) plate_motion: Option<Motion>,
     /// Frames in which a detection or a plate was matched.
     pub(super) hits: u32,
-    /// Frames in a row, up to now, in which the detector ran and nothing was matched.
+    /// Frames in a row, up to now, in which the detector ran and the vehicle's box was not
+    /// found: no detection matched, nor a plate that moved the box.
     pub(super) missed_looks: u32,
     pub(super) first: Moment,
     pub(super) last: Moment,
