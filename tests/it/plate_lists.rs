@@ -1,7 +1,7 @@
 //! Plate lists changed from the central side while the device runs: a new version sent on
 //! `<prefix>/<inventory>/cmd` is in force from the next passage on, without a restart; a
 //! malformed, half-written or older version is refused with a fault on the health channel and
-//! the list in force keeps working.
+//! the list in force keeps working; the version in force sent again is ignored.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -80,7 +80,15 @@ async fn a_list_update_takes_effect_without_a_restart_and_bad_or_older_ones_are_
     wrong_sum.csv.push_str("999ZZZ99,added on the way,1,,\n");
     let good = ListCommand::new("wanted", 2, &both).to_json();
     let older = ListCommand::new("wanted", 1, &both).to_json();
-    for payload in [malformed, half, wrong_sum.to_json(), good, older] {
+    // The good one twice: a QoS 1 duplicate of the version in force is neither news nor a fault.
+    for payload in [
+        malformed,
+        half,
+        wrong_sum.to_json(),
+        good.clone(),
+        older,
+        good,
+    ] {
         client
             .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
             .await

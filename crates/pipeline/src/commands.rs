@@ -3,13 +3,15 @@
 //! Today one kind: a plate-list update. It is checked whole (JSON, version above the one in
 //! force, SHA-256, every line) before it is put in force and kept in `lists_dir`; the
 //! recognition threads see the new version from their next passage on, without a restart. A
-//! refused update is raised as a fault on the health channel and the list in force stays.
+//! refused update is raised as a fault on the health channel and the list in force stays. The
+//! version already in force, sent again (a QoS 1 duplicate, a retained command after a
+//! reconnect), is ignored.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use anpr_rules::Lists;
+use anpr_rules::{ListUpdateError, Lists};
 use anpr_uplink::{Command, Counters};
 use tokio::sync::mpsc;
 
@@ -38,6 +40,15 @@ pub(crate) async fn serve(
                     entries = done.entries,
                     "Plate list updated from the central side."
                 );
+            }
+            // QoS 1 may bring a command twice, and a retained one comes back on every
+            // reconnect: the version in force again is no news and no fault.
+            Ok(Err(ListUpdateError::NotNewer {
+                name,
+                version,
+                current,
+            })) if version == current => {
+                tracing::info!(list = %name, version, "Plate list update already in force.");
             }
             Ok(Err(e)) => {
                 counters
