@@ -1,12 +1,16 @@
 //! A bus seen from behind: a tall box with a wide rear window, which the COCO vehicle detector
-//! classes as `bus`.
+//! classes as `bus`. Its plate sits on the body below the tail lights, above the bumper with a
+//! margin of body colour all round: a plate overlapping the bumper is read without its last
+//! character. The bumper is low and thin to leave room for the plate low on the body: the
+//! higher the plate, the lower the detector scores the bus.
 
 use ab_glyph::FontVec;
 use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_filled_ellipse_mut, draw_polygon_mut};
 use imageproc::point::Point;
 
-use super::paint::{fill_rect, fill_rounded_rect};
+use super::manifest::PixelBox;
+use super::paint::{fill_rect, fill_rounded_rect, painted};
 use crate::plate::draw_plate;
 use crate::vehicle::shade;
 
@@ -16,8 +20,14 @@ pub(crate) const ASPECT: f32 = 0.95;
 pub(crate) const PLATE_WIDTH: f32 = 0.38;
 /// Top of the body (below the greenhouse) as a share of the height, from the top.
 const BODY_TOP: f32 = 0.48;
-/// Top of the plate below the body's top, as a share of the height.
-const PLATE_TOP: f32 = 0.22;
+/// Top of the plate below the body's top, as a share of the height: the plate ends about 0.77
+/// of the height down, above the bumper at 0.8.
+const PLATE_TOP: f32 = 0.2;
+/// Bottom of the body above the wheels' line, as a share of the height.
+const BODY_BOTTOM: f32 = 0.08;
+/// Top and bottom of the bumper above the wheels' line, as shares of the height.
+const BUMPER_TOP: f32 = 0.2;
+const BUMPER_BOTTOM: f32 = 0.1;
 
 /// Height of a plate `w` pixels wide (Kazakhstan 2012 plates are 520 × 112 mm).
 pub(crate) fn plate_height(w: f32) -> f32 {
@@ -31,6 +41,41 @@ pub(crate) fn plate_box(cx: i32, bottom: i32, w: u32) -> [i32; 4] {
     let pw = (wf * PLATE_WIDTH) as i32;
     let top = bottom as f32 - h + h * (BODY_TOP + PLATE_TOP);
     [cx - pw / 2, top as i32, pw, plate_height(pw as f32) as i32]
+}
+
+/// The corners of the body below the greenhouse, on a bus `w` wide centred at `cx`, wheels on
+/// `bottom`.
+fn body(cx: f32, bottom: f32, w: f32) -> ((f32, f32), (f32, f32)) {
+    let h = w * ASPECT;
+    let left = cx - w / 2.0;
+    (
+        (left, bottom - h + h * BODY_TOP),
+        (left + w, bottom - h * BODY_BOTTOM),
+    )
+}
+
+/// The corners of the bumper, on a bus `w` wide centred at `cx`, wheels on `bottom`.
+fn bumper(cx: f32, bottom: f32, w: f32) -> ((f32, f32), (f32, f32)) {
+    let h = w * ASPECT;
+    let left = cx - w / 2.0;
+    (
+        (left - w * 0.01, bottom - h * BUMPER_TOP),
+        (left + w * 1.01, bottom - h * BUMPER_BOTTOM),
+    )
+}
+
+/// The pixels of the body below the greenhouse (its rounded corners included), on a bus `w`
+/// wide centred at `cx`, wheels on `bottom`.
+pub(crate) fn body_box(cx: i32, bottom: i32, w: u32) -> PixelBox {
+    let (a, b) = body(cx as f32, bottom as f32, w as f32);
+    painted(a, b)
+}
+
+/// The pixels of the bumper (its rounded corners included), on a bus `w` wide centred at `cx`,
+/// wheels on `bottom`.
+pub(crate) fn bumper_box(cx: i32, bottom: i32, w: u32) -> PixelBox {
+    let (a, b) = bumper(cx as f32, bottom as f32, w as f32);
+    painted(a, b)
 }
 
 /// Draws a bus seen from behind, centred at `cx`, wheels on `bottom`, `w` wide: shadow, tyres,
@@ -68,13 +113,8 @@ pub(crate) fn draw_bus(
         );
     }
     // Body with a lighter band along its top.
-    fill_rounded_rect(
-        img,
-        (left, body_top),
-        (left + w, bottom - h * 0.08),
-        w * 0.08,
-        colour,
-    );
+    let (body_a, body_b) = body(cx, bottom, w);
+    fill_rounded_rect(img, body_a, body_b, w * 0.08, colour);
     fill_rect(
         img,
         (left + w * 0.03, body_top + h * 0.02),
@@ -115,13 +155,8 @@ pub(crate) fn draw_bus(
             Rgb([200, 20, 25]),
         );
     }
-    fill_rounded_rect(
-        img,
-        (left - w * 0.01, bottom - h * 0.24),
-        (left + w * 1.01, bottom - h * 0.1),
-        w * 0.03,
-        Rgb([40, 40, 45]),
-    );
+    let (bumper_a, bumper_b) = bumper(cx, bottom, w);
+    fill_rounded_rect(img, bumper_a, bumper_b, w * 0.03, Rgb([40, 40, 45]));
     if let Some(plate) = plate {
         draw_plate(img, font, plate, px, py, pw as u32);
     }

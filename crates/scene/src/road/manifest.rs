@@ -220,6 +220,24 @@ impl Placement {
             h: h as u32,
         }
     }
+
+    /// The box of the part of the rear the plate is mounted on: a bus's body below its rear
+    /// window, a truck's cargo box and the chassis panel under it.
+    pub fn body_box(&self) -> PixelBox {
+        match self.kind {
+            VehicleType::Truck => truck::body_box(self.cx, self.bottom, self.w),
+            VehicleType::Bus => bus::body_box(self.cx, self.bottom, self.w),
+        }
+    }
+
+    /// The box of what the plate must stay clear of below it: a bus's bumper, a truck's
+    /// under-run bar.
+    pub fn bumper_box(&self) -> PixelBox {
+        match self.kind {
+            VehicleType::Truck => truck::bumper_box(self.cx, self.bottom, self.w),
+            VehicleType::Bus => bus::bumper_box(self.cx, self.bottom, self.w),
+        }
+    }
 }
 
 impl SceneVehicle {

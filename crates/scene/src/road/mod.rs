@@ -15,7 +15,12 @@
 //! - Vehicles are seen from behind. One driving [`Direction::Towards`] comes into view with its
 //!   wheels at [`FAR_Y`], moves down the frame growing from [`FAR_WIDTH`] to [`NEAR_WIDTH`] and
 //!   leaves the view at [`NEAR_Y`]; one driving [`Direction::Away`] does the reverse. Like the
-//!   demo clip's vehicles, they appear and disappear whole at those two ends.
+//!   demo clip's vehicles, they appear and disappear whole at those two ends; so that a
+//!   tracker can tell them apart, no vehicle of the default scene comes into view within
+//!   [`REAPPEAR_GAP`] frames (2 s) of another leaving the view where it comes into view.
+//! - Every plate lies inside the part of the rear it is mounted on ([`Placement::body_box`])
+//!   with a margin all round, and wholly above the bumper ([`Placement::bumper_box`]): a plate
+//!   touching the bumper loses its last character to the plate reader.
 //! - Two types, told apart by the COCO vehicle detector (`models/vehicle_detector.onnx`): a
 //!   box truck (`truck`) and a bus (`bus`). On the default scene, encoded and decoded again,
 //!   every vehicle is classed as its type at 0.65 or more on every frame from 15 before to 15
@@ -48,10 +53,10 @@ pub use manifest::{
     Point, SceneManifest, SceneRules, SceneVehicle, StopFrames, VehicleType,
 };
 pub use render::render_scene_frame;
-pub use spec::{SceneSpec, StopSpec, VehicleSpec, default_scene, lanes, rules};
+pub use spec::{REAPPEAR_GAP, SceneSpec, StopSpec, VehicleSpec, default_scene, lanes, rules};
 
 /// Version of the scene's drawing and motion; bump it whenever either changes.
-pub const SCENE_VERSION: u32 = 1;
+pub const SCENE_VERSION: u32 = 2;
 
 /// Frame size and rate of the scene clip.
 pub const WIDTH: u32 = 1280;

@@ -2,7 +2,20 @@
 
 use image::{Rgb, RgbImage};
 
+use super::manifest::PixelBox;
 use crate::vehicle::span;
+
+/// The pixels [`fill_rect`] paints for the rectangle from `(x0, y0)` to `(x1, y1)`: the box
+/// around those [`fill_rounded_rect`] paints, whatever its corners.
+pub(crate) fn painted((x0, y0): (f32, f32), (x1, y1): (f32, f32)) -> PixelBox {
+    let (top, bottom) = (y0.round() as i32, y1.round() as i32);
+    PixelBox {
+        x: x0.round() as i32,
+        y: top,
+        w: (x1 - x0).round().max(1.0) as u32,
+        h: (bottom - top).max(0) as u32,
+    }
+}
 
 /// Fills the rectangle from (x0, y0) to (x1, y1).
 pub(crate) fn fill_rect(

@@ -104,9 +104,11 @@ impl VehicleSpec {
 ///   still in view, its wheels behind V1's roof, and reaches the line a second after V1 has
 ///   gone; on the hotlist as `777KZAO2`;
 /// - V4, truck without a plate, right lane, towards;
-/// - V5, bus `248EKM09`, left lane, towards, stands still for 8 s before the line, then drives
-///   on;
-/// - V6, truck `901TRK14`, right lane, driving away from the camera: the wrong way.
+/// - V5, bus `248EKM09`, left lane, towards: it crosses the line, stands still for 8 s with its
+///   wheels well past it (as at a checkpoint beyond the line), then drives on;
+/// - V6, truck `901TRK14`, right lane, driving away from the camera: the wrong way. It comes
+///   into view where V4 left it, so it waits [`REAPPEAR_GAP`] frames and more after V4 has
+///   gone: a vehicle that comes into view where another has just left cannot be told from it.
 pub fn default_scene() -> SceneSpec {
     use Direction::{Away, Towards};
     use Lane::{Left, Right};
@@ -136,17 +138,21 @@ pub fn default_scene() -> SceneSpec {
                 .plate("248EKM09")
                 .enter(171)
                 .travel(64)
-                .stop(400.0 / 720.0, u64::from(FPS) * 8)
+                .stop(540.0 / 720.0, u64::from(FPS) * 8)
                 .colour([200, 150, 30]),
             VehicleSpec::new("V6", Truck, Right, Away)
                 .plate("901TRK14")
-                .enter(175)
+                .enter(225)
                 .travel(80)
                 .colour([20, 120, 130]),
         ],
         tail_frames: 5,
     }
 }
+
+/// How many frames (2 s) must pass after a vehicle leaves the view before another comes into
+/// view where it left.
+pub const REAPPEAR_GAP: u64 = 2 * FPS as u64;
 
 /// Whether `plate` is on the list as `entry`: the same text, or the same length with one
 /// character different (a fuzzy match such as `777KZA02` against `777KZAO2`).

@@ -112,11 +112,149 @@ fn a_stopped_vehicle_keeps_its_box_still_for_eight_seconds() {
     }
     assert_ne!(m.vehicle_box(v5, stop.from_frame - 1), Some(still));
     assert_ne!(m.vehicle_box(v5, stop.to_frame + 1), Some(still));
-    assert!(
-        v5.crossing_frame > stop.to_frame,
-        "V5 stops before the line and crosses after the stop"
-    );
     assert!(m.vehicles.iter().filter(|v| v.stop.is_some()).count() == 1);
+}
+
+#[test]
+fn the_stopping_bus_crosses_the_line_before_it_stops_and_stops_well_past_it() {
+    let m = scene();
+    let v5 = v(&m, "V5");
+    let stop = v5.stop.expect("V5 stops");
+    // The device reports a vehicle that stays too long at that moment, with its direction:
+    // V5 must have crossed by then, and be seen moving past the line for a while first.
+    assert!(
+        v5.crossing_frame + 10 <= stop.from_frame,
+        "V5 crosses on frame {} and stops on frame {}",
+        v5.crossing_frame,
+        stop.from_frame
+    );
+    let line_y = m.counting_line[0][1];
+    for i in stop.from_frame..=stop.to_frame {
+        assert!(past(&m, v5, i), "frame {i}");
+        let [_, y] = m.reference_point(v5, i).expect("in view");
+        assert!((0.72..=0.78).contains(&y), "frame {i}: wheels at {y}");
+        assert!(y >= line_y + 0.1, "frame {i}: wheels at {y}");
+        let plate = m.plate_box(v5, i).expect("V5 has a plate");
+        assert!(plate.w >= MIN_PLATE_PX, "frame {i}: plate {} px", plate.w);
+    }
+    assert!(
+        (v5.crossing_frame..=v5.last_frame).all(|i| past(&m, v5, i)),
+        "V5 stays past the line once it has crossed"
+    );
+}
+
+#[test]
+fn no_vehicle_comes_into_view_where_another_has_just_left() {
+    let m = scene();
+    assert_eq!(REAPPEAR_GAP, 2 * u64::from(m.fps));
+    for gone in &m.vehicles {
+        let left = m.vehicle_box(gone, gone.last_frame).expect("in view");
+        for came in m.vehicles.iter().filter(|v| v.id != gone.id) {
+            let after = came.first_frame.checked_sub(gone.last_frame);
+            if !after.is_some_and(|d| (1..=REAPPEAR_GAP).contains(&d)) {
+                continue;
+            }
+            let entered = m.vehicle_box(came, came.first_frame).expect("in view");
+            assert!(
+                !left.overlaps(&entered),
+                "{} comes into view on frame {}, {} frames after {} left from {left:?}, at \
+                 {entered:?}",
+                came.id,
+                came.first_frame,
+                came.first_frame - gone.last_frame,
+                gone.id
+            );
+        }
+    }
+    let (v4, v6) = (v(&m, "V4"), v(&m, "V6"));
+    let (left, entered) = (
+        m.vehicle_box(v4, v4.last_frame).expect("in view"),
+        m.vehicle_box(v6, v6.first_frame).expect("in view"),
+    );
+    assert!(
+        left.overlaps(&entered),
+        "V6 comes into view where V4 left it"
+    );
+    assert!(
+        v6.first_frame > v4.last_frame + REAPPEAR_GAP,
+        "so it waits 2 s"
+    );
+}
+
+#[test]
+fn plates_lie_on_the_body_above_the_bumper() {
+    /// The least margin, in pixels, between a plate and the edges of what it is mounted on.
+    const MARGIN: i32 = 2;
+    let check = |what: &str, p: &Placement| {
+        let (plate, body, bumper) = (p.plate_box(), p.body_box(), p.bumper_box());
+        assert!(
+            plate.x - body.x >= MARGIN
+                && body.right() - plate.right() >= MARGIN
+                && plate.y - body.y >= MARGIN
+                && body.bottom() - plate.bottom() >= MARGIN,
+            "{what}: plate {plate:?} is not inside the body {body:?}"
+        );
+        assert!(
+            bumper.y - plate.bottom() >= MARGIN,
+            "{what}: plate {plate:?} is not above the bumper {bumper:?}"
+        );
+    };
+    let m = scene();
+    for v in m.vehicles.iter().filter(|v| v.plate.is_some()) {
+        for i in v.first_frame..=v.last_frame {
+            check(
+                &format!("{} frame {i}", v.id),
+                &m.placement(v, i).expect("in view"),
+            );
+        }
+    }
+    let (narrow, wide) = (
+        (FAR_WIDTH * f64::from(WIDTH)).round() as u32,
+        (NEAR_WIDTH * f64::from(WIDTH)).round() as u32,
+    );
+    for kind in [VehicleType::Truck, VehicleType::Bus] {
+        for w in narrow..=wide {
+            for bottom in [330, 331, 500, 690] {
+                let p = Placement {
+                    cx: 640,
+                    bottom,
+                    w,
+                    kind,
+                };
+                check(&format!("{} {w} px wide at {bottom}", kind.as_str()), &p);
+            }
+        }
+    }
+}
+
+#[test]
+fn bus_plates_are_framed_by_body_colour_and_no_plate_touches_the_bumper() {
+    let m = scene();
+    let font = load_font().expect("DejaVu Sans Bold is installed");
+    let bumper = [40, 40, 45];
+    for v in m.vehicles.iter().filter(|v| v.plate.is_some()) {
+        for i in [v.first_frame, v.crossing_frame, v.last_frame] {
+            let img = render_scene_frame(&m, &font, i);
+            let plate = m.plate_box(v, i).expect("in view");
+            // The ring of pixels 1 to 2 px outside the plate.
+            for y in plate.y - 2..plate.bottom() + 2 {
+                for x in plate.x - 2..plate.right() + 2 {
+                    let on_plate =
+                        x >= plate.x && x < plate.right() && y >= plate.y && y < plate.bottom();
+                    if on_plate {
+                        continue;
+                    }
+                    let px = img.get_pixel(x as u32, y as u32).0;
+                    assert_ne!(px, bumper, "{} frame {i}: bumper at ({x}, {y})", v.id);
+                    // The plate drawing lets the last character of the region code run over the
+                    // plate's right edge, so only the other three sides are plain body colour.
+                    if v.kind == VehicleType::Bus && x < plate.right() {
+                        assert_eq!(px, v.colour, "{} frame {i}: at ({x}, {y})", v.id);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[test]

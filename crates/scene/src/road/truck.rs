@@ -9,7 +9,8 @@ use ab_glyph::FontVec;
 use image::{Rgb, RgbImage};
 use imageproc::drawing::draw_filled_ellipse_mut;
 
-use super::paint::{fill_rect, fill_rounded_rect, outline, vline};
+use super::manifest::PixelBox;
+use super::paint::{fill_rect, fill_rounded_rect, outline, painted, vline};
 use crate::plate::draw_plate;
 use crate::vehicle::shade;
 
@@ -33,6 +34,40 @@ pub(crate) fn plate_box(cx: i32, bottom: i32, w: u32) -> [i32; 4] {
     let ph = (pw as f32 * 112.0 / 520.0).round() as i32;
     let top = bottom as f32 - h * CHASSIS + h * 0.005;
     [cx - pw / 2, top as i32, pw, ph]
+}
+
+/// The corners of the chassis panel under the cargo box, on a truck `w` wide centred at `cx`,
+/// wheels on `bottom`.
+fn chassis(cx: f32, bottom: f32, w: f32) -> ((f32, f32), (f32, f32)) {
+    let h = w * ASPECT;
+    let left = cx - w / 2.0;
+    (
+        (left + w * 0.08, bottom - h * CHASSIS),
+        (left + w * 0.92, bottom - h * CHASSIS * 0.5),
+    )
+}
+
+/// The corners of the under-run bar, on a truck `w` wide centred at `cx`, wheels on `bottom`.
+fn under_run_bar(cx: f32, bottom: f32, w: f32) -> ((f32, f32), (f32, f32)) {
+    let h = w * ASPECT;
+    let left = cx - w / 2.0;
+    let top = bottom - h * CHASSIS * 0.55;
+    ((left + w * 0.02, top), (left + w * 0.98, top + h * 0.05))
+}
+
+/// The pixels of the rear the plate is mounted on, on a truck `w` wide centred at `cx`, wheels
+/// on `bottom`: the cargo box and the chassis panel under it, as wide as the panel.
+pub(crate) fn body_box(cx: i32, bottom: i32, w: u32) -> PixelBox {
+    let (cx, bottom, w) = (cx as f32, bottom as f32, w as f32);
+    let ((x0, _), (x1, y1)) = chassis(cx, bottom, w);
+    let box_top = bottom - w * ASPECT + w * ASPECT * ROOF;
+    painted((x0, box_top), (x1, y1))
+}
+
+/// The pixels of the under-run bar, on a truck `w` wide centred at `cx`, wheels on `bottom`.
+pub(crate) fn bumper_box(cx: i32, bottom: i32, w: u32) -> PixelBox {
+    let (a, b) = under_run_bar(cx as f32, bottom as f32, w as f32);
+    painted(a, b)
 }
 
 /// Draws a box truck seen from behind, centred at `cx`, wheels on `bottom`, `w` wide: shadow,
@@ -76,12 +111,8 @@ pub(crate) fn draw_truck(
             Rgb([50, 50, 55]),
         );
     }
-    fill_rect(
-        img,
-        (left + w * 0.08, bottom - h * CHASSIS),
-        (left + w * 0.92, bottom - h * CHASSIS * 0.5),
-        Rgb([35, 35, 38]),
-    );
+    let (chassis_a, chassis_b) = chassis(cx, bottom, w);
+    fill_rect(img, chassis_a, chassis_b, Rgb([35, 35, 38]));
     // The cab's roof, then the cargo box with a light band along its top and a dark frame.
     let (box_top, box_bottom) = (top + h * ROOF, bottom - h * CHASSIS);
     fill_rounded_rect(
@@ -139,13 +170,8 @@ pub(crate) fn draw_truck(
         Rgb([70, 70, 75]),
     );
     // Under-run bar, lights and plate.
-    let bar = bottom - h * CHASSIS * 0.55;
-    fill_rect(
-        img,
-        (left + w * 0.02, bar),
-        (left + w * 0.98, bar + h * 0.05),
-        Rgb([40, 40, 45]),
-    );
+    let (bar_a, bar_b) = under_run_bar(cx, bottom, w);
+    fill_rect(img, bar_a, bar_b, Rgb([40, 40, 45]));
     for x in [left + w * 0.02, left + w * 0.78] {
         fill_rounded_rect(
             img,
