@@ -236,10 +236,11 @@ async fn every_vehicle_of_the_road_scene_makes_one_passage_and_every_offence_one
         let crossing = track.crossing_frame.unwrap();
         // One frame in `track_every` (2) is recognised, and the detector's box is not the drawn
         // one (it takes in the shadow under the wheels, or leaves out a bumper's edge): the
-        // crossing is seen within 4 frames (160 ms at 25 fps) of the truth.
+        // crossing is seen within a few frames of the truth: at most 4 (160 ms at 25 fps) when
+        // measured, 6 allowed.
         crossings.push(format!("{} {} seen {crossing}", v.id, v.crossing_frame));
         assert!(
-            crossing.abs_diff(v.crossing_frame) <= 4,
+            crossing.abs_diff(v.crossing_frame) <= 6,
             "{} crossed at frame {}, seen at {crossing}; all: {crossings:?}",
             v.id,
             v.crossing_frame
