@@ -1,21 +1,31 @@
-//! The device runtime: cameras → recognition → tracking → queue → uplink.
+//! The device runtime: cameras → recognition → vehicle tracking → rules → queue → uplink.
 //!
 //! # Contract
 //!
 //! - **Start.** Everything a run needs is checked before any camera starts: ONNX Runtime and
 //!   the models (one recognizer per camera), GStreamer, the queue's directory and database, and
-//!   the broker's address. A fault there fails [`run`] with a [`StartError`] naming the file or
-//!   setting and the fix; nothing is recorded.
+//!   the broker's address, the plate lists (a missing list file fails the start; malformed lines
+//!   are skipped and raised as `plate-list` faults). A fault there fails [`run`] with a
+//!   [`StartError`] naming the file or setting and the fix; nothing is recorded.
 //! - **Threads.** Each camera gets one thread that pulls frames from its GStreamer pipeline
 //!   (`capture`) and one thread that owns that camera's ONNX Runtime sessions (`recognition`),
 //!   joined by a bounded channel of four frames: a live camera whose frames arrive faster than
 //!   they can be processed drops frames (counted in [`DeviceCounters::frames_dropped`]); a file
 //!   waits. The uplink runs on tokio.
-//! - **Recording.** A passage ends in one event ([`event_from_passage`]) with its evidence
-//!   images ([`evidence`]), appended to the SQLite queue by the recognition thread in one
-//!   transaction that is synced to disk before the next frame is taken (see `anpr_store`). A
-//!   crash after that loses nothing: the event is sent after the restart. Only the queue's disk
-//!   quota drops recorded events, and it counts and journals each one.
+//! - **Tracking.** Each camera's frames go through its own `anpr_track::VehicleTracker`, set up
+//!   from the camera's counting line, zones and `max_dwell_s`: one passage per vehicle, with or
+//!   without a readable plate, its capture time the moment it crossed the line.
+//! - **Recording.** A passage is checked against the rules (`anpr_rules`) with the plate lists
+//!   in force, and ends in one passage event ([`event_from_passage`]) plus one violation event
+//!   per rule broken ([`violation_event`], referring to the passage), each with its evidence
+//!   images ([`evidence`]; a violation also its [`overlay`]), all appended to the SQLite queue
+//!   by the recognition thread in one transaction that is synced to disk before the next frame
+//!   is taken (see `anpr_store`). A crash after that loses nothing: the events are sent after
+//!   the restart. Only the queue's disk quota drops recorded events (violations last), and it
+//!   counts and journals each one.
+//! - **Commands.** Plate-list updates from the central side (`<prefix>/<inventory>/cmd`) are
+//!   checked whole, kept in `lists_dir` and put in force for the next passage without a
+//!   restart; a refused one is a `plate-list-update` fault and the list in force stays.
 //! - **Faults.** A camera or link failure never stops the others. A camera that fails is
 //!   raised at once as a `camera` fault on the health channel and listed in
 //!   [`Summary::camera_errors`]; a frame that cannot be recognised is skipped with a warning.
@@ -26,8 +36,11 @@
 //! # Modules
 //!
 //! `run` (the whole run and its counters), `capture` (the capture thread), `recognition` (the
-//! recognition thread: gate, recognizer, tracker, queue), `event` (a passage as an event),
-//! `models` (the recognizer a configuration asks for), [`evidence`] (JPEG evidence images).
+//! recognition thread: gate, recognizer, tracker), `record` (rules, events and evidence of a
+//! passage, in one transaction), `event` (a passage and its violations as events), `view` (a
+//! camera's line, zones and tracker settings), `commands` (plate-list updates), `models` (the
+//! recognizer a configuration asks for), [`evidence`] (JPEG evidence images), [`overlay`] (the
+//! annotated image of a violation).
 
 mod capture;
 mod commands;
