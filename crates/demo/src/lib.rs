@@ -61,7 +61,8 @@ pub struct DemoOutcome {
     pub truth: Truth,
     /// Violations the central receiver stored, by rule.
     pub violations: BTreeMap<String, u64>,
-    /// Plate texts the central receiver stored, in sequence order.
+    /// Plate texts of the passages the central receiver stored, in sequence order (empty for a
+    /// plate that could not be read).
     pub received: Vec<String>,
     /// How many of the clip's plates arrived with the right text.
     pub matched: usize,
@@ -191,6 +192,7 @@ pub async fn run(
     let received: Vec<String> = receiver
         .events_of(&cfg.device.inventory)?
         .into_iter()
+        .filter(|d| d.event.kind == anpr_types::EventKind::Passage)
         .map(|d| d.event.plate.text)
         .collect();
     let matched = truth.plates.iter().filter(|p| received.contains(p)).count();

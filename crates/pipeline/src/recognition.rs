@@ -60,7 +60,7 @@ pub(crate) fn recognition_thread(
                     }
                     EventKind::Violation => {
                         let rule = e.violation.as_ref().map_or("", |v| v.rule.as_str());
-                        tracing::warn!(camera = id, seq = e.seq, plate = %e.plate.text, rule, "Violation recorded.");
+                        tracing::info!(camera = id, seq = e.seq, plate = %e.plate.text, rule, "Violation recorded.");
                         counters.violations.fetch_add(1, Ordering::Relaxed);
                     }
                 }
