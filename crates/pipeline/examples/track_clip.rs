@@ -43,7 +43,10 @@ fn main() -> anyhow::Result<()> {
         let want = recognised.is_multiple_of(every)
             || tracker.needs_vehicle(cfg.models.vehicle_class_confidence);
         recognised += 1;
-        let r = rec.process_with(&frame.image, want)?;
+        let mut r = rec.process_with(&frame.image, want)?;
+        let vehicles = r.vehicles.clone();
+        r.plates
+            .retain(|p| anpr_pipeline::plausible_plate(p, &vehicles));
         let mut obs = FrameObservation::new(
             frame.index,
             frame.captured_at,

@@ -48,12 +48,13 @@ mod event;
 pub mod evidence;
 mod models;
 pub mod overlay;
-mod recognition;
+pub(crate) mod recognition;
 mod record;
 mod run;
 mod view;
 
 pub use event::{event_from_passage, violation_event};
 pub use models::{load_recognizer, recognizer_config};
+pub use recognition::plausible_plate;
 pub use run::{DeviceCounters, RunOptions, StartError, Summary, run};
 pub use view::{scene as camera_scene, tracker_config as tracker_settings};

@@ -12,7 +12,7 @@ use anpr_ingest::Frame;
 use anpr_rules::{Lists, RuleSet};
 use anpr_store::Store;
 use anpr_track::{FrameGate, FrameObservation, VehiclePassage, VehicleTracker};
-use anpr_types::EventKind;
+use anpr_types::{EventKind, PlateRead, VehicleDetection};
 use anpr_vision::Recognizer;
 use anyhow::Result;
 
@@ -107,8 +107,14 @@ pub(crate) fn recognition_thread(
         let seen = !result.plates.is_empty() || !result.vehicles.is_empty();
         // Kept (shared) only on the shots that may become evidence: a few frames per vehicle.
         let image = seen.then(|| Arc::new(frame.image));
+        let plates: Vec<PlateRead> = result
+            .plates
+            .iter()
+            .filter(|p| plausible_plate(p, &result.vehicles))
+            .cloned()
+            .collect();
         let mut obs =
-            FrameObservation::new(frame.index, frame.captured_at, size).with_plates(&result.plates);
+            FrameObservation::new(frame.index, frame.captured_at, size).with_plates(&plates);
         if want_vehicles {
             obs = obs.with_vehicles(&result.vehicles);
         }
@@ -123,4 +129,79 @@ pub(crate) fn recognition_thread(
         commit(ended, &mut store)?;
     }
     commit(tracker.flush(), &mut store)
+}
+
+/// A plate is at most about a third of its vehicle's width (a 520 mm plate on a car 1.7 m wide
+/// or more; a motorcycle's plate is narrower still). A plate box that could not be read and
+/// covers more than this share of the width of the vehicle around it is another part of the
+/// vehicle (a door, a panel): it must not make a vehicle without a plate `unreadable`.
+const PLATE_WIDTH_SHARE_MAX: f32 = 0.6;
+
+/// Fewer characters than this is no plate read (the tracker does not vote on them either).
+const PLATE_MIN_CHARS: usize = 4;
+
+/// Whether a plate box is worth giving the tracker: any plate read, and a box not read (or read
+/// as a character or two) unless it is too wide for the vehicle that holds its centre.
+pub fn plausible_plate(plate: &PlateRead, vehicles: &[VehicleDetection]) -> bool {
+    plate.text.chars().count() >= PLATE_MIN_CHARS
+        || !vehicles.iter().any(|v| {
+            v.bbox.contains_centre_of(&plate.bbox)
+                && plate.bbox.w > PLATE_WIDTH_SHARE_MAX * v.bbox.w
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anpr_types::{BBox, VehicleClass};
+
+    fn plate(text: &str, w: f32) -> PlateRead {
+        PlateRead {
+            text: text.into(),
+            confidence: 0.9,
+            char_confidences: vec![0.9; text.len()],
+            detection_confidence: 0.5,
+            bbox: BBox {
+                x: 100.0,
+                y: 150.0,
+                w,
+                h: w / 4.0,
+            },
+            raw_text: text.into(),
+            country: None,
+            plate_type: None,
+            region: None,
+            format_confidence: 0.0,
+        }
+    }
+
+    #[test]
+    fn an_unread_plate_box_wider_than_most_of_its_vehicle_is_not_a_plate() {
+        let truck = VehicleDetection {
+            class: VehicleClass::Truck,
+            confidence: 0.8,
+            bbox: BBox {
+                x: 50.0,
+                y: 50.0,
+                w: 300.0,
+                h: 300.0,
+            },
+        };
+        assert!(plausible_plate(
+            &plate("", 100.0),
+            std::slice::from_ref(&truck)
+        ));
+        assert!(!plausible_plate(
+            &plate("", 200.0),
+            std::slice::from_ref(&truck)
+        ));
+        assert!(
+            plausible_plate(&plate("123ABC01", 200.0), std::slice::from_ref(&truck)),
+            "a read plate is kept"
+        );
+        assert!(
+            plausible_plate(&plate("", 200.0), &[]),
+            "no vehicle to judge by"
+        );
+    }
 }
