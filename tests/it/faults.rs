@@ -163,6 +163,71 @@ async fn unknown_repeated_and_out_of_order_acks_change_nothing_they_should_not()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_naming_another_event_under_a_sequence_number_leaves_that_event_to_be_sent_again_within_the_ack_timeout()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let broker = Mosquitto::start().unwrap();
+    // One event: nothing else in flight whose timeout would send it again by the way.
+    util::append_events(&queue, "KZ-FAULT-STRAY", 1);
+    let ack_timeout = Duration::from_secs(2);
+    let uplink = util::Uplink::start(&queue, "KZ-FAULT-STRAY", broker.port(), ack_timeout);
+    assert!(
+        util::wait_for(Duration::from_secs(10), || uplink
+            .counters
+            .published
+            .load(Ordering::SeqCst)
+            >= 1)
+        .await
+    );
+    // A stray acknowledgement: the event's sequence number with another event's id.
+    let mut opts = MqttOptions::new("stray-acks", "127.0.0.1", broker.port());
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let stray = Ack {
+        event_id: uuid::Uuid::now_v7(),
+        seq: 1,
+        evidence: None,
+    };
+    client
+        .publish(
+            Topics::new("anpr/v1", "KZ-FAULT-STRAY").ack(),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&stray).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        util::wait_for(Duration::from_secs(5), || uplink
+            .counters
+            .unknown_acks
+            .load(Ordering::SeqCst)
+            == 1)
+        .await
+    );
+    // The receiver comes up after the event went out; the link stays up throughout, so only the
+    // ack timeout can bring it to the receiver again.
+    let errors_before = uplink.counters.connection_errors.load(Ordering::SeqCst);
+    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
+    let store = Store::open(&queue).unwrap();
+    assert!(
+        util::wait_for(ack_timeout * 3, || store.stats().unwrap().delivered == 1).await,
+        "the event is delivered within the ack timeout after the stray ack: {:?}",
+        store.stats().unwrap()
+    );
+    assert_eq!(
+        uplink.counters.connection_errors.load(Ordering::SeqCst),
+        errors_before,
+        "no reconnect was needed"
+    );
+    assert!(uplink.counters.resent.load(Ordering::SeqCst) >= 1);
+    let _ = uplink.mode.send(anpr_uplink::Mode::Stop);
+    central.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_killed_mid_batch_keeps_acknowledged_rows_done_and_sends_the_rest_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let queue = dir.path().join("queue.sqlite");
