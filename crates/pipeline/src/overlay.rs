@@ -2,6 +2,7 @@
 //! and the plate's boxes drawn on it and a caption band giving the plate text, the capture
 //! time, the camera and the rule.
 //!
+//! The caption's lines share one size, made smaller when the longest would not fit the width.
 //! Text needs a TrueType font: DejaVu Sans (Debian's `fonts-dejavu-core`, installed by
 //! `deploy/setup.sh`). Without one the boxes are still drawn and the caption is left out,
 //! with a warning once: the violation is never held back for want of a font.
@@ -11,7 +12,7 @@ use std::sync::OnceLock;
 use ab_glyph::{FontVec, PxScale};
 use anpr_types::{BBox, RgbFrame};
 use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut};
+use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size};
 use imageproc::rect::Rect;
 
 /// Fonts tried in order.
@@ -83,7 +84,18 @@ pub fn draw(frame: &RgbFrame, overlay: &Overlay<'_>) -> RgbImage {
         thick_box(&mut img, r, Rgb([255, 40, 40]), line);
     }
     if let Some(font) = font() {
-        let size = (h as f32 / 28.0).clamp(12.0, 48.0);
+        // One size for every line, small enough that the longest fits the frame's width.
+        let mut size = (h as f32 / 28.0).clamp(12.0, 48.0);
+        let room = w as f32 * 0.96;
+        let widest = overlay
+            .lines
+            .iter()
+            .map(|t| text_size(PxScale::from(size), font, t).0)
+            .max()
+            .unwrap_or(0) as f32;
+        if widest > room {
+            size = (size * room / widest).max(6.0);
+        }
         let band = (size * 1.25) as u32 * overlay.lines.len() as u32 + (size * 0.5) as u32;
         draw_filled_rect_mut(
             &mut img,
@@ -161,5 +173,34 @@ mod tests {
             },
         );
         assert_eq!(clipped.get_pixel(300, 235).0, [255, 200, 0]);
+    }
+
+    #[test]
+    fn a_long_caption_is_made_smaller_to_stay_inside_the_frame() {
+        let frame = RgbFrame {
+            width: 320,
+            height: 240,
+            data: vec![100; 320 * 240 * 3],
+        };
+        let lines = ["wanted: a reason far too long to fit on one line of a small frame at the usual size of the caption".to_string()];
+        let img = draw(
+            &frame,
+            &Overlay {
+                vehicle: None,
+                plate: None,
+                lines: &lines,
+            },
+        );
+        let band = (0..240)
+            .take_while(|&y| img.get_pixel(0, y).0 != [100, 100, 100])
+            .count() as u32;
+        assert!(band > 0, "a caption band is drawn");
+        for y in 0..band {
+            assert_eq!(
+                img.get_pixel(319, y).0,
+                [0, 0, 0],
+                "text reaches the right edge at row {y}"
+            );
+        }
     }
 }
