@@ -228,6 +228,66 @@ async fn an_ack_naming_another_event_under_a_sequence_number_leaves_that_event_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_row_between_two_good_ones_is_quarantined_and_reported_and_the_good_ones_are_delivered()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let inv = "KZ-FAULT-CORRUPT";
+    let broker = Mosquitto::start().unwrap();
+    util::append_events(&queue, inv, 3);
+    rusqlite::Connection::open(&queue)
+        .unwrap()
+        .execute(
+            "UPDATE events SET payload = '{\"schema\": \"cut short' WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
+    let uplink = util::Uplink::start(&queue, inv, broker.port(), Duration::from_secs(3));
+    let store = Store::open(&queue).unwrap();
+    assert!(
+        util::wait_for(Duration::from_secs(20), || store.stats().unwrap().delivered
+            == 2)
+        .await,
+        "both good rows delivered: {:?}",
+        store.stats().unwrap()
+    );
+    assert_eq!(store.stats().unwrap().pending, 0);
+    let journal = store.journal(0).unwrap();
+    assert!(
+        journal
+            .iter()
+            .any(|j| j.kind == "quarantined-event" && j.detail["seq"] == 2),
+        "{journal:?}"
+    );
+    // The fault reaches the central side on the health channel.
+    let receiver_db = dir.path().join("central.sqlite");
+    assert!(
+        util::wait_for(Duration::from_secs(10), || {
+            anpr_central::Receiver::open(&receiver_db)
+                .and_then(|r| r.faults(inv))
+                .is_ok_and(|h| {
+                    h.iter()
+                        .any(|h| h.faults.iter().any(|f| f.code == "queue-corrupt"))
+                })
+        })
+        .await,
+        "queue-corrupt fault at the receiver"
+    );
+    let _ = uplink.mode.send(anpr_uplink::Mode::Stop);
+    central.stop().await;
+    let report = anpr_central::Receiver::open(&receiver_db)
+        .unwrap()
+        .report()
+        .unwrap();
+    assert_eq!(
+        report[0].gaps,
+        vec![(2, 2)],
+        "the receiver sees the quarantined row missing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_killed_mid_batch_keeps_acknowledged_rows_done_and_sends_the_rest_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let queue = dir.path().join("queue.sqlite");

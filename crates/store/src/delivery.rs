@@ -75,6 +75,42 @@ impl Store {
         Ok(out)
     }
 
+    /// Takes an undelivered row whose payload cannot be read ([`StoreError::Corrupt`]) out of
+    /// delivery, so the rows after it still go out: the row and its images leave the queue and
+    /// the journal keeps what it held (`quarantined-event`: sequence number, why, and the raw
+    /// payload), in one transaction. The receiver sees the sequence number missing. Returns
+    /// false when no undelivered row has this sequence number.
+    pub fn quarantine(&mut self, seq: u64, reason: &str) -> Result<bool, StoreError> {
+        let (tx, path) = self.begin_write()?;
+        let sql = sql_error(path);
+        let row: Option<(String, String)> = tx
+            .query_row(
+                "SELECT event_id, payload FROM events WHERE seq = ?1 AND delivered_at IS NULL",
+                params![seq as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(&sql)?;
+        let Some((event_id, payload)) = row else {
+            return Ok(false);
+        };
+        tx.execute("DELETE FROM evidence WHERE seq = ?1", params![seq as i64])
+            .map_err(&sql)?;
+        tx.execute("DELETE FROM events WHERE seq = ?1", params![seq as i64])
+            .map_err(&sql)?;
+        crate::journal::journal_add(
+            &tx,
+            "quarantined-event",
+            &serde_json::json!({"seq": seq, "event_id": event_id, "reason": reason,
+                "payload": payload}),
+        )
+        .map_err(&sql)?;
+        meta_add(&tx, key::PRESENT, -1).map_err(&sql)?;
+        meta_add(&tx, key::PENDING, -1).map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(true)
+    }
+
     /// The stored event with this sequence number, delivered or not.
     pub fn get(&self, seq: u64) -> Result<Option<Event>, StoreError> {
         let payload: Option<String> = self
@@ -239,6 +275,45 @@ mod tests {
 
     use crate::tests::event;
     use crate::{AckOutcome, QueueStats, Store};
+
+    #[test]
+    fn a_corrupt_row_between_two_good_ones_is_quarantined_and_the_good_ones_stay_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("q.sqlite")).unwrap();
+        for _ in 0..3 {
+            s.append(event).unwrap();
+        }
+        s.conn
+            .execute(
+                "UPDATE events SET payload = 'not an event' WHERE seq = 2",
+                [],
+            )
+            .unwrap();
+        let err = s.pending(0, 10).unwrap_err();
+        assert!(
+            matches!(err, crate::StoreError::Corrupt { seq: 2, .. }),
+            "{err}"
+        );
+        assert!(s.quarantine(2, &err.to_string()).unwrap());
+        assert!(
+            !s.quarantine(2, "again").unwrap(),
+            "nothing left to quarantine"
+        );
+        let seqs: Vec<u64> = s.pending(0, 10).unwrap().iter().map(|p| p.seq).collect();
+        assert_eq!(seqs, [1, 3]);
+        let stats = s.stats().unwrap();
+        assert_eq!((stats.total, stats.pending, stats.last_seq), (2, 2, 3));
+        let journal = s.journal(0).unwrap();
+        let q = journal
+            .iter()
+            .find(|j| j.kind == "quarantined-event")
+            .unwrap();
+        assert_eq!(q.detail["seq"], 2);
+        assert_eq!(
+            q.detail["payload"], "not an event",
+            "what the row held is kept"
+        );
+    }
 
     #[test]
     fn appends_get_gap_free_sequences_that_survive_reopening() {

@@ -20,6 +20,9 @@
 //! [`Health`] message at once when a drop or a jump appears, and every 10 s otherwise. Health
 //! is not held back by the event backlog.
 //!
+//! A queued row that cannot be read is quarantined (journaled with what it held, raised as a
+//! `queue-corrupt` fault) and delivery goes on with the rows after it.
+//!
 //! The uplink runs on tokio; its SQLite calls are short statements on its own connection.
 
 use std::collections::HashMap;
@@ -345,7 +348,13 @@ pub async fn run_with_commands(
                     break;
                 }
                 if let Some(s) = session.as_mut() {
-                    pump(&cfg, &mut store, &client, &events_topic, s, &counters)?;
+                    match pump(&cfg, &mut store, &client, &events_topic, s, &counters) {
+                        // A row that cannot be read must not stop delivery of the rows after it.
+                        Err(UplinkError::Store(anpr_store::StoreError::Corrupt { seq, message })) => {
+                            quarantine(&mut store, seq, &message, &counters)?;
+                        }
+                        other => other?,
+                    }
                     pump_images(&cfg, &store, &client, s, &counters)?;
                 }
                 check_health(&cfg, &mut store, &client, &mut health, session.is_some(), &counters)?;
@@ -375,6 +384,28 @@ pub async fn run_with_commands(
         while eventloop.poll().await.is_ok() {}
     })
     .await;
+    Ok(())
+}
+
+/// Takes a queued row that cannot be read out of delivery (journaled with what it held, see
+/// [`Store::quarantine`]) and raises a `queue-corrupt` fault on the health channel.
+fn quarantine(
+    store: &mut Store,
+    seq: u64,
+    message: &str,
+    counters: &Counters,
+) -> Result<(), UplinkError> {
+    if store.quarantine(seq, message)? {
+        tracing::error!(
+            seq,
+            error = message,
+            "Queued event cannot be read; quarantined, delivery goes on."
+        );
+        counters.raise_fault(
+            "queue-corrupt",
+            &format!("queued event {seq} cannot be read ({message}); it was taken out of delivery and journaled"),
+        );
+    }
     Ok(())
 }
 
