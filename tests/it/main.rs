@@ -15,4 +15,5 @@ mod golden;
 mod plate_lists;
 mod recognition;
 mod road;
+mod shutdown;
 mod signal_loss;

@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the device with a configuration file until its cameras end or Ctrl-C.
+    /// Run the device with a configuration file until its cameras end, Ctrl-C or SIGTERM.
     Run(RunArgs),
     /// Run the whole appliance on the synthesised demo clip with a local broker and receiver.
     Demo(DemoArgs),

@@ -30,8 +30,10 @@
 //!   raised at once as a `camera` fault on the health channel and listed in
 //!   [`Summary::camera_errors`]; a frame that cannot be recognised is skipped with a warning.
 //! - **End.** When every camera has ended (a file at its end, a live camera on a fault), the
-//!   uplink gets [`RunOptions::drain_timeout`] to deliver what is queued; on Ctrl-C it stops at
-//!   once. Whatever is still queued stays in the queue for the next run.
+//!   uplink gets [`RunOptions::drain_timeout`] to deliver what is queued. On SIGTERM or Ctrl-C
+//!   the cameras stop at their next frame, the recognition threads end every open track and
+//!   record its passage (up to 20 s), and the uplink gets at most 5 s more. Whatever is still
+//!   queued stays in the queue for the next run.
 //!
 //! # Modules
 //!

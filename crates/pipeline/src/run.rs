@@ -87,6 +87,31 @@ impl Summary {
 #[error(transparent)]
 pub struct StartError(#[from] anyhow::Error);
 
+/// On SIGTERM or Ctrl-C, how long the recognition threads get to record the vehicles in view.
+const STOP_RECORDING: Duration = Duration::from_secs(20);
+/// On SIGTERM or Ctrl-C, how long the uplink gets to deliver before it stops (at most the
+/// run's drain timeout); whatever is left stays queued for the next start.
+const STOP_DRAIN: Duration = Duration::from_secs(5);
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what systemd and `docker stop` send).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGTERM cannot be watched; only Ctrl-C stops the device cleanly.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
 /// What the start checks leave ready for the run.
 struct Ready {
     recognizers: Vec<Recognizer>,
@@ -231,20 +256,34 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
             camera_errors = errs.unwrap_or_default();
             false
         }
-        _ = tokio::signal::ctrl_c() => true,
+        () = shutdown_signal() => true,
     };
+    stop.store(true, Ordering::Relaxed);
+    if interrupted {
+        // The cameras stop at their next frame; the recognition threads finish the frames
+        // already handed over, end every open track and record its passage before they return.
+        tracing::info!("Stopping: recording the vehicles in view.");
+        if let Ok(errs) = tokio::time::timeout(STOP_RECORDING, &mut all_done).await {
+            camera_errors = errs.unwrap_or_default();
+        } else {
+            tracing::error!(
+                seconds = STOP_RECORDING.as_secs(),
+                "The recognition threads did not finish in time; passages in view may be lost."
+            );
+        }
+    }
     for e in &camera_errors {
         opts.counters.camera_faults.fetch_add(1, Ordering::Relaxed);
         tracing::error!(error = %e, "Camera fault.");
     }
-    stop.store(true, Ordering::Relaxed);
-    let mode = if interrupted {
-        Mode::Stop
-    } else {
-        Mode::Drain {
-            deadline: Instant::now() + opts.drain_timeout,
-        }
-    };
+    // On a signal, what was just recorded gets a short while to go out; the rest stays queued.
+    let deadline = Instant::now()
+        + if interrupted {
+            opts.drain_timeout.min(STOP_DRAIN)
+        } else {
+            opts.drain_timeout
+        };
+    let mode = Mode::Drain { deadline };
     let _ = mode_tx.send(mode);
     uplink.await.context("uplink task failed")??;
     commands.abort();
