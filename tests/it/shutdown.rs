@@ -1,5 +1,7 @@
-//! Stopping the device with SIGTERM (what systemd and `docker stop` send): the vehicles in view
-//! are recorded before it exits, and delivered once it can reach the central side again.
+//! Stopping and supervision: SIGTERM (what systemd and `docker stop` send) records the vehicles
+//! in view before the device exits, delivered once it can reach the central side again; a
+//! recognition worker that fails is raised as a fault and restarted while the other camera goes
+//! on.
 
 use std::time::Duration;
 
@@ -89,4 +91,78 @@ async fn sigterm_while_a_vehicle_is_in_view_records_its_passage_which_is_deliver
         .map(|d| d.event.plate.text)
         .collect();
     assert!(got.contains(&"777KZA02".to_string()), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recognition_worker_that_fails_is_restarted_with_a_fault_and_the_other_camera_keeps_recording()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    // Two vehicles: 0-74 and 50-124.
+    write_clip_with(&manifest_with(2), &clip).unwrap();
+    let inv = "KZ-TEST-SUPERVISE";
+    let broker = Mosquitto::start().unwrap();
+    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
+    let config = util::write_config(dir.path(), inv, clip.to_str().unwrap(), &broker.url());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[[camera]]\nid = \"cam2\"\nuri = \"{}\"\n",
+        clip.display()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
+            .args([
+                "run",
+                "--config",
+                config.to_str().unwrap(),
+                "--drain-timeout",
+                "20",
+            ])
+            .env("ANPR_INJECT_RECOGNITION_PANIC", "cam2@30")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    central.stop().await;
+    assert!(status.success(), "{status:?}");
+    let receiver = anpr_central::Receiver::open(&dir.path().join("central.sqlite")).unwrap();
+    let events = receiver.events_of(inv).unwrap();
+    let plates_of = |cam: &str| -> Vec<(String, u64)> {
+        events
+            .iter()
+            .filter(|d| d.event.camera == cam)
+            .map(|d| (d.event.plate.text.clone(), d.event.frame.index))
+            .collect()
+    };
+    let cam1: Vec<String> = plates_of("cam1").into_iter().map(|p| p.0).collect();
+    assert_eq!(
+        cam1,
+        ["123ABC01", "777KZA02"],
+        "the other camera recorded throughout"
+    );
+    let cam2 = plates_of("cam2");
+    assert!(
+        cam2.iter().any(|(p, frame)| p == "777KZA02" && *frame > 30),
+        "the restarted worker recorded the vehicle that came after the failure: {cam2:?}"
+    );
+    let faults: Vec<String> = receiver
+        .faults(inv)
+        .unwrap()
+        .iter()
+        .flat_map(|h| {
+            h.faults
+                .iter()
+                .map(|f| format!("{}: {}", f.code, f.message))
+        })
+        .collect();
+    assert!(
+        faults
+            .iter()
+            .any(|f| f.starts_with("recognition: camera cam2") && f.contains("injected")),
+        "the failure was raised on the health channel: {faults:?}"
+    );
 }

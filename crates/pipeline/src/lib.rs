@@ -28,7 +28,11 @@
 //!   restart; a refused one is a `plate-list-update` fault and the list in force stays.
 //! - **Faults.** A camera or link failure never stops the others. A camera that fails is
 //!   raised at once as a `camera` fault on the health channel and listed in
-//!   [`Summary::camera_errors`]; a frame that cannot be recognised is skipped with a warning.
+//!   [`Summary::camera_errors`]; a frame that cannot be recognised is skipped with a warning. A
+//!   recognition worker that fails (a queue error, a panic) is raised at once as a `recognition`
+//!   fault and started again with fresh model sessions after a pause (1 s, doubling up to 30 s);
+//!   the vehicles it had in view are lost, the camera's frames wait for it (a live camera drops
+//!   them, counted), the other cameras go on.
 //! - **End.** When every camera has ended (a file at its end, a live camera on a fault), the
 //!   uplink gets [`RunOptions::drain_timeout`] to deliver what is queued. On SIGTERM or Ctrl-C
 //!   the cameras stop at their next frame, the recognition threads end every open track and
@@ -48,6 +52,8 @@ mod capture;
 mod commands;
 mod event;
 pub mod evidence;
+#[cfg(feature = "fault-injection")]
+mod inject;
 mod models;
 pub mod overlay;
 pub(crate) mod recognition;

@@ -95,6 +95,8 @@ pub(crate) fn recognition_thread(
         counters
             .infer_ns
             .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        #[cfg(feature = "fault-injection")]
+        crate::inject::maybe_panic(id, frame.index);
         counters.frames.fetch_add(1, Ordering::Relaxed);
         counters.plate_reads.fetch_add(
             result.plates.iter().filter(|p| !p.text.is_empty()).count() as u64,

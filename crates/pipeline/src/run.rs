@@ -39,6 +39,8 @@ pub struct DeviceCounters {
     pub list_updates: AtomicU64,
     pub list_updates_refused: AtomicU64,
     pub camera_faults: AtomicU64,
+    /// Times a recognition worker failed and was started again.
+    pub recognition_restarts: AtomicU64,
     pub infer_ns: AtomicU64,
 }
 
@@ -92,6 +94,55 @@ const STOP_RECORDING: Duration = Duration::from_secs(20);
 /// On SIGTERM or Ctrl-C, how long the uplink gets to deliver before it stops (at most the
 /// run's drain timeout); whatever is left stays queued for the next start.
 const STOP_DRAIN: Duration = Duration::from_secs(5);
+
+/// Runs a camera's recognition worker, and runs it again when it fails: an error (the queue,
+/// say) or a panic is raised at once as a `recognition` fault, the worker waits (1 s, doubling
+/// up to 30 s) and starts again with fresh model sessions on the same frame channel. Passages
+/// of the vehicles in view when it failed are lost (the fault says so); the capture side and
+/// the other cameras go on. It gives up only when the models cannot be loaded again.
+fn supervise_recognition(
+    shared: &Shared,
+    camera: &anpr_config::Camera,
+    rec: Recognizer,
+    rx: &std::sync::mpsc::Receiver<Frame>,
+    uplink: &Counters,
+) -> Result<()> {
+    let mut rec = Some(rec);
+    let mut restarts = 0u32;
+    loop {
+        let worker = match rec.take() {
+            Some(r) => r,
+            None => load_recognizer(&shared.cfg)?,
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            recognition_thread(shared, camera, worker, rx)
+        }));
+        let why = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
+                .unwrap_or_else(|| "panic".to_string()),
+        };
+        restarts += 1;
+        shared
+            .counters
+            .recognition_restarts
+            .fetch_add(1, Ordering::Relaxed);
+        let message = format!(
+            "camera {}: recognition failed ({why}); the vehicles in view were lost; restart {restarts}",
+            camera.id
+        );
+        tracing::error!(camera = %camera.id, error = %why, restarts, "Recognition failed; restarting it.");
+        uplink.raise_fault("recognition", &message);
+        std::thread::sleep(
+            Duration::from_secs(1 << restarts.min(5).saturating_sub(1))
+                .min(Duration::from_secs(30)),
+        );
+    }
+}
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM (what systemd and `docker stop` send).
 async fn shutdown_signal() {
@@ -228,9 +279,10 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
             counters: opts.counters.clone(),
         };
         let cam_r = cam.clone();
+        let uplink_r = opts.uplink.clone();
         let recog = std::thread::Builder::new()
             .name(format!("recognize-{}", cam.id))
-            .spawn(move || recognition_thread(&shared, &cam_r, rec, &rx))?;
+            .spawn(move || supervise_recognition(&shared, &cam_r, rec, &rx, &uplink_r))?;
         workers.push((cam, capture, recog));
     }
     let mut camera_errors = Vec::new();
