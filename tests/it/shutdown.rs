@@ -104,12 +104,12 @@ async fn a_recognition_worker_that_fails_is_restarted_with_a_fault_and_the_other
     let broker = Mosquitto::start().unwrap();
     let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
     let config = util::write_config(dir.path(), inv, clip.to_str().unwrap(), &broker.url());
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
+    let text = std::fs::read_to_string(&config).unwrap();
+    let second = format!(
         "\n[[camera]]\nid = \"cam2\"\nuri = \"{}\"\n",
         clip.display()
-    ));
-    std::fs::write(&config, text).unwrap();
+    );
+    std::fs::write(&config, text + &second).unwrap();
     let status = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
             .args([
