@@ -63,14 +63,6 @@ pub struct Zone {
     pub lane: bool,
 }
 
-impl Zone {
-    /// Whether the relative point `p` lies inside the zone.
-    #[must_use]
-    pub fn contains(&self, p: Point) -> bool {
-        geometry::polygon_contains(&self.polygon, p)
-    }
-}
-
 fn default_track_every() -> u32 {
     2
 }
@@ -97,31 +89,6 @@ impl Camera {
     #[must_use]
     pub fn zone(&self, name: &str) -> Option<&Zone> {
         self.zones.iter().find(|z| z.name == name)
-    }
-
-    /// The zones that contain the relative point `p`.
-    pub fn zones_at(&self, p: Point) -> impl Iterator<Item = &Zone> {
-        self.zones.iter().filter(move |z| z.contains(p))
-    }
-
-    /// The direction name of a move from `from` to `to` (relative points, e.g. a vehicle's
-    /// reference point in two frames) when it crosses the counting line; `None` when the
-    /// camera has no line or the move does not cross it. A move that ends exactly on the line
-    /// does not cross it yet.
-    #[must_use]
-    pub fn crossing(&self, from: Point, to: Point) -> Option<&str> {
-        let [a, b] = self.line?;
-        let before = geometry::orient(a, b, from);
-        let after = geometry::orient(a, b, to);
-        let crossed = (before <= 0.0 && after > 0.0) || (before >= 0.0 && after < 0.0);
-        if !crossed || !geometry::segments_touch(a, b, from, to) {
-            return None;
-        }
-        Some(if after > 0.0 {
-            &self.directions[0]
-        } else {
-            &self.directions[1]
-        })
     }
 
     pub(crate) fn validate(&self, i: usize, c: &Checker<'_>) -> Result<(), ConfigError> {
@@ -222,24 +189,9 @@ mod tests {
     }
 
     #[test]
-    fn moving_down_across_a_horizontal_line_is_the_first_direction() {
+    fn a_zone_is_found_by_its_name() {
         let cam = camera_with_line();
-        assert_eq!(cam.crossing([0.5, 0.4], [0.5, 0.6]), Some("towards"));
-        assert_eq!(cam.crossing([0.5, 0.6], [0.5, 0.4]), Some("away"));
-        assert_eq!(cam.crossing([0.5, 0.1], [0.5, 0.3]), None);
-        assert_eq!(cam.crossing([0.5, 0.4], [0.5, 0.5]), None);
-    }
-
-    #[test]
-    fn a_vehicle_left_of_the_middle_is_in_the_left_lane() {
-        let cam = camera_with_line();
-        assert_eq!(
-            cam.zones_at([0.25, 0.5])
-                .map(|z| z.name.as_str())
-                .collect::<Vec<_>>(),
-            ["left-lane"]
-        );
-        assert_eq!(cam.zones_at([0.75, 0.5]).count(), 0);
         assert!(cam.zone("left-lane").is_some());
+        assert!(cam.zone("right-lane").is_none());
     }
 }

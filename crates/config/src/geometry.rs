@@ -1,5 +1,6 @@
 //! Plane geometry in relative frame coordinates (`[0, 0]` top left, `[1, 1]` bottom right,
-//! y down): checks of zone outlines, point in polygon, and crossing of the counting line.
+//! y down): the load-time checks of zone outlines and counting lines. The device itself places
+//! vehicles in zones and across lines with `anpr_track::geometry`.
 
 /// A point `[x, y]` in relative frame coordinates.
 pub type Point = [f64; 2];
@@ -134,20 +135,6 @@ pub(crate) fn check_polygon(points: &[Point]) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `p` lies inside the polygon (even-odd rule; points on the outline may fall either
-/// way).
-pub(crate) fn polygon_contains(points: &[Point], point: Point) -> bool {
-    let [px, py] = point;
-    let mut inside = false;
-    for (i, &[ax, ay]) in points.iter().enumerate() {
-        let [bx, by] = points[(i + 1) % points.len()];
-        if (ay > py) != (by > py) && px < ax + (py - ay) / (by - ay) * (bx - ax) {
-            inside = !inside;
-        }
-    }
-    inside
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,10 +142,8 @@ mod tests {
     const SQUARE: [Point; 4] = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]];
 
     #[test]
-    fn a_square_is_a_valid_zone_and_contains_its_centre() {
+    fn a_square_is_a_valid_zone() {
         assert_eq!(check_polygon(&SQUARE), Ok(()));
-        assert!(polygon_contains(&SQUARE, [0.5, 0.5]));
-        assert!(!polygon_contains(&SQUARE, [0.95, 0.5]));
     }
 
     #[test]

@@ -2,21 +2,49 @@
 //! violation event per rule it broke, each referring to the passage.
 
 use anpr_config::Config;
-use anpr_track::VehiclePassage;
+use std::sync::Arc;
+
+use anpr_track::{Moment, VehiclePassage};
 use anpr_types::{
-    ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle, FrameRef,
-    PlateStatus, Position, ViolationInfo,
+    BBox, ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle,
+    FrameRef, PlateStatus, Position, RgbFrame, ViolationInfo,
 };
 use uuid::Uuid;
 
-/// The frame whose pictures are the passage's evidence: the best plate read's, else the
-/// vehicle's best view's; `None` only for a passage made of nothing (never from the tracker).
-fn evidence_moment(p: &VehiclePassage) -> &anpr_track::Moment {
-    p.plate
-        .as_ref()
-        .map(|s| &s.at)
-        .or(p.vehicle.as_ref().map(|v| &v.at))
-        .unwrap_or(&p.captured)
+/// What a passage's evidence shows: the moment (frame) it comes from, that frame when the
+/// tracker kept it, the vehicle's box and the plate's box in it.
+pub(crate) struct Shown<'a> {
+    pub at: &'a Moment,
+    pub frame: Option<&'a Arc<RgbFrame>>,
+    pub vehicle: BBox,
+    pub plate: Option<BBox>,
+}
+
+/// The passage's evidence: its best plate read, else its best view of the vehicle, else the
+/// moment it was captured (no frame).
+pub(crate) fn shown(p: &VehiclePassage) -> Shown<'_> {
+    if let Some(shot) = &p.plate {
+        return Shown {
+            at: &shot.at,
+            frame: shot.frame.as_ref(),
+            vehicle: shot.at.bbox,
+            plate: Some(shot.read.bbox),
+        };
+    }
+    if let Some(v) = &p.vehicle {
+        return Shown {
+            at: &v.at,
+            frame: v.frame.as_ref(),
+            vehicle: v.detection.bbox,
+            plate: None,
+        };
+    }
+    Shown {
+        at: &p.captured,
+        frame: None,
+        vehicle: p.captured.bbox,
+        plate: None,
+    }
 }
 
 /// Turns a passage into the event record stored and sent, with id `event_id` and sequence
@@ -67,7 +95,7 @@ pub fn event_from_passage(
             },
         },
     };
-    let shown = evidence_moment(p);
+    let shown = shown(p).at;
     Event {
         schema: EVENT_SCHEMA.to_string(),
         event_id,

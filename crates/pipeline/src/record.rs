@@ -1,8 +1,6 @@
 //! Recording a passage: the rules checked, the passage and its violations built as events with
 //! their evidence, and all of them appended to the queue in one transaction.
 
-use std::sync::Arc;
-
 use anpr_config::{Camera, Config};
 use anpr_rules::{Lists, PassageFacts, RuleSet};
 use anpr_store::{NewEvidence, NewRecord, Store};
@@ -40,17 +38,6 @@ fn facts(camera: &str, p: &VehiclePassage) -> PassageFacts {
     }
 }
 
-/// The frame the evidence comes from, the vehicle's box and the plate's box in it.
-fn evidence_frame(p: &VehiclePassage) -> Option<(&Arc<RgbFrame>, BBox, Option<BBox>)> {
-    if let Some(shot) = &p.plate
-        && let Some(frame) = &shot.frame
-    {
-        return Some((frame, shot.at.bbox, Some(shot.read.bbox)));
-    }
-    let v = p.vehicle.as_ref()?;
-    Some((v.frame.as_ref()?, v.detection.bbox, None))
-}
-
 impl Recorder<'_> {
     /// Records `passage` and the violations it raises; returns the events as stored.
     pub fn record(
@@ -61,7 +48,8 @@ impl Recorder<'_> {
         let camera = self.camera.id.as_str();
         let violations = self.rules.check(&facts(camera, passage), self.lists);
         let quality = self.cfg.storage.jpeg_quality;
-        let shown = evidence_frame(passage);
+        let shown = crate::event::shown(passage);
+        let shown = shown.frame.map(|f| (f, shown.vehicle, shown.plate));
         let passage_images = shown.map_or_else(Vec::new, |(frame, _, plate)| {
             evidence::images(frame, plate.as_ref(), &self.cfg.storage.evidence, quality)
         });
