@@ -15,6 +15,7 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
+  libgstrtspserver-1.0-dev gir1.2-gst-rtsp-server-1.0 chromium
   mosquitto mosquitto-clients fonts-dejavu-core faketime
   python3 python3-venv python3-pip unzip ca-certificates
 )

@@ -343,10 +343,7 @@ mod tests {
         let d = delivery("INV-A", 1, EventKind::Passage);
         store_all(&mut r, &[&d]);
         let mut h = health("INV-A", "online");
-        h.faults.push(Fault {
-            code: "camera".into(),
-            message: "cam1 stalled".into(),
-        });
+        h.faults.push(Fault::new("camera", "cam1 stalled"));
         r.store_health("INV-A", &serde_json::to_string(&h).unwrap(), Utc::now())
             .unwrap();
         let line = r.report().unwrap()[0].to_string();

@@ -12,6 +12,7 @@ use anpr_config::Camera;
 use anpr_ingest::{Frame, FrameSource};
 
 use crate::DeviceCounters;
+use crate::status::{CameraState, CameraStatus};
 
 /// Pulls frames until the source ends, `stop` is set or the recognition side hangs up; an
 /// error is the camera's fault, as the text reported for it.
@@ -20,7 +21,8 @@ use crate::DeviceCounters;
 pub(crate) fn capture_thread(
     cam: Camera,
     tx: SyncSender<Frame>,
-    counters: Arc<DeviceCounters>,
+    counters: &DeviceCounters,
+    status: &CameraStatus,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let mut source = FrameSource::open(
@@ -30,16 +32,22 @@ pub(crate) fn capture_thread(
         cam.max_fps,
         Duration::from_secs(15),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| {
+        status.set_state(CameraState::Reconnecting, &e.to_string());
+        e.to_string()
+    })?;
+    status.set_state(CameraState::Live, "");
     let live = source.is_live();
     while !stop.load(Ordering::Relaxed) {
         match source.next_frame(Duration::from_secs(10)) {
             Ok(Some(frame)) => {
+                status.frame_in(frame.captured_at);
                 if live {
                     match tx.try_send(frame) {
                         Ok(()) => {}
                         Err(TrySendError::Full(_)) => {
                             counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                            status.frames_dropped.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(TrySendError::Disconnected(_)) => break,
                     }
@@ -48,8 +56,12 @@ pub(crate) fn capture_thread(
                 }
             }
             Ok(None) => break,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => {
+                status.set_state(CameraState::Reconnecting, &e.to_string());
+                return Err(e.to_string());
+            }
         }
     }
+    status.set_state(CameraState::Ended, "");
     Ok(())
 }

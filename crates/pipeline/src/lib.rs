@@ -59,6 +59,7 @@ pub mod overlay;
 pub(crate) mod recognition;
 mod record;
 mod run;
+pub mod status;
 mod view;
 
 pub use event::{event_from_passage, violation_event};

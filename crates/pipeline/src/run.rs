@@ -42,6 +42,8 @@ pub struct DeviceCounters {
     /// Times a recognition worker failed and was started again.
     pub recognition_restarts: AtomicU64,
     pub infer_ns: AtomicU64,
+    /// Each camera's state and figures.
+    pub cameras: crate::status::Cameras,
 }
 
 /// How to run.
@@ -259,13 +261,14 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
     for (cam, rec) in cfg.cameras.iter().cloned().zip(recognizers) {
         let (tx, rx) = sync_channel::<Frame>(4);
         let counters = opts.counters.clone();
+        let status = opts.counters.cameras.get_or_add(&cam.id);
         let stop_c = stop.clone();
         let cam_c = cam.clone();
         let uplink_c = opts.uplink.clone();
         let capture = std::thread::Builder::new()
             .name(format!("capture-{}", cam.id))
             .spawn(move || {
-                let ended = capture_thread(cam_c, tx, counters, stop_c);
+                let ended = capture_thread(cam_c, tx, &counters, &status, stop_c);
                 if let Err(e) = &ended {
                     // Reported at once on the health channel, not only when the device stops.
                     uplink_c.raise_fault("camera", e);

@@ -126,9 +126,6 @@ impl ListUpdateError {
     /// The fault to raise on the health channel.
     #[must_use]
     pub fn fault(&self) -> Fault {
-        Fault {
-            code: Self::FAULT_CODE.to_string(),
-            message: self.to_string(),
-        }
+        Fault::new(Self::FAULT_CODE, self.to_string())
     }
 }

@@ -351,6 +351,27 @@ pub struct Fault {
     /// Stable code: `queue-quota`, `clock-jump`, `camera`, ...
     pub code: String,
     pub message: String,
+    /// What the fault is about when a code can concern several things (the camera's id for a
+    /// `camera` fault); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Since when a lasting fault (a camera down) has been present; absent for a fault that
+    /// happened once (a drop, a clock jump) and stays listed for a while after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Fault {
+    /// A fault that happened once, about nothing in particular.
+    #[must_use]
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            subject: None,
+            since: None,
+        }
+    }
 }
 
 /// Queue part of a health message.

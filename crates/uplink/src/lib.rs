@@ -25,6 +25,10 @@
 //!
 //! The uplink runs on tokio; its SQLite calls are short statements on its own connection.
 
+mod faults;
+
+pub use faults::{FAULT_HOLD, FaultBoard, FaultRecord};
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anpr_store::{AckOutcome, Store};
-use anpr_types::{Ack, Delivery, Drops, Fault, HEALTH_SCHEMA, Health, QueueHealth, Topics};
+use anpr_types::{Ack, Delivery, Drops, HEALTH_SCHEMA, Health, QueueHealth, Topics};
 use chrono::{DateTime, Utc};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
@@ -68,8 +72,6 @@ pub const MAX_PACKET: usize = 8 << 20;
 /// How often health is looked at, and published at the latest.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
 const HEALTH_PERIOD: Duration = Duration::from_secs(10);
-/// How long a drop or a clock jump stays listed as a fault in health messages.
-const FAULT_HOLD: Duration = Duration::from_mins(10);
 /// A wall-clock step larger than this (against the monotonic clock) is a clock jump.
 const CLOCK_JUMP_S: f64 = 2.0;
 
@@ -131,20 +133,15 @@ pub struct Counters {
     pub images_acked: AtomicU64,
     pub health_published: AtomicU64,
     pub clock_jumps: AtomicU64,
-    /// Faults raised by other parts of the device (a camera that fails, ...), reported on the
-    /// health channel within a second.
-    pub faults: std::sync::Mutex<Vec<Fault>>,
+    /// The device's faults (a camera down, a worker that failed, drops, ...): every change is
+    /// reported on the health channel within a second.
+    pub faults: FaultBoard,
 }
 
 impl Counters {
-    /// Reports a fault of another part of the device on the health channel.
+    /// Reports a fault that happened (see [`FaultBoard::raise`]) on the health channel.
     pub fn raise_fault(&self, code: &str, message: &str) {
-        if let Ok(mut f) = self.faults.lock() {
-            f.push(Fault {
-                code: code.into(),
-                message: message.into(),
-            });
-        }
+        self.faults.raise(code, message);
     }
 }
 
@@ -209,8 +206,8 @@ struct HealthState {
     /// Drop counters and clock jumps as last seen (new ones are raised as faults).
     drops: Drops,
     jumps: u64,
-    /// Faults and when they last happened.
-    faults: Vec<(Instant, Fault)>,
+    /// The fault board's generation last published.
+    faults_said: u64,
     /// Something happened that no published health message has said yet.
     unsaid: bool,
 }
@@ -273,7 +270,7 @@ pub async fn run_with_commands(
         // Counted before this start: in every health message, but not raised as new faults.
         drops: store.drops()?,
         jumps: store.clock_jumps()?,
-        faults: Vec::new(),
+        faults_said: u64::MAX,
         unsaid: false,
     };
 
@@ -342,7 +339,7 @@ pub async fn run_with_commands(
                         && store.pending_evidence_count()? == 0
                         && health.published.is_some()
                         && !health.unsaid
-                        && counters.faults.lock().is_ok_and(|f| f.is_empty()))
+                        && health.faults_said == counters.faults.generation())
                         || Instant::now() >= deadline)
                 {
                     break;
@@ -369,8 +366,7 @@ pub async fn run_with_commands(
         &counters,
         delivered_tx.as_ref(),
     )?;
-    take_raised(&mut health, &counters);
-    let mut last = make_health(&cfg, &store, &health)?;
+    let mut last = make_health(&cfg, &store, &counters)?;
     last.status = "offline".into();
     let _ = client.try_publish(
         cfg.topics.health(),
@@ -509,7 +505,7 @@ fn pump_images(
 fn make_health(
     cfg: &UplinkConfig,
     store: &Store,
-    state: &HealthState,
+    counters: &Counters,
 ) -> Result<Health, UplinkError> {
     Ok(Health {
         schema: HEALTH_SCHEMA.into(),
@@ -524,12 +520,7 @@ fn make_health(
         },
         dropped: store.drops()?,
         clock_jumps: store.clock_jumps()?,
-        faults: state
-            .faults
-            .iter()
-            .filter(|(at, _)| at.elapsed() < FAULT_HOLD)
-            .map(|(_, f)| f.clone())
-            .collect(),
+        faults: counters.faults.active(),
     })
 }
 
@@ -557,37 +548,33 @@ fn check_health(
             "The wall clock jumped; recorded in the journal."
         );
     }
-    let mut news = take_raised(state, counters);
     let drops = store.drops()?;
     if state.drops != drops {
-        raise(
-            state,
+        counters.faults.raise_latest(
             "queue-quota",
-            format!(
+            &format!(
                 "disk quota reached: dropped so far {} passages, {} violations, {} passage images, {} violation images",
                 drops.passages, drops.violations, drops.passage_evidence, drops.violation_evidence
             ),
         );
-        news = true;
     }
     state.drops = drops;
     let jumps = store.clock_jumps()?;
     if state.jumps != jumps {
-        raise(
-            state,
+        counters.faults.raise_latest(
             "clock-jump",
-            format!("the wall clock jumped ({jumps} jumps recorded in the journal)"),
+            &format!("the wall clock jumped ({jumps} jumps recorded in the journal)"),
         );
-        news = true;
     }
     state.jumps = jumps;
     let due = state
         .published
         .as_ref()
         .is_none_or(|at| at.elapsed() >= HEALTH_PERIOD);
-    state.unsaid |= news;
+    let generation = counters.faults.generation();
+    state.unsaid |= generation != state.faults_said;
     if connected && (state.unsaid || due) {
-        let h = make_health(cfg, store, state)?;
+        let h = make_health(cfg, store, counters)?;
         let body = serde_json::to_vec(&h).expect("health always serialises");
         if client
             .try_publish(cfg.topics.health(), QoS::AtLeastOnce, true, body)
@@ -596,40 +583,10 @@ fn check_health(
             counters.health_published.fetch_add(1, Ordering::SeqCst);
             state.published = Some(Instant::now());
             state.unsaid = false;
+            state.faults_said = generation;
         }
     }
     Ok(())
-}
-
-/// Moves the faults other parts of the device raised into the health state; whether any were.
-fn take_raised(state: &mut HealthState, counters: &Counters) -> bool {
-    let raised: Vec<Fault> = counters
-        .faults
-        .lock()
-        .map(|mut f| std::mem::take(&mut *f))
-        .unwrap_or_default();
-    let any = !raised.is_empty();
-    for fault in raised {
-        raise(state, &fault.code, fault.message);
-    }
-    any
-}
-
-/// Lists a fault. A fault of the device's own counters (`queue-quota`, `clock-jump`) replaces
-/// the older one with its code; others (one per camera, ...) replace only the same message.
-fn raise(state: &mut HealthState, code: &str, message: String) {
-    tracing::error!(code, message = %message, "Fault raised.");
-    let counted = matches!(code, "queue-quota" | "clock-jump");
-    state
-        .faults
-        .retain(|(_, f)| f.code != code || (!counted && f.message != message));
-    state.faults.push((
-        Instant::now(),
-        Fault {
-            code: code.into(),
-            message,
-        },
-    ));
 }
 
 fn pump(

@@ -189,10 +189,7 @@ mod tests {
         let mut r = Receiver::open(&dir.path().join("c.sqlite")).unwrap();
         let mut h = health("INV-A", "online");
         for code in ["queue-quota", "clock-jump"] {
-            h.faults = vec![Fault {
-                code: code.into(),
-                message: "m".into(),
-            }];
+            h.faults = vec![Fault::new(code, "m")];
             r.store_health("INV-A", &serde_json::to_string(&h).unwrap(), Utc::now())
                 .unwrap();
         }
