@@ -16,7 +16,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp
   libgstrtspserver-1.0-dev gir1.2-gst-rtsp-server-1.0 chromium
-  mosquitto mosquitto-clients fonts-dejavu-core faketime
+  mosquitto mosquitto-clients fonts-dejavu-core faketime systemd
   python3 python3-venv python3-pip unzip ca-certificates
 )
 

@@ -97,14 +97,13 @@ fn a_config_with_an_unknown_key_or_a_wrong_type_exits_with_a_message_naming_file
     }
 }
 
+/// A file that does not open ends the run; a live camera that does not open is a fault the
+/// device keeps trying to clear (`rtsp::an_rtsp_camera_that_does_not_open_...`).
 #[test]
 fn a_camera_that_does_not_open_is_reported_by_name_without_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    for uri in [
-        "/nonexistent/road.mp4".to_string(),
-        format!("rtsp://127.0.0.1:{port}/stream"),
-    ] {
+    {
+        let uri = "/nonexistent/road.mp4".to_string();
         let config = util::write_config(dir.path(), "INV-1", &uri, "mqtt://127.0.0.1:1");
         let out = anpr(&[
             "run",

@@ -51,6 +51,10 @@ uri = "{camera_uri}"
 [models]
 dir = "{models}"
 
+# Several devices run at once in the tests: each takes a free port for its status page.
+[status]
+listen = "127.0.0.1:0"
+
 [storage]
 queue = "queue.sqlite"
 
@@ -157,6 +161,7 @@ pub fn synthetic_event(inventory: &str, seq: u64) -> anpr_types::Event {
         evidence: Vec::new(),
         track: None,
         violation: None,
+        gap: None,
     }
 }
 

@@ -41,6 +41,9 @@ enum Command {
     Central(CentralArgs),
     /// Write the synthesised demo clip (H.264 MP4) and its manifest.
     MakeDemo(MakeDemoArgs),
+    /// Serve a clip over RTSP as a live camera would (a camera without hardware, for replay
+    /// tests and benchmarks); prints the rtsp:// URL.
+    CameraSim(CameraSimArgs),
 }
 
 #[derive(Args)]
@@ -152,6 +155,29 @@ struct MakeDemoArgs {
     scene: bool,
 }
 
+#[derive(Args)]
+struct CameraSimArgs {
+    /// The clip to serve, looping (default: the demo clip, var/demo/demo.mp4, written if missing).
+    #[arg(long)]
+    clip: Option<PathBuf>,
+    /// TCP port of the RTSP server (0 picks a free one).
+    #[arg(long, default_value_t = 8554)]
+    port: u16,
+    /// Address to listen on (loopback by default: the camera stays on this machine).
+    #[arg(long, default_value = "127.0.0.1")]
+    address: String,
+    /// Path of the stream in the URL.
+    #[arg(long, default_value = "/camera")]
+    mount: String,
+    /// Append one JSON line per frame served here: its serial, pass, frame within the clip and
+    /// the wall time it was stamped with (what the RTCP sender reports say of it).
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// Draw each frame's serial number into its top-left corner (black and white blocks).
+    #[arg(long)]
+    mark_frames: bool,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -169,6 +195,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench(&args),
         Command::Central(args) => commands::central(&args),
         Command::MakeDemo(args) => commands::make_demo(&args),
+        Command::CameraSim(args) => commands::camera_sim(&args),
     };
     match outcome {
         Ok(status) => status.into(),

@@ -20,7 +20,11 @@
 //!   the last full health in place.
 //! - Per-device sequence numbers are kept, so [`Receiver::report`] can list what arrived,
 //!   what is missing (sequence gaps), how late each event came, passages and their plate
-//!   statuses, violations per rule, and what the device says of itself.
+//!   statuses, violations per rule, the gaps in the device's cameras, and what the device says
+//!   of itself.
+//! - A camera gap (`kind = camera_gap`: a live camera that delivered no frames for a while)
+//!   is stored and acknowledged like every event; it is no passage and is counted as none.
+//!   [`Receiver::camera_gaps_of`] lists them.
 //!
 //! # What is synced when
 //!
@@ -43,7 +47,8 @@
 //!                         before the schema was versioned, whose tables are those of version 1
 //!   events      event_id TEXT PRIMARY KEY, inventory, seq, captured_at, sent_at,
 //!               received_at, delayed, copies, payload (the delivery as JSON),
-//!               kind ('passage' | 'violation'), plate_status ('read' | 'unreadable' | 'absent')
+//!               kind ('passage' | 'violation' | 'camera_gap'),
+//!               plate_status ('read' | 'unreadable' | 'absent')
 //!               index events_dev_seq (inventory, seq)
 //!   violations  event_id TEXT PRIMARY KEY, inventory, seq, rule, rule_kind, reason, priority,
 //!               passage_event_id, passage_seq, list_name, list_version, list_entry,
@@ -70,7 +75,7 @@ use std::path::PathBuf;
 use anpr_types::Delivery;
 use chrono::{DateTime, Utc};
 
-pub use db::{DeviceStatus, ImageOutcome, Receiver, Violation};
+pub use db::{DeviceStatus, ImageOutcome, Receiver, ReportedGap, Violation};
 pub use receiver::{MAX_PACKET, run};
 pub use report::{DeviceReport, PlateCounts, UNSPECIFIED_RULE};
 

@@ -7,7 +7,7 @@ use anpr_types::{Drops, Health};
 use chrono::DateTime;
 use rusqlite::params;
 
-use crate::{CentralError, DeviceStatus, Receiver};
+use crate::{CentralError, DeviceStatus, Receiver, ReportedGap};
 
 /// Key under which violations sent without details (older software) are counted.
 pub const UNSPECIFIED_RULE: &str = "unspecified";
@@ -24,7 +24,7 @@ pub struct PlateCounts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceReport {
     pub inventory: String,
-    /// Events stored, passages and violations.
+    /// Events stored: passages, violations and camera gaps.
     pub events: u64,
     pub max_seq: u64,
     /// Sequence ranges `[from, to]` never received.
@@ -42,6 +42,8 @@ pub struct DeviceReport {
     pub plates: PlateCounts,
     /// Violations per rule name ([`UNSPECIFIED_RULE`] for those sent without details).
     pub violations: BTreeMap<String, u64>,
+    /// Gaps in the device's live cameras (outages it recovered from), in sequence order.
+    pub camera_gaps: Vec<ReportedGap>,
     /// The device's last full health message, if one arrived.
     pub health: Option<Health>,
     /// The device's latest status, from its health or from the broker's last will.
@@ -62,6 +64,7 @@ impl DeviceReport {
             passages: 0,
             plates: PlateCounts::default(),
             violations: BTreeMap::new(),
+            camera_gaps: Vec::new(),
             health: None,
             status: None,
         }
@@ -113,6 +116,22 @@ impl std::fmt::Display for DeviceReport {
                 .map(|(rule, n)| format!("{rule} {n}"))
                 .collect();
             write!(f, " ({})", per_rule.join(", "))?;
+        }
+        if !self.camera_gaps.is_empty() {
+            let gaps: Vec<String> = self
+                .camera_gaps
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} {} for {:.1} s, {} frames lost",
+                        g.camera,
+                        g.gap.from.format("%H:%M:%S%.3f"),
+                        (g.gap.to - g.gap.from).num_milliseconds() as f64 / 1000.0,
+                        g.gap.frames_lost
+                    )
+                })
+                .collect();
+            write!(f, ", camera gaps {} ({})", gaps.len(), gaps.join("; "))?;
         }
         if let Some(h) = &self.health {
             let d = h.dropped;
@@ -187,6 +206,7 @@ impl Receiver {
         for d in &mut out {
             self.fill_images(d)?;
             self.fill_kinds(d)?;
+            d.camera_gaps = self.camera_gaps_of(&d.inventory)?;
             d.health = self.health(&d.inventory)?;
             d.status = self.status(&d.inventory)?;
         }
@@ -264,6 +284,38 @@ mod tests {
             r.store(d, &serde_json::to_string(d).unwrap(), Utc::now())
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn a_camera_gap_is_listed_and_counts_as_no_passage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Receiver::open(&dir.path().join("c.sqlite")).unwrap();
+        let before = delivery("INV-A", 1, EventKind::Passage);
+        let mut gap = delivery("INV-A", 2, EventKind::CameraGap);
+        let from = gap.event.captured_at;
+        gap.event.gap = Some(anpr_types::CameraGap {
+            from,
+            to: from + chrono::Duration::seconds(20),
+            frames_lost: 499,
+            reason: "no frame for 5.0 s; the stream has stalled".into(),
+        });
+        let after = delivery("INV-A", 3, EventKind::Passage);
+        store_all(&mut r, &[&before, &gap, &after]);
+        let report = &r.report().unwrap()[0];
+        assert_eq!((report.events, report.passages), (3, 2));
+        assert!(report.gaps.is_empty(), "no sequence gap");
+        assert_eq!(report.camera_gaps.len(), 1);
+        assert_eq!(report.camera_gaps[0].seq, 2);
+        assert_eq!(report.camera_gaps[0].camera, "cam1");
+        assert_eq!(report.camera_gaps[0].gap.frames_lost, 499);
+        let line = report.to_string();
+        assert!(
+            line.contains("passages 2 (")
+                && line.contains("camera gaps 1 (cam1 ")
+                && line.contains("for 20.0 s, 499 frames lost)"),
+            "{line}"
+        );
+        assert_eq!(r.camera_gaps_of("INV-B").unwrap(), vec![]);
     }
 
     #[test]

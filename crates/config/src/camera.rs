@@ -47,6 +47,29 @@ pub struct Camera {
     /// Zones drawn on the image, as `[[camera.zone]]` sections.
     #[serde(default, rename = "zone")]
     pub zones: Vec<Zone>,
+    /// Live sources: first wait before opening the source again after it failed, seconds
+    /// (0.1 to 60). Each further failure doubles the wait up to `reconnect_max_s`; each wait is
+    /// jittered (between half and all of it) so cameras that failed together do not return
+    /// together.
+    #[serde(default = "default_reconnect_min")]
+    pub reconnect_min_s: f64,
+    /// Live sources: longest wait between attempts to open the source again, seconds (1 to
+    /// 600, at least `reconnect_min_s`). Attempts go on for as long as the device runs.
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max_s: f64,
+    /// Live sources: no frame for this many seconds is an outage: the source is closed and
+    /// opened again (1 to 120).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout_s: f64,
+    /// Live sources: frames identical (compared by a hash of a sample of their pixels) for
+    /// this many seconds make the camera `frozen`, a fault until they change (2 to 3600).
+    #[serde(default = "default_frozen_after")]
+    pub frozen_after_s: f64,
+    /// RTSP sources: the jitter buffer, milliseconds (`rtspsrc latency`, 0 to 10000): how long
+    /// a late or lost packet is waited for. It does not delay capture times, which are taken
+    /// back to the moment a frame entered the pipeline (see docs/cameras.md).
+    #[serde(default = "default_latency_ms")]
+    pub latency_ms: u32,
 }
 
 /// A named area of one camera's image: a lane, a restricted area, the approach to a post.
@@ -74,6 +97,26 @@ fn default_directions() -> [String; 2] {
 }
 fn default_max_dwell() -> f64 {
     120.0
+}
+fn default_reconnect_min() -> f64 {
+    1.0
+}
+fn default_reconnect_max() -> f64 {
+    30.0
+}
+fn default_stall_timeout() -> f64 {
+    5.0
+}
+fn default_frozen_after() -> f64 {
+    10.0
+}
+fn default_latency_ms() -> u32 {
+    200
+}
+
+/// Whether `v` is a number within `lo..=hi`.
+fn within(v: f64, lo: f64, hi: f64) -> bool {
+    !v.is_nan() && (lo..=hi).contains(&v)
 }
 
 /// Whether a name is fit to be a key in events and rules.
@@ -138,6 +181,34 @@ impl Camera {
         if self.max_dwell_s.is_nan() || !(1.0..=3600.0).contains(&self.max_dwell_s) {
             return Err(c.invalid(&key("max_dwell_s"), "must be between 1 and 3600 seconds"));
         }
+        if !within(self.reconnect_min_s, 0.1, 60.0) {
+            return Err(c.invalid(
+                &key("reconnect_min_s"),
+                "must be between 0.1 and 60 seconds",
+            ));
+        }
+        if !within(self.reconnect_max_s, 1.0, 600.0) || self.reconnect_max_s < self.reconnect_min_s
+        {
+            return Err(c.invalid(
+                &key("reconnect_max_s"),
+                format!(
+                    "must be between 1 and 600 seconds and at least reconnect_min_s ({})",
+                    self.reconnect_min_s
+                ),
+            ));
+        }
+        if !within(self.stall_timeout_s, 1.0, 120.0) {
+            return Err(c.invalid(&key("stall_timeout_s"), "must be between 1 and 120 seconds"));
+        }
+        if !within(self.frozen_after_s, 2.0, 3600.0) {
+            return Err(c.invalid(&key("frozen_after_s"), "must be between 2 and 3600 seconds"));
+        }
+        if self.latency_ms > 10_000 {
+            return Err(c.invalid(
+                &key("latency_ms"),
+                "must be between 0 and 10000 milliseconds",
+            ));
+        }
         for (z, zone) in self.zones.iter().enumerate() {
             if !is_name(&zone.name) {
                 return Err(c.invalid(
@@ -180,11 +251,76 @@ mod tests {
             line: Some([[0.0, 0.5], [1.0, 0.5]]),
             directions: default_directions(),
             max_dwell_s: 120.0,
+            reconnect_min_s: default_reconnect_min(),
+            reconnect_max_s: default_reconnect_max(),
+            stall_timeout_s: default_stall_timeout(),
+            frozen_after_s: default_frozen_after(),
+            latency_ms: default_latency_ms(),
             zones: vec![Zone {
                 name: "left-lane".into(),
                 polygon: vec![[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]],
                 lane: true,
             }],
+        }
+    }
+
+    fn check(cam: &Camera) -> Result<(), String> {
+        let text = "";
+        let checker = Checker::new(std::path::Path::new("device.toml"), text);
+        cam.validate(0, &checker).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reconnection_keys_have_bounds_and_the_cap_is_not_below_the_first_wait() {
+        let ok = camera_with_line();
+        assert!(check(&ok).is_ok());
+        for (cam, key) in [
+            (
+                Camera {
+                    reconnect_min_s: 0.0,
+                    ..ok.clone()
+                },
+                "reconnect_min_s",
+            ),
+            (
+                Camera {
+                    reconnect_max_s: 0.5,
+                    ..ok.clone()
+                },
+                "reconnect_max_s",
+            ),
+            (
+                Camera {
+                    reconnect_min_s: 20.0,
+                    reconnect_max_s: 10.0,
+                    ..ok.clone()
+                },
+                "reconnect_max_s",
+            ),
+            (
+                Camera {
+                    stall_timeout_s: f64::NAN,
+                    ..ok.clone()
+                },
+                "stall_timeout_s",
+            ),
+            (
+                Camera {
+                    frozen_after_s: 1.0,
+                    ..ok.clone()
+                },
+                "frozen_after_s",
+            ),
+            (
+                Camera {
+                    latency_ms: 20_000,
+                    ..ok.clone()
+                },
+                "latency_ms",
+            ),
+        ] {
+            let err = check(&cam).expect_err(key);
+            assert!(err.contains(&format!("camera[0].{key}")), "{err}");
         }
     }
 

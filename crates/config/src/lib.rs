@@ -11,7 +11,8 @@
 //!
 //! One module per section, each with its struct, defaults, bounds, docs and validation:
 //! [`device`] (`[device]`), [`camera`] (`[[camera]]`, its line and `[[camera.zone]]`),
-//! [`models`], [`storage`], [`uplink`], [`rules`] (`[[list]]`, `lists_dir`, `[[rule]]`).
+//! [`models`], [`storage`], [`uplink`], [`rules`] (`[[list]]`, `lists_dir`, `[[rule]]`),
+//! [`status`] (`[status]`: the status page and metrics).
 //! `config/example.toml` shows every key with its default.
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ mod error;
 mod geometry;
 pub mod models;
 pub mod rules;
+pub mod status;
 pub mod storage;
 pub mod uplink;
 
@@ -33,6 +35,7 @@ pub use error::ConfigError;
 pub use geometry::Point;
 pub use models::{ExecutionProvider, Grammar, Models};
 pub use rules::{DEFAULT_PRIORITY, ListConfig, Rule, RuleKind, TimeWindow};
+pub use status::Status;
 pub use storage::{EvidenceKind, Storage};
 pub use uplink::Uplink;
 
@@ -59,6 +62,9 @@ pub struct Config {
     /// Rules, as `[[rule]]` sections.
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
+    /// The status page and metrics served by the device.
+    #[serde(default)]
+    pub status: Status,
 }
 
 impl Config {
@@ -139,6 +145,7 @@ fn validate(cfg: &Config, c: &error::Checker<'_>) -> Result<(), ConfigError> {
     cfg.models.validate(c)?;
     cfg.storage.validate(c)?;
     cfg.uplink.validate(c)?;
+    cfg.status.validate(c)?;
     rules::validate_lists(&cfg.lists, c)?;
     rules::validate_rules(&cfg.rules, &cfg.cameras, &cfg.lists, c)?;
     Ok(())

@@ -14,6 +14,8 @@
 //! - The input is the demo clip ([`Input::Clip`]: vehicles one after the other) or the road
 //!   scene ([`Input::Scene`]: two lanes, a plate list and one rule of each kind, with the
 //!   violations each vehicle must raise).
+//! - The device's status page and metrics (`[status]`, see `anpr_status`) are served while
+//!   the device runs, and stop with it; a port already taken leaves the demo without them.
 //! - The outcome says which of the input's plates the receiver stored with the right text, and
 //!   the violations it stored by rule beside those the input's truth expects; the demo itself
 //!   does not judge them.
@@ -171,6 +173,21 @@ pub async fn run(
             }
         })
     };
+    // The status page, while the device runs (it ends with the clip).
+    let status = match anpr_status::start(&cfg, counters.clone(), uplink.clone()).await {
+        Ok(Some(server)) => {
+            println!(
+                "demo: status page on {} (metrics: {}metrics) while the clip plays",
+                server.url, server.url
+            );
+            Some(server)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            println!("demo: status page not served: {e}");
+            None
+        }
+    };
     let opts = RunOptions {
         drain_timeout: Duration::from_secs(30),
         delivered: Some(dtx),
@@ -178,6 +195,7 @@ pub async fn run(
         uplink,
     };
     let summary = anpr_pipeline::run(cfg.clone(), opts).await;
+    drop(status);
     progress.abort();
     if let Some(t) = link_printer {
         t.abort();

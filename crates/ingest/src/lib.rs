@@ -1,13 +1,34 @@
 //! Camera ingest: GStreamer pipelines that decode any source into RGB frames.
 //!
-//! Contract: [`FrameSource::open`] builds `source ! decode ! videoconvert ! appsink` and
-//! waits until the pipeline has started or failed, so a camera that does not open is an
-//! [`IngestError`] naming the camera and its URI, never a hang or a panic. Frames are pulled
-//! on the caller's thread; GStreamer runs its own streaming threads. Each frame carries its
-//! capture time in UTC, fixed here and never rewritten later:
-//! - live sources (RTSP, V4L2): the wall clock when the frame left the decoder;
-//! - files: the time the file was opened plus the frame's presentation timestamp, so a
-//!   recorded clip keeps its own timing.
+//! # Contract
+//!
+//! [`FrameSource::open`] builds `source ! decode ! videoconvert ! appsink` from typed elements
+//! (the URI is a property, never pasted into a pipeline description) and waits until the
+//! pipeline has started or failed, so a camera that does not open is an [`IngestError`] naming
+//! the camera and its URI, never a hang or a panic. Frames are pulled on the caller's thread
+//! ([`FrameSource::pull`] waits at most the time it is given, so the caller can watch for
+//! stalls and stop requests); GStreamer runs its own streaming threads. A source is opened
+//! once: after an error or the end of a live stream, drop it and open a new one (reconnecting
+//! is the caller's policy).
+//!
+//! # Capture time
+//!
+//! Each frame carries its capture time in UTC, fixed here and never rewritten later, and says
+//! where it came from ([`ClockSource`]):
+//! - `camera-ntp` (RTSP): the camera's own clock. `rtspsrc` runs with
+//!   `add-reference-timestamp-meta`, so once the camera's RTCP sender reports have mapped its
+//!   RTP timestamps to its NTP clock, each frame carries that NTP time (`timestamp/x-ntp`
+//!   reference timestamp meta) through depayloader and decoder;
+//! - `pipeline` (RTSP before the first sender report, V4L2, any live source): the moment the
+//!   frame entered the pipeline, on the pipeline clock: its timestamp (for RTSP the jitter
+//!   buffer's estimate of its arrival; for V4L2 the driver's capture time) taken back from the
+//!   pipeline's running time now to the wall clock now. The time the frame then spent in the
+//!   jitter buffer (up to `latency_ms`), the decoder and the hand-off is thereby taken out:
+//!   it is never the time the frame left the decoder;
+//! - `system` (files): the time the file was opened plus the frame's presentation timestamp,
+//!   so a recorded clip keeps its own timing.
+//!
+//! The error of each is measured in `docs/cameras.md`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -38,6 +59,35 @@ pub enum IngestError {
     Stream { camera: String, message: String },
 }
 
+/// Where a frame's capture time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClockSource {
+    /// The camera's own clock, from the NTP time its RTCP sender reports give the frame.
+    CameraNtp,
+    /// The pipeline clock when the frame entered the pipeline, mapped to the host's wall clock.
+    Pipeline,
+    /// The host's wall clock when the file was opened, plus the frame's timestamp in the file.
+    System,
+}
+
+impl ClockSource {
+    /// The name carried in an event's `clock.source`: `camera-ntp`, `pipeline`, `system`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CameraNtp => "camera-ntp",
+            Self::Pipeline => "pipeline",
+            Self::System => "system",
+        }
+    }
+}
+
+impl std::fmt::Display for ClockSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One decoded frame with its capture time.
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -47,27 +97,85 @@ pub struct Frame {
     /// Presentation timestamp within the stream.
     pub pts: Duration,
     pub captured_at: DateTime<Utc>,
+    /// Where `captured_at` comes from.
+    pub clock: ClockSource,
     pub image: RgbFrame,
 }
 
-/// Turns a configured camera URI into a GStreamer source description.
+/// How to open a source beyond its URI.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Treat the source as live; `None`: live for `rtsp://` and `v4l2://`.
+    pub live: Option<bool>,
+    /// Keep at most this many frames per second of stream time (0: every frame).
+    pub max_fps: f32,
+    /// How long to wait for the pipeline to start.
+    pub open_timeout: Duration,
+    /// Jitter buffer of an RTSP source, milliseconds (`rtspsrc latency`).
+    pub latency_ms: u32,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self {
+            live: None,
+            max_fps: 0.0,
+            open_timeout: Duration::from_secs(15),
+            latency_ms: 200,
+        }
+    }
+}
+
+/// What [`FrameSource::pull`] found.
+#[derive(Debug)]
+pub enum Pulled {
+    Frame(Box<Frame>),
+    /// No frame within the time given; the source is still open.
+    Nothing,
+    /// The end of the stream (a file's end; a live stream that ended).
+    End,
+}
+
+/// Offset between the NTP epoch (1900) and the Unix epoch (1970), seconds.
+const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
+
+/// The source part of the pipeline as it will be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SourceKind {
+    /// `v4l2src device=<path> ! decodebin`.
+    V4l2(String),
+    /// `uridecodebin uri=<uri>`.
+    Uri(String),
+}
+
+fn source_kind(uri: &str) -> SourceKind {
+    if let Some(dev) = uri.strip_prefix("v4l2://") {
+        return SourceKind::V4l2(dev.to_string());
+    }
+    if uri.contains("://") {
+        return SourceKind::Uri(uri.to_string());
+    }
+    let p = Path::new(uri);
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    SourceKind::Uri(
+        gst::glib::filename_to_uri(&abs, None)
+            .map_or_else(|_| format!("file://{}", abs.display()), |u| u.to_string()),
+    )
+}
+
+/// Whether a source is live unless configured otherwise: `rtsp://` and `v4l2://` are.
+#[must_use]
+pub fn live_by_default(uri: &str) -> bool {
+    uri.starts_with("rtsp://") || uri.starts_with("v4l2://")
+}
+
+/// Turns a configured camera URI into a description of its GStreamer source (for messages).
 #[must_use]
 pub fn source_description(uri: &str) -> String {
-    if let Some(dev) = uri.strip_prefix("v4l2://") {
-        return format!("v4l2src device={dev} ! decodebin");
+    match source_kind(uri) {
+        SourceKind::V4l2(dev) => format!("v4l2src device={dev} ! decodebin"),
+        SourceKind::Uri(uri) => format!("uridecodebin uri=\"{uri}\""),
     }
-    let uri = if uri.contains("://") {
-        uri.to_string()
-    } else {
-        let p = Path::new(uri);
-        let abs = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            std::env::current_dir().map_or_else(|_| p.to_path_buf(), |d| d.join(p))
-        };
-        format!("file://{}", abs.display())
-    };
-    format!("uridecodebin uri=\"{uri}\"")
 }
 
 /// A running camera pipeline.
@@ -81,6 +189,7 @@ pub struct FrameSource {
     next_index: u64,
     min_interval: Option<Duration>,
     last_kept: Option<Duration>,
+    frame_rate: Option<f64>,
 }
 
 impl FrameSource {
@@ -93,6 +202,20 @@ impl FrameSource {
         max_fps: f32,
         timeout: Duration,
     ) -> Result<Self, IngestError> {
+        Self::open_with(
+            camera,
+            uri,
+            &SourceOptions {
+                live,
+                max_fps,
+                open_timeout: timeout,
+                ..SourceOptions::default()
+            },
+        )
+    }
+
+    /// Opens the source with `opts` and waits until it plays.
+    pub fn open_with(camera: &str, uri: &str, opts: &SourceOptions) -> Result<Self, IngestError> {
         gst::init().map_err(|e| IngestError::Init(e.to_string()))?;
         let open_err = |message: String| IngestError::Open {
             camera: camera.to_string(),
@@ -102,37 +225,26 @@ impl FrameSource {
         if !uri.contains("://") && !Path::new(uri).is_file() {
             return Err(open_err("file not found".into()));
         }
-        let live = live.unwrap_or_else(|| uri.starts_with("rtsp://") || uri.starts_with("v4l2://"));
-        let desc = format!(
-            "{} ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers={} drop={}",
-            source_description(uri),
-            if live { 2 } else { 8 },
-            live
-        );
-        let pipeline = gst::parse::launch(&desc)
-            .map_err(|e| open_err(e.to_string()))?
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| open_err("not a pipeline".into()))?;
-        let sink = pipeline
-            .by_name("sink")
-            .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| open_err("appsink missing".into()))?;
+        let live = opts.live.unwrap_or_else(|| live_by_default(uri));
+        let (pipeline, sink) =
+            build_pipeline(&source_kind(uri), live, opts.latency_ms).map_err(open_err)?;
         pipeline.set_state(gst::State::Playing).map_err(|e| {
             let msg = first_bus_error(&pipeline).unwrap_or_else(|| e.to_string());
             let _ = pipeline.set_state(gst::State::Null);
             open_err(msg)
         })?;
         // Wait for PLAYING (or PAUSED for sinks that preroll) or an error.
-        let (res, state, _) =
-            pipeline.state(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64));
+        let (res, state, _) = pipeline.state(gst::ClockTime::from_nseconds(
+            opts.open_timeout.as_nanos() as u64,
+        ));
         if res.is_err() || (state != gst::State::Playing && state != gst::State::Paused) {
             let msg = first_bus_error(&pipeline)
-                .unwrap_or_else(|| format!("did not start within {timeout:?}"));
+                .unwrap_or_else(|| format!("did not start within {:?}", opts.open_timeout));
             let _ = pipeline.set_state(gst::State::Null);
             return Err(open_err(msg));
         }
         let min_interval =
-            (max_fps > 0.0).then(|| Duration::from_secs_f64(1.0 / f64::from(max_fps)));
+            (opts.max_fps > 0.0).then(|| Duration::from_secs_f64(1.0 / f64::from(opts.max_fps)));
         Ok(Self {
             camera: camera.to_string(),
             uri: uri.to_string(),
@@ -143,10 +255,11 @@ impl FrameSource {
             next_index: 0,
             min_interval,
             last_kept: None,
+            frame_rate: None,
         })
     }
 
-    /// Whether the source is live (capture time from the wall clock).
+    /// Whether the source is live (capture time from the camera's or the pipeline's clock).
     #[must_use]
     pub fn is_live(&self) -> bool {
         self.live
@@ -158,16 +271,39 @@ impl FrameSource {
         &self.uri
     }
 
+    /// Frames per second the stream declares, once a frame has arrived (`None` when it
+    /// declares none).
+    #[must_use]
+    pub fn frame_rate(&self) -> Option<f64> {
+        self.frame_rate
+    }
+
     /// Next frame; `Ok(None)` at the end of the stream. Waits at most `timeout` for a frame
     /// and reports a stall as an error.
     pub fn next_frame(&mut self, timeout: Duration) -> Result<Option<Frame>, IngestError> {
+        match self.pull(timeout)? {
+            Pulled::Frame(f) => Ok(Some(*f)),
+            Pulled::End => Ok(None),
+            Pulled::Nothing => Err(IngestError::Stream {
+                camera: self.camera.clone(),
+                message: format!("no frame for {timeout:?}; the stream has stalled"),
+            }),
+        }
+    }
+
+    /// The next frame, waiting at most `timeout`: [`Pulled::Nothing`] when none came in that
+    /// time and the pipeline reports no error; an error posted by the pipeline is returned as
+    /// [`IngestError::Stream`].
+    pub fn pull(&mut self, timeout: Duration) -> Result<Pulled, IngestError> {
+        let deadline = std::time::Instant::now() + timeout;
         loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
             let Some(sample) = self
                 .sink
-                .try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64))
+                .try_pull_sample(gst::ClockTime::from_nseconds(left.as_nanos() as u64))
             else {
                 if self.sink.is_eos() {
-                    return Ok(None);
+                    return Ok(Pulled::End);
                 }
                 if let Some(msg) = first_bus_error(&self.pipeline) {
                     return Err(IngestError::Stream {
@@ -175,11 +311,11 @@ impl FrameSource {
                         message: msg,
                     });
                 }
-                return Err(IngestError::Stream {
-                    camera: self.camera.clone(),
-                    message: format!("no frame for {timeout:?}; the stream has stalled"),
-                });
+                return Ok(Pulled::Nothing);
             };
+            // Taken before anything else is done with the frame.
+            let running_now = self.pipeline.current_running_time();
+            let wall_now = Utc::now();
             let index = self.next_index;
             self.next_index += 1;
             let stream_err = |message: String| IngestError::Stream {
@@ -203,6 +339,17 @@ impl FrameSource {
                 .ok_or_else(|| stream_err("sample without caps".into()))?;
             let info = gstreamer_video::VideoInfo::from_caps(caps)
                 .map_err(|e| stream_err(e.to_string()))?;
+            let fps = info.fps();
+            self.frame_rate = (fps.numer() > 0 && fps.denom() > 0)
+                .then(|| f64::from(fps.numer()) / f64::from(fps.denom()));
+            let (captured_at, clock) = if self.live {
+                live_capture_time(buffer, running_now, wall_now)
+            } else {
+                (
+                    self.opened_at + chrono::Duration::from_std(pts).unwrap_or_default(),
+                    ClockSource::System,
+                )
+            };
             let map = buffer
                 .map_readable()
                 .map_err(|e| stream_err(e.to_string()))?;
@@ -217,24 +364,62 @@ impl FrameSource {
                         .ok_or_else(|| stream_err("short frame buffer".into()))?,
                 );
             }
-            let captured_at = if self.live {
-                Utc::now()
-            } else {
-                self.opened_at + chrono::Duration::from_std(pts).unwrap_or_default()
-            };
-            return Ok(Some(Frame {
+            return Ok(Pulled::Frame(Box::new(Frame {
                 camera: self.camera.clone(),
                 index,
                 pts,
                 captured_at,
+                clock,
                 image: RgbFrame {
                     width: w,
                     height: h,
                     data,
                 },
-            }));
+            })));
         }
     }
+}
+
+/// Capture time of a live frame: the camera's NTP time when the frame carries it, else the
+/// moment it entered the pipeline (its timestamp, `running_now - pts` ago), else now.
+fn live_capture_time(
+    buffer: &gst::BufferRef,
+    running_now: Option<gst::ClockTime>,
+    wall_now: DateTime<Utc>,
+) -> (DateTime<Utc>, ClockSource) {
+    let ntp = buffer
+        .iter_meta::<gst::ReferenceTimestampMeta>()
+        .find(|m| {
+            m.reference()
+                .structure(0)
+                .is_some_and(|s| s.name() == "timestamp/x-ntp")
+        })
+        .map(|m| m.timestamp().nseconds());
+    if let Some(at) = ntp.and_then(ntp_to_utc) {
+        return (at, ClockSource::CameraNtp);
+    }
+    let age = match (running_now, buffer.pts()) {
+        (Some(now), Some(pts)) => now.nseconds().saturating_sub(pts.nseconds()),
+        _ => 0,
+    };
+    (
+        pipeline_time(wall_now, Duration::from_nanos(age)),
+        ClockSource::Pipeline,
+    )
+}
+
+/// An NTP time (nanoseconds since 1900) as UTC; `None` before 1970.
+#[must_use]
+pub fn ntp_to_utc(ntp_ns: u64) -> Option<DateTime<Utc>> {
+    let unix_ns = ntp_ns.checked_sub(NTP_UNIX_OFFSET_S * 1_000_000_000)?;
+    Some(DateTime::from_timestamp_nanos(i64::try_from(unix_ns).ok()?))
+}
+
+/// The wall time `age` before `wall_now`: when a frame that has been in the pipeline for
+/// `age` entered it.
+#[must_use]
+pub fn pipeline_time(wall_now: DateTime<Utc>, age: Duration) -> DateTime<Utc> {
+    wall_now - chrono::Duration::from_std(age).unwrap_or_default()
 }
 
 impl Drop for FrameSource {
@@ -243,11 +428,98 @@ impl Drop for FrameSource {
     }
 }
 
+/// `source ! videoconvert ! video/x-raw,format=RGB ! appsink`, the source linked to the
+/// converter when its video pad appears.
+fn build_pipeline(
+    kind: &SourceKind,
+    live: bool,
+    latency_ms: u32,
+) -> Result<(gst::Pipeline, gst_app::AppSink), String> {
+    let make = |name: &str| {
+        gst::ElementFactory::make(name)
+            .build()
+            .map_err(|e| format!("GStreamer element {name} is missing ({e}); run deploy/setup.sh"))
+    };
+    let pipeline = gst::Pipeline::new();
+    let convert = make("videoconvert")?;
+    let sink = gst_app::AppSink::builder()
+        .name("sink")
+        .caps(
+            &gst::Caps::builder("video/x-raw")
+                .field("format", "RGB")
+                .build(),
+        )
+        .sync(false)
+        .max_buffers(if live { 2 } else { 8 })
+        .drop(live)
+        .build();
+    pipeline
+        .add_many([&convert, sink.upcast_ref()])
+        .map_err(|e| e.to_string())?;
+    convert.link(&sink).map_err(|e| e.to_string())?;
+    let decoder = match kind {
+        SourceKind::V4l2(device) => {
+            let src = make("v4l2src")?;
+            src.set_property("device", device.as_str());
+            let decode = make("decodebin")?;
+            pipeline
+                .add_many([&src, &decode])
+                .map_err(|e| e.to_string())?;
+            src.link(&decode).map_err(|e| e.to_string())?;
+            decode
+        }
+        SourceKind::Uri(uri) => {
+            let decode = make("uridecodebin")?;
+            decode.set_property("uri", uri.as_str());
+            decode.connect("source-setup", false, move |args| {
+                if let Some(src) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
+                    configure_source(&src, latency_ms);
+                }
+                None
+            });
+            pipeline.add(&decode).map_err(|e| e.to_string())?;
+            decode
+        }
+    };
+    let convert_weak = convert.downgrade();
+    decoder.connect_pad_added(move |_, pad| {
+        let Some(convert) = convert_weak.upgrade() else {
+            return;
+        };
+        let is_video = pad
+            .current_caps()
+            .unwrap_or_else(|| pad.query_caps(None))
+            .structure(0)
+            .is_some_and(|s| s.name().starts_with("video/"));
+        if let Some(sinkpad) = convert.static_pad("sink")
+            && is_video
+            && !sinkpad.is_linked()
+            && let Err(e) = pad.link(&sinkpad)
+        {
+            tracing::warn!(error = ?e, "Decoded video pad does not link.");
+        }
+    });
+    Ok((pipeline, sink))
+}
+
+/// An RTSP source gets its jitter buffer and keeps the camera's NTP time on each frame.
+fn configure_source(src: &gst::Element, latency_ms: u32) {
+    if src.factory().is_some_and(|f| f.name() == "rtspsrc") {
+        src.set_property("latency", latency_ms);
+        if src.find_property("add-reference-timestamp-meta").is_some() {
+            src.set_property("add-reference-timestamp-meta", true);
+        }
+    }
+}
+
 fn first_bus_error(pipeline: &gst::Pipeline) -> Option<String> {
     let bus = pipeline.bus()?;
     while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
         if let gst::MessageView::Error(err) = msg.view() {
-            return Some(err.error().to_string());
+            let from = err
+                .src()
+                .map_or_else(String::new, |s| format!("{}: ", s.name()));
+            return Some(format!("{from}{}", err.error()));
         }
     }
     None
@@ -258,8 +530,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ntp_times_become_utc_and_pipeline_times_go_back_by_the_frame_s_age() {
+        let unix = DateTime::parse_from_rfc3339("2026-11-30T01:52:55.616417376Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let ntp = (unix.timestamp_nanos_opt().unwrap() as u64) + NTP_UNIX_OFFSET_S * 1_000_000_000;
+        assert_eq!(ntp_to_utc(ntp), Some(unix));
+        assert_eq!(ntp_to_utc(5), None, "before 1970");
+        assert_eq!(
+            pipeline_time(unix, Duration::from_millis(250)),
+            unix - chrono::Duration::milliseconds(250)
+        );
+        assert_eq!(ClockSource::CameraNtp.as_str(), "camera-ntp");
+    }
+
+    #[test]
     fn plain_paths_become_file_uris_and_v4l2_uses_its_device() {
         assert!(source_description("/tmp/a.mp4").contains("uri=\"file:///tmp/a.mp4\""));
+        assert!(source_description("/tmp/a b.mp4").contains("file:///tmp/a%20b.mp4"));
         assert!(source_description("v4l2:///dev/video0").starts_with("v4l2src device=/dev/video0"));
         assert!(source_description("rtsp://10.0.0.1/s").contains("rtsp://10.0.0.1/s"));
     }
@@ -316,6 +604,7 @@ mod tests {
             if let Some(prev) = last {
                 assert!(f.captured_at > prev);
             }
+            assert_eq!(f.clock, ClockSource::System);
             last = Some(f.captured_at);
             n += 1;
         }

@@ -108,9 +108,13 @@ pub fn event_from_passage(
         camera: camera.to_string(),
         kind: EventKind::Passage,
         captured_at: p.captured_at(),
+        // Where this camera's capture times came from at that moment (`camera-ntp`,
+        // `pipeline`, `system`), and whether the host clock was synchronised.
         clock: ClockInfo {
-            source: "system".into(),
-            synced: false,
+            source: crate::capture::clock::source_at(camera, p.captured_at())
+                .as_str()
+                .into(),
+            synced: crate::capture::clock::synced(),
         },
         position: cfg
             .device
@@ -126,6 +130,7 @@ pub fn event_from_passage(
         evidence: Vec::new(),
         track: Some(p.track_info()),
         violation: None,
+        gap: None,
     }
 }
 

@@ -26,14 +26,21 @@
 //! - **Commands.** Plate-list updates from the central side (`<prefix>/<inventory>/cmd`) are
 //!   checked whole, kept in `lists_dir` and put in force for the next passage without a
 //!   restart; a refused one is a `plate-list-update` fault and the list in force stays.
-//! - **Faults.** A camera or link failure never stops the others. A camera that fails is
-//!   raised at once as a `camera` fault on the health channel and listed in
-//!   [`Summary::camera_errors`]; a frame that cannot be recognised is skipped with a warning. A
+//! - **Faults.** A camera or link failure never stops the others. A live camera (RTSP, V4L2)
+//!   that fails, stalls or freezes is raised at once as a lasting `camera` fault, opened again
+//!   with jittered backoff, forever, and the fault clears when frames return; the gap is
+//!   journaled and queued as a `camera_gap` event. A file that fails is a `camera` fault listed
+//!   in [`Summary::camera_errors`]. A frame that cannot be recognised is skipped with a warning. A
 //!   recognition worker that fails (a queue error, a panic) is raised at once as a `recognition`
 //!   fault and started again with fresh model sessions after a pause (1 s, doubling up to 30 s);
 //!   the vehicles it had in view are lost, the camera's frames wait for it (a live camera drops
-//!   them, counted), the other cameras go on.
-//! - **End.** When every camera has ended (a file at its end, a live camera on a fault), the
+//!   them, counted), the other cameras go on. A full disk is the lasting `disk-full` fault:
+//!   passages wait in memory (`held`) and are written when space returns.
+//! - **Service.** Under systemd the device says `READY=1` after the start checks, a status line
+//!   every 5 s and `STOPPING=1`, and feeds the watchdog only while no capture or recognition
+//!   thread is stuck in one piece of work past its limit ([`watchdog`]).
+//! - **End.** When every camera has ended (files at their end; a live camera ends only when
+//!   the device stops), the
 //!   uplink gets [`RunOptions::drain_timeout`] to deliver what is queued. On SIGTERM or Ctrl-C
 //!   the cameras stop at their next frame, the recognition threads end every open track and
 //!   record its passage (up to 20 s), and the uplink gets at most 5 s more. Whatever is still
@@ -41,7 +48,9 @@
 //!
 //! # Modules
 //!
-//! `run` (the whole run and its counters), `capture` (the capture thread), `recognition` (the
+//! `run` (the whole run and its counters), `capture` (the capture thread: reconnection,
+//! freeze detection, capture clocks, gaps), `held` (passages waiting for disk space),
+//! [`status`] (each camera's live figures), [`watchdog`] (systemd notify), `recognition` (the
 //! recognition thread: gate, recognizer, tracker), `record` (rules, events and evidence of a
 //! passage, in one transaction), `event` (a passage and its violations as events), `view` (a
 //! camera's line, zones and tracker settings), `commands` (plate-list updates), `models` (the
@@ -52,6 +61,7 @@ mod capture;
 mod commands;
 mod event;
 pub mod evidence;
+mod held;
 #[cfg(feature = "fault-injection")]
 mod inject;
 mod models;
@@ -61,6 +71,7 @@ mod record;
 mod run;
 pub mod status;
 mod view;
+pub mod watchdog;
 
 pub use event::{event_from_passage, violation_event};
 pub use models::{load_recognizer, recognizer_config};

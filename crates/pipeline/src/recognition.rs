@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// At the end, how long passages held for a full disk wait for space before they are lost.
+const LAST_CHANCE: Duration = Duration::from_secs(10);
 
 use anpr_config::{Camera, Config};
 use anpr_ingest::Frame;
@@ -17,7 +20,10 @@ use anpr_vision::Recognizer;
 use anyhow::Result;
 
 use crate::DeviceCounters;
+use crate::held::Held;
 use crate::record::Recorder;
+use crate::status::Stage;
+use crate::watchdog::Part;
 
 /// What a recognition thread shares with the rest of the device.
 pub(crate) struct Shared {
@@ -25,15 +31,20 @@ pub(crate) struct Shared {
     pub rules: Arc<RuleSet>,
     pub lists: Arc<Lists>,
     pub counters: Arc<DeviceCounters>,
+    /// Where faults are raised (a full disk).
+    pub uplink: Arc<anpr_uplink::Counters>,
 }
 
 /// Recognises frames from `rx` until the capture side hangs up, then records the passages
-/// still open. An error is a queue failure; a frame that cannot be recognised is skipped.
+/// still open. An error is a queue failure; a frame that cannot be recognised is skipped. A
+/// full disk is no error: the passages wait in memory ([`Held`]) until space returns. `part`
+/// is busy while a frame is handled, for the watchdog.
 pub(crate) fn recognition_thread(
     shared: &Shared,
     camera: &Camera,
     mut rec: Recognizer,
     rx: &Receiver<Frame>,
+    part: &Part,
 ) -> Result<()> {
     let cfg = shared.cfg.as_ref();
     let counters = shared.counters.as_ref();
@@ -41,18 +52,24 @@ pub(crate) fn recognition_thread(
     let tracker_cfg = crate::view::tracker_config(cfg, camera);
     let mut gate = FrameGate::new(camera.idle_every, camera.track_every, tracker_cfg.max_gap);
     let mut tracker = VehicleTracker::new(tracker_cfg, crate::view::scene(camera)?);
+    let status = counters.cameras.get_or_add(&camera.id);
     let recorder = Recorder {
         cfg,
         camera,
         rules: &shared.rules,
         lists: &shared.lists,
+        status: &status,
+        recent: &counters.recent,
     };
     let vehicle_every = u64::from(cfg.models.vehicle_every.max(1));
     let mut recognised = 0u64;
     let id = camera.id.as_str();
-    let commit = |passages: Vec<VehiclePassage>, store: &mut Store| -> Result<()> {
-        for p in passages {
-            let events = recorder.record(store, &p)?;
+    let mut held = Held::new(id);
+    let mut commit = |passages: Vec<VehiclePassage>, store: &mut Store| -> Result<usize> {
+        #[cfg(feature = "fault-injection")]
+        crate::inject::queue_full(store);
+        held.commit(passages, Instant::now(), &shared.uplink.faults, |p| {
+            let events = recorder.record(store, p)?;
             for e in &events {
                 match e.kind {
                     EventKind::Passage => {
@@ -63,15 +80,26 @@ pub(crate) fn recognition_thread(
                         tracing::info!(camera = id, seq = e.seq, plate = %e.plate.text, rule, "Violation recorded.");
                         counters.violations.fetch_add(1, Ordering::Relaxed);
                     }
+                    // Gaps are recorded on the capture side, never from a passage.
+                    EventKind::CameraGap => {}
                 }
             }
             counters
                 .events
                 .fetch_add(events.len() as u64, Ordering::Relaxed);
-        }
-        Ok(())
+            Ok(())
+        })?;
+        Ok(held.len())
     };
     for frame in rx {
+        let _busy = part.busy();
+        #[cfg(feature = "fault-injection")]
+        crate::inject::maybe_hang(id, frame.index);
+        if let Some(decoded) = status.take_decoded(frame.captured_at) {
+            status.latency.observe(Stage::Wait, decoded.elapsed());
+        }
+        // At most once a second, for the status page.
+        status.offer_snapshot(&frame.image);
         counters
             .stream_ms
             .fetch_max(frame.pts.as_millis() as u64, Ordering::Relaxed);
@@ -92,9 +120,12 @@ pub(crate) fn recognition_thread(
                 continue;
             }
         };
+        let took = t.elapsed();
         counters
             .infer_ns
-            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        status.latency.observe(Stage::Recognise, took);
+        status.frames_recognised.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "fault-injection")]
         crate::inject::maybe_panic(id, frame.index);
         counters.frames.fetch_add(1, Ordering::Relaxed);
@@ -123,14 +154,30 @@ pub(crate) fn recognition_thread(
         if let Some(image) = &image {
             obs = obs.with_frame(image);
         }
+        let t = Instant::now();
         let ended = tracker.step(&obs);
+        status.latency.observe(Stage::Track, t.elapsed());
         gate.saw(
             frame.index,
             result.plates.len() + tracker.vehicles_in_view(),
         );
         commit(ended, &mut store)?;
     }
-    commit(tracker.flush(), &mut store)
+    let mut still_held = commit(tracker.flush(), &mut store)?;
+    // The camera has ended or the device stops: the disk gets a last short while to free up.
+    let last_chance = Instant::now() + LAST_CHANCE;
+    while still_held > 0 && Instant::now() < last_chance {
+        std::thread::sleep(Duration::from_millis(250));
+        still_held = commit(Vec::new(), &mut store)?;
+    }
+    if still_held > 0 {
+        tracing::error!(
+            camera = id,
+            passages = still_held,
+            "Stopping with the queue's disk still full: the passages held in memory are lost."
+        );
+    }
+    Ok(())
 }
 
 /// A plate is at most about a third of its vehicle's width (a 520 mm plate on a car 1.7 m wide

@@ -11,13 +11,17 @@ use uuid::Uuid;
 use crate::event::{event_from_passage, violation_event};
 use crate::evidence;
 use crate::overlay::Overlay;
+use crate::status::{CameraStatus, RecentEvent, RecentEvents, Stage};
 
-/// What the rules and the evidence of one camera need.
+/// What the rules and the evidence of one camera need, and where what is recorded is shown
+/// (the camera's `record` latency, the status page's recent events).
 pub(crate) struct Recorder<'a> {
     pub cfg: &'a Config,
     pub camera: &'a Camera,
     pub rules: &'a RuleSet,
     pub lists: &'a Lists,
+    pub status: &'a CameraStatus,
+    pub recent: &'a RecentEvents,
 }
 
 /// The passage's facts as the rules look at them.
@@ -39,12 +43,15 @@ fn facts(camera: &str, p: &VehiclePassage) -> PassageFacts {
 }
 
 impl Recorder<'_> {
-    /// Records `passage` and the violations it raises; returns the events as stored.
+    /// Records `passage` and the violations it raises; returns the events as stored. The
+    /// time it took is the camera's [`Stage::Record`] latency, and the events join the recent
+    /// ones with the passage's plate crop.
     pub fn record(
         &self,
         store: &mut Store,
         passage: &VehiclePassage,
     ) -> Result<Vec<Event>, anpr_store::StoreError> {
+        let started = std::time::Instant::now();
         let camera = self.camera.id.as_str();
         let violations = self.rules.check(&facts(camera, passage), self.lists);
         let quality = self.cfg.storage.jpeg_quality;
@@ -53,6 +60,11 @@ impl Recorder<'_> {
         let passage_images = shown.map_or_else(Vec::new, |(frame, _, plate)| {
             evidence::images(frame, plate.as_ref(), &self.cfg.storage.evidence, quality)
         });
+        // A copy of the plate crop for the status page (a few kilobytes).
+        let plate_jpeg = passage_images
+            .iter()
+            .find(|e| e.kind == anpr_config::EvidenceKind::Plate.as_str())
+            .map(|e| std::sync::Arc::new(e.data.clone()));
         let passage_id = Uuid::now_v7();
         // The passage is built first, so every violation can copy it; sequence numbers follow
         // on in the same transaction.
@@ -80,7 +92,14 @@ impl Recorder<'_> {
                 evidence: images,
             });
         }
-        store.append_batch(records)
+        let events = store.append_batch(records)?;
+        self.status
+            .latency
+            .observe(Stage::Record, started.elapsed());
+        for e in &events {
+            self.recent.push(RecentEvent::new(e, plate_jpeg.clone()));
+        }
+        Ok(events)
     }
 
     /// Overview, plate crop and overlay of a violation, all from the frame that was read.

@@ -15,7 +15,7 @@ use anpr_vision::Recognizer;
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 
-use crate::capture::capture_thread;
+use crate::capture::{Capture, capture_thread};
 use crate::load_recognizer;
 use crate::recognition::{Shared, recognition_thread};
 use anpr_rules::{Lists, RuleSet};
@@ -44,6 +44,8 @@ pub struct DeviceCounters {
     pub infer_ns: AtomicU64,
     /// Each camera's state and figures.
     pub cameras: crate::status::Cameras,
+    /// The last events recorded, with their plate crops, for the status page.
+    pub recent: crate::status::RecentEvents,
 }
 
 /// How to run.
@@ -96,6 +98,9 @@ const STOP_RECORDING: Duration = Duration::from_secs(20);
 /// On SIGTERM or Ctrl-C, how long the uplink gets to deliver before it stops (at most the
 /// run's drain timeout); whatever is left stays queued for the next start.
 const STOP_DRAIN: Duration = Duration::from_secs(5);
+/// A capture thread inside one GStreamer call longer than this hangs (the calls' own timeouts
+/// are 15 s to open a camera and 10 s to wait for a frame).
+const CAPTURE_HANG: Duration = Duration::from_secs(30);
 
 /// Runs a camera's recognition worker, and runs it again when it fails: an error (the queue,
 /// say) or a panic is raised at once as a `recognition` fault, the worker waits (1 s, doubling
@@ -108,6 +113,7 @@ fn supervise_recognition(
     rec: Recognizer,
     rx: &std::sync::mpsc::Receiver<Frame>,
     uplink: &Counters,
+    part: &crate::watchdog::Part,
 ) -> Result<()> {
     let mut rec = Some(rec);
     let mut restarts = 0u32;
@@ -117,7 +123,7 @@ fn supervise_recognition(
             None => load_recognizer(&shared.cfg)?,
         };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            recognition_thread(shared, camera, worker, rx)
+            recognition_thread(shared, camera, worker, rx, part)
         }));
         let why = match outcome {
             Ok(Ok(())) => return Ok(()),
@@ -208,8 +214,9 @@ fn start(cfg: &Config) -> Result<Ready> {
     })
 }
 
-/// Runs the device until every camera has ended (a file at its end, a live camera on a fault)
-/// or Ctrl-C; then gives the uplink up to `drain_timeout` to deliver what is queued.
+/// Runs the device until every camera has ended (files at their end; live cameras reconnect
+/// until the device stops) or SIGTERM/Ctrl-C; then gives the uplink up to `drain_timeout` to
+/// deliver what is queued.
 ///
 /// Fails with a [`StartError`] when the device cannot start, and with another error when the
 /// uplink fails or the queue cannot be read at the end; a camera's fault is no error of the
@@ -257,21 +264,33 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let cfg = Arc::new(cfg);
+    let liveness = Arc::new(crate::watchdog::Liveness::default());
+    let watchdog_interval = crate::watchdog::interval();
     let mut workers = Vec::new();
     for (cam, rec) in cfg.cameras.iter().cloned().zip(recognizers) {
         let (tx, rx) = sync_channel::<Frame>(4);
-        let counters = opts.counters.clone();
-        let status = opts.counters.cameras.get_or_add(&cam.id);
-        let stop_c = stop.clone();
-        let cam_c = cam.clone();
-        let uplink_c = opts.uplink.clone();
+        let capture_of = Capture {
+            cfg: cfg.clone(),
+            cam: cam.clone(),
+            tx,
+            counters: opts.counters.clone(),
+            status: opts.counters.cameras.get_or_add(&cam.id),
+            uplink: opts.uplink.clone(),
+            stop: stop.clone(),
+            // Opening a camera may take its 15 s; waiting for a frame takes at most 10 s.
+            part: liveness.watch(
+                &format!("capture-{}", cam.id),
+                watchdog_interval.unwrap_or(CAPTURE_HANG).max(CAPTURE_HANG),
+            ),
+        };
         let capture = std::thread::Builder::new()
             .name(format!("capture-{}", cam.id))
             .spawn(move || {
-                let ended = capture_thread(cam_c, tx, &counters, &status, stop_c);
+                // A live camera comes back by itself (its outages are lasting `camera` faults);
+                // a file that fails ends here, reported at once on the health channel.
+                let ended = capture_thread(&capture_of);
                 if let Err(e) = &ended {
-                    // Reported at once on the health channel, not only when the device stops.
-                    uplink_c.raise_fault("camera", e);
+                    capture_of.uplink.raise_fault("camera", e);
                 }
                 ended
             })?;
@@ -280,14 +299,27 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
             rules: rules.clone(),
             lists: lists.clone(),
             counters: opts.counters.clone(),
+            uplink: opts.uplink.clone(),
         };
         let cam_r = cam.clone();
         let uplink_r = opts.uplink.clone();
+        // A frame takes well under a second; one that takes the whole watchdog interval hangs.
+        let part = liveness.watch(
+            &format!("recognition-{}", cam.id),
+            watchdog_interval.unwrap_or(Duration::from_mins(1)),
+        );
         let recog = std::thread::Builder::new()
             .name(format!("recognize-{}", cam.id))
-            .spawn(move || supervise_recognition(&shared, &cam_r, rec, &rx, &uplink_r))?;
+            .spawn(move || supervise_recognition(&shared, &cam_r, rec, &rx, &uplink_r, &part))?;
         workers.push((cam, capture, recog));
     }
+    crate::watchdog::ready(&status_line(&opts.counters, &opts.uplink));
+    let watchdog = tokio::spawn({
+        let (counters, uplink) = (opts.counters.clone(), opts.uplink.clone());
+        crate::watchdog::feed(liveness, watchdog_interval, move || {
+            status_line(&counters, &uplink)
+        })
+    });
     let mut camera_errors = Vec::new();
     let all_done = tokio::task::spawn_blocking(move || {
         let mut errors = Vec::new();
@@ -314,6 +346,8 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         () = shutdown_signal() => true,
     };
     stop.store(true, Ordering::Relaxed);
+    crate::watchdog::stopping();
+    watchdog.abort();
     if interrupted {
         // The cameras stop at their next frame; the recognition threads finish the frames
         // already handed over, end every open track and record its passage before they return.
@@ -358,4 +392,25 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         elapsed: started.elapsed(),
         camera_errors,
     })
+}
+
+/// The one-line state the service manager shows (`systemctl status anpr`).
+fn status_line(counters: &DeviceCounters, uplink: &Counters) -> String {
+    let cameras = counters.cameras.all();
+    let live = cameras
+        .iter()
+        .filter(|c| c.state().state == crate::status::CameraState::Live)
+        .count();
+    format!(
+        "recording: {live}/{} cameras live, {} events recorded, {} delivered, link {}, {} faults",
+        cameras.len(),
+        counters.events.load(Ordering::Relaxed),
+        uplink.acked.load(Ordering::Relaxed),
+        if uplink.connected.load(Ordering::Relaxed) {
+            "up"
+        } else {
+            "down"
+        },
+        uplink.faults.active().len()
+    )
 }

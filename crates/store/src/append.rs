@@ -40,6 +40,33 @@ impl Store {
     /// Appends several events in one transaction: one sync to disk for all (group commit).
     /// Each is durable when this returns; none is if it fails.
     pub fn append_batch(&mut self, records: Vec<NewRecord<'_>>) -> Result<Vec<Event>, StoreError> {
+        self.append_batch_journaled(records, None)
+    }
+
+    /// Appends an event and a journal entry (`kind`, `detail`) about it in one transaction:
+    /// both are durable when this returns, neither is if it fails. A camera's gap is recorded
+    /// so ([`Store::journal`] kind `camera-gap`).
+    pub fn append_journaled(
+        &mut self,
+        build: impl FnOnce(u64) -> Event,
+        kind: &str,
+        detail: &serde_json::Value,
+    ) -> Result<Event, StoreError> {
+        let mut out = self.append_batch_journaled(
+            vec![NewRecord {
+                build: Box::new(build),
+                evidence: Vec::new(),
+            }],
+            Some((kind, detail)),
+        )?;
+        Ok(out.remove(0))
+    }
+
+    fn append_batch_journaled(
+        &mut self,
+        records: Vec<NewRecord<'_>>,
+        journal: Option<(&str, &serde_json::Value)>,
+    ) -> Result<Vec<Event>, StoreError> {
         let quota = self.quota;
         let (tx, path) = self.begin_write()?;
         let sql = sql_error(path);
@@ -120,6 +147,9 @@ impl Store {
         .and_then(|_| meta_add(&tx, key::PRESENT, added))
         .and_then(|()| meta_add(&tx, key::PENDING, added))
         .map_err(&sql)?;
+        if let Some((kind, detail)) = journal {
+            journal_add(&tx, kind, detail).map_err(&sql)?;
+        }
         tx.commit().map_err(&sql)?;
         Ok(out)
     }
@@ -150,6 +180,7 @@ fn kind_str(kind: EventKind) -> &'static str {
     match kind {
         EventKind::Passage => "passage",
         EventKind::Violation => "violation",
+        EventKind::CameraGap => "camera_gap",
     }
 }
 

@@ -1,5 +1,6 @@
-//! The device's journal: every drop the quota forced and every jump of the wall clock, with
-//! the time it happened, written in the transaction of what it records.
+//! The device's journal: every drop the quota forced, every jump of the wall clock and every
+//! gap in a live camera's frames, with the time it happened, written in the transaction of
+//! what it records.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Transaction, params};
@@ -13,7 +14,9 @@ use crate::{Store, StoreError};
 pub struct JournalEntry {
     pub id: u64,
     pub at: DateTime<Utc>,
-    /// `dropped-event`, `dropped-evidence`, `clock-jump`.
+    /// `dropped-event`, `dropped-evidence`, `clock-jump`, `camera-gap` (a live camera's
+    /// outage: camera, from, to, frames lost, reason, and the sequence number of its
+    /// `camera_gap` event).
     pub kind: String,
     pub detail: serde_json::Value,
 }
@@ -94,5 +97,21 @@ mod tests {
         let j = &s.journal(0).unwrap()[0];
         assert_eq!(j.kind, "clock-jump");
         assert_eq!(j.detail["step_s"], -3600.0);
+    }
+
+    #[test]
+    fn an_event_and_its_journal_entry_are_written_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("q.sqlite")).unwrap();
+        s.append(crate::tests::event).unwrap();
+        let detail = serde_json::json!({"camera": "cam1", "frames_lost": 500});
+        let e = s
+            .append_journaled(crate::tests::event, "camera-gap", &detail)
+            .unwrap();
+        assert_eq!(e.seq, 2);
+        let j = s.journal(0).unwrap();
+        assert_eq!(j.len(), 1);
+        assert_eq!((j[0].kind.as_str(), &j[0].detail), ("camera-gap", &detail));
+        assert_eq!(s.stats().unwrap().pending, 2);
     }
 }

@@ -49,7 +49,7 @@
 //!   PRAGMA user_version   number of migrations applied (schema.rs); a newer file is refused
 //!   events    seq INTEGER PRIMARY KEY          per-device sequence number
 //!             event_id TEXT UNIQUE             UUIDv7
-//!             kind TEXT                        'passage' | 'violation'
+//!             kind TEXT                        'passage' | 'violation' | 'camera_gap'
 //!             captured_at TEXT                 RFC 3339, UTC, microseconds
 //!             payload TEXT                     the event as JSON (anpr.event/1)
 //!             accepted_at TEXT
@@ -71,7 +71,7 @@
 //!             pruned_events                    delivered rows removed to make room
 //!             clock_jumps
 //!   journal   id INTEGER PRIMARY KEY, at TEXT, kind TEXT, detail TEXT (JSON)
-//!             kind: 'dropped-event' | 'dropped-evidence' | 'clock-jump'
+//!             kind: 'dropped-event' | 'dropped-evidence' | 'clock-jump' | 'camera-gap'
 //! ```
 //!
 //! # Modules
@@ -86,6 +86,7 @@ mod evidence;
 mod journal;
 mod schema;
 mod sqlite;
+mod status;
 
 #[cfg(test)]
 mod tests;
@@ -100,6 +101,7 @@ pub use evidence::{NewEvidence, PendingEvidence, sha256_hex};
 pub use journal::JournalEntry;
 pub use schema::{Migration, MigrationError, migrate};
 pub use sqlite::open_durable;
+pub use status::OldestPending;
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,23 @@ pub enum StoreError {
     },
     #[error("stored event {seq} is not valid JSON: {message}")]
     Corrupt { seq: u64, message: String },
+}
+
+impl StoreError {
+    /// Whether the disk (or the database's page limit) is full: nothing new can be stored until
+    /// space returns, and what is stored is untouched (SQLite rolls the transaction back).
+    /// SQLite reports a write that fails with ENOSPC as `SQLITE_FULL`.
+    #[must_use]
+    pub fn is_disk_full(&self) -> bool {
+        let source = match self {
+            Self::Open { source, .. } | Self::Sql { source, .. } => source,
+            Self::TooNew { .. } | Self::Corrupt { .. } => return false,
+        };
+        matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DiskFull)
+        )
+    }
 }
 
 /// The SQLite queue. One connection; open several (one per thread) on the same file.
@@ -162,6 +181,24 @@ impl Store {
     /// The quota set with [`Store::with_quota`].
     pub fn quota(&self) -> Option<u64> {
         self.quota
+    }
+
+    /// Caps the database at its present size (`true`) or lifts the cap (`false`) for this
+    /// connection, as SQLite's `max_page_count`: a write that needs a new page then fails as
+    /// it would on a full disk ([`StoreError::is_disk_full`]). For fault-injection tests of
+    /// the disk-full path; the device never caps itself.
+    pub fn cap_at_present_size(&self, cap: bool) -> Result<(), StoreError> {
+        let pages: i64 = if cap {
+            self.conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .map_err(self.sql())?
+        } else {
+            // SQLite's own default upper limit.
+            4_294_967_294
+        };
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(self.sql())
     }
 
     /// Starts a transaction that takes the write lock at once (so two writers queue up on the

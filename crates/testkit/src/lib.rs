@@ -3,6 +3,14 @@
 //! Contract: [`Mosquitto::start`] runs a real `mosquitto` broker bound to 127.0.0.1 on a
 //! free port, in a private temporary directory, and waits until it accepts connections. The
 //! broker is killed when the value is dropped, so a test never leaves one behind.
+//!
+//! A broker can refuse subscriptions ([`BrokerOptions::deny_subscribe`]), as a broker whose
+//! ACL does not let a device read a topic would. Mosquitto's `acl_file` cannot do that: it
+//! grants every SUBSCRIBE (SUBACK 0 in MQTT 3.1.1 and 5, checked with mosquitto 2.0.11) and
+//! only withholds the messages at delivery, as its author says in eclipse/mosquitto#2042. Its
+//! dynamic security plugin checks subscriptions and answers a refused one with SUBACK 0x80
+//! (MQTT 3.1.1) or reason code 135 (MQTT 5), so the launcher uses that plugin, with one role
+//! given to anonymous clients.
 
 use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
@@ -12,12 +20,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// How a broker is started; changed options take effect at the next [`Mosquitto::restart`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerOptions {
+    /// Keep sessions and queued messages on disk across [`Mosquitto::restart`].
+    pub persistence: bool,
+    /// Topic filters no client may subscribe to: a SUBSCRIBE to one (or to a filter the
+    /// pattern matches) gets a failure SUBACK. Publishing to them stays allowed.
+    pub deny_subscribe: Vec<String>,
+}
+
 /// A mosquitto broker on loopback.
 pub struct Mosquitto {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
-    persistence: bool,
+    options: BrokerOptions,
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released).
@@ -40,6 +58,29 @@ pub fn mosquitto_binary() -> Result<PathBuf> {
     bail!("mosquitto is not installed; run deploy/setup.sh (it installs the `mosquitto` package)")
 }
 
+/// Path of mosquitto's dynamic security plugin, or a clear error telling how to install it.
+pub fn dynamic_security_plugin() -> Result<PathBuf> {
+    const NAME: &str = "mosquitto_dynamic_security.so";
+    let mut dirs = vec![PathBuf::from("/usr/lib"), PathBuf::from("/usr/local/lib")];
+    // Debian and Ubuntu put it under the multiarch directory (`/usr/lib/x86_64-linux-gnu`).
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        dirs.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with("-linux-gnu")),
+        );
+    }
+    dirs.into_iter()
+        .map(|d| d.join(NAME))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "{NAME} is not installed; it ships with the `mosquitto` package from version 2.0: run deploy/setup.sh"
+            )
+        })
+}
+
 impl Mosquitto {
     /// Starts a broker on a free port.
     pub fn start() -> Result<Self> {
@@ -49,16 +90,30 @@ impl Mosquitto {
     /// Starts a broker; with `persistence` it keeps sessions and queued messages on disk
     /// across [`Mosquitto::restart`].
     pub fn start_with(persistence: bool) -> Result<Self> {
+        Self::start_with_options(BrokerOptions {
+            persistence,
+            ..BrokerOptions::default()
+        })
+    }
+
+    /// Starts a broker with `options`.
+    pub fn start_with_options(options: BrokerOptions) -> Result<Self> {
         let dir =
             tempfile::tempdir().context("cannot create a temporary directory for mosquitto")?;
         let mut m = Self {
             child: None,
             port: free_port()?,
             dir,
-            persistence,
+            options,
         };
         m.spawn()?;
         Ok(m)
+    }
+
+    /// The options the broker runs with; what is changed here takes effect at the next
+    /// [`Mosquitto::restart`] (e.g. clear `deny_subscribe` to grant what was refused).
+    pub fn options_mut(&mut self) -> &mut BrokerOptions {
+        &mut self.options
     }
 
     /// Starts mosquitto on `self.port`; when that port was taken meanwhile (another test may
@@ -86,11 +141,22 @@ impl Mosquitto {
             "listener {} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\nlog_dest stderr\n",
             self.port
         );
-        if self.persistence {
+        if self.options.persistence {
             let _ = write!(
                 text,
                 "persistence true\npersistence_location {}/\nautosave_interval 1\n",
                 self.dir.path().display()
+            );
+        }
+        if !self.options.deny_subscribe.is_empty() {
+            let security = self.dir.path().join("dynamic-security.json");
+            std::fs::write(&security, dynamic_security(&self.options.deny_subscribe))
+                .with_context(|| format!("cannot write {}", security.display()))?;
+            let _ = write!(
+                text,
+                "plugin {}\nplugin_opt_config_file {}\n",
+                dynamic_security_plugin()?.display(),
+                security.display()
             );
         }
         std::fs::write(&conf, text)?;
@@ -160,8 +226,90 @@ impl Mosquitto {
     }
 }
 
+/// The dynamic security plugin's configuration: everything allowed, except subscribing to
+/// `deny`, for anonymous clients (the tests' clients connect without a user name).
+fn dynamic_security(deny: &[String]) -> String {
+    let acls: Vec<serde_json::Value> = deny
+        .iter()
+        .map(|topic| {
+            serde_json::json!({"acltype": "subscribePattern", "topic": topic, "priority": 0, "allow": false})
+        })
+        .collect();
+    serde_json::json!({
+        "defaultACLAccess": {
+            "publishClientSend": true, "publishClientReceive": true,
+            "subscribe": true, "unsubscribe": true
+        },
+        "clients": [],
+        "groups": [{"groupname": "anonymous", "roles": [{"rolename": "test-denials"}], "clients": []}],
+        "roles": [{"rolename": "test-denials", "acls": acls}],
+        "anonymousGroup": "anonymous"
+    })
+    .to_string()
+}
+
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use super::{BrokerOptions, Mosquitto};
+
+    /// Subscribes to `filter` over a bare MQTT 3.1.1 connection; returns the SUBACK's return
+    /// code (0x80: refused).
+    fn suback_code(port: u16, filter: &str) -> u8 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let id = b"testkit";
+        let mut connect = vec![0x10, (10 + 2 + id.len()) as u8];
+        connect.extend([
+            0,
+            4,
+            b'M',
+            b'Q',
+            b'T',
+            b'T',
+            4,
+            0x02,
+            0,
+            60,
+            0,
+            id.len() as u8,
+        ]);
+        connect.extend(id);
+        s.write_all(&connect).unwrap();
+        let mut connack = [0u8; 4];
+        s.read_exact(&mut connack).unwrap();
+        assert_eq!(connack, [0x20, 2, 0, 0], "connection accepted");
+        let mut subscribe = vec![0x82, (2 + 2 + filter.len() + 1) as u8, 0, 1];
+        subscribe.extend([0, filter.len() as u8]);
+        subscribe.extend(filter.as_bytes());
+        subscribe.push(1);
+        s.write_all(&subscribe).unwrap();
+        let mut suback = [0u8; 5];
+        s.read_exact(&mut suback).unwrap();
+        assert_eq!(suback[..4], [0x90, 3, 0, 1]);
+        suback[4]
+    }
+
+    #[test]
+    fn a_broker_refuses_the_denied_subscriptions_only_and_grants_them_once_restarted_without() {
+        let mut broker = Mosquitto::start_with_options(BrokerOptions {
+            deny_subscribe: vec!["anpr/v1/KZ-1/ack".into()],
+            ..BrokerOptions::default()
+        })
+        .unwrap();
+        assert_eq!(suback_code(broker.port(), "anpr/v1/KZ-1/ack"), 0x80);
+        assert_eq!(suback_code(broker.port(), "anpr/v1/KZ-1/cmd"), 1);
+        broker.options_mut().deny_subscribe.clear();
+        broker.restart().unwrap();
+        assert_eq!(suback_code(broker.port(), "anpr/v1/KZ-1/ack"), 1);
     }
 }

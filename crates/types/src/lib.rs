@@ -135,6 +135,35 @@ pub struct PlateRead {
 pub enum EventKind {
     Passage,
     Violation,
+    /// A live camera delivered no frames for a while (see [`Event::gap`]). Its vehicle and
+    /// plate are empty; it is no passage and counts as none.
+    CameraGap,
+}
+
+impl EventKind {
+    /// The name on the wire: `passage`, `violation`, `camera_gap`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Passage => "passage",
+            EventKind::Violation => "violation",
+            EventKind::CameraGap => "camera_gap",
+        }
+    }
+}
+
+/// A stretch of time in which a live camera delivered no frames (the stream failed or stalled
+/// and was opened again), carried by a `camera_gap` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraGap {
+    /// Capture time of the last frame before the gap.
+    pub from: DateTime<Utc>,
+    /// Capture time of the first frame after it (or when the device stopped during it).
+    pub to: DateTime<Utc>,
+    /// Frames the camera would have delivered in between, estimated from its frame rate.
+    pub frames_lost: u64,
+    /// What ended the stream (the first error seen).
+    pub reason: String,
 }
 
 /// Where the device's clock takes its time from, carried with every capture time.
@@ -259,6 +288,10 @@ pub struct Event {
     /// For `kind = "violation"`: which rule, why, and the passage it was found in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub violation: Option<ViolationInfo>,
+    /// For `kind = "camera_gap"`: when the camera's frames stopped and came back, and how many
+    /// were lost. Absent in every other event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<CameraGap>,
 }
 
 /// The track a passage was decided from.
@@ -561,6 +594,40 @@ mod tests {
     fn vehicle_class_serialises_in_kebab_case() {
         let s = serde_json::to_string(&VehicleClass::TractorTrailer).unwrap();
         assert_eq!(s, "\"tractor-trailer\"");
+    }
+
+    /// An event as software before `camera_gap` wrote it.
+    const OLD_PASSAGE: &str = r#"{"schema":"anpr.event/1","event_id":"01a22a28-1c6d-76c4-9042-0daaead2d583",
+        "seq":5,"device":{"inventory":"INV","profile":"stationary","site":"s"},"camera":"cam",
+        "kind":"passage","captured_at":"2026-11-30T01:52:55.616417376Z",
+        "clock":{"source":"system","synced":false},"position":null,
+        "vehicle":{"class":"truck","confidence":0.9,"box":[1,2,3,4]},
+        "plate":{"text":"777KZA02","confidence":0.9,"detection_confidence":0.5,"box":[1,2,3,4]},
+        "frame":{"index":168,"width":1280,"height":720}}"#;
+
+    #[test]
+    fn an_event_written_before_camera_gaps_still_parses_and_a_gap_round_trips() {
+        let old: Event = serde_json::from_str(OLD_PASSAGE).unwrap();
+        assert_eq!(old.kind, EventKind::Passage);
+        assert!(old.gap.is_none());
+        assert!(
+            !serde_json::to_string(&old).unwrap().contains("\"gap\""),
+            "no gap key on other events"
+        );
+        let gap = Event {
+            kind: EventKind::CameraGap,
+            gap: Some(CameraGap {
+                from: old.captured_at,
+                to: old.captured_at + chrono::Duration::seconds(20),
+                frames_lost: 499,
+                reason: "no frame for 5 s".into(),
+            }),
+            ..old
+        };
+        let text = serde_json::to_string(&gap).unwrap();
+        assert!(text.contains("\"kind\":\"camera_gap\""), "{text}");
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), gap);
+        assert_eq!(EventKind::CameraGap.as_str(), "camera_gap");
     }
 
     #[test]

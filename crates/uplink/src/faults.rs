@@ -179,7 +179,7 @@ impl FaultBoard {
         })
     }
 
-    /// The last [`HISTORY`] raises and clears, oldest first.
+    /// The last `HISTORY` (256) raises and clears, oldest first.
     #[must_use]
     pub fn history(&self) -> Vec<FaultRecord> {
         self.with(|b| b.history.iter().cloned().collect())

@@ -3,6 +3,7 @@
 //! classified in `exit.rs`.
 
 mod bench;
+mod camera_sim;
 mod central;
 mod demo;
 mod detect;
@@ -11,6 +12,7 @@ mod make_demo;
 mod run;
 
 pub(crate) use bench::bench;
+pub(crate) use camera_sim::camera_sim;
 pub(crate) use central::central;
 pub(crate) use demo::demo;
 pub(crate) use detect::detect;

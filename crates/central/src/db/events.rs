@@ -1,13 +1,22 @@
 //! Events as they arrive, stored once per event id, and violations recorded apart from the
 //! passages in the same transaction.
 
-use anpr_types::{Delivery, EventKind, ListMatch, VehicleClass, ViolationInfo};
+use anpr_types::{CameraGap, Delivery, EventKind, ListMatch, VehicleClass, ViolationInfo};
 use chrono::{DateTime, Utc};
 use rusqlite::{Row, params};
 use uuid::Uuid;
 
 use super::{parse_ts, ts};
 use crate::{CentralError, Receiver};
+
+/// A gap in a camera's frames, as its device reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedGap {
+    /// Sequence number of the `camera_gap` event.
+    pub seq: u64,
+    pub camera: String,
+    pub gap: CameraGap,
+}
 
 /// A violation as the receiver keeps it.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +136,25 @@ impl Receiver {
         )
     }
 
+    /// The camera gaps one device reported (`camera_gap` events), in sequence order.
+    pub fn camera_gaps_of(&self, inventory: &str) -> Result<Vec<ReportedGap>, CentralError> {
+        let deliveries: Vec<Delivery> = self.payloads(
+            "SELECT payload FROM events WHERE inventory = ?1 AND kind = 'camera_gap' ORDER BY seq",
+            inventory,
+        )?;
+        Ok(deliveries
+            .into_iter()
+            .filter_map(|d| {
+                let e = d.event;
+                e.gap.map(|gap| ReportedGap {
+                    seq: e.seq,
+                    camera: e.camera,
+                    gap,
+                })
+            })
+            .collect())
+    }
+
     /// Violations of one device in sequence order.
     pub fn violations_of(&self, inventory: &str) -> Result<Vec<Violation>, CentralError> {
         let mut stmt = self
@@ -177,10 +205,7 @@ impl Receiver {
 }
 
 pub(crate) fn kind_str(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Passage => "passage",
-        EventKind::Violation => "violation",
-    }
+    kind.as_str()
 }
 
 /// One row of `violations`, in the column order of [`Receiver::violations_of`].

@@ -15,7 +15,7 @@ use rusqlite::{Connection, params};
 
 use crate::CentralError;
 
-pub use events::Violation;
+pub use events::{ReportedGap, Violation};
 pub use evidence::ImageOutcome;
 pub use health::DeviceStatus;
 

@@ -59,6 +59,7 @@ pub(crate) fn delivery(inventory: &str, seq: u64, kind: EventKind) -> Delivery {
             evidence: Vec::new(),
             track: None,
             violation: None,
+            gap: None,
         },
         sent_at: captured_at,
         delayed: false,

@@ -1,0 +1,126 @@
+//! A live camera's outage as a record: the `camera_gap` event queued (and so delivered like
+//! every event: in order, with its sequence number, until acknowledged) and the journal entry
+//! beside it, both in one transaction.
+
+use anpr_config::Config;
+use anpr_store::Store;
+use anpr_types::{
+    CameraGap, ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle,
+    FrameRef, PlateStatus, Position, VehicleClass,
+};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// The last frame a camera delivered before an outage.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LastFrame {
+    pub captured_at: DateTime<Utc>,
+    pub index: u64,
+    pub size: (u32, u32),
+    /// Frames per second the stream declared, or as measured between its last two frames.
+    pub fps: Option<f64>,
+}
+
+/// Frames a camera at `fps` would have delivered strictly between `from` and `to`.
+pub(crate) fn frames_lost(from: DateTime<Utc>, to: DateTime<Utc>, fps: Option<f64>) -> u64 {
+    let Some(fps) = fps.filter(|f| f.is_finite() && *f > 0.0) else {
+        return 0;
+    };
+    let seconds = (to - from).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    ((seconds * fps).round() - 1.0).max(0.0) as u64
+}
+
+/// The event of a gap: the camera, the gap, and the frame before it; no vehicle, no plate.
+pub(crate) fn gap_event(
+    cfg: &Config,
+    camera: &str,
+    last: &LastFrame,
+    gap: CameraGap,
+    seq: u64,
+) -> Event {
+    Event {
+        schema: EVENT_SCHEMA.to_string(),
+        event_id: Uuid::now_v7(),
+        seq,
+        device: DeviceInfo {
+            inventory: cfg.device.inventory.clone(),
+            profile: cfg.device.profile.as_str().to_string(),
+            site: cfg.device.site.clone(),
+        },
+        camera: camera.to_string(),
+        kind: EventKind::CameraGap,
+        captured_at: gap.from,
+        clock: ClockInfo {
+            source: super::clock::source_at(camera, gap.from).as_str().into(),
+            synced: super::clock::synced(),
+        },
+        position: cfg
+            .device
+            .coordinates
+            .map(|[lat, lon]| Position { lat, lon }),
+        vehicle: EventVehicle {
+            class: VehicleClass::Unknown,
+            confidence: 0.0,
+            bbox: None,
+            direction: None,
+            lane: None,
+        },
+        plate: EventPlate {
+            text: String::new(),
+            confidence: 0.0,
+            detection_confidence: 0.0,
+            bbox: [0; 4],
+            country: None,
+            plate_type: None,
+            region: None,
+            status: PlateStatus::Absent,
+        },
+        frame: FrameRef {
+            index: last.index,
+            width: last.size.0,
+            height: last.size.1,
+        },
+        evidence: Vec::new(),
+        track: None,
+        violation: None,
+        gap: Some(gap),
+    }
+}
+
+/// Queues the gap's event and journals it (`camera-gap`), in one transaction.
+pub(crate) fn record(
+    cfg: &Config,
+    camera: &str,
+    last: &LastFrame,
+    gap: &CameraGap,
+) -> Result<Event, anpr_store::StoreError> {
+    let mut store = Store::open(&cfg.storage.queue)?.with_quota(cfg.storage.quota_bytes());
+    let detail = serde_json::json!({
+        "camera": camera,
+        "from": gap.from,
+        "to": gap.to,
+        "frames_lost": gap.frames_lost,
+        "reason": gap.reason,
+    });
+    store.append_journaled(
+        |seq| gap_event(cfg, camera, last, gap.clone(), seq),
+        "camera-gap",
+        &detail,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_lost_are_those_the_frame_rate_puts_strictly_between_the_two_frames() {
+        let t0 = Utc::now();
+        let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+        assert_eq!(frames_lost(t0, at(40), Some(25.0)), 0, "consecutive frames");
+        assert_eq!(frames_lost(t0, at(80), Some(25.0)), 1);
+        assert_eq!(frames_lost(t0, at(20_000), Some(25.0)), 499);
+        assert_eq!(frames_lost(t0, at(20_000), None), 0, "no rate, no estimate");
+        assert_eq!(frames_lost(at(100), t0, Some(25.0)), 0, "a clock step back");
+    }
+}
