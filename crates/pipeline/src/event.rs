@@ -9,6 +9,7 @@ use anpr_types::{
     BBox, ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle,
     FrameRef, PlateStatus, Position, RgbFrame, ViolationInfo,
 };
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// What a passage's evidence shows: the moment (frame) it comes from, that frame when the
@@ -100,26 +101,12 @@ pub fn event_from_passage(
         schema: EVENT_SCHEMA.to_string(),
         event_id,
         seq,
-        device: DeviceInfo {
-            inventory: cfg.device.inventory.clone(),
-            profile: cfg.device.profile.as_str().to_string(),
-            site: cfg.device.site.clone(),
-        },
+        device: device_info(cfg),
         camera: camera.to_string(),
         kind: EventKind::Passage,
         captured_at: p.captured_at(),
-        // Where this camera's capture times came from at that moment (`camera-ntp`,
-        // `pipeline`, `system`), and whether the host clock was synchronised.
-        clock: ClockInfo {
-            source: crate::capture::clock::source_at(camera, p.captured_at())
-                .as_str()
-                .into(),
-            synced: crate::capture::clock::synced(),
-        },
-        position: cfg
-            .device
-            .coordinates
-            .map(|[lat, lon]| Position { lat, lon }),
+        clock: clock_at(camera, p.captured_at()),
+        position: position(cfg),
         vehicle,
         plate,
         frame: FrameRef {
@@ -146,4 +133,29 @@ pub fn violation_event(passage: &Event, info: ViolationInfo, seq: u64) -> Event 
         violation: Some(info),
         ..passage.clone()
     }
+}
+
+/// The device as every event names it.
+pub(crate) fn device_info(cfg: &Config) -> DeviceInfo {
+    DeviceInfo {
+        inventory: cfg.device.inventory.clone(),
+        profile: cfg.device.profile.as_str().to_string(),
+        site: cfg.device.site.clone(),
+    }
+}
+
+/// Where this camera's capture times came from at `at` (`camera-ntp`, `pipeline`, `system`),
+/// and whether the host clock was synchronised.
+pub(crate) fn clock_at(camera: &str, at: DateTime<Utc>) -> ClockInfo {
+    ClockInfo {
+        source: crate::capture::clock::source_at(camera, at).as_str().into(),
+        synced: crate::capture::clock::synced(),
+    }
+}
+
+/// The device's configured position, if it has one.
+pub(crate) fn position(cfg: &Config) -> Option<Position> {
+    cfg.device
+        .coordinates
+        .map(|[lat, lon]| Position { lat, lon })
 }

@@ -5,8 +5,8 @@
 use anpr_config::Config;
 use anpr_store::Store;
 use anpr_types::{
-    CameraGap, ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle,
-    FrameRef, PlateStatus, Position, VehicleClass,
+    CameraGap, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle, FrameRef, PlateStatus,
+    VehicleClass,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -42,22 +42,12 @@ pub(crate) fn gap_event(
         schema: EVENT_SCHEMA.to_string(),
         event_id: Uuid::now_v7(),
         seq,
-        device: DeviceInfo {
-            inventory: cfg.device.inventory.clone(),
-            profile: cfg.device.profile.as_str().to_string(),
-            site: cfg.device.site.clone(),
-        },
+        device: crate::event::device_info(cfg),
         camera: camera.to_string(),
         kind: EventKind::CameraGap,
         captured_at: gap.from,
-        clock: ClockInfo {
-            source: super::clock::source_at(camera, gap.from).as_str().into(),
-            synced: super::clock::synced(),
-        },
-        position: cfg
-            .device
-            .coordinates
-            .map(|[lat, lon]| Position { lat, lon }),
+        clock: crate::event::clock_at(camera, gap.from),
+        position: crate::event::position(cfg),
         vehicle: EventVehicle {
             class: VehicleClass::Unknown,
             confidence: 0.0,
