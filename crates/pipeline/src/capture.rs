@@ -148,6 +148,12 @@ struct Live<'a> {
     last: Option<LastFrame>,
     /// The clock the freeze detector runs on.
     origin: Instant,
+    /// Added to the index of each frame of the source open now, so that a camera's frame
+    /// indices keep rising across reopenings (a reopened stream counts from 0 again) and leave
+    /// room for the frames lost in the outage: the tracker and the frame gate count in indices.
+    index_offset: u64,
+    /// No frame has come yet from the source open now.
+    fresh_source: bool,
 }
 
 fn live_capture(c: &Capture) {
@@ -167,6 +173,8 @@ fn live_capture(c: &Capture) {
         outage: None,
         last: None,
         origin: Instant::now(),
+        index_offset: 0,
+        fresh_source: true,
     };
     let mut opened_before = false;
     while !c.stop.load(Ordering::Relaxed) {
@@ -219,6 +227,7 @@ impl Live<'_> {
         let stall = Duration::from_secs_f64(self.c.cam.stall_timeout_s);
         let mut last_frame = Instant::now();
         self.freeze.reset();
+        self.fresh_source = true;
         while !self.c.stop.load(Ordering::Relaxed) {
             let pulled = {
                 let _busy = self.c.part.busy();
@@ -259,8 +268,14 @@ impl Live<'_> {
 
     /// A frame arrived: ends an outage, watches for a freeze, hands the frame on. `false` when
     /// recognition has hung up.
-    fn frame(&mut self, frame: Frame, fps: Option<f64>) -> bool {
+    fn frame(&mut self, mut frame: Frame, fps: Option<f64>) -> bool {
         let c = self.c;
+        if std::mem::take(&mut self.fresh_source)
+            && let Some(last) = &self.last
+        {
+            self.index_offset = gap::index_offset(last, frame.index, frame.captured_at);
+        }
+        frame.index += self.index_offset;
         if let Some(outage) = self.outage.take() {
             self.end_outage(&outage, &frame);
         } else if c.status.state().state == CameraState::Starting {

@@ -30,7 +30,8 @@ impl FrameGate {
     pub fn wants(&self, index: u64) -> bool {
         match self.last_seen {
             Some(seen) if index.saturating_sub(seen) <= self.hold => {
-                (index - seen).is_multiple_of(self.track_every)
+                // `index >= seen` here unless indices went back; never underflow on that.
+                index.saturating_sub(seen).is_multiple_of(self.track_every)
             }
             _ => index.is_multiple_of(self.idle_every),
         }

@@ -21,6 +21,14 @@ pub(crate) struct LastFrame {
     pub fps: Option<f64>,
 }
 
+/// What to add to the indices of a reopened source, whose first frame has `index` (a stream
+/// counts from 0 again) and was captured at `at`, so that it follows `last` with the frames
+/// lost in between counted.
+pub(crate) fn index_offset(last: &LastFrame, index: u64, at: DateTime<Utc>) -> u64 {
+    let lost = frames_lost(last.captured_at, at, last.fps);
+    (last.index + 1 + lost).saturating_sub(index)
+}
+
 /// Frames a camera at `fps` would have delivered strictly between `from` and `to`.
 pub(crate) fn frames_lost(from: DateTime<Utc>, to: DateTime<Utc>, fps: Option<f64>) -> u64 {
     let Some(fps) = fps.filter(|f| f.is_finite() && *f > 0.0) else {
@@ -74,6 +82,8 @@ pub(crate) fn gap_event(
         track: None,
         violation: None,
         gap: Some(gap),
+        prev_hash: None,
+        signature: None,
     }
 }
 
@@ -112,5 +122,14 @@ mod tests {
         assert_eq!(frames_lost(t0, at(20_000), Some(25.0)), 499);
         assert_eq!(frames_lost(t0, at(20_000), None), 0, "no rate, no estimate");
         assert_eq!(frames_lost(at(100), t0, Some(25.0)), 0, "a clock step back");
+        let last = LastFrame {
+            captured_at: t0,
+            index: 1000,
+            size: (64, 48),
+            fps: Some(25.0),
+        };
+        // A reopened stream counts from 0: its first frame, 2 s on, becomes index 1050.
+        assert_eq!(index_offset(&last, 0, at(2000)), 1050);
+        assert_eq!(3 + index_offset(&last, 3, at(2000)), 1050);
     }
 }
