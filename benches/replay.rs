@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anpr_store::Store;
-use anpr_testkit::Mosquitto;
+use anpr_testkit::{BrokerOptions, Mosquitto};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 async fn baseline(port: u16, payloads: &[Vec<u8>]) -> Duration {
@@ -124,11 +124,11 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 }
 
 /// Live events alone, with nothing queued: their capture-to-receiver delays.
-async fn idle_latency(port: u16, dir: &std::path::Path) -> Vec<f64> {
+async fn idle_latency(broker: &Mosquitto, dir: &std::path::Path) -> Vec<f64> {
     let queue = dir.join("idle-queue.sqlite");
     let db = dir.join("idle-central.sqlite");
-    let central = util::Central::start(port, db.clone());
-    let uplink = util::Uplink::start(&queue, "KZ-BENCH", port, Duration::from_secs(30));
+    let central = util::Central::start(broker, db.clone());
+    let uplink = util::Uplink::start(&queue, "KZ-BENCH", broker, Duration::from_secs(30));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let live = record_live(queue.clone(), stop.clone(), Duration::from_millis(100));
@@ -185,18 +185,24 @@ async fn main() {
         .map(|m| m.len())
         .sum();
 
-    let broker = Mosquitto::start().unwrap();
+    // Plain MQTT: the baseline's bare clients publish outside the ACL's topics, and the cost
+    // of TLS is measured on its own (`--bench tls_handshake`).
+    let broker = Mosquitto::start_with_options(BrokerOptions {
+        plaintext: true,
+        ..BrokerOptions::default()
+    })
+    .unwrap();
     let base = baseline(broker.port(), &payloads).await;
     drop(payloads);
 
-    let idle = idle_latency(broker.port(), dir.path()).await;
+    let idle = idle_latency(&broker, dir.path()).await;
 
-    let central = util::Central::start(broker.port(), db.clone());
+    let central = util::Central::start(&broker, db.clone());
     let t = Instant::now();
     let uplink = util::Uplink::start_with_rate(
         &queue,
         "KZ-BENCH",
-        broker.port(),
+        &broker,
         Duration::from_secs(30),
         100_000.0,
     );

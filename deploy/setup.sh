@@ -39,6 +39,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# cargo-fuzz for the fuzz targets run by deploy/test.sh (fuzz/run.sh): from crates.io, pinned.
+CARGO_FUZZ_VERSION=0.13.2
+if cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
+  say "cargo-fuzz $CARGO_FUZZ_VERSION present"
+else
+  say "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+
 bash "$root/models/fetch.sh"
 
 if [ "${1:-}" != "--no-build" ]; then

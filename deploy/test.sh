@@ -11,3 +11,6 @@ echo "[test] cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 echo "[test] cargo test"
 cargo test --workspace
+echo "[test] fuzz targets, ${FUZZ_SECONDS:-15} s each (fuzz/run.sh)"
+(cd fuzz && cargo fmt --check)
+bash fuzz/run.sh

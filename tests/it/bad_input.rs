@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anpr_scene::clip::{manifest, manifest_with, save_frame_png, write_clip_with};
 use anpr_store::Store;
-use anpr_testkit::{Mosquitto, free_port};
+use anpr_testkit::{BrokerOptions, BrokerPki, Mosquitto, free_port};
 use anpr_vision::{Recognizer, RecognizerConfig, VisionError, init_runtime};
 
 use crate::util;
@@ -131,11 +131,13 @@ async fn with_the_broker_unreachable_the_device_keeps_recording_and_delivers_the
     let clip = dir.path().join("clip.mp4");
     let manifest = write_clip_with(&manifest_with(2), &clip).unwrap();
     let port = free_port().unwrap(); // nothing listens here
+    // The broker that comes up later is one of this PKI: the device has its identity already.
+    let pki = BrokerPki::temporary().unwrap();
     let config = util::write_config(
         dir.path(),
         "KZ-TEST-DOWN",
         clip.to_str().unwrap(),
-        &format!("mqtt://127.0.0.1:{port}"),
+        &util::Via::new(format!("127.0.0.1:{port}"), &pki),
     );
 
     let offline = util::run_device(&config, Duration::from_secs(1)).await;
@@ -154,7 +156,7 @@ async fn with_the_broker_unreachable_the_device_keeps_recording_and_delivers_the
     // The link comes back: a broker and the receiver on that port. A clip with no plates keeps
     // the second run short; the queue is replayed with the original capture times.
     util::switch_to_blank_clip(&config, dir.path(), &clip);
-    let broker = Mosquitto::start().unwrap();
+    let broker = Mosquitto::start_with_pki(BrokerOptions::default(), pki.clone()).unwrap();
     std::fs::write(
         &config,
         std::fs::read_to_string(&config)
@@ -162,7 +164,7 @@ async fn with_the_broker_unreachable_the_device_keeps_recording_and_delivers_the
             .replace(&format!(":{port}"), &format!(":{}", broker.port())),
     )
     .unwrap();
-    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
+    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
     let online = util::run_device(&config, Duration::from_secs(30)).await;
     central.stop().await;
     assert_eq!(online.pending, 0);
@@ -329,12 +331,12 @@ async fn a_camera_that_does_not_open_is_reported_as_a_fault_on_the_health_channe
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start().unwrap();
     let db = dir.path().join("central.sqlite");
-    let central = util::Central::start(broker.port(), db.clone());
+    let central = util::Central::start(&broker, db.clone());
     let config = util::write_config(
         dir.path(),
         "KZ-TEST-CAMFAULT",
         "/nonexistent/road.mp4",
-        &broker.url(),
+        &broker,
     );
     let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
         .args([

@@ -18,13 +18,8 @@ async fn every_plate_of_the_clip_reaches_the_receiver_with_its_text_class_and_ca
     let clip = dir.path().join("clip.mp4");
     let manifest = write_clip_with(&manifest_with(3), &clip).unwrap();
     let broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
-    let config = util::write_config(
-        dir.path(),
-        "KZ-TEST-E2E",
-        clip.to_str().unwrap(),
-        &broker.url(),
-    );
+    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
+    let config = util::write_config(dir.path(), "KZ-TEST-E2E", clip.to_str().unwrap(), &broker);
     let has_vehicle_model = util::models_dir().join("vehicle_detector.onnx").is_file();
 
     let summary = util::run_device(&config, Duration::from_secs(30)).await;

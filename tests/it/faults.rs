@@ -8,7 +8,7 @@ use std::time::Duration;
 use anpr_store::Store;
 use anpr_testkit::Mosquitto;
 use anpr_types::{Ack, Topics};
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 
 use crate::util;
 
@@ -17,8 +17,8 @@ async fn broker_restart(persistence: bool) {
     let queue = dir.path().join("queue.sqlite");
     let db = dir.path().join("central.sqlite");
     let mut broker = Mosquitto::start_with(persistence).unwrap();
-    let central = util::Central::start(broker.port(), db.clone());
-    let uplink = util::Uplink::start(&queue, "KZ-FAULT-1", broker.port(), Duration::from_secs(2));
+    let central = util::Central::start(&broker, db.clone());
+    let uplink = util::Uplink::start(&queue, "KZ-FAULT-1", &broker, Duration::from_secs(2));
     util::append_events(&queue, "KZ-FAULT-1", 40);
     let store = Store::open(&queue).unwrap();
     assert!(
@@ -55,7 +55,7 @@ async fn with_the_receiver_down_nothing_is_marked_delivered_until_it_acknowledge
     let db = dir.path().join("central.sqlite");
     let broker = Mosquitto::start().unwrap();
     util::append_events(&queue, "KZ-FAULT-2", 30);
-    let uplink = util::Uplink::start(&queue, "KZ-FAULT-2", broker.port(), Duration::from_secs(1));
+    let uplink = util::Uplink::start(&queue, "KZ-FAULT-2", &broker, Duration::from_secs(1));
     // The broker takes every publish, but nobody stores the events.
     assert!(
         util::wait_for(Duration::from_secs(10), || uplink
@@ -72,7 +72,7 @@ async fn with_the_receiver_down_nothing_is_marked_delivered_until_it_acknowledge
         uplink.counters.resent.load(Ordering::SeqCst) > 0,
         "unacknowledged events are sent again"
     );
-    let central = util::Central::start(broker.port(), db.clone());
+    let central = util::Central::start(&broker, db.clone());
     uplink.drain(Duration::from_secs(30)).await;
     central.stop().await;
     util::assert_delivered_exactly(&queue, &db, "KZ-FAULT-2");
@@ -87,7 +87,7 @@ async fn unknown_repeated_and_out_of_order_acks_change_nothing_they_should_not()
     let events: Vec<_> = (1..=5)
         .map(|s| Store::open(&queue).unwrap().get(s).unwrap().unwrap())
         .collect();
-    let uplink = util::Uplink::start(&queue, "KZ-FAULT-3", broker.port(), Duration::from_secs(30));
+    let uplink = util::Uplink::start(&queue, "KZ-FAULT-3", &broker, Duration::from_secs(30));
     assert!(
         util::wait_for(Duration::from_secs(10), || uplink
             .counters
@@ -97,9 +97,11 @@ async fn unknown_repeated_and_out_of_order_acks_change_nothing_they_should_not()
         .await
     );
 
-    // A hand-made "central side" that answers badly.
-    let mut opts = MqttOptions::new("bad-central", "127.0.0.1", broker.port());
-    opts.set_keep_alive(Duration::from_secs(5));
+    // A hand-made "central side" that answers badly (with the central side's identity: the
+    // broker's ACL lets no other write acks).
+    let opts = broker
+        .client_options("bad-central", broker.central_tls().as_ref())
+        .unwrap();
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     let topic = Topics::new("anpr/v1", "KZ-FAULT-3").ack();
@@ -118,27 +120,24 @@ async fn unknown_repeated_and_out_of_order_acks_change_nothing_they_should_not()
                 .unwrap();
         }
     };
+    // Every ack below is signed with the central key, as the receiver's would be: only what
+    // it names is wrong.
+    let central = util::keys(dir.path()).central_signer();
+    let ack = |event_id, seq, event: &anpr_types::Event| {
+        anpr_trust::ack::event_ack(
+            &central,
+            "KZ-FAULT-3",
+            seq,
+            event_id,
+            &anpr_trust::event::event_hash(event),
+        )
+    };
     // Unknown id, and a real id with another event's sequence.
-    send(Ack {
-        event_id: uuid::Uuid::now_v7(),
-        seq: 1,
-        evidence: None,
-    })
-    .await;
-    send(Ack {
-        event_id: events[0].event_id,
-        seq: 2,
-        evidence: None,
-    })
-    .await;
+    send(ack(uuid::Uuid::now_v7(), 1, &events[0])).await;
+    send(ack(events[0].event_id, 2, &events[0])).await;
     // Out of order: 5, 3, then 1 twice.
     for i in [4usize, 2, 0, 0] {
-        send(Ack {
-            event_id: events[i].event_id,
-            seq: events[i].seq,
-            evidence: None,
-        })
-        .await;
+        send(ack(events[i].event_id, events[i].seq, &events[i])).await;
     }
     let store = Store::open(&queue).unwrap();
     assert!(
@@ -171,7 +170,7 @@ async fn an_ack_naming_another_event_under_a_sequence_number_leaves_that_event_t
     // One event: nothing else in flight whose timeout would send it again by the way.
     util::append_events(&queue, "KZ-FAULT-STRAY", 1);
     let ack_timeout = Duration::from_secs(2);
-    let uplink = util::Uplink::start(&queue, "KZ-FAULT-STRAY", broker.port(), ack_timeout);
+    let uplink = util::Uplink::start(&queue, "KZ-FAULT-STRAY", &broker, ack_timeout);
     assert!(
         util::wait_for(Duration::from_secs(10), || uplink
             .counters
@@ -181,15 +180,20 @@ async fn an_ack_naming_another_event_under_a_sequence_number_leaves_that_event_t
         .await
     );
     // A stray acknowledgement: the event's sequence number with another event's id.
-    let mut opts = MqttOptions::new("stray-acks", "127.0.0.1", broker.port());
-    opts.set_keep_alive(Duration::from_secs(5));
+    let opts = broker
+        .client_options("stray-acks", broker.central_tls().as_ref())
+        .unwrap();
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-    let stray = Ack {
-        event_id: uuid::Uuid::now_v7(),
-        seq: 1,
-        evidence: None,
-    };
+    // Signed with the central key, as the receiver's would be: only the id is wrong.
+    let event = Store::open(&queue).unwrap().get(1).unwrap().unwrap();
+    let stray = anpr_trust::ack::event_ack(
+        &util::keys(dir.path()).central_signer(),
+        "KZ-FAULT-STRAY",
+        1,
+        uuid::Uuid::now_v7(),
+        &anpr_trust::event::event_hash(&event),
+    );
     client
         .publish(
             Topics::new("anpr/v1", "KZ-FAULT-STRAY").ack(),
@@ -210,7 +214,7 @@ async fn an_ack_naming_another_event_under_a_sequence_number_leaves_that_event_t
     // The receiver comes up after the event went out; the link stays up throughout, so only the
     // ack timeout can bring it to the receiver again.
     let errors_before = uplink.counters.connection_errors.load(Ordering::SeqCst);
-    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
+    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
     let store = Store::open(&queue).unwrap();
     assert!(
         util::wait_for(ack_timeout * 3, || store.stats().unwrap().delivered == 1).await,
@@ -242,8 +246,8 @@ async fn a_corrupt_row_between_two_good_ones_is_quarantined_and_reported_and_the
             [],
         )
         .unwrap();
-    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
-    let uplink = util::Uplink::start(&queue, inv, broker.port(), Duration::from_secs(3));
+    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
+    let uplink = util::Uplink::start(&queue, inv, &broker, Duration::from_secs(3));
     let store = Store::open(&queue).unwrap();
     assert!(
         util::wait_for(Duration::from_secs(20), || store.stats().unwrap().delivered
@@ -295,13 +299,8 @@ async fn a_device_killed_mid_batch_keeps_acknowledged_rows_done_and_sends_the_re
     let clip = dir.path().join("clip.mp4");
     anpr_scene::clip::write_clip_with(&anpr_scene::clip::manifest_with(2), &clip).unwrap();
     let broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(broker.port(), db.clone());
-    let config = util::write_config(
-        dir.path(),
-        "KZ-FAULT-4",
-        clip.to_str().unwrap(),
-        &broker.url(),
-    );
+    let central = util::Central::start(&broker, db.clone());
+    let config = util::write_config(dir.path(), "KZ-FAULT-4", clip.to_str().unwrap(), &broker);
     // The device process records the clip while this test keeps adding a batch of events to
     // its queue, so the kill lands with rows in every state.
     let mut device = std::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
@@ -356,12 +355,12 @@ async fn live_events_overtake_a_rate_limited_backlog_and_everything_arrives_in_r
     let queue = dir.path().join("queue.sqlite");
     let db = dir.path().join("central.sqlite");
     let broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(broker.port(), db.clone());
+    let central = util::Central::start(&broker, db.clone());
     util::append_events(&queue, "KZ-FAULT-5", 1500);
     let uplink = util::Uplink::start_with_rate(
         &queue,
         "KZ-FAULT-5",
-        broker.port(),
+        &broker,
         Duration::from_secs(30),
         300.0,
     );
@@ -412,8 +411,8 @@ async fn a_quota_reached_during_an_outage_drops_passage_images_first_keeps_viola
     let db = dir.path().join("central.sqlite");
     let inv = "KZ-FAULT-QUOTA";
     let mut broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(broker.port(), db.clone());
-    let mut store = Store::open(&queue).unwrap();
+    let central = util::Central::start(&broker, db.clone());
+    let mut store = util::signed_store(&queue, inv);
     let mut captured = std::collections::HashMap::new();
     for _ in 0..10 {
         let e = store
@@ -426,7 +425,7 @@ async fn a_quota_reached_during_an_outage_drops_passage_images_first_keeps_viola
     let uplink = util::Uplink::start_with(
         &queue,
         inv,
-        broker.port(),
+        &broker,
         Duration::from_secs(2),
         1e5,
         Some(quota),

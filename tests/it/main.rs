@@ -21,4 +21,6 @@ mod shutdown;
 mod signal_loss;
 mod soak;
 mod status_page;
+mod tls;
+mod trust;
 mod uplink;

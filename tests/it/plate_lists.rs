@@ -10,9 +10,9 @@ use std::time::Duration;
 use anpr_pipeline::{DeviceCounters, RunOptions};
 use anpr_rules::ListCommand;
 use anpr_scene::clip::{manifest_with, write_clip_with};
-use anpr_testkit::Mosquitto;
+use anpr_testkit::{BrokerOptions, Mosquitto};
 use anpr_types::Topics;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 
 use crate::util;
 
@@ -26,10 +26,14 @@ async fn a_list_update_takes_effect_without_a_restart_and_bad_or_older_ones_are_
     // Three vehicles: 123ABC01 (on the list from the start), 777KZA02 (added by the update while
     // the device runs), 505AB17 (on no list).
     let manifest = write_clip_with(&manifest_with(3), &clip).unwrap();
-    let broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
+    let broker = Mosquitto::start_with_options(BrokerOptions {
+        central_side_users: vec!["central-commands".into()],
+        ..BrokerOptions::default()
+    })
+    .unwrap();
+    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
     let inv = "KZ-TEST-LISTS";
-    let config = util::write_config(dir.path(), inv, clip.to_str().unwrap(), &broker.url());
+    let config = util::write_config(dir.path(), inv, clip.to_str().unwrap(), &broker);
     std::fs::write(
         dir.path().join("wanted.csv"),
         format!("{HEADER}123ABC01,stolen vehicle,1,,\n"),
@@ -62,8 +66,12 @@ async fn a_list_update_takes_effect_without_a_restart_and_bad_or_older_ones_are_
         "the device connects"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut opts = MqttOptions::new("central-commands", "127.0.0.1", broker.port());
-    opts.set_keep_alive(Duration::from_secs(5));
+    // A second central-side client beside the receiver (the ACL gives it anpr-central's
+    // rights; it cannot log in as anpr-central, whose session the receiver holds).
+    let identity = broker.central_side_tls("central-commands").unwrap();
+    let opts = broker
+        .client_options("central-commands", Some(&identity))
+        .unwrap();
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     let topic = Topics::new("anpr/v1", inv).cmd();

@@ -34,7 +34,7 @@ fn window(from_h: i64, to_h: i64, tz: chrono_tz::Tz) -> String {
 
 /// A device config for the scene: its line and lanes, a plate list, and one rule of each kind,
 /// plus a bus ban whose window is hours away (it must raise nothing).
-pub fn write_scene_config(dir: &Path, inventory: &str, clip: &Path, broker: &str) -> PathBuf {
+pub fn write_scene_config(dir: &Path, inventory: &str, clip: &Path, broker: &Mosquitto) -> PathBuf {
     let tz = chrono_tz::Asia::Almaty;
     std::fs::write(
         dir.join("wanted.csv"),
@@ -83,8 +83,9 @@ grammar = "kz"
 queue = "queue.sqlite"
 
 [uplink]
-broker = "{broker}"
-ack_timeout_s = 3.0
+{link}ack_timeout_s = 3.0
+
+{security}
 
 [[list]]
 name = "wanted"
@@ -130,6 +131,8 @@ allowed_direction = "towards"
         wrong_way = road::RULE_WRONG_WAY,
         inside = window(-1, 1, tz),
         outside = window(4, 6, tz),
+        link = util::Link::uplink_lines(broker, inventory),
+        security = util::security_lines(dir, inventory),
     );
     let path = dir.join("device.toml");
     std::fs::write(&path, text).unwrap();
@@ -142,9 +145,9 @@ async fn every_vehicle_of_the_road_scene_makes_one_passage_and_every_offence_one
     let (clip, truth) = scene_clip();
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
+    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
     let inv = "KZ-TEST-ROAD";
-    let config = write_scene_config(dir.path(), inv, &clip, &broker.url());
+    let config = write_scene_config(dir.path(), inv, &clip, &broker);
     let summary = util::run_device(&config, Duration::from_mins(1)).await;
     central.stop().await;
     assert!(

@@ -122,9 +122,9 @@ async fn a_camera_killed_mid_stream_and_back_20_s_later_is_a_fault_then_a_delive
 
     let broker = Mosquitto::start().unwrap();
     let central_db = dir.path().join("central.sqlite");
-    let central = util::Central::start(broker.port(), central_db.clone());
+    let central = util::Central::start(&broker, central_db.clone());
     let inv = "KZ-TEST-RTSP";
-    let config = util::write_config(dir.path(), inv, &url, &broker.url());
+    let config = util::write_config(dir.path(), inv, &url, &broker);
     let text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("uri = \"{url}\"\n"),
         &format!(
@@ -223,7 +223,7 @@ async fn a_camera_killed_mid_stream_and_back_20_s_later_is_a_fault_then_a_delive
         log_tail(&log)
     );
     if Store::open(&queue).unwrap().stats().unwrap().pending > 0 {
-        let uplink = util::Uplink::start(&queue, inv, broker.port(), Duration::from_secs(3));
+        let uplink = util::Uplink::start(&queue, inv, &broker, Duration::from_secs(3));
         uplink.drain(Duration::from_secs(15)).await;
     }
     central.stop().await;
@@ -344,14 +344,14 @@ async fn an_rtsp_camera_that_does_not_open_is_a_fault_naming_it_and_the_device_k
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start().unwrap();
     let central_db = dir.path().join("central.sqlite");
-    let central = util::Central::start(broker.port(), central_db.clone());
+    let central = util::Central::start(&broker, central_db.clone());
     let inv = "KZ-TEST-RTSP-DOWN";
     // Nothing listens on this port.
     let url = format!(
         "rtsp://127.0.0.1:{}/stream",
         anpr_testkit::free_port().unwrap()
     );
-    let config = util::write_config(dir.path(), inv, &url, &broker.url());
+    let config = util::write_config(dir.path(), inv, &url, &broker);
     let log = dir.path().join("device.log");
     let mut device = Command::new(env!("CARGO_BIN_EXE_anpr"))
         .args(["run", "--config"])

@@ -109,7 +109,7 @@ fn the_device_says_ready_feeds_the_watchdog_and_stops_feeding_when_it_hangs() {
         dir.path(),
         "KZ-TEST-WATCHDOG",
         clip.to_str().unwrap(),
-        &broker.url(),
+        &broker,
     );
     let socket = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&socket).unwrap();
@@ -195,8 +195,8 @@ async fn a_full_disk_holds_passages_and_recording_resumes_when_space_returns() {
     let inv = "KZ-TEST-DISKFULL";
     let broker = Mosquitto::start().unwrap();
     let central_db = dir.path().join("central.sqlite");
-    let central = util::Central::start(broker.port(), central_db.clone());
-    let config = util::write_config(dir.path(), inv, clip.to_str().unwrap(), &broker.url());
+    let central = util::Central::start(&broker, central_db.clone());
+    let config = util::write_config(dir.path(), inv, clip.to_str().unwrap(), &broker);
     // The disk is full from the start: SQLite refuses every write of the device's recorder.
     let flag = dir.path().join("disk-is-full");
     std::fs::write(&flag, b"").unwrap();

@@ -72,8 +72,8 @@ async fn sigterm_while_a_vehicle_is_in_view_records_its_passage_which_is_deliver
 
     // After a restart with the link up, everything recorded is delivered.
     let broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
-    let uplink = util::Uplink::start(&queue, inv, broker.port(), Duration::from_secs(3));
+    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
+    let uplink = util::Uplink::start(&queue, inv, &broker, Duration::from_secs(3));
     assert!(
         util::wait_for(Duration::from_secs(30), || store.stats().unwrap().pending
             == 0)
@@ -102,8 +102,8 @@ async fn a_recognition_worker_that_fails_is_restarted_with_a_fault_and_the_other
     write_clip_with(&manifest_with(2), &clip).unwrap();
     let inv = "KZ-TEST-SUPERVISE";
     let broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
-    let config = util::write_config(dir.path(), inv, clip.to_str().unwrap(), &broker.url());
+    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
+    let config = util::write_config(dir.path(), inv, clip.to_str().unwrap(), &broker);
     let text = std::fs::read_to_string(&config).unwrap();
     let second = format!(
         "\n[[camera]]\nid = \"cam2\"\nuri = \"{}\"\n",

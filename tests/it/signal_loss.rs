@@ -21,7 +21,7 @@ async fn events_recorded_through_resets_and_a_black_hole_all_arrive_once_with_th
     let clip = dir.path().join("clip.mp4");
     let manifest = write_clip_with(&manifest_with(3), &clip).unwrap();
     let broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
+    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
     // A black hole, a short window, then connections reset until the whole clip is recorded,
     // so that events are recorded while the link is down on a slow or a fast machine alike;
     // then the link comes back (a second proxy on the same port) for the replay.
@@ -40,7 +40,7 @@ async fn events_recorded_through_resets_and_a_black_hole_all_arrive_once_with_th
         dir.path(),
         "KZ-TEST-LOSS",
         clip.to_str().unwrap(),
-        &format!("mqtt://{}", proxy.local_addr()),
+        &util::Via::new(proxy.local_addr(), broker.pki()),
     );
 
     let link = proxy.local_addr();
@@ -119,7 +119,7 @@ async fn clock_stepped_during_an_outage(step_s: i64) {
     let manifest = write_clip_with(&manifest_with(2), &clip).unwrap();
     let broker = Mosquitto::start().unwrap();
     let db = dir.path().join("central.sqlite");
-    let central = util::Central::start(broker.port(), db.clone());
+    let central = util::Central::start(&broker, db.clone());
     // The link is down (nothing listens at the device's broker address) until the whole
     // clip is recorded, and the clock is stepped meanwhile; then the link comes up through
     // the simulator and the queue is replayed.
@@ -132,7 +132,7 @@ async fn clock_stepped_during_an_outage(step_s: i64) {
         dir.path(),
         inv,
         clip.to_str().unwrap(),
-        &format!("mqtt://{link}"),
+        &util::Via::new(link, broker.pki()),
     );
     // The device's wall clock, as libfaketime gives it: an offset read from this file.
     let offset = dir.path().join("faketime");

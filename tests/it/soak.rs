@@ -9,7 +9,8 @@
 //! camera was up; each drop was journaled and delivered as one camera gap; every event the
 //! device recorded reached the receiver exactly once with no gap in its report; the median fd
 //! count of the last quarter of samples is within a few of the second quarter's (after
-//! warm-up) and the median RSS within 20%.
+//! warm-up) and the median RSS within 20%; no recognition worker failed (a failure loses the
+//! vehicles in view). The figures are printed in a summary block before any verdict.
 //!
 //! ```sh
 //! ANPR_SOAK_MINUTES=20 cargo test -p anpr --test it soak -- --ignored --nocapture
@@ -220,9 +221,9 @@ async fn rtsp_drops_and_broker_restarts_for_the_soak_duration_lose_nothing_and_k
 
     let mut broker = Mosquitto::start().unwrap();
     let central_db = dir.path().join("central.sqlite");
-    let central = util::Central::start(broker.port(), central_db.clone());
+    let central = util::Central::start(&broker, central_db.clone());
     let inv = "KZ-TEST-SOAK";
-    let config = util::write_config(dir.path(), inv, &url, &broker.url());
+    let config = util::write_config(dir.path(), inv, &url, &broker);
     let mut text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("uri = \"{url}\"\n"),
         &format!(
@@ -253,6 +254,8 @@ async fn rtsp_drops_and_broker_restarts_for_the_soak_duration_lose_nothing_and_k
     // Stretches in which the camera was up: (from, to).
     let mut camera_up: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
     let mut up_since = device_started;
+    // Seconds since the start at which each stretch the camera was up ended (0 first).
+    let mut stretch_ends: Vec<u64> = vec![0];
     let mut samples: Vec<Sample> = Vec::new();
     let mut next_sample = Duration::ZERO;
     let mut plan = plan.into_iter().peekable();
@@ -278,6 +281,7 @@ async fn rtsp_drops_and_broker_restarts_for_the_soak_duration_lose_nothing_and_k
                 Action::KillCamera => {
                     camera.kill();
                     camera_up.push((up_since, Utc::now()));
+                    stretch_ends.push(now.as_secs());
                 }
                 Action::StartCamera => {
                     let (c, again) = start_camera(&clip, port);
@@ -317,6 +321,7 @@ async fn rtsp_drops_and_broker_restarts_for_the_soak_duration_lose_nothing_and_k
     // Stop the device as systemd would and let it drain; then stop the camera.
     let stop_at = Utc::now();
     camera_up.push((up_since, stop_at));
+    stretch_ends.push(u64::MAX);
     let sent = Command::new("sh")
         .args(["-c", &format!("kill -TERM {pid}")])
         .status()
@@ -344,7 +349,7 @@ async fn rtsp_drops_and_broker_restarts_for_the_soak_duration_lose_nothing_and_k
     );
     let left = Store::open(&queue).unwrap().stats().unwrap().pending;
     if left > 0 {
-        let uplink = util::Uplink::start(&queue, inv, broker.port(), Duration::from_secs(3));
+        let uplink = util::Uplink::start(&queue, inv, &broker, Duration::from_secs(3));
         uplink.drain(DRAIN).await;
     }
     central.stop().await;
@@ -370,6 +375,38 @@ async fn rtsp_drops_and_broker_restarts_for_the_soak_duration_lose_nothing_and_k
     let gaps = receiver.camera_gaps_of(inv).unwrap();
     let report = receiver.report().unwrap();
     let rss = figures(&samples, |s| s.rss_kib);
+    // The step each reconnect adds, if any: the largest RSS in each stretch the camera was up.
+    let rss_per_stretch: Vec<String> = stretch_ends
+        .windows(2)
+        .map(|w| {
+            let max = samples
+                .iter()
+                .filter(|s| s.at_s > w[0] && s.at_s <= w[1])
+                .map(|s| s.rss_kib)
+                .max()
+                .unwrap_or(0);
+            format!("{:.0}", max as f64 / 1024.0)
+        })
+        .collect();
+    // Recognition workers that failed (each loses the vehicles in view), as the receiver heard
+    // of them, and where the device's log says they panicked.
+    let mut recognition_faults: Vec<String> = receiver
+        .faults(inv)
+        .unwrap()
+        .into_iter()
+        .flat_map(|h| h.faults)
+        .filter(|f| f.code == "recognition")
+        .map(|f| f.message)
+        .collect();
+    recognition_faults.sort();
+    recognition_faults.dedup();
+    let device_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut panics: Vec<&str> = device_log
+        .lines()
+        .filter(|l| l.contains("panicked at"))
+        .collect();
+    panics.sort_unstable();
+    panics.dedup();
     let fd = figures(&samples, |s| s.fds);
     let mib = |k: u64| k as f64 / 1024.0;
     eprintln!(
@@ -381,7 +418,9 @@ async fn rtsp_drops_and_broker_restarts_for_the_soak_duration_lose_nothing_and_k
          open fds: first {}, warm {}, last {}, max {}; last - warm {:+}\n\
          events recorded {} (passages {}, camera gaps {}), delivered {}, left after SIGTERM \
          {left} (device stopped in {:.1} s)\n\
-         passages per stretch the camera was up: {per_stretch:?}\n\
+         passages per stretch the camera was up: {per_stretch:?}; largest RSS per stretch \
+         (MiB): {rss_per_stretch:?}\n\
+         recognition faults: {} {recognition_faults:?}; panics in the device log: {panics:?}\n\
          receiver: {}",
         samples.len(),
         SAMPLE_EVERY.as_secs(),
@@ -402,6 +441,7 @@ async fn rtsp_drops_and_broker_restarts_for_the_soak_duration_lose_nothing_and_k
         gaps.len(),
         stats.delivered,
         stop_took.as_secs_f64(),
+        recognition_faults.len(),
         report
             .iter()
             .map(ToString::to_string)
@@ -436,5 +476,11 @@ async fn rtsp_drops_and_broker_restarts_for_the_soak_duration_lose_nothing_and_k
         "resident memory grows: warm {:.1} MiB, last {:.1} MiB (samples {samples:?})",
         mib(rss[1]),
         mib(rss[2])
+    );
+
+    assert!(
+        recognition_faults.is_empty(),
+        "no recognition worker fails (each failure loses the vehicles in view): \
+         {recognition_faults:?}; {panics:?}"
     );
 }

@@ -124,9 +124,9 @@ async fn the_status_page_and_metrics_show_in_a_browser_and_a_scrape_what_the_dev
     let clip = dir.path().join("clip.mp4");
     let manifest = write_clip_with(&manifest_with(3), &clip).unwrap();
     let broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(broker.port(), dir.path().join("central.sqlite"));
+    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
     let inv = "KZ-TEST-STATUS";
-    let config = util::write_config(dir.path(), inv, clip.to_str().unwrap(), &broker.url());
+    let config = util::write_config(dir.path(), inv, clip.to_str().unwrap(), &broker);
     let cfg = anpr_config::load(&config).unwrap();
     assert!(
         cfg.status.listen_addr().unwrap().ip().is_loopback(),

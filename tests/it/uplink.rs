@@ -36,14 +36,16 @@ async fn a_refused_ack_subscription_is_reported_on_the_health_channel_and_cleare
     let db = dir.path().join("central.sqlite");
     let inv = "KZ-UPLINK-ACL";
     let ack_topic = Topics::new("anpr/v1", inv).ack();
+    // Refused subscriptions need the dynamic security plugin on a plain broker (testkit).
     let mut broker = Mosquitto::start_with_options(BrokerOptions {
+        plaintext: true,
         deny_subscribe: vec![ack_topic.clone()],
         ..BrokerOptions::default()
     })
     .unwrap();
-    let central = util::Central::start(broker.port(), db.clone());
+    let central = util::Central::start(&broker, db.clone());
     util::append_events(&queue, inv, 3);
-    let uplink = util::Uplink::start(&queue, inv, broker.port(), Duration::from_secs(2));
+    let uplink = util::Uplink::start(&queue, inv, &broker, Duration::from_secs(2));
     assert!(
         util::wait_for(Duration::from_secs(15), || subscription_faults(
             &db, inv, &ack_topic

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anpr_pipeline::{DeviceCounters, RunOptions, Summary};
+use anpr_testkit::{BrokerPki, Mosquitto};
 use tokio::sync::watch;
 
 /// Root of the repository.
@@ -34,8 +35,78 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
-/// Writes a device config for a test into `dir` and returns its path.
-pub fn write_config(dir: &Path, inventory: &str, camera_uri: &str, broker: &str) -> PathBuf {
+/// Where a test device's uplink goes, as its config's `[uplink]` lines say it.
+pub trait Link {
+    /// `broker = ...` and the lines that go with it, for device `inventory`.
+    fn uplink_lines(&self, inventory: &str) -> String;
+}
+
+/// A plain `mqtt://` URL (allowed as for a lab), for a device that never connects or a plain
+/// broker.
+impl Link for str {
+    fn uplink_lines(&self, _inventory: &str) -> String {
+        format!("broker = \"{self}\"\nallow_plaintext = true\n")
+    }
+}
+
+/// The broker itself: over TLS with the device's identity from its PKI (issued the first
+/// time), or plain on a plain broker.
+impl Link for Mosquitto {
+    fn uplink_lines(&self, inventory: &str) -> String {
+        match self.device_tls(inventory).unwrap() {
+            Some(tls) => tls_lines(&self.url(), &tls),
+            None => self.url().as_str().uplink_lines(inventory),
+        }
+    }
+}
+
+/// TLS to another address (a signal-loss proxy, or a port a broker of `pki` will listen on
+/// later) with the device's identity from `pki`.
+pub struct Via<'a> {
+    pub url: String,
+    pub pki: &'a BrokerPki,
+}
+
+impl<'a> Via<'a> {
+    /// `mqtts://<addr>` with the identities of `pki`.
+    pub fn new(addr: impl std::fmt::Display, pki: &'a BrokerPki) -> Self {
+        Self {
+            url: format!("mqtts://{addr}"),
+            pki,
+        }
+    }
+}
+
+impl Link for Via<'_> {
+    fn uplink_lines(&self, inventory: &str) -> String {
+        tls_lines(&self.url, &self.pki.device(inventory).unwrap().tls)
+    }
+}
+
+fn tls_lines(url: &str, tls: &anpr_pki::TlsFiles) -> String {
+    format!(
+        "broker = \"{url}\"\ntls_ca = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        tls.ca.display(),
+        tls.cert.display(),
+        tls.key.display()
+    )
+}
+
+/// The central receiver's TLS identity on `broker` (none on a plain broker).
+pub fn central_tls(broker: &Mosquitto) -> Option<anpr_pki::ClientTls> {
+    broker
+        .central_tls()
+        .map(|files| anpr_pki::ClientTls::load(&files).unwrap())
+}
+
+/// Writes a device config for a test into `dir` and returns its path; its uplink goes to
+/// `broker` (a [`Link`]: the broker, a [`Via`], or a plain URL).
+pub fn write_config(
+    dir: &Path,
+    inventory: &str,
+    camera_uri: &str,
+    broker: &(impl Link + ?Sized),
+) -> PathBuf {
     let text = format!(
         r#"
 [device]
@@ -59,14 +130,102 @@ listen = "127.0.0.1:0"
 queue = "queue.sqlite"
 
 [uplink]
-broker = "{broker}"
-ack_timeout_s = 3.0
-"#,
-        models = models_dir().display()
+{link}ack_timeout_s = 3.0
+
+{security}"#,
+        models = models_dir().display(),
+        link = broker.uplink_lines(inventory),
+        security = security_lines(dir, inventory)
     );
     let path = dir.join("device.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The signing keys of the tests in one directory, made the first time they are asked for
+/// (each test has its own directory, so its own keys): the central receiver's pair
+/// (`keys/central.key`, `keys/central.pub`) and one pair per device (`keys/<inventory>.key`,
+/// its public key in the receiver's devices directory `keys/devices/<inventory>.pub`). The
+/// queue, the receiver's database and the device's config of a test sit in that directory, so
+/// each finds the keys from its own path.
+pub struct Keys {
+    dir: PathBuf,
+}
+
+/// Serialises making keys (tests run on several threads).
+static MAKING_KEYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Makes a key pair unless its private key is there.
+fn ensure_pair(private: &Path, public: &Path) {
+    let _guard = MAKING_KEYS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !private.exists() {
+        anpr_trust::generate_signing_key(private, public).unwrap();
+    }
+}
+
+/// The keys of the test directory `dir` (the central pair made if missing).
+pub fn keys(dir: &Path) -> Keys {
+    let k = Keys {
+        dir: dir.join("keys"),
+    };
+    ensure_pair(&k.central_key(), &k.central_pub());
+    k
+}
+
+impl Keys {
+    pub fn central_key(&self) -> PathBuf {
+        self.dir.join("central.key")
+    }
+
+    pub fn central_pub(&self) -> PathBuf {
+        self.dir.join("central.pub")
+    }
+
+    /// The receiver's devices directory.
+    pub fn devices(&self) -> PathBuf {
+        self.dir.join("devices")
+    }
+
+    /// The private key of device `inventory` (made with its public key if missing).
+    pub fn device_key(&self, inventory: &str) -> PathBuf {
+        let private = self.dir.join(format!("{inventory}.key"));
+        ensure_pair(&private, &self.devices().join(format!("{inventory}.pub")));
+        private
+    }
+
+    /// The signing key of device `inventory`.
+    pub fn device_signer(&self, inventory: &str) -> anpr_trust::SigningKey {
+        anpr_trust::load_signing_key(&self.device_key(inventory)).unwrap()
+    }
+
+    /// The central receiver's signing key (for tests that answer as the receiver would).
+    pub fn central_signer(&self) -> anpr_trust::SigningKey {
+        anpr_trust::load_signing_key(&self.central_key()).unwrap()
+    }
+}
+
+/// The `[security]` section of device `inventory` whose config is in `dir`.
+pub fn security_lines(dir: &Path, inventory: &str) -> String {
+    let k = keys(dir);
+    format!(
+        "[security]\ndevice_key = \"{}\"\ncentral_public_key = \"{}\"\n",
+        k.device_key(inventory).display(),
+        k.central_pub().display()
+    )
+}
+
+/// The directory a queue or database file is in (the test's directory).
+fn dir_of(file: &Path) -> &Path {
+    file.parent().unwrap()
+}
+
+/// The queue at `path`, signing as device `inventory` does (the keys of the queue's directory).
+pub fn signed_store(path: &Path, inventory: &str) -> anpr_store::Store {
+    anpr_store::Store::open(path)
+        .unwrap()
+        .with_signer(keys(dir_of(path)).device_signer(inventory))
 }
 
 /// The reference receiver running on a broker.
@@ -79,11 +238,18 @@ pub struct Central {
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Central {
-    pub fn start(port: u16, db: PathBuf) -> Self {
+    /// The receiver on `broker`, as `anpr-central` over TLS (plain on a plain broker); it
+    /// signs its acknowledgements with the central key of the database's directory and knows
+    /// the devices of that directory ([`Keys`]).
+    pub fn start(broker: &Mosquitto, db: PathBuf) -> Self {
         let (stop, rx) = watch::channel(false);
+        let k = keys(dir_of(&db));
+        // Devices come later in some tests; their keys land here when they do.
+        std::fs::create_dir_all(k.devices()).unwrap();
         let cfg = anpr_central::CentralConfig {
             host: "127.0.0.1".into(),
-            port,
+            port: broker.port(),
+            tls: central_tls(broker),
             prefix: "anpr/v1".into(),
             db: db.clone(),
             client_id: format!(
@@ -91,6 +257,8 @@ impl Central {
                 std::process::id(),
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             ),
+            signing_key: k.central_signer(),
+            devices: k.devices(),
         };
         let task = tokio::spawn(anpr_central::run(cfg, rx, None));
         Self { stop, task, db }
@@ -162,12 +330,14 @@ pub fn synthetic_event(inventory: &str, seq: u64) -> anpr_types::Event {
         track: None,
         violation: None,
         gap: None,
+        prev_hash: None,
+        signature: None,
     }
 }
 
-/// Appends `n` synthetic events to the queue at `path`.
+/// Appends `n` synthetic events to the queue at `path`, signed as device `inventory`.
 pub fn append_events(path: &Path, inventory: &str, n: usize) {
-    let mut store = anpr_store::Store::open(path).unwrap();
+    let mut store = signed_store(path, inventory);
     for _ in 0..n {
         store.append(|seq| synthetic_event(inventory, seq)).unwrap();
     }
@@ -181,26 +351,28 @@ pub struct Uplink {
 }
 
 impl Uplink {
-    pub fn start(queue: &Path, inventory: &str, port: u16, ack_timeout: Duration) -> Self {
-        Self::start_with_rate(queue, inventory, port, ack_timeout, 100_000.0)
+    /// The uplink of device `inventory` on `broker`, over TLS with the device's identity
+    /// (plain on a plain broker).
+    pub fn start(queue: &Path, inventory: &str, broker: &Mosquitto, ack_timeout: Duration) -> Self {
+        Self::start_with_rate(queue, inventory, broker, ack_timeout, 100_000.0)
     }
 
     /// As `start`, with the backlog limited to `backlog_rate` events per second.
     pub fn start_with_rate(
         queue: &Path,
         inventory: &str,
-        port: u16,
+        broker: &Mosquitto,
         ack_timeout: Duration,
         backlog_rate: f64,
     ) -> Self {
-        Self::start_with(queue, inventory, port, ack_timeout, backlog_rate, None)
+        Self::start_with(queue, inventory, broker, ack_timeout, backlog_rate, None)
     }
 
     /// As `start_with_rate`, reporting `quota_bytes` as the queue's quota in health messages.
     pub fn start_with(
         queue: &Path,
         inventory: &str,
-        port: u16,
+        broker: &Mosquitto,
         ack_timeout: Duration,
         backlog_rate: f64,
         quota_bytes: Option<u64>,
@@ -214,9 +386,14 @@ impl Uplink {
             .try_init();
         let (mode, rx) = watch::channel(anpr_uplink::Mode::Run);
         let counters = Arc::new(anpr_uplink::Counters::default());
+        let tls = broker
+            .device_tls(inventory)
+            .unwrap()
+            .map(|files| anpr_pki::ClientTls::load(&files).unwrap());
         let cfg = anpr_uplink::UplinkConfig {
             host: "127.0.0.1".into(),
-            port,
+            port: broker.port(),
+            tls,
             client_id: format!("anpr-{inventory}"),
             topics: anpr_types::Topics::new("anpr/v1", inventory),
             queue: queue.to_path_buf(),
@@ -224,6 +401,8 @@ impl Uplink {
             max_inflight: 256,
             backlog_rate,
             quota_bytes,
+            central_key: anpr_trust::load_verifying_key(&keys(dir_of(queue)).central_pub())
+                .unwrap(),
         };
         let task = tokio::spawn(anpr_uplink::run(cfg, rx, counters.clone(), None));
         Self {

@@ -79,6 +79,10 @@ impl Error for Usage {}
 /// - the device or the demo that could not start ([`StartError`]: models, GStreamer, queue,
 ///   broker URL, the demo's clip, broker or simulator);
 /// - a bad signal-loss script or simulator address ([`NetsimError`]);
+/// - a certificate, key or PKI directory that is missing, wrong or exposed, or an identity
+///   that exists already ([`anpr_pki::PkiError`]);
+/// - a signing or public key that is missing, malformed or readable by others
+///   ([`anpr_trust::TrustError`]);
 /// - a bad command-line value ([`Usage`]).
 fn is_setup(e: &(dyn Error + 'static)) -> bool {
     if let Some(v) = e.downcast_ref::<VisionError>() {
@@ -90,7 +94,12 @@ fn is_setup(e: &(dyn Error + 'static)) -> bool {
     if let Some(i) = e.downcast_ref::<IngestError>() {
         return matches!(i, IngestError::Init(_));
     }
-    e.is::<ConfigError>() || e.is::<StartError>() || e.is::<NetsimError>() || e.is::<Usage>()
+    e.is::<ConfigError>()
+        || e.is::<StartError>()
+        || e.is::<NetsimError>()
+        || e.is::<Usage>()
+        || e.is::<anpr_pki::PkiError>()
+        || e.is::<anpr_trust::TrustError>()
 }
 
 #[cfg(test)]

@@ -44,6 +44,77 @@ enum Command {
     /// Serve a clip over RTSP as a live camera would (a camera without hardware, for replay
     /// tests and benchmarks); prints the rtsp:// URL.
     CameraSim(CameraSimArgs),
+    /// Make the certificates and keys of the MQTT link: a development CA, the broker's and the
+    /// central receiver's identities, and one per device.
+    Pki(PkiArgs),
+    /// Check a device's hash chain, in its queue (--queue) or in a receiver's database
+    /// (--central with --inventory): every hash recomputed, every link and signature checked;
+    /// names the first row that does not match and exits 1, or 0 when all is intact.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["queue", "central"])))]
+struct VerifyArgs {
+    /// A device's queue (its `[storage] queue` file).
+    #[arg(long)]
+    queue: Option<PathBuf>,
+    /// With --queue: the device's public key (<inventory>.pub); without it, signatures are not
+    /// checked (hashes and links still are).
+    #[arg(long, requires = "queue")]
+    key: Option<PathBuf>,
+    /// A central receiver's database.
+    #[arg(long, requires = "inventory")]
+    central: Option<PathBuf>,
+    /// With --central: the device whose events are walked.
+    #[arg(long, requires = "central")]
+    inventory: Option<String>,
+    /// With --central: the directory of device public keys (<inventory>.pub), as given to
+    /// `anpr central --devices`; without it, signatures are not checked.
+    #[arg(long, requires = "central")]
+    devices: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PkiArgs {
+    #[command(subcommand)]
+    command: PkiCommand,
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Make a new CA in --dir, with the broker's certificate, the central receiver's
+    /// certificate (CN anpr-central) and the central side's signing keys.
+    Init {
+        /// The PKI's directory (created; refused if it already holds a CA).
+        #[arg(long)]
+        dir: PathBuf,
+        /// A DNS name or IP address the devices reach the broker by (repeatable); localhost
+        /// and 127.0.0.1 are always in the broker's certificate.
+        #[arg(long = "broker-name")]
+        broker_names: Vec<String>,
+    },
+    /// Issue one device's identity: a client certificate with CN = the inventory number, and
+    /// its signing keys (refused if the device already has a key).
+    Device {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The device's inventory number, as in its `[device] inventory`.
+        #[arg(long)]
+        inventory: String,
+    },
+    /// Revoke a certificate: list it in the CRL the broker reads (broker/crl.pem).
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The device whose current certificate (in its folder) is revoked.
+        #[arg(long, required_unless_present = "cert", conflicts_with = "cert")]
+        inventory: Option<String>,
+        /// A certificate file this CA issued (e.g. a device's old one, moved away at a
+        /// rotation).
+        #[arg(long)]
+        cert: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -128,12 +199,38 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct CentralArgs {
-    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    /// The broker: mqtts://host:port (TLS with --tls-ca, --tls-cert, --tls-key), or
+    /// mqtt://host:port with --allow-plaintext.
+    #[arg(long, default_value = "mqtts://127.0.0.1:8883")]
     broker: String,
+    /// The CA certificate that issued the broker's certificate (`anpr pki init` wrote it as
+    /// <dir>/central/ca.crt).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The receiver's certificate, CN anpr-central (<dir>/central/central.tls.crt).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The receiver's private key (<dir>/central/central.tls.key, mode 0600).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Connect to a plain mqtt:// broker: anyone on the path reads the events and can forge
+    /// acknowledgements. For a lab only.
+    #[arg(long, conflicts_with_all = ["tls_ca", "tls_cert", "tls_key"])]
+    allow_plaintext: bool,
     #[arg(long, default_value = "anpr/v1")]
     prefix: String,
     #[arg(long, default_value = "central.sqlite")]
     db: PathBuf,
+    /// The receiver's ed25519 private key (PKCS#8 PEM, mode 0600): every acknowledgement is
+    /// signed with it (`anpr pki init` wrote it as <dir>/central/central.key). Required to run
+    /// the receiver.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    /// Directory of the devices' public keys, one `<inventory>.pub` each (<dir>/central/devices):
+    /// an event is stored only with a valid signature by its device's key. Required to run the
+    /// receiver.
+    #[arg(long)]
+    devices: Option<PathBuf>,
     /// Print what arrived per device (counts, sequence gaps, delays, images, the device's
     /// own health) and exit.
     #[arg(long)]
@@ -196,6 +293,8 @@ fn main() -> ExitCode {
         Command::Central(args) => commands::central(&args),
         Command::MakeDemo(args) => commands::make_demo(&args),
         Command::CameraSim(args) => commands::camera_sim(&args),
+        Command::Pki(args) => commands::pki(&args.command),
+        Command::Verify(args) => commands::verify(&args),
     };
     match outcome {
         Ok(status) => status.into(),

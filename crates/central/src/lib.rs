@@ -22,6 +22,17 @@
 //!   what is missing (sequence gaps), how late each event came, passages and their plate
 //!   statuses, violations per rule, the gaps in the device's cameras, and what the device says
 //!   of itself.
+//! - Trust (`gate`): an event is stored only when its topic's inventory is the one in its
+//!   payload, a public key for that device is in the devices directory
+//!   (`<devices>/<inventory>.pub`) and its signature verifies with it; any other is kept in
+//!   `quarantine` with the reason, reported, and never acknowledged. An event that breaks its
+//!   device's hash chain (its `prev_hash` is not the stored previous event's hash, or the
+//!   stored next event names another hash) or is other content under a stored event id or
+//!   `(inventory, seq)` is kept in `chain_breaks`, reported, and never acknowledged. Events
+//!   arrive out of order, so whichever of two neighbours arrives second checks the link.
+//! - Every acknowledgement is signed with the receiver's key over
+//!   `anpr-ack/1\n<inventory>\n<seq>\n<event_id>\n<sha256>`, the sha256 being the hash of the
+//!   stored event (or of the image's bytes): the device takes no other (`anpr_trust::ack`).
 //! - A camera gap (`kind = camera_gap`: a live camera that delivered no frames for a while)
 //!   is stored and acknowledged like every event; it is no passage and is counted as none.
 //!   [`Receiver::camera_gaps_of`] lists them.
@@ -48,8 +59,9 @@
 //!   events      event_id TEXT PRIMARY KEY, inventory, seq, captured_at, sent_at,
 //!               received_at, delayed, copies, payload (the delivery as JSON),
 //!               kind ('passage' | 'violation' | 'camera_gap'),
-//!               plate_status ('read' | 'unreadable' | 'absent')
-//!               index events_dev_seq (inventory, seq)
+//!               plate_status ('read' | 'unreadable' | 'absent'),
+//!               hash (sha256 of the event's canonical form), prev_hash
+//!               index events_dev_seq (inventory, seq), unique events_dev_seq_unique
 //!   violations  event_id TEXT PRIMARY KEY, inventory, seq, rule, rule_kind, reason, priority,
 //!               passage_event_id, passage_seq, list_name, list_version, list_entry,
 //!               list_fuzzy, plate, vehicle_class, captured_at, received_at
@@ -59,14 +71,20 @@
 //!   health      inventory PRIMARY KEY, received_at, payload: the last full health message
 //!   status      inventory PRIMARY KEY, status, at, received_at, last_will
 //!   faults      id PRIMARY KEY, inventory, received_at, payload: health messages with faults
+//!   quarantine  id PRIMARY KEY, inventory (of the topic), topic, seq, event_id, reason,
+//!               received_at, copies, payload; unique (inventory, event_id, reason)
+//!   chain_breaks  id PRIMARY KEY, inventory, seq, event_id, hash, reason, received_at,
+//!               copies, payload; unique (event_id, hash, reason)
 //! ```
 //!
 //! # Modules
 //!
-//! `db` (the database: schema, events and violations, images, health), `report` (the
-//! per-device summary), `receiver` (the MQTT loop).
+//! `db` (the database: schema, events and violations, images, health, refused events),
+//! `report` (the per-device summary), `gate` (signatures checked, acknowledgements signed),
+//! `receiver` (the MQTT loop).
 
 mod db;
+mod gate;
 mod receiver;
 mod report;
 
@@ -75,7 +93,8 @@ use std::path::PathBuf;
 use anpr_types::Delivery;
 use chrono::{DateTime, Utc};
 
-pub use db::{DeviceStatus, ImageOutcome, Receiver, ReportedGap, Violation};
+pub use db::{DeviceStatus, ImageOutcome, Receiver, Refused, ReportedGap, Stored, Violation};
+pub use gate::Gate;
 pub use receiver::{MAX_PACKET, run};
 pub use report::{DeviceReport, PlateCounts, UNSPECIFIED_RULE};
 
@@ -101,6 +120,9 @@ pub enum CentralError {
         path: PathBuf,
         source: anpr_store::MigrationError,
     },
+    /// The receiver's signing key or the devices' public keys cannot be used.
+    #[error(transparent)]
+    Trust(#[from] anpr_trust::TrustError),
 }
 
 /// Settings of the receiver.
@@ -108,9 +130,17 @@ pub enum CentralError {
 pub struct CentralConfig {
     pub host: String,
     pub port: u16,
+    /// TLS with the central receiver's certificate (CN `anpr-central`, the user the broker's
+    /// ACL gives the central side's rights); `None` is plain MQTT, for a lab.
+    pub tls: Option<anpr_pki::ClientTls>,
     pub prefix: String,
     pub db: PathBuf,
     pub client_id: String,
+    /// The receiver's ed25519 key: every acknowledgement is signed with it.
+    pub signing_key: anpr_trust::SigningKey,
+    /// Directory of the devices' public keys, `<inventory>.pub`: an event is stored only with
+    /// a signature by its device's key.
+    pub devices: PathBuf,
 }
 
 /// One stored event, as the receiver saw it.

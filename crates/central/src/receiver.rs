@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use anpr_types::{Ack, Delivery, Topics};
+use anpr_types::{Delivery, Topics};
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::{mpsc, watch};
 
-use crate::{CentralConfig, CentralError, ImageOutcome, Received, Receiver};
+use crate::{CentralConfig, CentralError, Gate, ImageOutcome, Received, Receiver, Stored};
 
 /// Deliveries stored (and acknowledged) together at most.
 const BATCH: usize = 256;
@@ -22,7 +22,13 @@ pub async fn run(
     events: Option<mpsc::UnboundedSender<Received>>,
 ) -> Result<(), CentralError> {
     let mut receiver = Receiver::open(&cfg.db)?;
+    let gate = Gate::new(&cfg)?;
     let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
+    if let Some(tls) = &cfg.tls {
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.config(),
+        )));
+    }
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_clean_session(false);
     opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
@@ -52,17 +58,29 @@ pub async fn run(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic.contains("/evidence/") => {
                     // Events first, so an image's event is stored before the image is checked.
-                    flush(&mut receiver, &client, &cfg.prefix, &mut batch, events.as_ref())?;
-                    receive_image(&mut receiver, &client, &cfg.prefix, &p.topic, &p.payload)?;
+                    flush(&mut receiver, &gate, &client, &cfg.prefix, &mut batch, events.as_ref())?;
+                    receive_image(&mut receiver, &gate, &client, &cfg.prefix, &p.topic, &p.payload)?;
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let raw = String::from_utf8_lossy(&p.payload).to_string();
+                    // The broker's ACL lets a device publish only under its own inventory (its
+                    // certificate's CN); an event naming another device in its payload is not
+                    // stored or acknowledged as that device's.
+                    let topic_inventory = p.topic.rsplit('/').nth(1).unwrap_or_default();
+                    // Nor is one its device's key did not sign (`Gate::refusal`): both are
+                    // quarantined, with the reason, and reported.
                     match serde_json::from_str::<Delivery>(&raw) {
-                        Ok(d) => batch.push((d, raw, Utc::now())),
+                        Ok(d) => match gate.refusal(topic_inventory, &d) {
+                            None => batch.push((d, raw, Utc::now())),
+                            Some(reason) => {
+                                tracing::warn!(topic = ?p.topic, seq = d.event.seq, reason = %reason, "Event refused: quarantined, not stored, not acknowledged.");
+                                receiver.quarantine(topic_inventory, &p.topic, &d, &reason, Utc::now())?;
+                            }
+                        },
                         Err(e) => tracing::warn!(topic = %p.topic, error = %e, "Event that does not follow the schema rejected."),
                     }
                     if batch.len() >= BATCH {
-                        flush(&mut receiver, &client, &cfg.prefix, &mut batch, events.as_ref())?;
+                        flush(&mut receiver, &gate, &client, &cfg.prefix, &mut batch, events.as_ref())?;
                     }
                 }
                 Ok(_) => {}
@@ -71,12 +89,13 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
             },
-            _ = tick.tick() => flush(&mut receiver, &client, &cfg.prefix, &mut batch, events.as_ref())?,
+            _ = tick.tick() => flush(&mut receiver, &gate, &client, &cfg.prefix, &mut batch, events.as_ref())?,
             _ = stop.changed() => {}
         }
     }
     flush(
         &mut receiver,
+        &gate,
         &client,
         &cfg.prefix,
         &mut batch,
@@ -96,6 +115,7 @@ pub const MAX_PACKET: usize = 8 << 20;
 /// Stores one evidence image that arrived on `topic` and acknowledges it when stored.
 fn receive_image(
     receiver: &mut Receiver,
+    gate: &Gate,
     client: &AsyncClient,
     prefix: &str,
     topic: &str,
@@ -114,11 +134,7 @@ fn receive_image(
     };
     match receiver.store_image(event_id, kind, data, Utc::now())? {
         ImageOutcome::Stored { seq, .. } => {
-            let ack = Ack {
-                event_id,
-                seq,
-                evidence: Some(anpr_store::sha256_hex(data)),
-            };
+            let ack = gate.image_ack(inventory, seq, event_id, &anpr_store::sha256_hex(data));
             let body = serde_json::to_vec(&ack).expect("acks always serialise");
             let _ = client.try_publish(
                 Topics::ack_for(prefix, inventory),
@@ -137,9 +153,11 @@ fn receive_image(
     Ok(())
 }
 
-/// Commits the batch, then acknowledges every delivery in it.
+/// Commits the batch, then acknowledges every delivery in it that was stored (now or before),
+/// with a signed ack over its hash; one refused (a chain break) is not acknowledged.
 fn flush(
     receiver: &mut Receiver,
+    gate: &Gate,
     client: &AsyncClient,
     prefix: &str,
     batch: &mut Vec<(Delivery, String, DateTime<Utc>)>,
@@ -151,12 +169,12 @@ fn flush(
     let items: Vec<(&Delivery, &str, DateTime<Utc>)> =
         batch.iter().map(|(d, r, t)| (d, r.as_str(), *t)).collect();
     let fresh = receiver.store_batch(&items)?;
-    for ((d, _, received_at), new) in batch.drain(..).zip(fresh) {
-        let ack = Ack {
-            event_id: d.event.event_id,
-            seq: d.event.seq,
-            evidence: None,
+    for ((d, _, received_at), stored) in batch.drain(..).zip(fresh) {
+        let Some(hash) = stored.hash() else {
+            continue;
         };
+        let new = matches!(stored, Stored::New { .. });
+        let ack = gate.event_ack(&d, hash);
         let topic = Topics::ack_for(prefix, &d.event.device.inventory);
         let body = serde_json::to_vec(&ack).expect("acks always serialise");
         if client

@@ -7,7 +7,7 @@ use anpr_types::{Drops, Health};
 use chrono::DateTime;
 use rusqlite::params;
 
-use crate::{CentralError, DeviceStatus, Receiver, ReportedGap};
+use crate::{CentralError, DeviceStatus, Receiver, Refused, ReportedGap};
 
 /// Key under which violations sent without details (older software) are counted.
 pub const UNSPECIFIED_RULE: &str = "unspecified";
@@ -48,6 +48,12 @@ pub struct DeviceReport {
     pub health: Option<Health>,
     /// The device's latest status, from its health or from the broker's last will.
     pub status: Option<DeviceStatus>,
+    /// Events refused before storage: not signed by this device's key, or arrived under its
+    /// topic naming another device (never acknowledged).
+    pub quarantined: Vec<Refused>,
+    /// Events that broke this device's hash chain, or were other content under a stored event
+    /// id or sequence number (never acknowledged).
+    pub chain_breaks: Vec<Refused>,
 }
 
 impl DeviceReport {
@@ -67,6 +73,8 @@ impl DeviceReport {
             camera_gaps: Vec::new(),
             health: None,
             status: None,
+            quarantined: Vec::new(),
+            chain_breaks: Vec::new(),
         }
     }
 
@@ -151,6 +159,26 @@ impl std::fmt::Display for DeviceReport {
                 write!(f, "; FAULT {}: {}", fault.code, fault.message)?;
             }
         }
+        for (what, list) in [
+            ("QUARANTINED", &self.quarantined),
+            ("CHAIN BREAKS", &self.chain_breaks),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let shown: Vec<String> = list
+                .iter()
+                .take(3)
+                .map(|r| format!("seq {}: {}", r.seq, r.reason))
+                .collect();
+            write!(
+                f,
+                "; {what} {} (not stored, not acknowledged: {}{})",
+                list.len(),
+                shown.join("; "),
+                if list.len() > 3 { "; ..." } else { "" }
+            )?;
+        }
         if let Some(s) = self.status.as_ref().filter(|s| s.last_will) {
             write!(
                 f,
@@ -188,7 +216,7 @@ impl Receiver {
                 out.push(DeviceReport::new(inv));
             }
             let d = out.last_mut().expect("pushed above");
-            if seq > d.max_seq + 1 {
+            if seq > d.max_seq.saturating_add(1) {
                 d.gaps.push((d.max_seq + 1, seq - 1));
             }
             d.max_seq = seq;
@@ -203,7 +231,13 @@ impl Receiver {
                     .max((r - c).num_milliseconds() as f64 / 1000.0);
             }
         }
+        for inventory in self.refused_inventories()? {
+            out.push(DeviceReport::new(inventory));
+        }
+        out.sort_by(|a, b| a.inventory.cmp(&b.inventory));
         for d in &mut out {
+            d.quarantined = self.quarantined_of(&d.inventory)?;
+            d.chain_breaks = self.chain_breaks_of(&d.inventory)?;
             self.fill_images(d)?;
             self.fill_kinds(d)?;
             d.camera_gaps = self.camera_gaps_of(&d.inventory)?;

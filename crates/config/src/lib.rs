@@ -12,7 +12,8 @@
 //! One module per section, each with its struct, defaults, bounds, docs and validation:
 //! [`device`] (`[device]`), [`camera`] (`[[camera]]`, its line and `[[camera.zone]]`),
 //! [`models`], [`storage`], [`uplink`], [`rules`] (`[[list]]`, `lists_dir`, `[[rule]]`),
-//! [`status`] (`[status]`: the status page and metrics).
+//! [`status`] (`[status]`: the status page and metrics), [`security`] (`[security]`: the
+//! device's signing key and the central receiver's public key).
 //! `config/example.toml` shows every key with its default.
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ mod error;
 mod geometry;
 pub mod models;
 pub mod rules;
+pub mod security;
 pub mod status;
 pub mod storage;
 pub mod uplink;
@@ -35,6 +37,7 @@ pub use error::ConfigError;
 pub use geometry::Point;
 pub use models::{ExecutionProvider, Grammar, Models};
 pub use rules::{DEFAULT_PRIORITY, ListConfig, Rule, RuleKind, TimeWindow};
+pub use security::Security;
 pub use status::Status;
 pub use storage::{EvidenceKind, Storage};
 pub use uplink::Uplink;
@@ -65,6 +68,9 @@ pub struct Config {
     /// The status page and metrics served by the device.
     #[serde(default)]
     pub status: Status,
+    /// The device's signing key and the central receiver's public key.
+    #[serde(default)]
+    pub security: Security,
 }
 
 impl Config {
@@ -111,6 +117,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     } else {
         base.join(&cfg.lists_dir)
     };
+    for file in [
+        &mut cfg.uplink.tls_ca,
+        &mut cfg.uplink.tls_cert,
+        &mut cfg.uplink.tls_key,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *file = base.join(&*file);
+    }
+    for key in [
+        &mut cfg.security.device_key,
+        &mut cfg.security.central_public_key,
+    ] {
+        // An empty path stays empty, for the check to name it.
+        if !key.as_os_str().is_empty() {
+            *key = base.join(&*key);
+        }
+    }
     for list in &mut cfg.lists {
         if let Some(file) = &mut list.file {
             *file = base.join(&*file);
@@ -146,6 +171,7 @@ fn validate(cfg: &Config, c: &error::Checker<'_>) -> Result<(), ConfigError> {
     cfg.storage.validate(c)?;
     cfg.uplink.validate(c)?;
     cfg.status.validate(c)?;
+    cfg.security.validate(c)?;
     rules::validate_lists(&cfg.lists, c)?;
     rules::validate_rules(&cfg.rules, &cfg.cameras, &cfg.lists, c)?;
     Ok(())

@@ -79,6 +79,7 @@ queue = "queue.sqlite"
 
 [uplink]
 broker = "mqtt://127.0.0.1:1883"
+allow_plaintext = true
 "#;
 
     fn path() -> &'static Path {

@@ -19,7 +19,10 @@ uri = "demo.mp4"
 queue = "queue.sqlite"
 
 [uplink]
-broker = "mqtt://127.0.0.1:1883"
+broker = "mqtts://127.0.0.1"
+tls_ca = "pki/ca.crt"
+tls_cert = "pki/KZ-ICD-0001.tls.crt"
+tls_key = "/secret/KZ-ICD-0001.tls.key"
 "#;
 
 /// A scene: the GOOD config with a time zone, a line, zones, lists and one rule of each kind.
@@ -60,6 +63,7 @@ queue = "var/queue.sqlite"
 
 [uplink]
 broker = "mqtt://127.0.0.1:1883"
+allow_plaintext = true
 
 [[list]]
 name = "wanted"
@@ -125,8 +129,60 @@ fn a_valid_config_loads_with_defaults_and_resolved_paths() {
     assert_eq!(cfg.uplink.topic_prefix, "anpr/v1");
     assert_eq!(
         cfg.uplink.host_port().unwrap(),
+        ("127.0.0.1".to_string(), 8883)
+    );
+    assert_eq!(
+        cfg.uplink.tls_files(),
+        Some((
+            PathBuf::from("/etc/anpr/pki/ca.crt"),
+            PathBuf::from("/etc/anpr/pki/KZ-ICD-0001.tls.crt"),
+            PathBuf::from("/secret/KZ-ICD-0001.tls.key")
+        )),
+        "relative TLS paths are resolved against the config file's directory"
+    );
+}
+
+#[test]
+fn a_plain_broker_is_refused_unless_allowed_for_a_lab_and_mqtts_needs_its_three_files() {
+    let plain = GOOD
+        .replace("mqtts://127.0.0.1", "mqtt://127.0.0.1:1883")
+        .replace("tls_ca = \"pki/ca.crt\"\n", "")
+        .replace("tls_cert = \"pki/KZ-ICD-0001.tls.crt\"\n", "")
+        .replace("tls_key = \"/secret/KZ-ICD-0001.tls.key\"\n", "");
+    let (_, msg) = refused(&plain);
+    assert!(
+        msg.contains("uplink.broker")
+            && msg.contains("allow_plaintext = true")
+            && msg.contains("mqtts://"),
+        "{msg}"
+    );
+    let lab = plain.replace("[uplink]\n", "[uplink]\nallow_plaintext = true\n");
+    let cfg = parse(&lab, path()).unwrap();
+    assert_eq!(cfg.uplink.tls_files(), None);
+    assert_eq!(
+        cfg.uplink.host_port().unwrap(),
         ("127.0.0.1".to_string(), 1883)
     );
+    // TLS files with a plain broker are a mistake, not silently ignored.
+    let (_, msg) = refused(
+        &GOOD
+            .replace("mqtts://", "mqtt://")
+            .replace("[uplink]\n", "[uplink]\nallow_plaintext = true\n"),
+    );
+    assert!(
+        msg.contains("uplink.tls_ca") && msg.contains("only used with an mqtts://"),
+        "{msg}"
+    );
+    let (err, msg) = refused(&GOOD.replace("tls_key = \"/secret/KZ-ICD-0001.tls.key\"\n", ""));
+    assert!(
+        msg.contains("uplink.tls_key") && msg.contains("anpr pki device"),
+        "{msg}"
+    );
+    assert!(err.line().is_some(), "placed at the [uplink] section");
+    let (_, msg) = refused(&GOOD.replace("mqtts://127.0.0.1", "tcp://127.0.0.1"));
+    assert!(msg.contains("must be an mqtts:// URL"), "{msg}");
+    let (_, msg) = refused(&GOOD.replace("mqtts://127.0.0.1", "mqtts://127.0.0.1:99999"));
+    assert!(msg.contains("port"), "{msg}");
 }
 
 #[test]

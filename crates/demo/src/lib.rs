@@ -6,6 +6,13 @@
 //! - Needs nothing from outside the machine: the clip is drawn here ([`anpr_scene::clip`]), the
 //!   broker is a mosquitto started on a free loopback port and stopped at the end, the receiver
 //!   runs in this process.
+//! - The link is the deployed one: the broker runs the shipped configuration (mutual TLS, the
+//!   ACL of `deploy/mosquitto/`); its PKI is made once in `pki/` beside the clip (`var/demo/pki`,
+//!   `var/scene/pki`) and kept, with the device's identity issued there the first time; the
+//!   device and the receiver log in with their certificates. The same PKI holds the signing
+//!   keys: the device's (made with its identity, the first time), with which it signs every
+//!   event, and the receiver's, with which it signs every acknowledgement; the device's
+//!   `[security]` is pointed at them.
 //! - The device is the real one ([`anpr_pipeline::run`]) with the demo configuration, its queue
 //!   on disk: with `fresh`, the queue and the receiver's database are removed first; without,
 //!   what they hold from earlier runs is kept and delivered.
@@ -31,7 +38,7 @@ use std::collections::BTreeMap;
 
 use anpr_scene::clip::ensure_clip;
 use anpr_scene::road::ensure_scene;
-use anpr_testkit::Mosquitto;
+use anpr_testkit::{BrokerOptions, BrokerPki, Mosquitto};
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 
@@ -105,7 +112,19 @@ pub async fn run(
         port: broker.port(),
         prefix: cfg.uplink.topic_prefix.clone(),
         db: central_db.clone(),
-        client_id: "anpr-central-demo".into(),
+        client_id: "anpr-central".into(),
+        tls: Some(anpr_pki::ClientTls::load(
+            &broker
+                .central_tls()
+                .context("the demo's broker runs with TLS")?,
+        )?),
+        // The central side's keys of the demo's PKI: its signing key, and the devices
+        // directory the device's public key was copied into when it was issued.
+        signing_key: anpr_trust::load_signing_key_as(
+            "central private key",
+            &broker.pki().central().signing_key,
+        )?,
+        devices: broker.pki().central().device_keys,
     };
     let central = tokio::spawn(anpr_central::run(central_cfg, stop_rx, None));
     println!(
@@ -312,8 +331,21 @@ async fn prepare(
             }
         }
     }
-    let broker = Mosquitto::start()?;
-    println!("demo: mosquitto broker on {}", broker.url());
+    let pki_dir = var.join("pki");
+    let pki = BrokerPki::at(&pki_dir)?;
+    let device = pki.device(&cfg.device.inventory)?;
+    cfg.uplink.tls_ca = Some(device.tls.ca.clone());
+    cfg.uplink.tls_cert = Some(device.tls.cert.clone());
+    cfg.uplink.tls_key = Some(device.tls.key.clone());
+    // The device's signing key and the central side's public key, issued with its identity.
+    cfg.security.device_key = device.signing_key.clone();
+    cfg.security.central_public_key = device.central_pub.clone();
+    let broker = Mosquitto::start_with_pki(BrokerOptions::default(), pki)?;
+    println!(
+        "demo: mosquitto broker on {} (mutual TLS and the ACL of deploy/mosquitto/; certificates in {})",
+        broker.url(),
+        pki_dir.display()
+    );
     cfg.uplink.broker = broker.url();
     let proxy = match link {
         Some(l) => {
@@ -332,7 +364,7 @@ async fn prepare(
                 l.script.length().as_secs_f64(),
                 l.time_scale
             );
-            cfg.uplink.broker = format!("mqtt://{}", p.local_addr());
+            cfg.uplink.broker = format!("mqtts://{}", p.local_addr());
             Some(p)
         }
         None => None,

@@ -16,14 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::HashMap;
 
-/// One labelled image.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub image: PathBuf,
-    pub bbox: BBox,
-    pub text: String,
-    pub group: String,
-}
+pub use crate::labels::{Sample, parse_labels};
 
 /// Scores of one group of images.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -104,30 +97,7 @@ pub fn load_dataset(dir: &Path) -> Result<Vec<Sample>> {
                 let group = d
                     .file_name()
                     .map_or_else(String::new, |n| n.to_string_lossy().to_string());
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    let f: Vec<&str> = line.split_whitespace().collect();
-                    if f.len() < 6 {
-                        bail!(
-                            "{}: expected `<image> x y w h TEXT`, found {line:?}",
-                            p.display()
-                        );
-                    }
-                    let n = |i: usize| {
-                        f[i].parse::<f32>()
-                            .with_context(|| format!("{}: bad number {:?}", p.display(), f[i]))
-                    };
-                    out.push(Sample {
-                        image: d.join(f[0]),
-                        bbox: BBox {
-                            x: n(1)?,
-                            y: n(2)?,
-                            w: n(3)?,
-                            h: n(4)?,
-                        },
-                        text: f[5..].concat().to_uppercase(),
-                        group: group.clone(),
-                    });
-                }
+                out.extend(parse_labels(&text, &d, &group, &p)?);
             }
         }
     }

@@ -21,3 +21,4 @@
 pub mod bench;
 pub mod detect;
 pub mod eval;
+mod labels;

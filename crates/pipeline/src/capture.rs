@@ -57,6 +57,8 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 /// What a capture thread is given.
 pub(crate) struct Capture {
     pub cfg: Arc<Config>,
+    /// The device key a camera's gap event is signed with.
+    pub signer: anpr_trust::SigningKey,
     pub cam: Camera,
     pub tx: SyncSender<Frame>,
     pub counters: Arc<DeviceCounters>,
@@ -392,7 +394,7 @@ impl Live<'_> {
             frames_lost: gap::frames_lost(last.captured_at, to, last.fps),
             reason: reason.to_string(),
         };
-        match gap::record(&self.c.cfg, self.id(), &last, &gap) {
+        match gap::record(&self.c.cfg, &self.c.signer, self.id(), &last, &gap) {
             Ok(e) => {
                 tracing::info!(camera = %self.id(), seq = e.seq, seconds = (to - last.captured_at).num_milliseconds() as f64 / 1000.0, frames_lost = gap.frames_lost, "Camera gap recorded.");
             }

@@ -118,6 +118,8 @@ pub fn event_from_passage(
         track: Some(p.track_info()),
         violation: None,
         gap: None,
+        prev_hash: None,
+        signature: None,
     }
 }
 

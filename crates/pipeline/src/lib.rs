@@ -5,8 +5,12 @@
 //! - **Start.** Everything a run needs is checked before any camera starts: ONNX Runtime and
 //!   the models (one recognizer per camera), GStreamer, the queue's directory and database, and
 //!   the broker's address, the plate lists (a missing list file fails the start; malformed lines
-//!   are skipped and raised as `plate-list` faults). A fault there fails [`run`] with a
-//!   [`StartError`] naming the file or setting and the fix; nothing is recorded.
+//!   are skipped and raised as `plate-list` faults), the device's signing key and the central
+//!   receiver's public key (`[security]`; a missing key, or a private key others can read,
+//!   fails the start). A fault there fails [`run`] with a [`StartError`] naming the file or
+//!   setting and the fix; nothing is recorded.
+//! - **Signed.** Every event recorded (passages, violations, camera gaps) is signed with the
+//!   device key and chained to the one before in the queue (`anpr_store`, `anpr_trust`).
 //! - **Threads.** Each camera gets one thread that pulls frames from its GStreamer pipeline
 //!   (`capture`) and one thread that owns that camera's ONNX Runtime sessions (`recognition`),
 //!   joined by a bounded channel of four frames: a live camera whose frames arrive faster than

@@ -28,6 +28,8 @@ use crate::watchdog::Part;
 /// What a recognition thread shares with the rest of the device.
 pub(crate) struct Shared {
     pub cfg: Arc<Config>,
+    /// The device key every event is signed with.
+    pub signer: anpr_trust::SigningKey,
     pub rules: Arc<RuleSet>,
     pub lists: Arc<Lists>,
     pub counters: Arc<DeviceCounters>,
@@ -48,7 +50,9 @@ pub(crate) fn recognition_thread(
 ) -> Result<()> {
     let cfg = shared.cfg.as_ref();
     let counters = shared.counters.as_ref();
-    let mut store = Store::open(&cfg.storage.queue)?.with_quota(cfg.storage.quota_bytes());
+    let mut store = Store::open(&cfg.storage.queue)?
+        .with_quota(cfg.storage.quota_bytes())
+        .with_signer(shared.signer.clone());
     let tracker_cfg = crate::view::tracker_config(cfg, camera);
     let mut gate = FrameGate::new(camera.idle_every, camera.track_every, tracker_cfg.max_gap);
     let mut tracker = VehicleTracker::new(tracker_cfg, crate::view::scene(camera)?);

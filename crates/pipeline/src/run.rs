@@ -98,6 +98,9 @@ const STOP_RECORDING: Duration = Duration::from_secs(20);
 /// On SIGTERM or Ctrl-C, how long the uplink gets to deliver before it stops (at most the
 /// run's drain timeout); whatever is left stays queued for the next start.
 const STOP_DRAIN: Duration = Duration::from_secs(5);
+/// A recognition thread busy with one frame longer than this (or the watchdog interval, when
+/// longer) hangs.
+const RECOGNITION_HANG: Duration = Duration::from_secs(10);
 /// A capture thread inside one GStreamer call longer than this hangs (the calls' own timeouts
 /// are 15 s to open a camera and 10 s to wait for a frame).
 const CAPTURE_HANG: Duration = Duration::from_secs(30);
@@ -182,10 +185,17 @@ struct Ready {
     initial: QueueStats,
     host: String,
     port: u16,
+    tls: Option<anpr_pki::ClientTls>,
+    /// The device's signing key and the central receiver's public key (`[security]`).
+    signer: anpr_trust::SigningKey,
+    central_key: anpr_trust::VerifyingKey,
 }
 
 /// The checks made before any camera starts, in this order: one recognizer per camera (ONNX
-/// Runtime and the models), GStreamer, the queue's directory and database, the broker's address.
+/// Runtime and the models), GStreamer, the queue's directory and database, the broker's address
+/// and its TLS files (read, the key's mode checked, the certificate matched to the key), the
+/// keys of `[security]` (the device's signing key, its mode checked, and the central
+/// receiver's public key).
 fn start(cfg: &Config) -> Result<Ready> {
     // Models first: a missing or corrupt model is a startup error, not a per-frame one.
     let mut recognizers = Vec::new();
@@ -199,6 +209,18 @@ fn start(cfg: &Config) -> Result<Ready> {
     }
     let initial = Store::open(&cfg.storage.queue)?.stats()?;
     let (host, port) = cfg.uplink.host_port().map_err(anyhow::Error::msg)?;
+    let tls = match cfg.uplink.tls_files() {
+        Some((ca, cert, key)) => Some(
+            anpr_pki::ClientTls::load(&anpr_pki::TlsFiles { ca, cert, key })
+                .context("the uplink's TLS files (`[uplink] tls_ca, tls_cert, tls_key`)")?,
+        ),
+        None => None,
+    };
+    let signer = anpr_trust::load_signing_key_as("device private key", &cfg.security.device_key)
+        .context("the device's signing key (`[security] device_key`)")?;
+    let central_key =
+        anpr_trust::load_verifying_key_as("central public key", &cfg.security.central_public_key)
+            .context("the central receiver's public key (`[security] central_public_key`)")?;
     let loaded = Lists::load(cfg)?;
     for problem in &loaded.problems {
         tracing::warn!(problem = %problem, "Plate list problem; the good lines are in force.");
@@ -211,6 +233,9 @@ fn start(cfg: &Config) -> Result<Ready> {
         initial,
         host,
         port,
+        tls,
+        signer,
+        central_key,
     })
 }
 
@@ -231,11 +256,15 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         initial,
         host,
         port,
+        tls,
+        signer,
+        central_key,
     } = start(&cfg).map_err(StartError)?;
     let (mode_tx, mode_rx) = watch::channel(Mode::Run);
     let uplink_cfg = UplinkConfig {
         host,
         port,
+        tls,
         client_id: format!("anpr-{}", cfg.device.inventory),
         topics: Topics::new(&cfg.uplink.topic_prefix, &cfg.device.inventory),
         queue: cfg.storage.queue.clone(),
@@ -243,6 +272,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         max_inflight: cfg.uplink.max_inflight,
         backlog_rate: cfg.uplink.backlog_rate,
         quota_bytes: cfg.storage.quota_bytes(),
+        central_key,
     };
     for problem in &list_problems {
         opts.uplink.raise_fault("plate-list", problem);
@@ -271,6 +301,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         let (tx, rx) = sync_channel::<Frame>(4);
         let capture_of = Capture {
             cfg: cfg.clone(),
+            signer: signer.clone(),
             cam: cam.clone(),
             tx,
             counters: opts.counters.clone(),
@@ -296,6 +327,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
             })?;
         let shared = Shared {
             cfg: cfg.clone(),
+            signer: signer.clone(),
             rules: rules.clone(),
             lists: lists.clone(),
             counters: opts.counters.clone(),
@@ -303,10 +335,13 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         };
         let cam_r = cam.clone();
         let uplink_r = opts.uplink.clone();
-        // A frame takes well under a second; one that takes the whole watchdog interval hangs.
+        // A frame takes well under a second; one that takes the whole watchdog interval (and
+        // at least 10 s, for a machine loaded by other work) hangs.
         let part = liveness.watch(
             &format!("recognition-{}", cam.id),
-            watchdog_interval.unwrap_or(Duration::from_mins(1)),
+            watchdog_interval
+                .unwrap_or(Duration::from_mins(1))
+                .max(RECOGNITION_HANG),
         );
         let recog = std::thread::Builder::new()
             .name(format!("recognize-{}", cam.id))

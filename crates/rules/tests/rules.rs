@@ -41,6 +41,7 @@ queue = "var/queue.sqlite"
 
 [uplink]
 broker = "mqtt://127.0.0.1:1883"
+allow_plaintext = true
 
 [[list]]
 name = "wanted"

@@ -6,6 +6,7 @@ use anpr_types::{Drops, Event, EventKind, EvidenceRef};
 use chrono::Utc;
 use rusqlite::{Connection, Transaction, params};
 
+use crate::chain::record_removed;
 use crate::evidence::NewEvidence;
 use crate::journal::journal_add;
 use crate::schema::{key, meta_add, meta_get};
@@ -68,6 +69,7 @@ impl Store {
         journal: Option<(&str, &serde_json::Value)>,
     ) -> Result<Vec<Event>, StoreError> {
         let quota = self.quota;
+        let signer = self.signer.clone();
         let (tx, path) = self.begin_write()?;
         let sql = sql_error(path);
         let first: i64 = tx
@@ -78,6 +80,9 @@ impl Store {
             )
             .map_err(&sql)?;
         let mut next = first;
+        let mut prev_hash = crate::chain::head(&tx)
+            .map_err(&sql)?
+            .unwrap_or_else(|| anpr_trust::ZERO_HASH.to_string());
         let accepted_at = ts(Utc::now());
         let mut out = Vec::with_capacity(records.len());
         for record in records {
@@ -93,6 +98,14 @@ impl Store {
                     content_type: e.content_type.clone(),
                 })
                 .collect();
+            event.seq = seq;
+            event.prev_hash = Some(prev_hash.clone());
+            let hash = if let Some(key) = &signer {
+                anpr_trust::event::sign_event(&mut event, key)
+            } else {
+                event.signature = None;
+                anpr_trust::event::event_hash(&event)
+            };
             let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt {
                 seq,
                 message: e.to_string(),
@@ -107,7 +120,7 @@ impl Store {
                 make_room(&tx, quota, incoming).map_err(&sql)?;
             }
             tx.prepare_cached(
-                "INSERT INTO events (seq, event_id, kind, captured_at, payload, accepted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO events (seq, event_id, kind, captured_at, payload, accepted_at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -116,7 +129,8 @@ impl Store {
                     kind_str(event.kind),
                     ts(event.captured_at),
                     payload,
-                    accepted_at
+                    accepted_at,
+                    hash
                 ])
             })
             .map_err(&sql)?;
@@ -137,9 +151,13 @@ impl Store {
                 .map_err(&sql)?;
             }
             next += 1;
+            prev_hash = hash;
             out.push(event);
         }
         let added = next - first;
+        if added > 0 {
+            crate::chain::set_head(&tx, (next - 1) as u64, &prev_hash).map_err(&sql)?;
+        }
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = ?2",
             params![next, key::NEXT_SEQ],
@@ -234,6 +252,7 @@ fn evict_step(tx: &Transaction<'_>, step: usize, limit: usize) -> rusqlite::Resu
                 .query_map(params![lim], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for s in &seqs {
+                record_removed(tx, *s)?;
                 tx.execute("DELETE FROM evidence WHERE seq = ?1", params![s])?;
                 tx.execute("DELETE FROM events WHERE seq = ?1", params![s])?;
             }
@@ -289,6 +308,7 @@ fn evict_step(tx: &Transaction<'_>, step: usize, limit: usize) -> rusqlite::Resu
                 })?
                 .collect::<Result<_, _>>()?;
             for (seq, id, captured_at) in &rows {
+                record_removed(tx, *seq)?;
                 tx.execute("DELETE FROM evidence WHERE seq = ?1", params![seq])?;
                 tx.execute("DELETE FROM events WHERE seq = ?1", params![seq])?;
                 journal_add(
@@ -429,12 +449,18 @@ mod tests {
             }
         }
         let used = s.bytes_used().unwrap();
-        let mut s = s.with_quota(Some(used / 3));
+        // A quota that makes the three appends both prune delivered rows and drop passages.
+        let mut s = s.with_quota(Some(used * 3 / 8));
         for _ in 0..3 {
             s.append_with(event, vec![image("plate", 7, 10_000)])
                 .unwrap();
         }
-        assert!(s.pruned().unwrap() > 0 && s.drops().unwrap().passages > 0);
+        assert!(
+            s.pruned().unwrap() > 0 && s.drops().unwrap().passages > 0,
+            "pruned {}, {:?}",
+            s.pruned().unwrap(),
+            s.drops().unwrap()
+        );
         let (total, pending): (i64, i64) = s
             .conn
             .query_row(

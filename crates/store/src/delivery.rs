@@ -21,6 +21,18 @@ pub enum AckOutcome {
     Unknown,
 }
 
+/// An acknowledgement to apply, as the uplink checked it: of the event `event_id` / `seq`,
+/// or of its evidence image with sha256 `image`. `hash` is the hash the receiver says it
+/// stored (signed by it): the row is marked only if that is the row's own hash (an image's
+/// ack names the image's sha256 in `image`). `None` checks no hash (tests of the queue alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckRef<'a> {
+    pub event_id: Uuid,
+    pub seq: u64,
+    pub image: Option<&'a str>,
+    pub hash: Option<&'a str>,
+}
+
 /// A row waiting for delivery.
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -94,6 +106,7 @@ impl Store {
         let Some((event_id, payload)) = row else {
             return Ok(false);
         };
+        crate::chain::record_removed(&tx, seq as i64).map_err(&sql)?;
         tx.execute("DELETE FROM evidence WHERE seq = ?1", params![seq as i64])
             .map_err(&sql)?;
         tx.execute("DELETE FROM events WHERE seq = ?1", params![seq as i64])
@@ -159,10 +172,31 @@ impl Store {
 
     /// Applies acknowledgements `(event_id, seq, evidence sha256)` in one transaction (one
     /// sync to disk); an ack with a sha256 is for that evidence image of the event. The
-    /// outcomes come back in the same order.
+    /// outcomes come back in the same order. No hash is checked: see
+    /// [`Store::mark_acknowledged`].
     pub fn mark_delivered_batch(
         &mut self,
         acks: &[(Uuid, u64, Option<&str>)],
+    ) -> Result<Vec<AckOutcome>, StoreError> {
+        let refs: Vec<AckRef<'_>> = acks
+            .iter()
+            .map(|(event_id, seq, image)| AckRef {
+                event_id: *event_id,
+                seq: *seq,
+                image: *image,
+                hash: None,
+            })
+            .collect();
+        self.mark_acknowledged(&refs)
+    }
+
+    /// Applies acknowledgements in one transaction (one sync to disk); an event's ack marks
+    /// its row only when its `hash` (if given) is the row's hash, so an ack for another
+    /// content of this row is [`AckOutcome::Unknown`]. The outcomes come back in the same
+    /// order.
+    pub fn mark_acknowledged(
+        &mut self,
+        acks: &[AckRef<'_>],
     ) -> Result<Vec<AckOutcome>, StoreError> {
         let now = ts(Utc::now());
         let (tx, path) = self.begin_write()?;
@@ -172,7 +206,8 @@ impl Store {
         {
             let mut find = tx
                 .prepare_cached(
-                    "SELECT delivered_at IS NOT NULL FROM events WHERE seq = ?1 AND event_id = ?2",
+                    "SELECT delivered_at IS NOT NULL FROM events
+                     WHERE seq = ?1 AND event_id = ?2 AND (?3 IS NULL OR hash = ?3)",
                 )
                 .map_err(&sql)?;
             let mut mark = tx
@@ -196,9 +231,17 @@ impl Store {
                     "UPDATE evidence SET delivered_at = ?1, data = NULL WHERE seq = ?2 AND sha256 = ?3 AND delivered_at IS NULL",
                 )
                 .map_err(&sql)?;
-            for (id, seq, image) in acks {
+            for AckRef {
+                event_id: id,
+                seq,
+                image,
+                hash,
+            } in acks
+            {
                 let state: Option<bool> = match image {
-                    None => find.query_row(params![*seq as i64, id.to_string()], |r| r.get(0)),
+                    None => {
+                        find.query_row(params![*seq as i64, id.to_string(), hash], |r| r.get(0))
+                    }
                     Some(sha) => find_image
                         .query_row(params![*seq as i64, id.to_string(), sha], |r| r.get(0)),
                 }

@@ -14,6 +14,14 @@
 //!   receiver acknowledges that exact event id and sequence (and, for an image, its sha256).
 //!   Nothing else removes the obligation to deliver a row, except the disk quota below.
 //! - `captured_at` and the payload are written once and never updated.
+//! - Hash chain: at append, in the same transaction, each event gets `prev_hash` (the hash of
+//!   the event appended before it, read under the write lock; 64 zeros for the first) and,
+//!   with [`Store::with_signer`], the device key's `signature`; its hash (`anpr_trust::event`)
+//!   is stored beside it and becomes the chain head. A row the queue removes itself (pruned,
+//!   dropped, quarantined) leaves its hash in `removed`, so [`Store::verify`] and
+//!   [`verify_queue`] can tell it from a row deleted behind the queue's back.
+//! - An acknowledgement checked by the uplink ([`Store::mark_acknowledged`]) marks a row only
+//!   if the hash it carries is the row's own.
 //! - Disk quota ([`Store::with_quota`]): before an append would take the database's pages in
 //!   use over the quota, rows are removed in this order, oldest first within each step, until
 //!   it fits: (1) events delivered with all their images (not a loss), (2) images of undelivered
@@ -55,7 +63,12 @@
 //!             accepted_at TEXT
 //!             attempts INTEGER                 sending attempts so far
 //!             delivered_at TEXT NULL           set on the event's acknowledgement
+//!             hash TEXT                        sha256 hex of the event's canonical form
 //!             index events_pending (seq) WHERE delivered_at IS NULL
+//!   chain_head  id = 1, seq, hash              the last event appended
+//!   removed   first_seq INTEGER PRIMARY KEY    a run of rows the queue removed itself,
+//!             last_seq, last_hash NULL         with the hash of its last row (NULL: removed
+//!                                              before hashes were kept)
 //!   evidence  (seq, kind) PRIMARY KEY          kind: 'overview' | 'plate'
 //!             sha256 TEXT, content_type TEXT, size INTEGER
 //!             data BLOB NULL                   released on acknowledgement or drop
@@ -78,9 +91,11 @@
 //!
 //! `schema` (tables and migrations), `append` (appends, batches, quota and pruning),
 //! `delivery` (pending rows, attempts, acknowledgements, counts), `evidence` (images),
-//! `journal` (drops and clock jumps), `sqlite` (opening a connection, shared helpers).
+//! `journal` (drops and clock jumps), `chain` (the hash chain and its walk), `sqlite`
+//! (opening a connection, shared helpers).
 
 mod append;
+mod chain;
 mod delivery;
 mod evidence;
 mod journal;
@@ -95,8 +110,10 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
+pub use anpr_trust::SigningKey;
 pub use append::NewRecord;
-pub use delivery::{AckOutcome, Pending, QueueStats};
+pub use chain::{VerifyReport, verify_queue};
+pub use delivery::{AckOutcome, AckRef, Pending, QueueStats};
 pub use evidence::{NewEvidence, PendingEvidence, sha256_hex};
 pub use journal::JournalEntry;
 pub use schema::{Migration, MigrationError, migrate};
@@ -127,6 +144,14 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error(
+        "queue database {path} has schema version {found}, older than this software ({supported}); start the device once (`anpr run` migrates it), then verify it"
+    )]
+    TooOld {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("stored event {seq} is not valid JSON: {message}")]
     Corrupt { seq: u64, message: String },
 }
@@ -139,7 +164,7 @@ impl StoreError {
     pub fn is_disk_full(&self) -> bool {
         let source = match self {
             Self::Open { source, .. } | Self::Sql { source, .. } => source,
-            Self::TooNew { .. } | Self::Corrupt { .. } => return false,
+            Self::TooNew { .. } | Self::TooOld { .. } | Self::Corrupt { .. } => return false,
         };
         matches!(
             source.sqlite_error_code(),
@@ -153,6 +178,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     quota: Option<u64>,
+    /// The device key events are signed with at append ([`Store::with_signer`]).
+    signer: Option<SigningKey>,
 }
 
 impl Store {
@@ -168,7 +195,17 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             quota: None,
+            signer: None,
         })
+    }
+
+    /// Signs every event appended from now on with the device key `key` (the device always
+    /// does; a queue without a signer appends chained but unsigned events, which a receiver
+    /// refuses: for tests of the queue alone).
+    #[must_use]
+    pub fn with_signer(mut self, key: SigningKey) -> Self {
+        self.signer = Some(key);
+        self
     }
 
     /// Sets the disk quota in bytes (pages of the database in use); `None` for no quota.

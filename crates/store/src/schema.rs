@@ -94,7 +94,7 @@ fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// The queue's schema, one entry per version. Never edit an entry that has shipped: add one.
-pub(crate) const MIGRATIONS: [Migration; 3] = [
+pub(crate) const MIGRATIONS: [Migration; 4] = [
     // 1: the events.
     Migration::sql(
         "CREATE TABLE IF NOT EXISTS events (
@@ -135,6 +135,22 @@ pub(crate) const MIGRATIONS: [Migration; 3] = [
          INSERT OR REPLACE INTO meta (key, value)
            SELECT 'events_pending', COUNT(*) FROM events WHERE delivered_at IS NULL;",
     ),
+    // 4: the hash chain: each row's hash, the chain head, and the runs of rows removed.
+    Migration::sql(
+        "ALTER TABLE events ADD COLUMN hash TEXT;
+         CREATE TABLE chain_head (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seq INTEGER NOT NULL,
+            hash TEXT NOT NULL
+         );
+         CREATE TABLE removed (
+            first_seq INTEGER PRIMARY KEY,
+            last_seq INTEGER NOT NULL,
+            last_hash TEXT
+         );
+         CREATE UNIQUE INDEX removed_last ON removed(last_seq);",
+    )
+    .then(crate::chain::hash_existing_rows),
 ];
 
 /// Version of the queue schema this software writes.
@@ -248,7 +264,15 @@ mod tests {
             let conn = crate::open_durable(&path).unwrap();
             conn.execute_batch(VERSION_2_SCHEMA).unwrap();
             for seq in 3..=7u64 {
-                let e = event(seq);
+                let mut e = event(seq);
+                if seq == 5 {
+                    e.evidence.push(anpr_types::EvidenceRef {
+                        kind: "overview".into(),
+                        sha256: sha256_hex(&[9, 9, 9]),
+                        size: 3,
+                        content_type: "image/jpeg".into(),
+                    });
+                }
                 let delivered = (seq <= 4).then(|| ts(e.captured_at));
                 conn.execute(
                     "INSERT INTO events (seq, event_id, kind, captured_at, payload, accepted_at, delivered_at)
@@ -325,6 +349,12 @@ mod tests {
             )
             .unwrap();
         assert_eq!(e.seq, 8);
+        // The chain starts from the last row written before hashes were kept; the rows pruned
+        // before are recorded as removed, and the old rows pass as unsigned ones before it.
+        assert_eq!(e.prev_hash, Some(anpr_trust::event::event_hash(&events[4])));
+        let walked = s.verify(None, |_, _| {}).unwrap();
+        assert_eq!(walked.mismatch, None, "{walked:?}");
+        assert_eq!((walked.legacy, walked.removed, walked.rows), (5, 2, 6));
         assert_eq!(
             s.stats().unwrap(),
             QueueStats {

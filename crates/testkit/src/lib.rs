@@ -4,30 +4,148 @@
 //! free port, in a private temporary directory, and waits until it accepts connections. The
 //! broker is killed when the value is dropped, so a test never leaves one behind.
 //!
-//! A broker can refuse subscriptions ([`BrokerOptions::deny_subscribe`]), as a broker whose
-//! ACL does not let a device read a topic would. Mosquitto's `acl_file` cannot do that: it
-//! grants every SUBSCRIBE (SUBACK 0 in MQTT 3.1.1 and 5, checked with mosquitto 2.0.11) and
-//! only withholds the messages at delivery, as its author says in eclipse/mosquitto#2042. Its
-//! dynamic security plugin checks subscriptions and answers a refused one with SUBACK 0x80
-//! (MQTT 3.1.1) or reason code 135 (MQTT 5), so the launcher uses that plugin, with one role
-//! given to anonymous clients.
+//! By default the broker runs the shipped configuration, `deploy/mosquitto/anpr.conf` with
+//! `deploy/mosquitto/acl`: mutual TLS only, the certificate's CN as user name and client id,
+//! the topic ACL. Only the listener's port and the files' paths are changed (and `user root`
+//! is added, so that a broker started by root reads its key in the test's private directory
+//! instead of dropping to the `mosquitto` user first). Its certificates come from a
+//! [`BrokerPki`]: a PKI made by `anpr-pki` in a temporary directory for this broker, or one
+//! shared by several brokers ([`Mosquitto::start_with_pki`]), or one kept in a directory (the
+//! demo's); a device's identity is issued the first time it is asked for
+//! ([`Mosquitto::device_tls`]).
+//!
+//! A broker can run plain MQTT instead ([`BrokerOptions::plaintext`]), for the tests that
+//! speak MQTT over a raw socket and for refused subscriptions ([`BrokerOptions::deny_subscribe`]),
+//! as a broker whose ACL does not let a device read a topic would. Mosquitto's `acl_file`
+//! cannot do that: it grants every SUBSCRIBE (SUBACK 0 in MQTT 3.1.1 and 5, checked with
+//! mosquitto 2.0.11) and only withholds the messages at delivery, as its author says in
+//! eclipse/mosquitto#2042. Its dynamic security plugin checks subscriptions and answers a
+//! refused one with SUBACK 0x80 (MQTT 3.1.1) or reason code 135 (MQTT 5), so the launcher uses
+//! that plugin, with one role given to anonymous clients, on a plain listener.
 
 use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anpr_pki::{CentralFiles, DeviceFiles, Pki, TlsFiles};
 use anyhow::{Context, Result, bail};
+
+/// The shipped broker configuration.
+pub const SHIPPED_CONF: &str = include_str!("../../../deploy/mosquitto/anpr.conf");
+/// The shipped ACL.
+pub const SHIPPED_ACL: &str = include_str!("../../../deploy/mosquitto/acl");
 
 /// How a broker is started; changed options take effect at the next [`Mosquitto::restart`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BrokerOptions {
     /// Keep sessions and queued messages on disk across [`Mosquitto::restart`].
     pub persistence: bool,
+    /// Plain MQTT, anonymous clients, no ACL, instead of the shipped TLS configuration.
+    pub plaintext: bool,
     /// Topic filters no client may subscribe to: a SUBSCRIBE to one (or to a filter the
-    /// pattern matches) gets a failure SUBACK. Publishing to them stays allowed.
+    /// pattern matches) gets a failure SUBACK. Publishing to them stays allowed. Needs
+    /// `plaintext`.
     pub deny_subscribe: Vec<String>,
+    /// Users given the same rights as `anpr-central` in the ACL, besides it (the shipped ACL
+    /// with one more `user` block each): for a test that needs a second central-side client
+    /// while the receiver runs (both cannot be `anpr-central`: the broker makes the user name
+    /// the client id, so the second would take the first's session). Their certificates come
+    /// from [`Mosquitto::central_side_tls`].
+    pub central_side_users: Vec<String>,
+}
+
+/// The PKI a broker takes its certificates from, with the clients' identities issued on
+/// demand.
+pub struct BrokerPki {
+    pki: Pki,
+    /// Serialises issuing (tests ask from several threads).
+    issuing: Mutex<()>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for BrokerPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerPki")
+            .field("dir", &self.pki.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrokerPki {
+    /// A new PKI in a temporary directory, removed when the last holder drops it.
+    pub fn temporary() -> Result<Arc<Self>> {
+        let temp = tempfile::tempdir().context("cannot create a temporary directory for a PKI")?;
+        let pki = Pki::init(&temp.path().join("pki"), &[])?;
+        Ok(Arc::new(Self {
+            pki,
+            issuing: Mutex::new(()),
+            _temp: Some(temp),
+        }))
+    }
+
+    /// The PKI in `dir`, made there first if it holds none (so a second call, or a second
+    /// run, uses the same CA and identities).
+    pub fn at(dir: &Path) -> Result<Arc<Self>> {
+        let pki = if dir.join("ca.key").exists() {
+            Pki::open(dir)?
+        } else {
+            Pki::init(dir, &[])?
+        };
+        Ok(Arc::new(Self {
+            pki,
+            issuing: Mutex::new(()),
+            _temp: None,
+        }))
+    }
+
+    /// The PKI.
+    #[must_use]
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
+    /// The identity of device `inventory`, issued if it has none yet.
+    pub fn device(&self, inventory: &str) -> Result<DeviceFiles> {
+        let _guard = self
+            .issuing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let files = self.pki.device(inventory)?;
+        if files.tls.key.exists() {
+            return Ok(files);
+        }
+        Ok(self.pki.issue_device(inventory)?)
+    }
+
+    /// The central receiver's identity (CN `anpr-central`).
+    #[must_use]
+    pub fn central(&self) -> CentralFiles {
+        self.pki.central()
+    }
+
+    /// A client certificate with CN `name`, issued if there is none yet (for
+    /// [`BrokerOptions::central_side_users`]).
+    pub fn client(&self, name: &str) -> Result<TlsFiles> {
+        let _guard = self
+            .issuing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dir = self.pki.dir().join("clients");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let files = TlsFiles {
+            ca: self.pki.ca_cert(),
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        };
+        if !files.key.exists() {
+            self.pki.issue_client(name, &files.cert, &files.key)?;
+        }
+        Ok(files)
+    }
 }
 
 /// A mosquitto broker on loopback.
@@ -36,6 +154,7 @@ pub struct Mosquitto {
     port: u16,
     dir: tempfile::TempDir,
     options: BrokerOptions,
+    pki: Arc<BrokerPki>,
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released).
@@ -82,7 +201,7 @@ pub fn dynamic_security_plugin() -> Result<PathBuf> {
 }
 
 impl Mosquitto {
-    /// Starts a broker on a free port.
+    /// Starts a broker on a free port, with the shipped TLS configuration and a new PKI.
     pub fn start() -> Result<Self> {
         Self::start_with(false)
     }
@@ -96,8 +215,22 @@ impl Mosquitto {
         })
     }
 
-    /// Starts a broker with `options`.
+    /// Starts a broker with `options` (and a new PKI).
     pub fn start_with_options(options: BrokerOptions) -> Result<Self> {
+        Self::start_with_pki(options, BrokerPki::temporary()?)
+    }
+
+    /// Starts a broker with `options` and the certificates of `pki` (which other brokers may
+    /// share: a device's identity then works on each).
+    pub fn start_with_pki(options: BrokerOptions, pki: Arc<BrokerPki>) -> Result<Self> {
+        if options.plaintext && !options.central_side_users.is_empty() {
+            bail!("central_side_users are ACL users: they need the TLS broker, not plaintext");
+        }
+        if !options.plaintext && !options.deny_subscribe.is_empty() {
+            bail!(
+                "deny_subscribe uses the dynamic security plugin on a plain listener: set plaintext too"
+            );
+        }
         let dir =
             tempfile::tempdir().context("cannot create a temporary directory for mosquitto")?;
         let mut m = Self {
@@ -105,6 +238,7 @@ impl Mosquitto {
             port: free_port()?,
             dir,
             options,
+            pki,
         };
         m.spawn()?;
         Ok(m)
@@ -114,6 +248,62 @@ impl Mosquitto {
     /// [`Mosquitto::restart`] (e.g. clear `deny_subscribe` to grant what was refused).
     pub fn options_mut(&mut self) -> &mut BrokerOptions {
         &mut self.options
+    }
+
+    /// Whether clients must connect over TLS with a certificate.
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        !self.options.plaintext
+    }
+
+    /// The PKI the broker's certificates come from.
+    #[must_use]
+    pub fn pki(&self) -> &Arc<BrokerPki> {
+        &self.pki
+    }
+
+    /// The TLS files of device `inventory` (issued the first time), or `None` on a plain
+    /// broker.
+    pub fn device_tls(&self, inventory: &str) -> Result<Option<TlsFiles>> {
+        if self.options.plaintext {
+            return Ok(None);
+        }
+        Ok(Some(self.pki.device(inventory)?.tls))
+    }
+
+    /// The central receiver's TLS files, or `None` on a plain broker.
+    #[must_use]
+    pub fn central_tls(&self) -> Option<TlsFiles> {
+        (!self.options.plaintext).then(|| self.pki.central().tls)
+    }
+
+    /// The TLS files of `name`, one of [`BrokerOptions::central_side_users`].
+    pub fn central_side_tls(&self, name: &str) -> Result<TlsFiles> {
+        if !self.options.central_side_users.iter().any(|u| u == name) {
+            bail!("{name} is not one of this broker's central_side_users");
+        }
+        self.pki.client(name)
+    }
+
+    /// Options for a rumqttc client of this broker: over TLS with `identity` (anonymous, so
+    /// refused, without one) on a TLS broker; plain otherwise.
+    pub fn client_options(
+        &self,
+        client_id: &str,
+        identity: Option<&TlsFiles>,
+    ) -> Result<rumqttc::MqttOptions> {
+        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", self.port);
+        opts.set_keep_alive(Duration::from_secs(5));
+        if self.is_tls() {
+            let config = match identity {
+                Some(files) => anpr_pki::ClientTls::load(files)?.config(),
+                None => Arc::new(client_without_certificate(&self.pki.pki().ca_cert())?),
+            };
+            opts.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(config),
+            ));
+        }
+        Ok(opts)
     }
 
     /// Starts mosquitto on `self.port`; when that port was taken meanwhile (another test may
@@ -132,15 +322,17 @@ impl Mosquitto {
         bail!("mosquitto did not start on a free loopback port after 5 tries: {last}")
     }
 
-    /// `Ok(Ok(()))` once mosquitto says it is running on our port (its own log line, so a
-    /// broker of someone else on that port is never mistaken for ours); `Ok(Err(log))` when it
-    /// could not listen.
-    fn spawn_once(&mut self) -> Result<Result<(), String>> {
-        let conf = self.dir.path().join("mosquitto.conf");
-        let mut text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\nlog_dest stderr\n",
-            self.port
-        );
+    /// The configuration file's text.
+    fn config_text(&self) -> Result<String> {
+        let mut text = if self.options.plaintext {
+            format!("listener {} 127.0.0.1\nallow_anonymous true\n", self.port)
+        } else {
+            let acl = self.dir.path().join("acl");
+            std::fs::write(&acl, acl_text(&self.options.central_side_users))
+                .with_context(|| format!("cannot write {}", acl.display()))?;
+            shipped_conf(self.port, &self.pki.pki().broker(), &acl)?
+        };
+        text.push_str("max_queued_messages 100000\nlog_dest stderr\n");
         if self.options.persistence {
             let _ = write!(
                 text,
@@ -159,7 +351,15 @@ impl Mosquitto {
                 security.display()
             );
         }
-        std::fs::write(&conf, text)?;
+        Ok(text)
+    }
+
+    /// `Ok(Ok(()))` once mosquitto says it is running on our port (its own log line, so a
+    /// broker of someone else on that port is never mistaken for ours); `Ok(Err(log))` when it
+    /// could not listen.
+    fn spawn_once(&mut self) -> Result<Result<(), String>> {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(&conf, self.config_text()?)?;
         let log_path = self.dir.path().join("mosquitto.log");
         let log = std::fs::File::create(&log_path)?;
         let child = Command::new(mosquitto_binary()?)
@@ -177,9 +377,13 @@ impl Mosquitto {
                 .child
                 .as_mut()
                 .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
-            if exited || text.contains("Error:") {
+            if text.contains("Error: Address already in use") {
                 self.kill();
                 return Ok(Err(text));
+            }
+            if exited || text.contains("Error:") {
+                self.kill();
+                bail!("mosquitto did not start: {text}");
             }
             if text.contains(" running") && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return Ok(Ok(()));
@@ -199,10 +403,17 @@ impl Mosquitto {
         self.port
     }
 
-    /// `mqtt://127.0.0.1:PORT`.
+    /// `mqtts://127.0.0.1:PORT` (`mqtt://` on a plain broker).
     #[must_use]
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        let scheme = if self.is_tls() { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// What the broker logged so far (connections, denied publishes, TLS errors).
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 
     /// Kills the broker (like a crash: SIGKILL).
@@ -224,6 +435,72 @@ impl Mosquitto {
             ),
         }
     }
+}
+
+/// The shipped configuration for a broker on `127.0.0.1:port` with `broker`'s files and the
+/// ACL at `acl`. Fails when a line it must change is not there (the shipped file changed).
+fn shipped_conf(port: u16, broker: &anpr_pki::BrokerFiles, acl: &Path) -> Result<String> {
+    let mut out = String::new();
+    let mut changed = Vec::new();
+    for line in SHIPPED_CONF.lines() {
+        let key = line.split_whitespace().next().unwrap_or_default();
+        let replaced = match key {
+            "listener" => Some(format!("listener {port} 127.0.0.1")),
+            "cafile" => Some(format!("cafile {}", broker.ca.display())),
+            "certfile" => Some(format!("certfile {}", broker.cert.display())),
+            "keyfile" => Some(format!("keyfile {}", broker.key.display())),
+            "crlfile" => Some(format!("crlfile {}", broker.crl.display())),
+            "acl_file" => Some(format!("acl_file {}", acl.display())),
+            _ => None,
+        };
+        if let Some(r) = replaced {
+            changed.push(key);
+            out.push_str(&r);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    for key in [
+        "listener", "cafile", "certfile", "keyfile", "crlfile", "acl_file",
+    ] {
+        if !changed.contains(&key) {
+            bail!("deploy/mosquitto/anpr.conf has no `{key}` line for the test broker to set");
+        }
+    }
+    // Started by root, mosquitto would drop to the `mosquitto` user before reading the key,
+    // which lives in the test's private directory.
+    out.push_str("user root\n");
+    Ok(out)
+}
+
+/// The shipped ACL, with `extra` users given the rights of `anpr-central`.
+fn acl_text(extra: &[String]) -> String {
+    let mut text = SHIPPED_ACL.to_string();
+    let central: Vec<&str> = SHIPPED_ACL
+        .lines()
+        .skip_while(|l| l.trim() != "user anpr-central")
+        .skip(1)
+        .take_while(|l| l.starts_with("topic "))
+        .collect();
+    for user in extra {
+        let _ = write!(text, "\nuser {user}\n{}\n", central.join("\n"));
+    }
+    text
+}
+
+/// A rustls client that trusts `ca` and has no certificate of its own.
+fn client_without_certificate(ca: &Path) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(ca).context("CA certificate")?)?;
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// The dynamic security plugin's configuration: everything allowed, except subscribing to
@@ -302,6 +579,7 @@ mod tests {
     #[test]
     fn a_broker_refuses_the_denied_subscriptions_only_and_grants_them_once_restarted_without() {
         let mut broker = Mosquitto::start_with_options(BrokerOptions {
+            plaintext: true,
             deny_subscribe: vec!["anpr/v1/KZ-1/ack".into()],
             ..BrokerOptions::default()
         })
@@ -311,5 +589,43 @@ mod tests {
         broker.options_mut().deny_subscribe.clear();
         broker.restart().unwrap();
         assert_eq!(suback_code(broker.port(), "anpr/v1/KZ-1/ack"), 1);
+    }
+
+    #[test]
+    fn the_default_broker_runs_the_shipped_tls_configuration_and_refuses_plain_mqtt() {
+        let broker = Mosquitto::start().unwrap();
+        assert!(broker.url().starts_with("mqtts://127.0.0.1:"));
+        let log = broker.log();
+        assert!(log.contains(" running"), "{log}");
+        // An MQTT CONNECT in the clear is no TLS ClientHello: the broker hangs up, no CONNACK.
+        let mut s = TcpStream::connect(("127.0.0.1", broker.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let connect = [
+            0x10, 16, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 4, b'p', b'l', b'a', b'n',
+        ];
+        let _ = s.write_all(&connect);
+        let mut reply = [0u8; 4];
+        let got = s.read(&mut reply).unwrap_or(0);
+        assert!(
+            got == 0 || reply[0] != 0x20,
+            "a CONNACK over plain TCP: {reply:?}"
+        );
+        // The device's identity is issued once and then reused.
+        let a = broker.device_tls("KZ-1").unwrap().unwrap();
+        let b = broker.device_tls("KZ-1").unwrap().unwrap();
+        assert_eq!(a, b);
+        assert!(a.key.is_file() && a.cert.is_file());
+    }
+
+    #[test]
+    fn central_side_users_get_the_rights_of_anpr_central_in_the_acl() {
+        let text = super::acl_text(&["ops".into()]);
+        assert!(text.starts_with(super::SHIPPED_ACL));
+        let extra = text[super::SHIPPED_ACL.len()..].trim();
+        assert!(
+            extra.starts_with("user ops\ntopic read anpr/v1/+/events"),
+            "{extra}"
+        );
+        assert!(extra.ends_with("topic write anpr/v1/+/cmd"), "{extra}");
     }
 }

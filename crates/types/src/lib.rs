@@ -292,6 +292,15 @@ pub struct Event {
     /// were lost. Absent in every other event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<CameraGap>,
+    /// Lower-case hex sha256 of the canonical form of this device's previous event (by
+    /// sequence number); 64 zeros for its first. Chains the device's events, so an edit or a
+    /// deletion shows (see `anpr_trust`). Absent in events recorded before signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_hash: Option<String>,
+    /// The device key's ed25519 signature over the canonical form (this event as JSON without
+    /// `signature`), lower-case hex. Absent in events recorded before signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// The track a passage was decided from.
@@ -460,7 +469,9 @@ pub struct Delivery {
     pub delayed: bool,
 }
 
-/// Acknowledgement from the central receiver: the event is stored there.
+/// Acknowledgement from the central receiver: the event is stored there. The device takes it
+/// only with a valid `signature` by the receiver's key over exactly its row (see
+/// `anpr_trust::ack`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ack {
     pub event_id: Uuid,
@@ -469,6 +480,17 @@ pub struct Ack {
     /// than the event itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
+    /// Inventory number of the device whose event is acknowledged.
+    #[serde(default)]
+    pub inventory: String,
+    /// Lower-case hex sha256 of what the receiver stored: the event's canonical form, or the
+    /// image's bytes for an image's ack (then equal to `evidence`).
+    #[serde(default)]
+    pub sha256: String,
+    /// The receiver key's ed25519 signature, lower-case hex, over
+    /// `anpr-ack/1\n<inventory>\n<seq>\n<event_id>\n<sha256>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// MQTT topic layout under the versioned prefix.

@@ -36,6 +36,9 @@ pub enum UplinkError {
 pub struct UplinkConfig {
     pub host: String,
     pub port: u16,
+    /// TLS with the device's certificate (checked when it was loaded); `None` is plain MQTT,
+    /// which the device's configuration allows only with `allow_plaintext`.
+    pub tls: Option<anpr_pki::ClientTls>,
     pub client_id: String,
     pub topics: Topics,
     pub queue: PathBuf,
@@ -45,6 +48,9 @@ pub struct UplinkConfig {
     pub backlog_rate: f64,
     /// The queue's disk quota, reported in health messages.
     pub quota_bytes: Option<u64>,
+    /// The central receiver's public key: an acknowledgement marks a row delivered only with
+    /// its signature over exactly that row (see `anpr_trust::ack`).
+    pub central_key: anpr_trust::VerifyingKey,
 }
 
 #[cfg(test)]
@@ -54,6 +60,7 @@ impl UplinkConfig {
         Self {
             host: "127.0.0.1".into(),
             port,
+            tls: None,
             client_id: "anpr-KZ-TEST".into(),
             topics: Topics::new("anpr/v1", "KZ-TEST"),
             queue: queue.to_path_buf(),
@@ -61,6 +68,7 @@ impl UplinkConfig {
             max_inflight: 16,
             backlog_rate: 1000.0,
             quota_bytes: None,
+            central_key: anpr_trust::SigningKey::generate(&mut rand_core::OsRng).verifying_key(),
         }
     }
 }
@@ -85,6 +93,9 @@ pub struct Counters {
     pub acked: AtomicU64,
     pub duplicate_acks: AtomicU64,
     pub unknown_acks: AtomicU64,
+    /// Acknowledgements refused because their signature is missing or does not verify with
+    /// the central receiver's key (or they name another device): each raises `ack-signature`.
+    pub bad_acks: AtomicU64,
     pub resent: AtomicU64,
     pub connection_errors: AtomicU64,
     pub images_published: AtomicU64,

@@ -9,6 +9,12 @@
 //!   exact event id and sequence arrives. A broker PUBACK is not taken as delivery (rumqttc
 //!   does not tie PUBACKs to publishes, and a broker holding a message is not the central
 //!   side having stored it).
+//! - An acknowledgement counts only when the central receiver's key
+//!   ([`UplinkConfig::central_key`]) signed it for this device, over the hash of exactly the
+//!   row it names (`anpr_trust::ack`; the queue compares the hash with the row's own). Any
+//!   other (unsigned, forged, for another device or another content) marks nothing, is counted
+//!   ([`Counters::bad_acks`], or `unknown_acks` for a valid signature over another content)
+//!   and raised as an `ack-signature` fault: this holds whoever can publish on the ack topic.
 //! - A row is in flight at most once at a time. Rows not acknowledged within the ack timeout,
 //!   and every row in flight when the link drops, are sent again: delivery is at least once,
 //!   and the receiver deduplicates by event id. An ack that names a row's sequence with

@@ -1,6 +1,7 @@
-//! The MQTT link: the client's options (keepalive, clean session, last will, packet size), a
-//! task that owns rumqttc's event loop and polls it on its own, so keepalive pings and
-//! reconnects go on whatever the session loop is waiting for, and the device's subscriptions
+//! The MQTT link: the client's options (TLS with the device's certificate when it has one,
+//! keepalive, clean session, last will, packet size), a task that owns rumqttc's event loop
+//! and polls it on its own, so keepalive pings and reconnects go on whatever the session
+//! loop is waiting for, and the device's subscriptions
 //! (the ack topic, and the command topic when commands are taken) with what a SubAck says
 //! about them.
 //!
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, SubscribeFilter,
-    SubscribeReasonCode,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -45,6 +46,11 @@ impl Link {
     /// Starts the client and its poll task (connecting in the background).
     pub fn start(cfg: &UplinkConfig) -> Self {
         let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
+        if let Some(tls) = &cfg.tls {
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.config(),
+            )));
+        }
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_clean_session(true);
         opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);

@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anpr_store::{AckOutcome, Pending, PendingEvidence, QueueStats, Store, StoreError};
+use anpr_store::{AckOutcome, AckRef, Pending, PendingEvidence, QueueStats, Store, StoreError};
 use anpr_types::Ack;
 use tokio::sync::oneshot;
 
@@ -163,13 +163,18 @@ fn serve(path: &std::path::Path, jobs: &mpsc::Receiver<Job>) {
                 let _ = reply.send(with_store(&mut slot, path, |s| fetch(s, &f)));
             }
             Job::Acks(acks, reply) => {
-                let pairs: Vec<(uuid::Uuid, u64, Option<&str>)> = acks
+                // Signed by the central receiver (checked on arrival): each marks its row only
+                // if the hash signed is the row's own (or, for an image, the image's sha256).
+                let refs: Vec<AckRef<'_>> = acks
                     .iter()
-                    .map(|a| (a.event_id, a.seq, a.evidence.as_deref()))
+                    .map(|a| AckRef {
+                        event_id: a.event_id,
+                        seq: a.seq,
+                        image: a.evidence.as_deref(),
+                        hash: Some(a.sha256.as_str()),
+                    })
                     .collect();
-                let _ = reply.send(with_store(&mut slot, path, |s| {
-                    s.mark_delivered_batch(&pairs)
-                }));
+                let _ = reply.send(with_store(&mut slot, path, |s| s.mark_acknowledged(&refs)));
             }
             Job::Attempts(seqs, reply) => {
                 let _ = reply.send(with_store(&mut slot, path, |s| s.note_attempts(&seqs)));
@@ -399,13 +404,29 @@ pub(crate) mod tests {
         let mut q = QueueThread::new(path.clone());
         let rows = q.fetch(live(0, 10)).await.unwrap().live;
         q.attempts(vec![1, 2]).await.unwrap();
-        let ack = |p: &Pending| Ack {
+        let ack = |p: &Pending, sha256: String| Ack {
             event_id: p.event_id,
             seq: p.seq,
             evidence: None,
+            inventory: "KZ-TEST".into(),
+            sha256,
+            signature: None,
         };
-        let out = q.acks(vec![ack(&rows[0]), ack(&rows[0])]).await.unwrap();
-        assert_eq!(out, [AckOutcome::Marked, AckOutcome::AlreadyDelivered]);
+        let right = |p: &Pending| ack(p, anpr_trust::event::event_hash(&p.event));
+        // The hash of another content for this row marks nothing.
+        let other = ack(&rows[0], anpr_trust::sha256_hex(b"another event"));
+        let out = q
+            .acks(vec![other, right(&rows[0]), right(&rows[0])])
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            [
+                AckOutcome::Unknown,
+                AckOutcome::Marked,
+                AckOutcome::AlreadyDelivered
+            ]
+        );
         let now = chrono::Utc::now();
         let snap = q
             .health(Some(ClockStep {

@@ -201,7 +201,7 @@ impl Session {
             }
             LinkEvent::Incoming(Packet::Publish(p)) if p.topic == self.ack_topic => {
                 match serde_json::from_slice::<Ack>(&p.payload) {
-                    Ok(ack) => self.acks.push(ack),
+                    Ok(ack) => self.take_ack(ack),
                     Err(e) => tracing::warn!(error = %e, "Malformed acknowledgement ignored."),
                 }
             }
@@ -216,6 +216,28 @@ impl Session {
                     .connection_errors
                     .fetch_add(1, Ordering::SeqCst);
                 self.window.disconnected();
+            }
+        }
+    }
+
+    /// Keeps an acknowledgement for the next pass only if the central receiver's key signed it
+    /// for this device; any other is counted and raised as an `ack-signature` fault, and
+    /// changes nothing (the row goes again at its ack timeout). Whether the hash it carries is
+    /// the row's own is checked when it is committed.
+    fn take_ack(&mut self, ack: Ack) {
+        match anpr_trust::ack::verify_ack(&ack, self.cfg.topics.inventory(), &self.cfg.central_key)
+        {
+            Ok(()) => self.acks.push(ack),
+            Err(e) => {
+                let n = self.counters.bad_acks.fetch_add(1, Ordering::SeqCst) + 1;
+                tracing::warn!(event_id = %ack.event_id, seq = ack.seq, error = %e, "Acknowledgement refused: not signed by the central receiver for this device.");
+                self.counters.faults.raise_latest(
+                    "ack-signature",
+                    &format!(
+                        "{n} acknowledgement(s) refused: {e} (the last named event {} seq {}); nothing was marked delivered by them. Someone who can publish on this device's ack topic is forging acknowledgements, or the central receiver's key is not the one in `[security] central_public_key`",
+                        ack.event_id, ack.seq
+                    ),
+                );
             }
         }
     }

@@ -9,7 +9,9 @@ mod demo;
 mod detect;
 mod eval;
 mod make_demo;
+mod pki;
 mod run;
+mod verify;
 
 pub(crate) use bench::bench;
 pub(crate) use camera_sim::camera_sim;
@@ -18,7 +20,9 @@ pub(crate) use demo::demo;
 pub(crate) use detect::detect;
 pub(crate) use eval::eval;
 pub(crate) use make_demo::make_demo;
+pub(crate) use pki::pki;
 pub(crate) use run::run;
+pub(crate) use verify::verify;
 
 use anyhow::Result;
 

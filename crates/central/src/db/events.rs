@@ -6,8 +6,33 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Row, params};
 use uuid::Uuid;
 
+use super::trust::Link;
 use super::{parse_ts, ts};
 use crate::{CentralError, Receiver};
+
+/// What became of an event that arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now; `hash` is its hash (the sha256 of its canonical form), which the
+    /// acknowledgement signs.
+    New { hash: String },
+    /// Stored before with the same hash (a copy sent again): acknowledge it again.
+    Duplicate { hash: String },
+    /// Not stored: it breaks its device's chain, or is other content under a stored event id
+    /// or sequence number. Recorded in `chain_breaks` and reported; never acknowledged.
+    Refused { reason: String },
+}
+
+impl Stored {
+    /// The hash to acknowledge, unless refused.
+    #[must_use]
+    pub fn hash(&self) -> Option<&str> {
+        match self {
+            Stored::New { hash } | Stored::Duplicate { hash } => Some(hash),
+            Stored::Refused { .. } => None,
+        }
+    }
+}
 
 /// A gap in a camera's frames, as its device reported it.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,23 +60,30 @@ pub struct Violation {
 }
 
 impl Receiver {
-    /// Stores a delivery once; returns whether it was new.
+    /// Stores a delivery once; returns whether it was stored now (false for a copy of a stored
+    /// event, and for one refused: see [`Receiver::store_batch`]).
     pub fn store(
         &mut self,
         d: &Delivery,
         raw: &str,
         received_at: DateTime<Utc>,
     ) -> Result<bool, CentralError> {
-        Ok(self.store_batch(&[(d, raw, received_at)])?[0])
+        Ok(matches!(
+            self.store_batch(&[(d, raw, received_at)])?[0],
+            Stored::New { .. }
+        ))
     }
 
-    /// Stores deliveries in one transaction (one sync to disk); returns for each whether it
-    /// was new. A duplicate only increments the stored copy count. A new violation is also
-    /// recorded in the violations table.
+    /// Stores deliveries in one transaction (one sync to disk); returns what became of each.
+    /// A duplicate (same event id, same hash) only increments the stored copy count. An event
+    /// that breaks its device's hash chain, or is other content under a stored event id or
+    /// sequence number, is not stored but recorded in `chain_breaks` ([`Stored::Refused`]).
+    /// A new violation is also recorded in the violations table. Signatures are not checked
+    /// here: the receiver checks them before ([`crate::run`]).
     pub fn store_batch(
         &mut self,
         items: &[(&Delivery, &str, DateTime<Utc>)],
-    ) -> Result<Vec<bool>, CentralError> {
+    ) -> Result<Vec<Stored>, CentralError> {
         let path = self.path.clone();
         let db = move |source| CentralError::Db {
             path: path.clone(),
@@ -62,8 +94,8 @@ impl Receiver {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO events (event_id, inventory, seq, captured_at, sent_at, received_at, delayed, payload, kind, plate_status)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO events (event_id, inventory, seq, captured_at, sent_at, received_at, delayed, payload, kind, plate_status, hash, prev_hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(&db)?;
             let mut copy = tx
@@ -80,7 +112,23 @@ impl Receiver {
             for (d, raw, received_at) in items {
                 let e = &d.event;
                 let id = e.event_id.to_string();
-                let n = insert
+                let hash = anpr_trust::event::event_hash(e);
+                match super::trust::link(&tx, e, &hash).map_err(&db)? {
+                    Link::New => {}
+                    Link::Duplicate => {
+                        copy.execute(params![id]).map_err(&db)?;
+                        out.push(Stored::Duplicate { hash });
+                        continue;
+                    }
+                    Link::Break(reason) => {
+                        tracing::warn!(inventory = ?e.device.inventory, seq = e.seq, event_id = %id, reason = %reason, "Event breaks its device's hash chain: flagged, not stored, not acknowledged.");
+                        super::trust::flag_break(&tx, d, &hash, &reason, *received_at)
+                            .map_err(&db)?;
+                        out.push(Stored::Refused { reason });
+                        continue;
+                    }
+                }
+                insert
                     .execute(params![
                         id,
                         e.device.inventory,
@@ -91,12 +139,12 @@ impl Receiver {
                         d.delayed,
                         raw,
                         kind_str(e.kind),
-                        e.plate.status.as_str()
+                        e.plate.status.as_str(),
+                        hash,
+                        e.prev_hash
                     ])
                     .map_err(&db)?;
-                if n == 0 {
-                    copy.execute(params![id]).map_err(&db)?;
-                } else if e.kind == EventKind::Violation {
+                if e.kind == EventKind::Violation {
                     let v = e.violation.as_ref();
                     let list = v.and_then(|v| v.list.as_ref());
                     violation
@@ -121,7 +169,7 @@ impl Receiver {
                         ])
                         .map_err(&db)?;
                 }
-                out.push(n == 1);
+                out.push(Stored::New { hash });
             }
         }
         tx.commit().map_err(&db)?;
@@ -296,10 +344,13 @@ mod tests {
             .iter()
             .map(|(raw, d)| (*d, raw.as_str(), Utc::now()))
             .collect();
-        assert_eq!(
-            r.store_batch(&batch).unwrap(),
-            vec![true, true, true, false, true]
-        );
+        let fresh: Vec<bool> = r
+            .store_batch(&batch)
+            .unwrap()
+            .iter()
+            .map(|s| matches!(s, crate::Stored::New { .. }))
+            .collect();
+        assert_eq!(fresh, vec![true, true, true, false, true]);
         // A later duplicate of a violation is not recorded again either.
         assert!(!r.store(&hot, &items[2].0, Utc::now()).unwrap());
 

@@ -1,5 +1,6 @@
 //! The receiver's database: one connection, its schema and migrations (`schema`), and one
-//! file per kind of record it keeps: events and violations, evidence images, health.
+//! file per kind of record it keeps: events and violations, evidence images, health, and what
+//! it refused (`trust`: quarantine and chain breaks, and the walk of a stored chain).
 
 mod events;
 mod evidence;
@@ -7,6 +8,7 @@ mod health;
 mod schema;
 #[cfg(test)]
 pub(crate) mod tests;
+mod trust;
 
 use std::path::{Path, PathBuf};
 
@@ -15,9 +17,10 @@ use rusqlite::{Connection, params};
 
 use crate::CentralError;
 
-pub use events::{ReportedGap, Violation};
+pub use events::{ReportedGap, Stored, Violation};
 pub use evidence::ImageOutcome;
 pub use health::DeviceStatus;
+pub use trust::Refused;
 
 /// The receiver's database.
 pub struct Receiver {

@@ -14,7 +14,7 @@ use rusqlite::{Connection, Transaction, params};
 use crate::CentralError;
 
 /// The schema, one entry per version. Never edit an entry that has shipped: add one.
-pub(crate) const MIGRATIONS: [Migration; 2] = [
+pub(crate) const MIGRATIONS: [Migration; 3] = [
     // 1: events, images, health (the latest message of any kind) and faults.
     Migration::sql(
         "CREATE TABLE IF NOT EXISTS events (
@@ -105,6 +105,38 @@ pub(crate) const MIGRATIONS: [Migration; 2] = [
          );",
     )
     .then(split_health),
+    // 3: the hash chain: each event's hash and prev_hash, events refused on arrival (not signed
+    // by their device, or breaking its chain), and one event per device and sequence number.
+    Migration::sql(
+        "ALTER TABLE events ADD COLUMN hash TEXT;
+         ALTER TABLE events ADD COLUMN prev_hash TEXT;
+         CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY,
+            inventory TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            copies INTEGER NOT NULL DEFAULT 1,
+            payload TEXT NOT NULL,
+            UNIQUE (inventory, event_id, reason)
+         );
+         CREATE TABLE chain_breaks (
+            id INTEGER PRIMARY KEY,
+            inventory TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            copies INTEGER NOT NULL DEFAULT 1,
+            payload TEXT NOT NULL,
+            UNIQUE (event_id, hash, reason)
+         );
+         CREATE INDEX chain_breaks_dev_seq ON chain_breaks(inventory, seq);",
+    )
+    .then(super::trust::hash_stored_events),
 ];
 
 /// Version 1 kept the latest health message of any kind, so a last will may have replaced the

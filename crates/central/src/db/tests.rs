@@ -60,6 +60,8 @@ pub(crate) fn delivery(inventory: &str, seq: u64, kind: EventKind) -> Delivery {
             track: None,
             violation: None,
             gap: None,
+            prev_hash: None,
+            signature: None,
         },
         sent_at: captured_at,
         delayed: false,

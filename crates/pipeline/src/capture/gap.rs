@@ -87,14 +87,18 @@ pub(crate) fn gap_event(
     }
 }
 
-/// Queues the gap's event and journals it (`camera-gap`), in one transaction.
+/// Queues the gap's event (signed and chained like every event) and journals it
+/// (`camera-gap`), in one transaction.
 pub(crate) fn record(
     cfg: &Config,
+    signer: &anpr_trust::SigningKey,
     camera: &str,
     last: &LastFrame,
     gap: &CameraGap,
 ) -> Result<Event, anpr_store::StoreError> {
-    let mut store = Store::open(&cfg.storage.queue)?.with_quota(cfg.storage.quota_bytes());
+    let mut store = Store::open(&cfg.storage.queue)?
+        .with_quota(cfg.storage.quota_bytes())
+        .with_signer(signer.clone());
     let detail = serde_json::json!({
         "camera": camera,
         "from": gap.from,

@@ -56,6 +56,8 @@ pub(crate) fn event(seq: u64) -> Event {
         track: None,
         violation: None,
         gap: None,
+        prev_hash: None,
+        signature: None,
     }
 }
 

@@ -1,0 +1,80 @@
+//! `anpr verify`: walks a device's hash chain in its queue (`anpr_store::verify_queue`) or in a
+//! receiver's database (`anpr_central::Receiver::verify`), prints progress and what it found,
+//! and names the first row that does not match (exit 1); 0 when the chain is intact.
+
+use anyhow::{Context, Result};
+
+use crate::VerifyArgs;
+use crate::exit::{ExitStatus, Usage};
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub(crate) fn verify(args: &VerifyArgs) -> Result<ExitStatus> {
+    let progress = |done: u64, total: u64| {
+        eprintln!("verify: {done} of {total} rows checked");
+    };
+    let (what, report) = if let Some(queue) = &args.queue {
+        let key = args
+            .key
+            .as_deref()
+            .map(|k| anpr_trust::load_verifying_key_as("device public key", k))
+            .transpose()?;
+        let report = anpr_store::verify_queue(queue, key.as_ref(), progress)
+            .with_context(|| format!("cannot walk the queue {}", queue.display()))?;
+        (format!("queue {}", queue.display()), report)
+    } else if let (Some(db), Some(inventory)) = (&args.central, &args.inventory) {
+        if !db.is_file() {
+            return Err(Usage(format!("--central {}: no such file", db.display())).into());
+        }
+        let key = match &args.devices {
+            Some(dir) => Some(anpr_trust::DeviceKeys::open(dir)?.get(inventory)?),
+            None => None,
+        };
+        let receiver = anpr_central::Receiver::open(db)?;
+        let report = receiver.verify(inventory, key.as_ref(), progress)?;
+        let flagged =
+            receiver.quarantined_of(inventory)?.len() + receiver.chain_breaks_of(inventory)?.len();
+        if flagged > 0 {
+            println!(
+                "note: {flagged} event(s) of {inventory} were refused on arrival and are not stored (`anpr central --report` lists them)"
+            );
+        }
+        (format!("device {inventory} in {}", db.display()), report)
+    } else {
+        return Err(Usage("give --queue, or --central with --inventory".into()).into());
+    };
+    println!(
+        "{what}: {} rows checked ({} from before signing), {} removed by the queue, {} images hashed, last sequence number {}, signatures {}",
+        report.rows,
+        report.legacy,
+        report.removed,
+        report.images,
+        report.last_seq,
+        if report.signatures_checked {
+            "checked"
+        } else {
+            "not checked (no public key given)"
+        }
+    );
+    if !report.gaps.is_empty() {
+        println!(
+            "never received (not checked across): {}",
+            report
+                .gaps
+                .iter()
+                .map(|(a, b)| if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(m) = report.mismatch {
+        println!("MISMATCH at {m}");
+        Ok(ExitStatus::Failure)
+    } else {
+        println!("intact");
+        Ok(ExitStatus::Success)
+    }
+}
