@@ -87,26 +87,7 @@ mod tests {
 
     use crate::{ConfigError, parse};
 
-    const BASE: &str = r#"
-[device]
-inventory = "KZ-ICD-0001"
-profile = "stationary"
-site = "A2-km-12"
-coordinates = [43.238, 76.945]
-
-[[camera]]
-id = "cam1"
-uri = "demo.mp4"
-
-[models]
-
-[storage]
-queue = "queue.sqlite"
-
-[uplink]
-broker = "mqtt://127.0.0.1:1883"
-allow_plaintext = true
-"#;
+    use crate::tests::LAB_BASE as BASE;
 
     fn path() -> &'static Path {
         Path::new("/etc/anpr/device.toml")

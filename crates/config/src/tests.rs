@@ -2,6 +2,29 @@ use super::*;
 use anpr_types::{PlateStatus, VehicleClass};
 use chrono::Weekday;
 
+/// The smallest config that loads: one camera, plain MQTT allowed as for a lab. The tests of
+/// each section add their own lines to it.
+pub(crate) const LAB_BASE: &str = r#"
+[device]
+inventory = "KZ-ICD-0001"
+profile = "stationary"
+site = "A2-km-12"
+coordinates = [43.238, 76.945]
+
+[[camera]]
+id = "cam1"
+uri = "demo.mp4"
+
+[models]
+
+[storage]
+queue = "queue.sqlite"
+
+[uplink]
+broker = "mqtt://127.0.0.1:1883"
+allow_plaintext = true
+"#;
+
 const GOOD: &str = r#"
 [device]
 inventory = "KZ-ICD-0001"
