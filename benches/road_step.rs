@@ -165,7 +165,9 @@ fn bench(c: &mut Criterion) {
     let cfg = config();
     assert!(cfg.rules.iter().any(|r| r.kind == RuleKind::PlateList));
     let ids = plates();
-    let mut lists = Lists::new(cfg.device.time_zone);
+    // Updates are not benched: any central key will do.
+    let central = anpr_trust::SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let mut lists = Lists::new(cfg.device.time_zone, &cfg.device.inventory, central);
     lists.declare("wanted", 1);
     let entries: Vec<ListEntry> = ids
         .iter()

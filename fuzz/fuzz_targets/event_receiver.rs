@@ -34,10 +34,10 @@ fuzz_target!(|data: &[u8]| {
     let rx = &mut scratch.receiver;
     let now = Utc::now();
     let new = rx
-        .store(&delivery, &raw, now)
+        .store(&delivery, now)
         .expect("storing a delivery that parsed succeeds");
     let duplicate = rx
-        .store(&delivery, &raw, now)
+        .store(&delivery, now)
         .expect("storing a delivery again succeeds");
     assert!(!duplicate, "the second copy is a duplicate");
     let inventory = &delivery.event.device.inventory;

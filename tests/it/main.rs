@@ -13,6 +13,7 @@ mod end_to_end;
 mod faults;
 mod golden;
 mod plate_lists;
+mod receiver_limits;
 mod recognition;
 mod road;
 mod rtsp;

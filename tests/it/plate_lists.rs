@@ -1,7 +1,9 @@
-//! Plate lists changed from the central side while the device runs: a new version sent on
-//! `<prefix>/<inventory>/cmd` is in force from the next passage on, without a restart; a
-//! malformed, half-written or older version is refused with a fault on the health channel and
-//! the list in force keeps working; the version in force sent again is ignored.
+//! Plate lists changed from the central side while the device runs: a new version, signed by
+//! the central key for this device and sent on `<prefix>/<inventory>/cmd` by `anpr send-list`,
+//! is in force from the next passage on, without a restart; a malformed, half-written,
+//! mis-summed, forged (altered, signed by another key, or signed for another device) or
+//! replayed older version is refused with a fault on the health channel and the list in force
+//! keeps working; the version in force sent again is ignored.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,7 +29,9 @@ async fn a_list_update_takes_effect_without_a_restart_and_bad_or_older_ones_are_
     // the device runs), 505AB17 (on no list).
     let manifest = write_clip_with(&manifest_with(3), &clip).unwrap();
     let broker = Mosquitto::start_with_options(BrokerOptions {
-        central_side_users: vec!["central-commands".into()],
+        // One client for the test's own publishes, one for `anpr send-list` (the broker takes
+        // the client id from the certificate: two clients need two).
+        central_side_users: vec!["central-commands".into(), "central-lists".into()],
         ..BrokerOptions::default()
     })
     .unwrap();
@@ -75,28 +79,85 @@ async fn a_list_update_takes_effect_without_a_restart_and_bad_or_older_ones_are_
     let (client, mut eventloop) = AsyncClient::new(opts, 16);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     let topic = Topics::new("anpr/v1", inv).cmd();
+    // The central key whose public half the device trusts (`[security] central_public_key`).
+    let central_key = util::keys(dir.path()).central_signer();
+    let sign =
+        |version: u64, csv: &str| ListCommand::signed("wanted", version, csv, inv, &central_key);
     let both = format!("{HEADER}123ABC01,stolen vehicle,1,,\n777KZA02,unpaid fines,2,,\n");
-    let malformed = ListCommand::new(
-        "wanted",
+    let malformed = sign(
         2,
         &format!("{HEADER}123ABC01,stolen vehicle,1,,\n777KZA02,unpaid fines,urgent,,\n"),
     )
     .to_json();
-    let mut half = ListCommand::new("wanted", 2, &both).to_json();
+    let mut half = sign(2, &both).to_json();
     half.truncate(half.len() * 2 / 3);
-    let mut wrong_sum = ListCommand::new("wanted", 2, &both);
+    // Signed by the central side with a checksum that does not match (a bug there).
+    let mut wrong_sum = sign(2, &both);
     wrong_sum.csv.push_str("999ZZZ99,added on the way,1,,\n");
-    let good = ListCommand::new("wanted", 2, &both).to_json();
-    let older = ListCommand::new("wanted", 1, &both).to_json();
-    // The good one twice: a QoS 1 duplicate of the version in force is neither news nor a fault.
+    wrong_sum.sign(inv, &central_key);
+    // Forged: a plate added on the way (checksum fixed, signature not), signed by another key,
+    // and signed by the central key for another device.
+    let mut altered = sign(2, &both);
+    altered.csv.push_str("999ZZZ99,added on the way,1,,\n");
+    altered.sha256 = anpr_trust::sha256_hex(altered.csv.as_bytes());
+    let mallory = anpr_trust::SigningKey::generate(&mut rand_core::OsRng);
+    let other_key = ListCommand::signed("wanted", 2, &both, inv, &mallory).to_json();
+    let other_device = ListCommand::signed("wanted", 2, &both, "KZ-TEST-OTHER", &central_key);
+    let good = sign(2, &both).to_json();
+    // Validly signed, once in force, then replayed over version 2.
+    let older = sign(1, &both).to_json();
     for payload in [
         malformed,
         half,
         wrong_sum.to_json(),
-        good.clone(),
-        older,
-        good,
+        altered.to_json(),
+        other_key,
+        other_device.to_json(),
     ] {
+        client
+            .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The good one through the command line, as the central side sends it: signed for this
+    // device with the central key, QoS 1, retained.
+    let csv_file = dir.path().join("wanted-v2.csv");
+    std::fs::write(&csv_file, &both).unwrap();
+    let sender = broker.central_side_tls("central-lists").unwrap();
+    let sent = tokio::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
+        .arg("send-list")
+        .args(["--broker", &format!("mqtts://127.0.0.1:{}", broker.port())])
+        .arg("--tls-ca")
+        .arg(&sender.ca)
+        .arg("--tls-cert")
+        .arg(&sender.cert)
+        .arg("--tls-key")
+        .arg(&sender.key)
+        .arg("--signing-key")
+        .arg(util::keys(dir.path()).central_key())
+        .args(["--inventory", inv, "--name", "wanted", "--version", "2"])
+        .arg("--csv")
+        .arg(&csv_file)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        sent.status.success(),
+        "anpr send-list failed: {stdout}{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert!(
+        stdout.contains("sent plate list `wanted` version 2 (2 entries")
+            && stdout.contains(&format!("on {topic}, QoS 1, retained")),
+        "{stdout}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The same version again from the test's client: a QoS 1 duplicate of the version in
+    // force is neither news nor a fault (the command line signed the same bytes: ed25519
+    // signatures are deterministic). Then the older version, replayed.
+    for payload in [good, older] {
         client
             .publish(topic.clone(), QoS::AtLeastOnce, false, payload)
             .await
@@ -116,8 +177,8 @@ async fn a_list_update_takes_effect_without_a_restart_and_bad_or_older_ones_are_
             counters.list_updates.load(Ordering::SeqCst),
             counters.list_updates_refused.load(Ordering::SeqCst)
         ),
-        (1, 4),
-        "one update in force; malformed, half-written, wrong checksum and older refused"
+        (1, 7),
+        "one update in force; malformed, half-written, wrong checksum, altered, signed by another key, signed for another device and replayed older refused"
     );
     let kept = std::fs::read_to_string(dir.path().join("lists/wanted.json")).unwrap();
     assert!(
@@ -163,4 +224,45 @@ async fn a_list_update_takes_effect_without_a_restart_and_bad_or_older_ones_are_
         faults.iter().any(|f| f.starts_with("plate-list-update")),
         "a refused update is raised on the health channel: {faults:?}"
     );
+}
+
+#[test]
+fn send_list_refuses_a_list_the_device_would_refuse_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = util::keys(dir.path());
+    let csv = dir.path().join("wanted.csv");
+    std::fs::write(
+        &csv,
+        format!("{HEADER}123ABC01,stolen vehicle,1,,\n777KZA02,unpaid fines,urgent,,\n"),
+    )
+    .unwrap();
+    let send = |version: &str, inventory: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
+            .arg("send-list")
+            // Nothing listens there: the command must stop before it connects.
+            .args(["--broker", "mqtt://127.0.0.1:9", "--allow-plaintext"])
+            .arg("--signing-key")
+            .arg(keys.central_key())
+            .args(["--inventory", inventory, "--name", "wanted"])
+            .args(["--version", version])
+            .arg("--csv")
+            .arg(&csv)
+            .output()
+            .unwrap()
+    };
+    let out = send("2", "KZ-1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("line 3: priority `urgent`") && stderr.contains("nothing was sent"),
+        "{stderr}"
+    );
+    let out = send("0", "KZ-1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--version must be 1 or more"), "{stderr}");
+    let out = send("2", "../KZ-1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not an inventory number"), "{stderr}");
 }

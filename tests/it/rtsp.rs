@@ -339,6 +339,24 @@ async fn a_camera_killed_mid_stream_and_back_20_s_later_is_a_fault_then_a_delive
     );
 }
 
+/// A plain HTTP GET of `path` on loopback `port`: the whole response, headers and body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The camera's URI carries a password (`s3cret`): it appears nowhere the device shows
+/// anything, at any log level: not in the faults the receiver stored, the device's log and
+/// output, its status page or its metrics, where the URI is shown as `user:***@`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rtsp_camera_that_does_not_open_is_a_fault_naming_it_and_the_device_keeps_running() {
     let dir = tempfile::tempdir().unwrap();
@@ -347,16 +365,23 @@ async fn an_rtsp_camera_that_does_not_open_is_a_fault_naming_it_and_the_device_k
     let central = util::Central::start(&broker, central_db.clone());
     let inv = "KZ-TEST-RTSP-DOWN";
     // Nothing listens on this port.
-    let url = format!(
-        "rtsp://127.0.0.1:{}/stream",
-        anpr_testkit::free_port().unwrap()
-    );
+    let port = anpr_testkit::free_port().unwrap();
+    let url = format!("rtsp://user:s3cret@127.0.0.1:{port}/stream");
+    let shown = format!("rtsp://user:***@127.0.0.1:{port}/stream");
     let config = util::write_config(dir.path(), inv, &url, &broker);
+    let status_port = anpr_testkit::free_port().unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{status_port}\""),
+    );
+    std::fs::write(&config, text).unwrap();
     let log = dir.path().join("device.log");
+    let out = dir.path().join("device.out");
     let mut device = Command::new(env!("CARGO_BIN_EXE_anpr"))
         .args(["run", "--config"])
         .arg(&config)
-        .stdout(Stdio::null())
+        .env("ANPR_LOG", "debug")
+        .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
@@ -368,7 +393,7 @@ async fn an_rtsp_camera_that_does_not_open_is_a_fault_naming_it_and_the_device_k
                     f.code == "camera"
                         && f.subject.as_deref() == Some(CAMERA)
                         && f.message.starts_with("camera cam1: down: ")
-                        && f.message.contains(&url)
+                        && f.message.contains(&shown)
                         && f.message.contains("does not open")
                 })
             })
@@ -381,6 +406,16 @@ async fn an_rtsp_camera_that_does_not_open_is_a_fault_naming_it_and_the_device_k
     // Still trying some seconds later: the process has not ended.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(device.try_wait().unwrap().is_none(), "{}", log_tail(&log));
+    let page = http_get(status_port, "/");
+    assert!(page.contains(" 200 ") && page.contains("cam1"), "{page}");
+    let metrics = http_get(status_port, "/metrics");
+    assert!(metrics.contains(" 200 "), "{metrics}");
+    for (what, text) in [("status page", &page), ("metrics", &metrics)] {
+        assert!(
+            !text.contains("s3cret"),
+            "the password on the {what}:\n{text}"
+        );
+    }
     let sent = Command::new("sh")
         .args(["-c", &format!("kill -TERM {}", device.id())])
         .status()
@@ -397,6 +432,49 @@ async fn an_rtsp_camera_that_does_not_open_is_a_fault_naming_it_and_the_device_k
     central.stop().await;
     assert!(status.success(), "{status:?}: {}", log_tail(&log));
     assert!(!log_tail(&log).contains("panicked"));
+    let faults = anpr_central::Receiver::open(&central_db)
+        .and_then(|r| r.faults(inv))
+        .unwrap();
+    let messages: Vec<&str> = faults
+        .iter()
+        .flat_map(|h| &h.faults)
+        .map(|f| f.message.as_str())
+        .collect();
+    assert!(!messages.is_empty());
+    // The health messages carry the model files as checked against models/SHA256SUMS.
+    let sums = std::fs::read_to_string(util::models_dir().join("SHA256SUMS")).unwrap();
+    let models = &faults.last().unwrap().models;
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "plate_detector",
+            "plate_reader",
+            "vehicle_detector",
+            "onnxruntime"
+        ]
+    );
+    for m in models {
+        assert!(
+            sums.lines().any(|l| l.starts_with(&m.sha256)),
+            "{m:?} not in SHA256SUMS:\n{sums}"
+        );
+    }
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("Camera down.") && log_text.contains(&shown),
+        "the log names the camera's URI, redacted:\n{log_text}"
+    );
+    for (what, text) in [
+        ("faults", messages.join("\n")),
+        ("log", log_text),
+        ("output", std::fs::read_to_string(&out).unwrap()),
+    ] {
+        assert!(
+            !text.contains("s3cret"),
+            "the password in the {what}:\n{text}"
+        );
+    }
     assert!(
         Store::open(&dir.path().join("queue.sqlite"))
             .unwrap()

@@ -284,6 +284,93 @@ async fn a_deleted_row_is_named_by_verify_as_a_chain_break() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_head_reaches_the_receiver_in_health_and_verify_names_an_edited_journal_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue.sqlite");
+    let db = dir.path().join("central.sqlite");
+    let inv = "KZ-TRUST-JOURNAL";
+    util::append_events(&queue, inv, 2);
+    // Two journal entries, as the device writes them: a clock jump and a camera gap.
+    let mut store = util::signed_store(&queue, inv);
+    let now = chrono::Utc::now();
+    store
+        .record_clock_jump(now - chrono::Duration::hours(1), now, 3600.0)
+        .unwrap();
+    store
+        .append_journaled(
+            |seq| util::synthetic_event(inv, seq),
+            "camera-gap",
+            &serde_json::json!({"camera": "cam1", "reason": "test"}),
+        )
+        .unwrap();
+    let head = store.journal_head().unwrap().expect("a journal head");
+    assert_eq!(head.seq, 2);
+
+    // The head is in the health message the receiver stores.
+    let broker = Mosquitto::start().unwrap();
+    let central = util::Central::start(&broker, db.clone());
+    let uplink = util::Uplink::start(&queue, inv, &broker, Duration::from_secs(30));
+    let receiver = anpr_central::Receiver::open(&db).unwrap();
+    assert!(
+        util::wait_for(Duration::from_secs(20), || receiver
+            .health(inv)
+            .ok()
+            .flatten()
+            .and_then(|h| h.journal_head)
+            .as_ref()
+            == Some(&head))
+        .await,
+        "the journal head in the stored health: {:?}",
+        receiver.health(inv).ok().flatten()
+    );
+    uplink.drain(Duration::from_secs(20)).await;
+    central.stop().await;
+
+    // `anpr verify` walks to the same head.
+    let (code, out) = verify(&["--queue", s(&queue)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "journal: 2 rows checked, head row 2 hash {}",
+            head.hash
+        )) && out.contains("intact"),
+        "{out}"
+    );
+    // Someone shrinks the clock jump in the journal: named, by its row.
+    let conn = rusqlite::Connection::open(&queue).unwrap();
+    let original: String = conn
+        .query_row("SELECT detail FROM journal WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    conn.execute(
+        "UPDATE journal SET detail = json_set(detail, '$.step_s', 1.0) WHERE id = 1",
+        [],
+    )
+    .unwrap();
+    let (code, out) = verify(&["--queue", s(&queue)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("MISMATCH at journal row 1:") && out.contains("edited"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("MISMATCH at row"),
+        "the events are intact: {out}"
+    );
+    // Or deletes the camera gap's entry: the recorded head names it.
+    conn.execute("UPDATE journal SET detail = ?1 WHERE id = 1", [&original])
+        .unwrap();
+    assert_eq!(verify(&["--queue", s(&queue)]).0, 0, "restored");
+    conn.execute("DELETE FROM journal WHERE id = 2", [])
+        .unwrap();
+    let (code, out) = verify(&["--queue", s(&queue)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("MISMATCH at journal row 2:") && out.contains("deleted"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_not_signed_by_their_device_are_quarantined_and_never_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("central.sqlite");

@@ -25,6 +25,7 @@ pub fn models_dir() -> PathBuf {
         "plate_detector.onnx",
         "plate_reader.onnx",
         "libonnxruntime.so",
+        "SHA256SUMS",
     ] {
         assert!(
             dir.join(f).is_file(),
@@ -403,6 +404,7 @@ impl Uplink {
             quota_bytes,
             central_key: anpr_trust::load_verifying_key(&keys(dir_of(queue)).central_pub())
                 .unwrap(),
+            models: Vec::new(),
         };
         let task = tokio::spawn(anpr_uplink::run(cfg, rx, counters.clone(), None));
         Self {

@@ -51,6 +51,52 @@ enum Command {
     /// (--central with --inventory): every hash recomputed, every link and signature checked;
     /// names the first row that does not match and exits 1, or 0 when all is intact.
     Verify(VerifyArgs),
+    /// Send a device a new version of a plate list, as the central side: signed with the
+    /// central key for that device, published on its command topic (QoS 1, retained).
+    SendList(SendListArgs),
+}
+
+#[derive(Args)]
+struct SendListArgs {
+    /// The broker: mqtts://host:port (TLS with --tls-ca, --tls-cert, --tls-key), or
+    /// mqtt://host:port with --allow-plaintext.
+    #[arg(long, default_value = "mqtts://127.0.0.1:8883")]
+    broker: String,
+    /// The CA certificate that issued the broker's certificate (<dir>/central/ca.crt).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// A certificate the broker lets write commands: the central side's, CN anpr-central
+    /// (<dir>/central/central.tls.crt).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// Its private key (<dir>/central/central.tls.key, mode 0600).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Connect to a plain mqtt:// broker. For a lab only.
+    #[arg(long, conflicts_with_all = ["tls_ca", "tls_cert", "tls_key"])]
+    allow_plaintext: bool,
+    #[arg(long, default_value = "anpr/v1")]
+    prefix: String,
+    /// The central side's ed25519 private key (PKCS#8 PEM, mode 0600), whose public half the
+    /// device holds as `[security] central_public_key` (<dir>/central/central.key).
+    #[arg(long)]
+    signing_key: PathBuf,
+    /// The device: its inventory number, as in its `[device] inventory`. The command is
+    /// signed for it alone.
+    #[arg(long)]
+    inventory: String,
+    /// The list, as declared on the device with a `[[list]]` section.
+    #[arg(long)]
+    name: String,
+    /// The new version: above the one in force on the device.
+    #[arg(long)]
+    version: u64,
+    /// The whole list, CSV with the header `plate,reason,priority,valid_from,valid_to`.
+    #[arg(long)]
+    csv: PathBuf,
+    /// Seconds to wait for the broker to acknowledge the command.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
 }
 
 #[derive(Args)]
@@ -135,9 +181,14 @@ struct DemoArgs {
     /// of the demo clip, and show the violations found beside those the scene must raise.
     #[arg(long)]
     scene: bool,
-    /// Keep the previous queue and receiver database instead of starting afresh.
+    /// Keep the previous queue and receiver database instead of starting afresh (what the
+    /// queue still holds is delivered).
     #[arg(long)]
     keep: bool,
+    /// Start afresh even if the previous queue still holds events or images not delivered to
+    /// the receiver: they are thrown away (without it, the demo refuses and says how many).
+    #[arg(long, conflicts_with = "keep")]
+    discard_undelivered: bool,
     /// Reach the broker through the signal-loss simulator: `patrol` (a patrol vehicle
     /// driving through dead zones) or a script such as "up 5; blackhole 10; up 5".
     #[arg(long)]
@@ -238,6 +289,24 @@ struct CentralArgs {
     /// With --report: also list every event (sequence, plate, capture time, delay).
     #[arg(long, requires = "report")]
     events: bool,
+    /// Largest events payload taken, bytes; a larger one is quarantined unread and not
+    /// acknowledged (an event is about 1 KiB).
+    #[arg(long, default_value_t = anpr_central::limits::MAX_EVENT_BYTES)]
+    max_event_bytes: usize,
+    /// Largest evidence image taken, bytes (the device sends none larger than 8 MiB).
+    #[arg(long, default_value_t = anpr_central::limits::MAX_EVIDENCE_BYTES)]
+    max_evidence_bytes: usize,
+    /// Largest health payload taken, bytes (a health message is under 2 KiB).
+    #[arg(long, default_value_t = anpr_central::limits::MAX_HEALTH_BYTES)]
+    max_health_bytes: usize,
+    /// Messages per second taken from one device, on average; more are dropped unread and
+    /// not acknowledged (the device sends them again). Raise it above 10,000 only for devices
+    /// whose `uplink.backlog_rate` is set above about 8,000.
+    #[arg(long, default_value_t = anpr_central::limits::DEVICE_RATE, value_parser = clap::value_parser!(u32).range(1..))]
+    device_rate: u32,
+    /// Messages one device may send at once above --device-rate.
+    #[arg(long, default_value_t = anpr_central::limits::DEVICE_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    device_burst: u32,
 }
 
 #[derive(Args)]
@@ -295,6 +364,7 @@ fn main() -> ExitCode {
         Command::CameraSim(args) => commands::camera_sim(&args),
         Command::Pki(args) => commands::pki(&args.command),
         Command::Verify(args) => commands::verify(&args),
+        Command::SendList(args) => commands::send_list(&args),
     };
     match outcome {
         Ok(status) => status.into(),

@@ -36,6 +36,20 @@
 //! - A camera gap (`kind = camera_gap`: a live camera that delivered no frames for a while)
 //!   is stored and acknowledged like every event; it is no passage and is counted as none.
 //!   [`Receiver::camera_gaps_of`] lists them.
+//! - Hygiene, before anything is parsed (`topic`, `limits`): a topic must be
+//!   `<prefix>/<inventory>/events|health|evidence/<uuid>/<kind>` under the receiver's prefix
+//!   with a valid inventory number; a payload must be within the cap of its kind (events
+//!   256 KiB, evidence 8 MiB, health 64 KiB); a device must be within its message rate
+//!   (10,000 per second, bursts of 2,000). A refused topic or an oversized payload is
+//!   quarantined with its size (not its bytes) and reported; a message over the rate is
+//!   dropped, counted per device (`rate_limited`, written every 10 s) and logged at most once
+//!   a minute per device. None of them is acknowledged, so the device sends it again later:
+//!   the rate limit delays, it does not lose.
+//! - What is stored of an event or a health message is the value as parsed and checked,
+//!   serialised again (`serde_json`), never the text that arrived; for an event that is the
+//!   canonical form its hash and signature cover, plus `sent_at` and `delayed`.
+//! - Text from a payload or a topic that reaches the log, the report or an error message is
+//!   escaped first ([`escape()`]): no control character, ANSI escape or newline gets through.
 //!
 //! # What is synced when
 //!
@@ -57,7 +71,7 @@
 //!   PRAGMA user_version   number of migrations applied (db/schema.rs); 0 for files written
 //!                         before the schema was versioned, whose tables are those of version 1
 //!   events      event_id TEXT PRIMARY KEY, inventory, seq, captured_at, sent_at,
-//!               received_at, delayed, copies, payload (the delivery as JSON),
+//!               received_at, delayed, copies, payload (the delivery as parsed, serialised again),
 //!               kind ('passage' | 'violation' | 'camera_gap'),
 //!               plate_status ('read' | 'unreadable' | 'absent'),
 //!               hash (sha256 of the event's canonical form), prev_hash
@@ -72,7 +86,9 @@
 //!   status      inventory PRIMARY KEY, status, at, received_at, last_will
 //!   faults      id PRIMARY KEY, inventory, received_at, payload: health messages with faults
 //!   quarantine  id PRIMARY KEY, inventory (of the topic), topic, seq, event_id, reason,
-//!               received_at, copies, payload; unique (inventory, event_id, reason)
+//!               received_at, copies, payload, size; unique (inventory, event_id, reason).
+//!               A message refused unread has seq 0, an empty payload and its size
+//!   rate_limited  inventory PRIMARY KEY, dropped, first_at, last_at
 //!   chain_breaks  id PRIMARY KEY, inventory, seq, event_id, hash, reason, received_at,
 //!               copies, payload; unique (event_id, hash, reason)
 //! ```
@@ -81,21 +97,29 @@
 //!
 //! `db` (the database: schema, events and violations, images, health, refused events),
 //! `report` (the per-device summary), `gate` (signatures checked, acknowledgements signed),
-//! `receiver` (the MQTT loop).
+//! `topic` (the topics taken, parsed strictly), `limits` (size caps and the per-device rate
+//! limit), `escape` (outside text made safe to print), `receiver` (the MQTT loop).
 
 mod db;
+pub mod escape;
 mod gate;
+pub mod limits;
 mod receiver;
 mod report;
+pub mod topic;
 
 use std::path::PathBuf;
 
 use anpr_types::Delivery;
 use chrono::{DateTime, Utc};
 
-pub use db::{DeviceStatus, ImageOutcome, Receiver, Refused, ReportedGap, Stored, Violation};
+pub use db::{
+    DeviceStatus, ImageOutcome, RateLimited, Receiver, Refused, ReportedGap, Stored, Violation,
+};
+pub use escape::escape;
 pub use gate::Gate;
-pub use receiver::{MAX_PACKET, run};
+pub use limits::Limits;
+pub use receiver::{MAX_PACKET, run, run_with_limits};
 pub use report::{DeviceReport, PlateCounts, UNSPECIFIED_RULE};
 
 /// Errors of the receiver.
@@ -123,6 +147,14 @@ pub enum CentralError {
     /// The receiver's signing key or the devices' public keys cannot be used.
     #[error(transparent)]
     Trust(#[from] anpr_trust::TrustError),
+    /// The topic prefix cannot be one (`anpr central --prefix`).
+    #[error(
+        "topic prefix \"{prefix}\" {problem}: give the devices' `uplink.topic_prefix`, such as anpr/v1"
+    )]
+    Prefix {
+        prefix: String,
+        problem: &'static str,
+    },
 }
 
 /// Settings of the receiver.

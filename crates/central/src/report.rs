@@ -7,7 +7,8 @@ use anpr_types::{Drops, Health};
 use chrono::DateTime;
 use rusqlite::params;
 
-use crate::{CentralError, DeviceStatus, Receiver, Refused, ReportedGap};
+use crate::escape::Escaped;
+use crate::{CentralError, DeviceStatus, RateLimited, Receiver, Refused, ReportedGap};
 
 /// Key under which violations sent without details (older software) are counted.
 pub const UNSPECIFIED_RULE: &str = "unspecified";
@@ -54,6 +55,9 @@ pub struct DeviceReport {
     /// Events that broke this device's hash chain, or were other content under a stored event
     /// id or sequence number (never acknowledged).
     pub chain_breaks: Vec<Refused>,
+    /// Messages of this device the rate limit dropped unread (not acknowledged: the device
+    /// sends them again).
+    pub rate_limited: Option<RateLimited>,
 }
 
 impl DeviceReport {
@@ -75,6 +79,7 @@ impl DeviceReport {
             status: None,
             quarantined: Vec::new(),
             chain_breaks: Vec::new(),
+            rate_limited: None,
         }
     }
 
@@ -93,12 +98,14 @@ impl DeviceReport {
 
 impl std::fmt::Display for DeviceReport {
     /// One line: counts, gaps, delays, images, passages and violations, what the device
-    /// reported of itself, and its status when the broker's last will came after that.
+    /// reported of itself, and its status when the broker's last will came after that. Every
+    /// text that came from outside (inventory, rule and camera names, status, faults, reasons)
+    /// is escaped ([`crate::escape()`]): the line holds no control character.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "{}: {} events, last seq {}, missing {:?}, delayed {}, largest capture-to-arrival {:.1} s, images {} ({} missing)",
-            self.inventory,
+            Escaped(&self.inventory),
             self.events,
             self.max_seq,
             self.gaps,
@@ -121,7 +128,7 @@ impl std::fmt::Display for DeviceReport {
             let per_rule: Vec<String> = self
                 .violations
                 .iter()
-                .map(|(rule, n)| format!("{rule} {n}"))
+                .map(|(rule, n)| format!("{} {n}", Escaped(rule)))
                 .collect();
             write!(f, " ({})", per_rule.join(", "))?;
         }
@@ -132,7 +139,7 @@ impl std::fmt::Display for DeviceReport {
                 .map(|g| {
                     format!(
                         "{} {} for {:.1} s, {} frames lost",
-                        g.camera,
+                        Escaped(&g.camera),
                         g.gap.from.format("%H:%M:%S%.3f"),
                         (g.gap.to - g.gap.from).num_milliseconds() as f64 / 1000.0,
                         g.gap.frames_lost
@@ -146,7 +153,7 @@ impl std::fmt::Display for DeviceReport {
             write!(
                 f,
                 "; device says: {}, queue {} events + {} images, dropped {} passages / {} violations / {} passage images / {} violation images, clock jumps {}",
-                h.status,
+                Escaped(&h.status),
                 h.queue.pending_events,
                 h.queue.pending_evidence,
                 d.passages,
@@ -156,7 +163,12 @@ impl std::fmt::Display for DeviceReport {
                 h.clock_jumps
             )?;
             for fault in &h.faults {
-                write!(f, "; FAULT {}: {}", fault.code, fault.message)?;
+                write!(
+                    f,
+                    "; FAULT {}: {}",
+                    Escaped(&fault.code),
+                    Escaped(&fault.message)
+                )?;
             }
         }
         for (what, list) in [
@@ -169,7 +181,12 @@ impl std::fmt::Display for DeviceReport {
             let shown: Vec<String> = list
                 .iter()
                 .take(3)
-                .map(|r| format!("seq {}: {}", r.seq, r.reason))
+                .map(|r| match r.size {
+                    Some(size) if r.seq == 0 => {
+                        format!("{} ({size} bytes)", Escaped(&r.reason))
+                    }
+                    _ => format!("seq {}: {}", r.seq, Escaped(&r.reason)),
+                })
                 .collect();
             write!(
                 f,
@@ -179,11 +196,20 @@ impl std::fmt::Display for DeviceReport {
                 if list.len() > 3 { "; ..." } else { "" }
             )?;
         }
+        if let Some(r) = &self.rate_limited {
+            write!(
+                f,
+                "; RATE-LIMITED {} messages dropped unread (not acknowledged; sent again), {} to {}",
+                r.dropped,
+                r.first_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                r.last_at.format("%Y-%m-%d %H:%M:%S UTC")
+            )?;
+        }
         if let Some(s) = self.status.as_ref().filter(|s| s.last_will) {
             write!(
                 f,
                 "; {} since {} (broker's last will)",
-                s.status,
+                Escaped(&s.status),
                 s.at.format("%Y-%m-%d %H:%M:%S UTC")
             )?;
         }
@@ -238,6 +264,7 @@ impl Receiver {
         for d in &mut out {
             d.quarantined = self.quarantined_of(&d.inventory)?;
             d.chain_breaks = self.chain_breaks_of(&d.inventory)?;
+            d.rate_limited = self.rate_limited_of(&d.inventory)?;
             self.fill_images(d)?;
             self.fill_kinds(d)?;
             d.camera_gaps = self.camera_gaps_of(&d.inventory)?;
@@ -315,8 +342,7 @@ mod tests {
 
     fn store_all(r: &mut Receiver, items: &[&anpr_types::Delivery]) {
         for d in items {
-            r.store(d, &serde_json::to_string(d).unwrap(), Utc::now())
-                .unwrap();
+            r.store(d, Utc::now()).unwrap();
         }
     }
 
@@ -472,5 +498,56 @@ mod tests {
         );
         assert!(line.ends_with("(broker's last will)"), "{line}");
         assert!(line.contains("; offline since "), "{line}");
+    }
+    #[test]
+    fn texts_from_devices_are_escaped_in_the_report_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Receiver::open(&dir.path().join("c.sqlite")).unwrap();
+        let evil = "X\x1b[31m\nFAKE: 0 events";
+        let mut d = delivery("INV-A", 1, EventKind::Passage);
+        d.event.camera = evil.into();
+        d.event.kind = EventKind::CameraGap;
+        d.event.gap = Some(anpr_types::CameraGap {
+            from: d.event.captured_at,
+            to: d.event.captured_at,
+            frames_lost: 1,
+            reason: evil.into(),
+        });
+        let v = violation("INV-A", 2, &d, evil, "plate-list", None);
+        store_all(&mut r, &[&d, &v]);
+        let mut h = health("INV-A", evil);
+        h.faults.push(Fault::new(evil, evil));
+        r.store_health("INV-A", &serde_json::to_string(&h).unwrap(), Utc::now())
+            .unwrap();
+        r.store_health(
+            "INV-A",
+            &serde_json::json!({ "status": evil }).to_string(),
+            Utc::now(),
+        )
+        .unwrap();
+        r.quarantine("INV-A", "t", &d, evil, Utc::now()).unwrap();
+        r.quarantine_unread("X\x1b[2J\n", "t", None, evil, 5, Utc::now())
+            .unwrap();
+        let lines: Vec<String> = r
+            .report()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(lines.len(), 2);
+        for line in &lines {
+            assert!(!line.contains(['\x1b', '\n']), "{line:?}");
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("X\\u{1b}[31m\\nFAKE: 0 events")),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("X\\u{1b}[2J\\n: 0 events"),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains("(5 bytes)"), "{lines:?}");
     }
 }

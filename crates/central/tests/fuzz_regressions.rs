@@ -34,7 +34,7 @@ fn passage(seq: u64, id: u128) -> Value {
 fn store(rx: &mut Receiver, v: &Value) -> bool {
     let raw = v.to_string();
     let d: Delivery = serde_json::from_str(&raw).expect("a delivery");
-    rx.store(&d, &raw, Utc::now())
+    rx.store(&d, Utc::now())
         .expect("stored or refused, not failed")
 }
 
@@ -74,4 +74,26 @@ fn a_report_over_a_device_that_sent_sequence_number_u64_max_is_made_without_a_pa
     store(&mut rx, &passage(5, 5));
     let reports = rx.report().expect("the report is made");
     assert_eq!(reports.len(), 1);
+}
+
+#[test]
+fn a_topic_of_control_characters_is_refused_with_a_bounded_reason_that_prints_none() {
+    // Found by `receiver_topic`: an inventory level of 55 control characters (0x1c) quotes,
+    // escaped, as 330 characters. Escaped and cut at 64 bytes of the level, the reason stays
+    // bounded (the target's first bound, 400, was too tight; 1,000 holds for any level).
+    let mut topic = b"anpr/v1/".to_vec();
+    topic.extend([0x1c; 55]);
+    topic.extend(b"ev/v/en");
+    let topic = String::from_utf8(topic).expect("UTF-8");
+    let why = anpr_central::topic::parse("anpr/v1", &topic)
+        .expect_err("refused")
+        .to_string();
+    assert!(!why.chars().any(char::is_control), "{why:?}");
+    assert!(why.contains("\\u{1c}") && why.len() < 1000, "{why:?}");
+    // The worst case: 64 bytes of 4-byte characters Rust does not print as themselves.
+    let worst = format!("anpr/v1/{}/events", "\u{e0001}".repeat(16));
+    let why = anpr_central::topic::parse("anpr/v1", &worst)
+        .expect_err("refused")
+        .to_string();
+    assert!(why.len() < 1000, "{} bytes: {why:?}", why.len());
 }

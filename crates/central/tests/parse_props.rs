@@ -6,11 +6,17 @@
 //! Invariants: a payload that parses re-serialises to JSON that parses to the same value;
 //! storing what parsed never fails (a failure would stop the receiver) and a second copy is a
 //! duplicate; the report can always be made; any other payload is refused without a panic.
+//!
+//! Topics (`anpr_central::topic::parse`, fuzzed by `fuzz/fuzz_targets/receiver_topic.rs`):
+//! any string is parsed or refused without a panic; what parses is exactly the topic a device
+//! builds with `anpr_types::Topics` from what was parsed; a topic built from valid parts parses
+//! back to them; the reason of a refusal holds no control character.
 
 use std::path::Path;
 
 use anpr_central::Receiver;
-use anpr_types::{Delivery, Health};
+use anpr_central::topic::{self, TopicKind};
+use anpr_types::{Delivery, Health, Topics};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -64,11 +70,9 @@ fn receive(rx: &mut Receiver, bytes: &[u8]) -> Result<bool, TestCaseError> {
     })?;
     prop_assert_eq!(&again, &d);
     let now = Utc::now();
-    let new = rx
-        .store(&d, &raw, now)
-        .expect("a delivery that parsed is stored");
+    let new = rx.store(&d, now).expect("a delivery that parsed is stored");
     prop_assert!(
-        !rx.store(&d, &raw, now).expect("stored again"),
+        !rx.store(&d, now).expect("stored again"),
         "a second copy is a duplicate"
     );
     if new {
@@ -202,5 +206,90 @@ proptest! {
         rx.health(&inventory).expect("health read");
         rx.status(&inventory).expect("status read");
         rx.report().expect("the report is made");
+    }
+}
+
+/// The topic a device builds for what `t` says it carries.
+fn rebuilt(prefix: &str, t: &topic::Topic<'_>) -> String {
+    let topics = Topics::new(prefix, t.inventory);
+    match t.kind {
+        TopicKind::Events => topics.events(),
+        TopicKind::Health => topics.health(),
+        TopicKind::Evidence { event_id, kind } => topics.evidence(event_id, kind),
+    }
+}
+
+/// A topic: mostly near the real shape (a valid or broken prefix, inventory, kind and
+/// evidence levels), sometimes any text.
+fn topic_text() -> impl Strategy<Value = String> {
+    let prefix = prop_oneof![
+        4 => Just("anpr/v1".to_string()),
+        1 => "[a-z/$+#]{0,10}",
+    ];
+    let inventory = prop_oneof![
+        3 => "[A-Za-z0-9._-]{1,70}",
+        1 => "\\PC{0,12}",
+        1 => Just(String::new()),
+    ];
+    let kind = prop_oneof![
+        Just("events".to_string()),
+        Just("health".to_string()),
+        Just("ack".to_string()),
+        any::<u128>().prop_map(|id| format!("evidence/{}/overview", uuid::Uuid::from_u128(id))),
+        (any::<u128>(), "[a-zA-Z0-9_/-]{0,40}")
+            .prop_map(|(id, k)| format!("evidence/{}/{k}", uuid::Uuid::from_u128(id))),
+        "[a-z]{0,8}(/[a-z0-9-]{0,40}){0,3}",
+    ];
+    prop_oneof![
+        6 => (prefix, inventory, kind).prop_map(|(p, i, k)| format!("{p}/{i}/{k}")),
+        1 => "\\PC{0,80}",
+        1 => "[a-z/]{0,30}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn any_topic_is_parsed_to_what_a_device_would_build_or_refused_never_a_panic(
+        text in topic_text(),
+    ) {
+        match topic::parse("anpr/v1", &text) {
+            Ok(t) => {
+                prop_assert!(anpr_trust::valid_inventory(t.inventory), "{:?}", t);
+                prop_assert_eq!(rebuilt("anpr/v1", &t), text.clone());
+            }
+            Err(e) => {
+                let why = e.to_string();
+                prop_assert!(!why.chars().any(char::is_control), "{:?}", why);
+                prop_assert!(why.len() < 1000, "{:?}", why);
+            }
+        }
+        let level = topic::inventory_level("anpr/v1", &text);
+        prop_assert!(level.len() <= 64);
+    }
+
+    #[test]
+    fn a_topic_built_from_valid_parts_parses_back_to_them(
+        prefix in "[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}",
+        inventory in "[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}",
+        id in any::<u128>(),
+        image in "[a-z0-9_-]{1,32}",
+    ) {
+        prop_assert!(Topics::prefix_problem(&prefix).is_none());
+        let topics = Topics::new(&prefix, &inventory);
+        let event_id = uuid::Uuid::from_u128(id);
+        for (text, kind) in [
+            (topics.events(), TopicKind::Events),
+            (topics.health(), TopicKind::Health),
+            (topics.evidence(event_id, &image), TopicKind::Evidence { event_id, kind: &image }),
+        ] {
+            let t = topic::parse(&prefix, &text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+            prop_assert_eq!(t.inventory, inventory.as_str());
+            prop_assert_eq!(t.kind, kind);
+        }
+        // The device's other topics are not the receiver's.
+        prop_assert!(topic::parse(&prefix, &topics.ack()).is_err());
+        prop_assert!(topic::parse(&prefix, &topics.cmd()).is_err());
     }
 }

@@ -11,8 +11,10 @@ use crate::geometry::{self, Point};
 pub struct Camera {
     /// Unique id of the camera within the device; carried in every event.
     pub id: String,
-    /// `file:///path.mp4`, `rtsp://host/stream`, `v4l2:///dev/video0`, or a plain file path
-    /// (relative to the config file).
+    /// `file:///path.mp4`, `rtsp://host/stream` (also `rtsps://`, and `rtspt://` for RTSP
+    /// over TCP), `v4l2:///dev/video0`, or a plain file path (relative to the config file).
+    /// Any other scheme is refused. A password in it (`rtsp://user:password@host/stream`) is
+    /// shown as `***` in every message, log line and fault.
     pub uri: String,
     /// Process at most this many frames per second (0 = every frame, at most 240).
     #[serde(default)]
@@ -139,6 +141,7 @@ impl Camera {
         if self.uri.trim().is_empty() {
             return Err(c.invalid(&key("uri"), "must not be empty"));
         }
+        anpr_types::check_camera_uri(&self.uri).map_err(|m| c.invalid(&key("uri"), m))?;
         if !(1..=25).contains(&self.idle_every) {
             return Err(c.invalid(&key("idle_every"), "must be between 1 (every frame) and 25"));
         }
@@ -321,6 +324,38 @@ mod tests {
         ] {
             let err = check(&cam).expect_err(key);
             assert!(err.contains(&format!("camera[0].{key}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_uri_of_another_scheme_is_refused_naming_the_key_without_its_password() {
+        let ok = camera_with_line();
+        for uri in [
+            "rtsp://u:p@10.0.0.5/s",
+            "rtsps://h/s",
+            "v4l2:///dev/video0",
+            "/a.mp4",
+        ] {
+            assert!(
+                check(&Camera {
+                    uri: uri.into(),
+                    ..ok.clone()
+                })
+                .is_ok(),
+                "{uri}"
+            );
+        }
+        for uri in ["http://admin:hunter22@10.0.0.5/x", "rtsp://a:b c@h/s"] {
+            let err = check(&Camera {
+                uri: uri.into(),
+                ..ok.clone()
+            })
+            .expect_err(uri);
+            assert!(
+                err.contains("device.toml") && err.contains("camera[0].uri"),
+                "{err}"
+            );
+            assert!(!err.contains("hunter22") && !err.contains("b c"), "{err}");
         }
     }
 

@@ -47,6 +47,12 @@ pub struct Device {
         deserialize_with = "deserialize_time_zone"
     )]
     pub time_zone: Tz,
+    /// Write the plate text of each passage and violation into the log at `info` level.
+    /// Default false: the log line names the camera, sequence number, vehicle type and read
+    /// status, not the plate, so that logs (often kept longer and shared wider than the queue)
+    /// hold no plate numbers. The events themselves always carry the plate.
+    #[serde(default)]
+    pub log_plates: bool,
 }
 
 fn default_time_zone() -> Tz {

@@ -35,7 +35,7 @@ pub use camera::{Camera, Zone};
 pub use device::{Device, Profile};
 pub use error::ConfigError;
 pub use geometry::Point;
-pub use models::{ExecutionProvider, Grammar, Models};
+pub use models::{ExecutionProvider, Grammar, ModelPins, Models};
 pub use rules::{DEFAULT_PRIORITY, ListConfig, Rule, RuleKind, TimeWindow};
 pub use security::Security;
 pub use status::Status;
@@ -170,6 +170,7 @@ fn validate(cfg: &Config, c: &error::Checker<'_>) -> Result<(), ConfigError> {
     cfg.models.validate(c)?;
     cfg.storage.validate(c)?;
     cfg.uplink.validate(c)?;
+    cfg.uplink.validate_topics(&cfg.device.inventory, c)?;
     cfg.status.validate(c)?;
     cfg.security.validate(c)?;
     rules::validate_lists(&cfg.lists, c)?;

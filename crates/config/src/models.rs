@@ -80,6 +80,37 @@ pub struct Models {
     /// and the GPU build of ONNX Runtime).
     #[serde(default)]
     pub execution_provider: ExecutionProvider,
+    /// The sha256 each model file and the ONNX Runtime library must have, as `[models.sha256]`
+    /// (64 hex digits, as `sha256sum` prints them). A file pinned here is checked against this
+    /// pin; one not pinned here against the `SHA256SUMS` that `models/fetch.sh` writes into
+    /// `dir`. For deployments whose config is managed apart from the model folder. Default:
+    /// none (every pin from `SHA256SUMS`).
+    #[serde(default)]
+    pub sha256: ModelPins,
+}
+
+/// Pinned sha256 of the files recognition loads (`[models.sha256]`); each optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPins {
+    pub plate_detector: Option<String>,
+    pub plate_reader: Option<String>,
+    pub vehicle_detector: Option<String>,
+    /// The ONNX Runtime library (also when `ORT_DYLIB_PATH` points elsewhere).
+    pub onnxruntime: Option<String>,
+}
+
+impl ModelPins {
+    /// The pins by name: `plate_detector`, `plate_reader`, `vehicle_detector`, `onnxruntime`.
+    #[must_use]
+    pub fn entries(&self) -> [(&'static str, Option<&str>); 4] {
+        [
+            ("plate_detector", self.plate_detector.as_deref()),
+            ("plate_reader", self.plate_reader.as_deref()),
+            ("vehicle_detector", self.vehicle_detector.as_deref()),
+            ("onnxruntime", self.onnxruntime.as_deref()),
+        ]
+    }
 }
 
 fn default_vehicle_every() -> u32 {
@@ -154,6 +185,16 @@ impl Models {
         ] {
             if !(0.0..1.0).contains(&v) {
                 return Err(c.invalid(key, "must be a confidence between 0 and 1"));
+            }
+        }
+        for (name, pin) in self.sha256.entries() {
+            if let Some(pin) = pin
+                && (pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(c.invalid(
+                    &format!("models.sha256.{name}"),
+                    "must be a sha256 of 64 hex digits, as `sha256sum FILE` prints it",
+                ));
             }
         }
         if self.plate_candidate_confidence > self.plate_confidence {

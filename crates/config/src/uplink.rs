@@ -27,7 +27,10 @@ pub struct Uplink {
     /// acknowledgements. For a lab only.
     #[serde(default)]
     pub allow_plaintext: bool,
-    /// Topics are `<topic_prefix>/<inventory>/...`.
+    /// Topics are `<topic_prefix>/<inventory>/...`: 1 to 128 bytes, levels separated by `/`
+    /// with none empty, no `+`, `#`, space or control character, not starting with `$`. The
+    /// broker's ACL names it (`deploy/mosquitto/acl`) and the receiver is given the same
+    /// (`anpr central --prefix`).
     #[serde(default = "default_prefix")]
     pub topic_prefix: String,
     /// Seconds to wait for the central acknowledgement before sending an event again (> 0).
@@ -37,7 +40,9 @@ pub struct Uplink {
     #[serde(default = "default_inflight")]
     pub max_inflight: usize,
     /// Events per second at most for the backlog (events queued before the link came up);
-    /// live events are not limited and go first. At least 1.
+    /// live events are not limited and go first. At least 1. The reference receiver takes
+    /// 10,000 messages per second per device by default (`anpr central --device-rate`), so a
+    /// rate above about 8,000 needs that raised too.
     #[serde(default = "default_backlog_rate")]
     pub backlog_rate: f64,
 }
@@ -55,7 +60,46 @@ fn default_inflight() -> usize {
     256
 }
 
+/// Longest inventory number: the receiver's key file and the MQTT user name are made of it
+/// (`anpr_trust::valid_inventory` takes 64 at most).
+const MAX_INVENTORY_LEN: usize = 64;
+
 impl Uplink {
+    /// Checks the topic levels the device publishes under: the prefix
+    /// ([`anpr_types::Topics::prefix_problem`], the rule the receiver applies too) and the
+    /// inventory number's length and reserved names; `device.inventory`'s characters are
+    /// checked with the `[device]` section.
+    pub(crate) fn validate_topics(
+        &self,
+        inventory: &str,
+        c: &Checker<'_>,
+    ) -> Result<(), ConfigError> {
+        if let Some(problem) = anpr_types::Topics::prefix_problem(&self.topic_prefix) {
+            return Err(c.invalid(
+                "uplink.topic_prefix",
+                format!(
+                    "{problem}; write MQTT topic levels such as \"anpr/v1\" (the broker's ACL and `anpr central --prefix` name the same)"
+                ),
+            ));
+        }
+        if inventory.len() > MAX_INVENTORY_LEN {
+            return Err(c.invalid(
+                "device.inventory",
+                format!(
+                    "is {} characters long; an inventory number has at most {MAX_INVENTORY_LEN} (it becomes the MQTT user name, a topic level and a key file name)",
+                    inventory.len()
+                ),
+            ));
+        }
+        if inventory.to_ascii_lowercase().starts_with("anpr-") {
+            return Err(c.invalid(
+                "device.inventory",
+                "must not start with `anpr-`: those names are kept for the central side's users in the broker's ACL (anpr-central)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the broker URL asks for TLS (`mqtts://`).
     #[must_use]
     pub fn is_tls(&self) -> bool {
@@ -146,5 +190,80 @@ impl Uplink {
             return Err(c.invalid("uplink.max_inflight", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::tests::LAB_BASE;
+
+    fn refusal(text: &str) -> String {
+        crate::parse(text, Path::new("/etc/anpr/device.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_topic_prefix_that_is_no_topic_level_is_refused_with_the_file_key_and_fix() {
+        let ok = LAB_BASE.replace("[uplink]", "[uplink]\ntopic_prefix = \"site7/anpr/v1\"");
+        assert_eq!(
+            crate::parse(&ok, Path::new("d.toml"))
+                .unwrap()
+                .uplink
+                .topic_prefix,
+            "site7/anpr/v1"
+        );
+        for (prefix, why) in [
+            ("", "is empty"),
+            ("anpr/+", "wildcards"),
+            ("anpr/#", "wildcards"),
+            ("$SYS/anpr", "starts with `$`"),
+            ("/anpr", "empty level"),
+            ("anpr//v1", "empty level"),
+            ("anpr/v1/", "empty level"),
+            ("anpr v1", "space or a control character"),
+            ("anpr\\u001b[31m", "control character"),
+        ] {
+            let text = LAB_BASE.replace(
+                "[uplink]",
+                &format!("[uplink]\ntopic_prefix = \"{prefix}\""),
+            );
+            let msg = refusal(&text);
+            assert!(
+                msg.contains("/etc/anpr/device.toml")
+                    && msg.contains("uplink.topic_prefix")
+                    && msg.contains(why)
+                    && msg.contains("such as \"anpr/v1\""),
+                "{prefix:?}: {msg}"
+            );
+        }
+        let long = format!("a/{}", "b".repeat(130));
+        let text = LAB_BASE.replace("[uplink]", &format!("[uplink]\ntopic_prefix = \"{long}\""));
+        assert!(refusal(&text).contains("longer than 128 bytes"));
+    }
+
+    #[test]
+    fn an_inventory_number_too_long_or_reserved_is_refused() {
+        let text = LAB_BASE.replace("KZ-ICD-0001", &"K".repeat(65));
+        let msg = refusal(&text);
+        assert!(
+            msg.contains("device.inventory") && msg.contains("at most 64"),
+            "{msg}"
+        );
+        let text = LAB_BASE.replace("KZ-ICD-0001", &"K".repeat(64));
+        assert!(crate::parse(&text, Path::new("d.toml")).is_ok());
+        let text = LAB_BASE.replace("KZ-ICD-0001", "anpr-central");
+        let msg = refusal(&text);
+        assert!(
+            msg.contains("device.inventory") && msg.contains("anpr-"),
+            "{msg}"
+        );
+        // The characters MQTT gives meaning to are refused with the [device] section.
+        for bad in ["a+b", "a#b", "a/b", "$a", "a b"] {
+            let msg = refusal(&LAB_BASE.replace("KZ-ICD-0001", bad));
+            assert!(msg.contains("device.inventory"), "{bad}: {msg}");
+        }
     }
 }

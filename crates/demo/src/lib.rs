@@ -14,8 +14,10 @@
 //!   event, and the receiver's, with which it signs every acknowledgement; the device's
 //!   `[security]` is pointed at them.
 //! - The device is the real one ([`anpr_pipeline::run`]) with the demo configuration, its queue
-//!   on disk: with `fresh`, the queue and the receiver's database are removed first; without,
-//!   what they hold from earlier runs is kept and delivered.
+//!   on disk: with [`Start::Fresh`], the queue and the receiver's database are removed first,
+//!   but only when the queue holds nothing undelivered (otherwise the demo refuses to start,
+//!   [`Undelivered`], and removes nothing); [`Start::DiscardUndelivered`] removes them even
+//!   then; with [`Start::Keep`], what they hold from earlier runs is kept and delivered.
 //! - A failure to prepare (configuration, clip, broker, signal-loss simulator) or to start the
 //!   device is an [`anpr_pipeline::StartError`]; nothing was recorded.
 //! - The input is the demo clip ([`Input::Clip`]: vehicles one after the other) or the road
@@ -81,6 +83,76 @@ pub struct DemoOutcome {
     pub report: Vec<anpr_central::DeviceReport>,
 }
 
+/// What the demo does with the queue and the receiver's database of an earlier run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Keep them: what the queue still holds is delivered in this run.
+    Keep,
+    /// Remove them, unless the queue holds events or images not delivered yet (refused then,
+    /// with [`Undelivered`]).
+    Fresh,
+    /// Remove them even if the queue holds undelivered rows: those are lost.
+    DiscardUndelivered,
+}
+
+/// The demo was asked to start afresh while its queue still holds rows the central side has
+/// not acknowledged; nothing was removed.
+#[derive(Debug)]
+pub struct Undelivered {
+    pub queue: PathBuf,
+    pub events: u64,
+    pub images: u64,
+}
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the demo's queue {} still holds {} event(s) and {} evidence image(s) not delivered to the central receiver, so it was not removed; run `anpr demo --keep` to deliver them, or `anpr demo --discard-undelivered` to throw them away and start afresh",
+            self.queue.display(),
+            self.events,
+            self.images
+        )
+    }
+}
+
+impl std::error::Error for Undelivered {}
+
+/// Removes the queue at `queue` (with its `-wal` and `-shm`) and the receiver's database at
+/// `central_db` as `start` says; refuses ([`Undelivered`]) to remove a queue that holds rows
+/// not delivered yet unless `start` is [`Start::DiscardUndelivered`].
+fn reset(queue: &Path, central_db: &Path, start: Start) -> Result<()> {
+    if start == Start::Keep {
+        return Ok(());
+    }
+    if queue.exists() {
+        let store = anpr_store::Store::open(queue)
+            .with_context(|| format!("cannot read the demo's queue {}", queue.display()))?;
+        let (events, images) = (store.pending_count()?, store.pending_evidence_count()?);
+        drop(store);
+        if events + images > 0 {
+            if start == Start::Fresh {
+                return Err(Undelivered {
+                    queue: queue.to_path_buf(),
+                    events,
+                    images,
+                }
+                .into());
+            }
+            println!(
+                "demo: discarding {events} event(s) and {images} image(s) never delivered from {}",
+                queue.display()
+            );
+        }
+    }
+    for p in [queue, central_db] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+        }
+    }
+    Ok(())
+}
+
 /// A simulated link between the device and the broker.
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
@@ -94,7 +166,7 @@ pub struct LinkOptions {
 pub async fn run(
     config_path: &Path,
     input: Input,
-    fresh: bool,
+    start: Start,
     link: Option<LinkOptions>,
 ) -> Result<DemoOutcome> {
     let Prepared {
@@ -103,7 +175,7 @@ pub async fn run(
         central_db,
         broker,
         proxy,
-    } = prepare(config_path, input, fresh, link.as_ref())
+    } = prepare(config_path, input, start, link.as_ref())
         .await
         .map_err(StartError::from)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -267,7 +339,7 @@ struct Prepared {
 async fn prepare(
     config_path: &Path,
     input: Input,
-    fresh: bool,
+    start: Start,
     link: Option<&LinkOptions>,
 ) -> Result<Prepared> {
     let mut cfg = anpr_config::load(config_path)?;
@@ -324,13 +396,7 @@ async fn prepare(
         }
     };
     let central_db = var.join("central.sqlite");
-    if fresh {
-        for p in [&cfg.storage.queue, &central_db] {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
-            }
-        }
-    }
+    reset(&cfg.storage.queue, &central_db, start)?;
     let pki_dir = var.join("pki");
     let pki = BrokerPki::at(&pki_dir)?;
     let device = pki.device(&cfg.device.inventory)?;
@@ -376,4 +442,87 @@ async fn prepare(
         broker,
         proxy,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue at `dir/queue.sqlite` with three events, `delivered` of them acknowledged, and
+    /// a receiver's database beside it.
+    fn queue(dir: &Path, delivered: u64) -> (PathBuf, PathBuf) {
+        let queue = dir.join("queue.sqlite");
+        let mut store = anpr_store::Store::open(&queue).unwrap();
+        for seq in 1..=3 {
+            let e = store
+                .append(|seq| {
+                    serde_json::from_value(serde_json::json!({
+                        "schema": anpr_types::EVENT_SCHEMA,
+                        "event_id": uuid::Uuid::now_v7(),
+                        "seq": seq,
+                        "device": {"inventory": "KZ-DEMO", "profile": "stationary", "site": ""},
+                        "camera": "cam1",
+                        "kind": "passage",
+                        "captured_at": chrono::Utc::now(),
+                        "clock": {"source": "system", "synced": false},
+                        "position": null,
+                        "vehicle": {"class": "car", "confidence": 0.9, "box": null, "direction": null, "lane": null},
+                        "plate": {"text": "123ABC01", "confidence": 0.95,
+                                  "detection_confidence": 0.8, "box": [1, 2, 3, 4], "status": "read"},
+                        "frame": {"index": seq, "width": 640, "height": 480},
+                    }))
+                    .unwrap()
+                })
+                .unwrap();
+            if seq <= delivered {
+                store.mark_delivered(e.event_id, e.seq).unwrap();
+            }
+        }
+        let central = dir.join("central.sqlite");
+        std::fs::write(&central, b"").unwrap();
+        (queue, central)
+    }
+
+    #[test]
+    fn a_fresh_start_refuses_to_delete_a_queue_with_undelivered_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, central) = queue(dir.path(), 1);
+        let err = reset(&queue, &central, Start::Fresh).unwrap_err();
+        let undelivered = err.downcast_ref::<Undelivered>().expect("typed refusal");
+        assert_eq!((undelivered.events, undelivered.images), (2, 0));
+        let text = err.to_string();
+        assert!(
+            text.contains("2 event(s)")
+                && text.contains("--keep")
+                && text.contains("--discard-undelivered"),
+            "{text}"
+        );
+        assert!(queue.is_file() && central.is_file(), "nothing removed");
+        assert_eq!(
+            anpr_store::Store::open(&queue)
+                .unwrap()
+                .pending_count()
+                .unwrap(),
+            2
+        );
+        // Kept: nothing is removed and nothing refused.
+        reset(&queue, &central, Start::Keep).unwrap();
+        assert!(queue.is_file());
+        // Asked to discard them: removed.
+        reset(&queue, &central, Start::DiscardUndelivered).unwrap();
+        assert!(!queue.exists() && !central.exists());
+    }
+
+    #[test]
+    fn a_fresh_start_deletes_a_queue_whose_rows_are_all_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, central) = queue(dir.path(), 3);
+        reset(&queue, &central, Start::Fresh).unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            assert!(!PathBuf::from(format!("{}{suffix}", queue.display())).exists());
+        }
+        assert!(!central.exists());
+        // No queue at all: nothing to refuse.
+        reset(&queue, &central, Start::Fresh).unwrap();
+    }
 }

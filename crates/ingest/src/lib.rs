@@ -5,7 +5,11 @@
 //! [`FrameSource::open`] builds `source ! decode ! videoconvert ! appsink` from typed elements
 //! (the URI is a property, never pasted into a pipeline description) and waits until the
 //! pipeline has started or failed, so a camera that does not open is an [`IngestError`] naming
-//! the camera and its URI, never a hang or a panic. Frames are pulled on the caller's thread
+//! the camera and its URI, never a hang or a panic. Only a plain file path or a URI of one of
+//! [`anpr_types::CAMERA_SCHEMES`] is opened; any other is refused before GStreamer sees it.
+//! No error carries a camera's password: the URI in it is shown as
+//! [`anpr_types::redact_uri`] shows it, and every message that comes from GStreamer is
+//! scrubbed of the URI's password (see [`IngestError`]). Frames are pulled on the caller's thread
 //! ([`FrameSource::pull`] waits at most the time it is given, so the caller can watch for
 //! stalls and stop requests); GStreamer runs its own streaming threads. A source is opened
 //! once: after an error or the end of a live stream, drop it and open a new one (reconnecting
@@ -39,7 +43,9 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-/// Errors of the ingest stage.
+/// Errors of the ingest stage. None holds a camera's password: `uri` is the configured URI
+/// with its password masked (`rtsp://admin:***@10.0.0.5/stream`), and every `message` is
+/// scrubbed of the password (see [`FrameSource::open_with`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IngestError {
@@ -139,43 +145,82 @@ pub enum Pulled {
 /// Offset between the NTP epoch (1900) and the Unix epoch (1970), seconds.
 const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
 
-/// The source part of the pipeline as it will be built.
+/// The source element of the pipeline, with what its property is set to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SourceKind {
-    /// `v4l2src device=<path> ! decodebin`.
+    /// `v4l2src` with its `device` property set to this path, then `decodebin`.
     V4l2(String),
-    /// `uridecodebin uri=<uri>`.
+    /// `uridecodebin` with its `uri` property set to this URI.
     Uri(String),
 }
 
+/// The source to build for an allow-listed URI or a plain file path (made absolute and turned
+/// into a `file://` URI).
 fn source_kind(uri: &str) -> SourceKind {
-    if let Some(dev) = uri.strip_prefix("v4l2://") {
-        return SourceKind::V4l2(dev.to_string());
+    match anpr_types::uri::uri_scheme(uri).as_deref() {
+        Some("v4l2") => SourceKind::V4l2(uri["v4l2://".len()..].to_string()),
+        Some(_) => SourceKind::Uri(uri.to_string()),
+        None => {
+            let p = Path::new(uri);
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            SourceKind::Uri(
+                gst::glib::filename_to_uri(&abs, None)
+                    .map_or_else(|_| format!("file://{}", abs.display()), |u| u.to_string()),
+            )
+        }
     }
-    if uri.contains("://") {
-        return SourceKind::Uri(uri.to_string());
-    }
-    let p = Path::new(uri);
-    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    SourceKind::Uri(
-        gst::glib::filename_to_uri(&abs, None)
-            .map_or_else(|_| format!("file://{}", abs.display()), |u| u.to_string()),
+}
+
+/// Whether a source is live unless configured otherwise: `rtsp://`, `rtsps://`, `rtspt://`
+/// and `v4l2://` are.
+#[must_use]
+pub fn live_by_default(uri: &str) -> bool {
+    matches!(
+        anpr_types::uri::uri_scheme(uri).as_deref(),
+        Some("rtsp" | "rtsps" | "rtspt" | "v4l2")
     )
 }
 
-/// Whether a source is live unless configured otherwise: `rtsp://` and `v4l2://` are.
-#[must_use]
-pub fn live_by_default(uri: &str) -> bool {
-    uri.starts_with("rtsp://") || uri.starts_with("v4l2://")
+/// `message` (from GStreamer, say) with nothing of `uri`'s password left: the URI itself
+/// shown redacted, the password in any other place (raw or percent-decoded, when of 4
+/// characters or more) masked, and any other URI quoted in it redacted.
+fn scrub(uri: &str, message: &str) -> String {
+    let mut m = if uri.is_empty() {
+        message.to_string()
+    } else {
+        message.replace(uri, &anpr_types::redact_uri(uri))
+    };
+    if let Some(pw) = anpr_types::uri::uri_password(uri) {
+        for form in [pw.to_string(), percent_decoded(pw)] {
+            if form.chars().count() >= 4 {
+                m = m.replace(&form, anpr_types::uri::MASK);
+            }
+        }
+    }
+    anpr_types::redact_text(&m)
 }
 
-/// Turns a configured camera URI into a description of its GStreamer source (for messages).
-#[must_use]
-pub fn source_description(uri: &str) -> String {
-    match source_kind(uri) {
-        SourceKind::V4l2(dev) => format!("v4l2src device={dev} ! decodebin"),
-        SourceKind::Uri(uri) => format!("uridecodebin uri=\"{uri}\""),
+/// `%XX` sequences decoded (others kept as they are); invalid UTF-8 is replaced.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
     }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A running camera pipeline.
@@ -214,15 +259,17 @@ impl FrameSource {
         )
     }
 
-    /// Opens the source with `opts` and waits until it plays.
+    /// Opens the source with `opts` and waits until it plays. A URI whose scheme is not
+    /// allow-listed ([`anpr_types::check_camera_uri`]) is refused before GStreamer sees it.
     pub fn open_with(camera: &str, uri: &str, opts: &SourceOptions) -> Result<Self, IngestError> {
         gst::init().map_err(|e| IngestError::Init(e.to_string()))?;
         let open_err = |message: String| IngestError::Open {
             camera: camera.to_string(),
-            uri: uri.to_string(),
-            message,
+            uri: anpr_types::redact_uri(uri),
+            message: scrub(uri, &message),
         };
-        if !uri.contains("://") && !Path::new(uri).is_file() {
+        anpr_types::check_camera_uri(uri).map_err(open_err)?;
+        if anpr_types::uri::uri_scheme(uri).is_none() && !Path::new(uri).is_file() {
             return Err(open_err("file not found".into()));
         }
         let live = opts.live.unwrap_or_else(|| live_by_default(uri));
@@ -265,10 +312,10 @@ impl FrameSource {
         self.live
     }
 
-    /// The configured URI.
+    /// The configured URI, its password masked (fit for messages).
     #[must_use]
-    pub fn uri(&self) -> &str {
-        &self.uri
+    pub fn uri(&self) -> String {
+        anpr_types::redact_uri(&self.uri)
     }
 
     /// Frames per second the stream declares, once a frame has arrived (`None` when it
@@ -306,10 +353,7 @@ impl FrameSource {
                     return Ok(Pulled::End);
                 }
                 if let Some(msg) = first_bus_error(&self.pipeline) {
-                    return Err(IngestError::Stream {
-                        camera: self.camera.clone(),
-                        message: msg,
-                    });
+                    return Err(stream_error(&self.camera, &self.uri, &msg));
                 }
                 return Ok(Pulled::Nothing);
             };
@@ -318,10 +362,8 @@ impl FrameSource {
             let wall_now = Utc::now();
             let index = self.next_index;
             self.next_index += 1;
-            let stream_err = |message: String| IngestError::Stream {
-                camera: self.camera.clone(),
-                message,
-            };
+            let (camera, uri) = (&self.camera, &self.uri);
+            let stream_err = |message: String| stream_error(camera, uri, &message);
             let buffer = sample
                 .buffer()
                 .ok_or_else(|| stream_err("sample without buffer".into()))?;
@@ -377,6 +419,14 @@ impl FrameSource {
                 },
             })));
         }
+    }
+}
+
+/// A stream error of a camera, its message scrubbed of the URI's password.
+fn stream_error(camera: &str, uri: &str, message: &str) -> IngestError {
+    IngestError::Stream {
+        camera: camera.to_string(),
+        message: scrub(uri, message),
     }
 }
 
@@ -546,10 +596,67 @@ mod tests {
 
     #[test]
     fn plain_paths_become_file_uris_and_v4l2_uses_its_device() {
-        assert!(source_description("/tmp/a.mp4").contains("uri=\"file:///tmp/a.mp4\""));
-        assert!(source_description("/tmp/a b.mp4").contains("file:///tmp/a%20b.mp4"));
-        assert!(source_description("v4l2:///dev/video0").starts_with("v4l2src device=/dev/video0"));
-        assert!(source_description("rtsp://10.0.0.1/s").contains("rtsp://10.0.0.1/s"));
+        gst::init().unwrap();
+        let uri = |s: &str| SourceKind::Uri(s.to_string());
+        assert_eq!(source_kind("/tmp/a.mp4"), uri("file:///tmp/a.mp4"));
+        assert_eq!(source_kind("/tmp/a b.mp4"), uri("file:///tmp/a%20b.mp4"));
+        assert_eq!(
+            source_kind("v4l2:///dev/video0"),
+            SourceKind::V4l2("/dev/video0".into())
+        );
+        assert_eq!(source_kind("rtsp://10.0.0.1/s"), uri("rtsp://10.0.0.1/s"));
+        assert!(live_by_default("RTSPS://h/s") && live_by_default("rtspt://h/s"));
+        assert!(!live_by_default("file:///a.mp4") && !live_by_default("/a.mp4"));
+    }
+
+    #[test]
+    fn a_scheme_off_the_allow_list_is_refused_before_gstreamer_sees_it() {
+        for bad in [
+            "http://u:hunter22@10.0.0.5/x",
+            "udp://0.0.0.0:5000",
+            "fd://0",
+        ] {
+            let err = FrameSource::open("cam3", bad, None, 0.0, Duration::from_secs(2))
+                .err()
+                .expect("refused");
+            let msg = err.to_string();
+            assert!(matches!(err, IngestError::Open { .. }), "{msg}");
+            assert!(msg.contains("cam3") && msg.contains("rtsp://"), "{msg}");
+            assert!(!msg.contains("hunter22"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn messages_are_scrubbed_of_the_password_in_every_form() {
+        let uri = "rtsp://admin:s3cr%40t@10.0.0.5/stream";
+        let msg = scrub(
+            uri,
+            &format!("Could not open {uri}; auth s3cr@t failed; also rtsp://x:y1@h; pw s3cr%40t"),
+        );
+        assert!(!msg.contains("s3cr"), "{msg}");
+        assert!(msg.contains("rtsp://admin:***@10.0.0.5/stream"), "{msg}");
+        assert!(msg.contains("rtsp://x:***@h"), "{msg}");
+        assert_eq!(percent_decoded("a%2Fb%zz%"), "a/b%zz%");
+    }
+
+    #[test]
+    fn an_rtsp_camera_that_does_not_open_names_its_uri_without_the_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let uri = format!("rtsp://user:s3cret@127.0.0.1:{port}/x");
+        let err = FrameSource::open("cam4", &uri, None, 0.0, Duration::from_secs(10))
+            .err()
+            .expect("nothing listens");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("rtsp://user:***@127.0.0.1:{port}/x")),
+            "{msg}"
+        );
+        assert!(!msg.contains("s3cret"), "{msg}");
+        assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
     }
 
     #[test]

@@ -10,13 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anpr_track::edit_distance;
-use anpr_types::BBox;
 use anpr_vision::Recognizer;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::HashMap;
 
-pub use crate::labels::{Sample, parse_labels};
+pub use crate::labels::{Prediction, Sample, parse_labels, parse_predictions};
 
 /// Scores of one group of images.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -108,16 +107,6 @@ pub fn load_dataset(dir: &Path) -> Result<Vec<Sample>> {
     Ok(out)
 }
 
-/// What a pipeline found in one image: plate boxes with their texts, and the time it took
-/// from decoded pixels to result.
-#[derive(Debug, Clone, Default)]
-pub struct Prediction {
-    pub plates: Vec<(BBox, String)>,
-    /// Vehicle boxes with their reported type (`car`, `truck`, …, `unknown`).
-    pub vehicles: Vec<(BBox, String)>,
-    pub ms: f64,
-}
-
 /// Runs the recognizer over the samples; `None` for an image that could not be processed.
 pub fn predict(
     rec: &mut Recognizer,
@@ -145,66 +134,23 @@ pub fn predict(
         .collect()
 }
 
-/// Predictions from JSON lines in the `anpr detect` format, matched to the samples by image
-/// path (as given, or resolved); an image with no line, or with an `error`, is `None`.
+/// Predictions from JSON lines in the `anpr detect` format ([`parse_predictions`]), matched
+/// to the samples by image path (as given, or resolved); an image with no line, or with an
+/// `error`, is `None`.
 pub fn load_predictions(path: &Path, samples: &[Sample]) -> Result<Vec<Option<Prediction>>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read predictions {}", path.display()))?;
     let key = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut by_image: HashMap<PathBuf, Prediction> = HashMap::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let line: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}: not JSON", path.display(), n + 1))?;
-        let v = &line;
-        let Some(image) = v["image"].as_str() else {
-            bail!("{} line {}: no \"image\" field", path.display(), n + 1);
-        };
-        if v.get("error").is_some() {
-            continue;
+    for (image, prediction) in parse_predictions(&text, path)? {
+        if let Some(p) = prediction {
+            by_image.insert(key(Path::new(&image)), p);
         }
-        let boxes = |key: &str, text: &str| -> Vec<(BBox, String)> {
-            v[key]
-                .as_array()
-                .map(|a| a.iter().filter_map(|p| boxed_text(p, text)).collect())
-                .unwrap_or_default()
-        };
-        let plates = boxes("plates", "text");
-        let vehicles = boxes("vehicles", "class");
-        let ms = v["timings_ms"]["total"].as_f64().unwrap_or_else(|| {
-            ["vehicle", "plate_detect", "plate_read"]
-                .iter()
-                .filter_map(|k| v["timings_ms"][k].as_f64())
-                .sum()
-        });
-        by_image.insert(
-            key(Path::new(image)),
-            Prediction {
-                plates,
-                vehicles,
-                ms,
-            },
-        );
     }
     Ok(samples
         .iter()
         .map(|s| by_image.get(&key(&s.image)).cloned())
         .collect())
-}
-
-/// A plate `{"box": [x, y, w, h], "text": ...}` or a vehicle `{"box": …, "class": …}` of a
-/// `detect` line: its box and the string under `field`.
-fn boxed_text(item: &serde_json::Value, field: &str) -> Option<(BBox, String)> {
-    let nums: Vec<f32> = item["box"]
-        .as_array()?
-        .iter()
-        .filter_map(|n| n.as_f64().map(|n| n as f32))
-        .collect();
-    let [x, y, w, h] = nums[..] else { return None };
-    Some((BBox { x, y, w, h }, item[field].as_str()?.to_string()))
 }
 
 /// Overlap with the labelled box from which a reported plate counts as finding it.
@@ -326,6 +272,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anpr_types::BBox;
 
     fn sample(group: &str, text: &str) -> Sample {
         Sample {

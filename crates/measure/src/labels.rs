@@ -1,9 +1,10 @@
-//! The label format of `anpr eval` (the openalpr benchmark's): one `.txt` file per image or
-//! per folder, each line `<image> x y w h TEXT`.
+//! The formats `anpr eval` reads: labels (the openalpr benchmark's: one `.txt` file per image
+//! or per folder, each line `<image> x y w h TEXT`) and predictions (JSON lines in the
+//! `anpr detect` format, such as the Python baseline's).
 //!
-//! This file depends on nothing but `anpr_types` and `anyhow`, so that the fuzz target of the
-//! parser (`fuzz/fuzz_targets/eval_labels.rs`) compiles it as it is without building the
-//! recognizer.
+//! This file depends on nothing but `anpr_types`, `anyhow` and `serde_json`, so that the fuzz
+//! targets of the parsers (`fuzz/fuzz_targets/eval_labels.rs`, `eval_predictions.rs`) compile
+//! it as it is without building the recognizer.
 
 use std::path::{Path, PathBuf};
 
@@ -49,4 +50,72 @@ pub fn parse_labels(text: &str, dir: &Path, group: &str, origin: &Path) -> Resul
         });
     }
     Ok(out)
+}
+
+/// What a pipeline found in one image: plate boxes with their texts, and the time it took
+/// from decoded pixels to result.
+#[derive(Debug, Clone, Default)]
+pub struct Prediction {
+    pub plates: Vec<(BBox, String)>,
+    /// Vehicle boxes with their reported type (`car`, `truck`, …, `unknown`).
+    pub vehicles: Vec<(BBox, String)>,
+    pub ms: f64,
+}
+
+/// Parses the text of a predictions file: JSON lines in the `anpr detect` format, blank lines
+/// skipped. Each line gives the image it names and what was found there, `None` for a line
+/// with an `error`; a plate or vehicle without a box of four numbers or without its text is
+/// left out. `origin` names the file in errors (a line that is not JSON, or has no `image`).
+pub fn parse_predictions(text: &str, origin: &Path) -> Result<Vec<(String, Option<Prediction>)>> {
+    let mut out = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not JSON", origin.display(), n + 1))?;
+        let Some(image) = v["image"].as_str() else {
+            bail!("{} line {}: no \"image\" field", origin.display(), n + 1);
+        };
+        if v.get("error").is_some() {
+            out.push((image.to_string(), None));
+            continue;
+        }
+        let boxes = |key: &str, text: &str| -> Vec<(BBox, String)> {
+            v[key]
+                .as_array()
+                .map(|a| a.iter().filter_map(|p| boxed_text(p, text)).collect())
+                .unwrap_or_default()
+        };
+        let plates = boxes("plates", "text");
+        let vehicles = boxes("vehicles", "class");
+        let ms = v["timings_ms"]["total"].as_f64().unwrap_or_else(|| {
+            ["vehicle", "plate_detect", "plate_read"]
+                .iter()
+                .filter_map(|k| v["timings_ms"][k].as_f64())
+                .sum()
+        });
+        out.push((
+            image.to_string(),
+            Some(Prediction {
+                plates,
+                vehicles,
+                ms,
+            }),
+        ));
+    }
+    Ok(out)
+}
+
+/// A plate `{"box": [x, y, w, h], "text": ...}` or a vehicle `{"box": …, "class": …}` of a
+/// `detect` line: its box and the string under `field`.
+fn boxed_text(item: &serde_json::Value, field: &str) -> Option<(BBox, String)> {
+    let nums: Vec<f32> = item["box"]
+        .as_array()?
+        .iter()
+        .filter_map(|n| n.as_f64().map(|n| n as f32))
+        .collect();
+    let [x, y, w, h] = nums[..] else { return None };
+    Some((BBox { x, y, w, h }, item[field].as_str()?.to_string()))
 }

@@ -1,11 +1,15 @@
 //! Commands from the central side (`<prefix>/<inventory>/cmd`), passed on by the uplink.
 //!
-//! Today one kind: a plate-list update. It is checked whole (JSON, version above the one in
-//! force, SHA-256, every line) before it is put in force and kept in `lists_dir`; the
-//! recognition threads see the new version from their next passage on, without a restart. A
-//! refused update is raised as a fault on the health channel and the list in force stays. The
-//! version already in force, sent again (a QoS 1 duplicate, a retained command after a
-//! reconnect), is ignored.
+//! Today one kind: a plate-list update. The broker's ACL lets only the central side publish
+//! here, but the device does not rely on the broker: an update is checked whole (JSON, the
+//! central key's signature for this device's inventory, version above the one in force,
+//! SHA-256, every line) before it is put in force and kept in `lists_dir`; the recognition
+//! threads see the new version from their next passage on, without a restart. A refused
+//! update (a forged or mis-signed one, a replayed older version, a damaged list) is raised as
+//! a `plate-list-update` fault on the health channel and the list in force stays. The version
+//! already in force, validly signed and sent again (a QoS 1 duplicate, the retained command
+//! after a reconnect), is ignored: the signature is checked before the version, so a forged
+//! command at that version is a fault, not a duplicate.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,7 +46,8 @@ pub(crate) async fn serve(
                 );
             }
             // QoS 1 may bring a command twice, and a retained one comes back on every
-            // reconnect: the version in force again is no news and no fault.
+            // reconnect: the version in force again is no news and no fault. (NotNewer comes
+            // only after the signature verified: a forged one is a Signature error.)
             Ok(Err(ListUpdateError::NotNewer {
                 name,
                 version,

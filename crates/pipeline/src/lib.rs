@@ -78,7 +78,7 @@ mod view;
 pub mod watchdog;
 
 pub use event::{event_from_passage, violation_event};
-pub use models::{load_recognizer, recognizer_config};
+pub use models::{load_recognizer, open_recognizer, recognizer_config, verify_models};
 pub use recognition::plausible_plate;
 pub use run::{DeviceCounters, RunOptions, StartError, Summary, run};
 pub use view::{scene as camera_scene, tracker_config as tracker_settings};

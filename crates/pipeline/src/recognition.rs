@@ -68,6 +68,7 @@ pub(crate) fn recognition_thread(
     let vehicle_every = u64::from(cfg.models.vehicle_every.max(1));
     let mut recognised = 0u64;
     let id = camera.id.as_str();
+    let log_plates = cfg.device.log_plates;
     let mut held = Held::new(id);
     let mut commit = |passages: Vec<VehiclePassage>, store: &mut Store| -> Result<usize> {
         #[cfg(feature = "fault-injection")]
@@ -75,13 +76,15 @@ pub(crate) fn recognition_thread(
         held.commit(passages, Instant::now(), &shared.uplink.faults, |p| {
             let events = recorder.record(store, p)?;
             for e in &events {
+                // The plate text goes into the log only where `[device] log_plates` asks.
+                let plate = log_plates.then_some(e.plate.text.as_str());
                 match e.kind {
                     EventKind::Passage => {
-                        tracing::info!(camera = id, seq = e.seq, plate = %e.plate.text, status = e.plate.status.as_str(), class = %e.vehicle.class, direction = e.vehicle.direction.as_deref().unwrap_or("-"), "Passage recorded.");
+                        tracing::info!(camera = id, seq = e.seq, plate, status = e.plate.status.as_str(), class = %e.vehicle.class, direction = e.vehicle.direction.as_deref().unwrap_or("-"), "Passage recorded.");
                     }
                     EventKind::Violation => {
                         let rule = e.violation.as_ref().map_or("", |v| v.rule.as_str());
-                        tracing::info!(camera = id, seq = e.seq, plate = %e.plate.text, rule, "Violation recorded.");
+                        tracing::info!(camera = id, seq = e.seq, plate, status = e.plate.status.as_str(), rule, "Violation recorded.");
                         counters.violations.fetch_add(1, Ordering::Relaxed);
                     }
                     // Gaps are recorded on the capture side, never from a passage.

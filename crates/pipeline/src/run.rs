@@ -189,18 +189,22 @@ struct Ready {
     /// The device's signing key and the central receiver's public key (`[security]`).
     signer: anpr_trust::SigningKey,
     central_key: anpr_trust::VerifyingKey,
+    /// The model files and the library, as checked against their pins.
+    models: Vec<anpr_types::ModelHash>,
 }
 
-/// The checks made before any camera starts, in this order: one recognizer per camera (ONNX
+/// The checks made before any camera starts, in this order: the model files and the ONNX
+/// Runtime library against their pinned sha256 (hashed once), one recognizer per camera (ONNX
 /// Runtime and the models), GStreamer, the queue's directory and database, the broker's address
 /// and its TLS files (read, the key's mode checked, the certificate matched to the key), the
 /// keys of `[security]` (the device's signing key, its mode checked, and the central
 /// receiver's public key).
 fn start(cfg: &Config) -> Result<Ready> {
     // Models first: a missing or corrupt model is a startup error, not a per-frame one.
+    let models = crate::verify_models(cfg)?;
     let mut recognizers = Vec::new();
     for _ in &cfg.cameras {
-        recognizers.push(load_recognizer(cfg)?);
+        recognizers.push(crate::open_recognizer(cfg)?);
     }
     gstreamer::init().map_err(|e| IngestError::Init(e.to_string()))?;
     if let Some(parent) = cfg.storage.queue.parent() {
@@ -221,7 +225,7 @@ fn start(cfg: &Config) -> Result<Ready> {
     let central_key =
         anpr_trust::load_verifying_key_as("central public key", &cfg.security.central_public_key)
             .context("the central receiver's public key (`[security] central_public_key`)")?;
-    let loaded = Lists::load(cfg)?;
+    let loaded = Lists::load(cfg, &central_key)?;
     for problem in &loaded.problems {
         tracing::warn!(problem = %problem, "Plate list problem; the good lines are in force.");
     }
@@ -236,6 +240,7 @@ fn start(cfg: &Config) -> Result<Ready> {
         tls,
         signer,
         central_key,
+        models,
     })
 }
 
@@ -259,6 +264,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         tls,
         signer,
         central_key,
+        models,
     } = start(&cfg).map_err(StartError)?;
     let (mode_tx, mode_rx) = watch::channel(Mode::Run);
     let uplink_cfg = UplinkConfig {
@@ -273,6 +279,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         backlog_rate: cfg.uplink.backlog_rate,
         quota_bytes: cfg.storage.quota_bytes(),
         central_key,
+        models,
     };
     for problem in &list_problems {
         opts.uplink.raise_fault("plate-list", problem);

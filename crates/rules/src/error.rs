@@ -65,7 +65,7 @@ pub enum ListProblem {
 pub enum ListUpdateError {
     /// Not JSON, a field missing or of the wrong type, or an unknown field.
     #[error(
-        "plate-list command refused: {message}; send a JSON object with exactly the fields type, name, version, sha256 and csv"
+        "plate-list command refused: {message}; send a JSON object with exactly the fields type, name, version, sha256, csv and signature (`anpr send-list` writes one)"
     )]
     Payload { message: String },
     /// A command of another type.
@@ -78,6 +78,18 @@ pub enum ListUpdateError {
         "plate list `{name}` is not declared on this device; declare it with a [[list]] section in the device's config, or fix the name"
     )]
     UnknownList { name: String },
+    /// The signature is missing, malformed, or does not verify with the central key this
+    /// device trusts for a command to this device.
+    #[error(
+        "plate list `{name}` version {version} refused: bad signature ({reason}); the command was not signed by the central key this device trusts (`[security] central_public_key`), or it was signed for another device than {inventory} or altered on the way; sign it with the central key for inventory {inventory} (`anpr send-list --inventory {inventory} --signing-key <central key>`)"
+    )]
+    Signature {
+        name: String,
+        version: u64,
+        /// This device's inventory, the one the command must be signed for.
+        inventory: String,
+        reason: anpr_trust::SignatureError,
+    },
     /// The version is not above the one in force.
     #[error(
         "plate list `{name}` version {version} refused: version {current} is in force; send a higher version"

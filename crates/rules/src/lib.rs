@@ -11,15 +11,20 @@
 //!   Lookup costs a few dozen hash probes whatever the size of the list.
 //! - [`Lists`] holds the lists in force. An update from the central side ([`ListCommand`]) is
 //!   refused whole, with a typed [`ListUpdateError`], unless its JSON has exactly the expected
-//!   fields, its version is above the one in force, its SHA-256 matches and every line parses;
-//!   a refused update leaves the list in force unchanged. Readers see the old version or the
-//!   new one, never a mix.
+//!   fields, the central key (`[security] central_public_key`) signed it for this device's
+//!   inventory ([`anpr_trust::command`]: the signature covers every other field), its version
+//!   is above the one in force, its SHA-256 matches and every line parses; a refused update
+//!   leaves the list in force unchanged. The signature is checked first, so a forged command
+//!   is refused as one whatever its version. Readers see the old version or the new one, never
+//!   a mix.
 //! - On disk: [`Lists::apply_and_keep`] keeps each accepted update as `<lists_dir>/<name>.json`
 //!   (the command as received), written to a temporary file, synced, renamed over the old file,
 //!   and the directory synced; a crash leaves the old file or the new one. At start,
 //!   [`Lists::load`] reads each list's CSV file from the config (version 0; malformed lines are
 //!   reported by file and line and skipped, a missing file is an error) and replaces it with
-//!   the kept version if there is one, checking that again as strictly as an update.
+//!   the kept version if there is one, checking that again as strictly as an update (its
+//!   signature too: a file edited on disk, or kept under another central key or inventory, is
+//!   a problem reported at start, and the list from the config stays in force).
 //!
 //! List files are CSV with the header `plate,reason,priority,valid_from,valid_to`: see
 //! [`PlateList::parse`].

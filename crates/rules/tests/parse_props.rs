@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use anpr_rules::{CSV_HEADER, ListCommand, ListSource, ListUpdateError, Lists, PlateList};
+use anpr_trust::SigningKey;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use proptest::prelude::*;
@@ -32,8 +33,16 @@ fn source(version: u64) -> ListSource<'static> {
     }
 }
 
+/// The device of these tests.
+const INVENTORY: &str = "KZ-PROP";
+
+/// The central side's signing key; the lists trust its public half.
+fn central() -> SigningKey {
+    SigningKey::from_bytes(&[7; 32])
+}
+
 fn lists() -> Lists {
-    let mut lists = Lists::new(Tz::Asia__Almaty);
+    let mut lists = Lists::new(Tz::Asia__Almaty, INVENTORY, central().verifying_key());
     lists.declare("wanted", 4);
     lists.declare("tolls", 6);
     lists
@@ -188,18 +197,46 @@ proptest! {
         version in 1u64..1_000_000,
         lines in proptest::collection::vec(line(), 0..8),
         flip in any::<prop::sample::Index>(),
+        bit in 0u8..8,
     ) {
         let (csv, _) = text_of(&lines, &[]);
-        let cmd = ListCommand::new(name, version, &csv);
+        let cmd = ListCommand::signed(name, version, &csv, INVENTORY, &central());
         let json = cmd.to_json();
         prop_assert_eq!(&ListCommand::parse(&json).expect("a command parses"), &cmd);
+        let lists = lists();
 
-        // A checksum off by one character is refused and changes nothing.
+        // Any bit flipped in what is signed, re-sent as valid JSON: refused for its
+        // signature (or, where the flip breaks the type or name, before), changing nothing.
+        let mut canonical = cmd.canonical();
+        let i = flip.index(canonical.len());
+        canonical[i] ^= 1 << bit;
+        if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&canonical) {
+            if let Some(fields) = value.as_object_mut() {
+                fields.insert("signature".into(), cmd.signature.clone().into());
+            }
+            let refused = lists.apply(value.to_string().as_bytes());
+            let is_signature = matches!(
+                refused,
+                Err(ListUpdateError::Signature { .. }
+                    | ListUpdateError::Payload { .. }
+                    | ListUpdateError::WrongType { .. }
+                    | ListUpdateError::UnknownList { .. })
+            );
+            prop_assert!(is_signature, "{:?}", refused);
+        }
+        // Signed for another device: refused.
+        let elsewhere = ListCommand::signed(name, version, &csv, "KZ-OTHER", &central());
+        let refused = lists.apply(&elsewhere.to_json());
+        let is_signature = matches!(refused, Err(ListUpdateError::Signature { .. }));
+        prop_assert!(is_signature, "{:?}", refused);
+
+        // A checksum off by one character, signed so by the central side, is refused and
+        // changes nothing.
         let mut tampered = cmd.clone();
         let i = flip.index(tampered.sha256.len());
         let c = if tampered.sha256.as_bytes()[i] == b'0' { "1" } else { "0" };
         tampered.sha256.replace_range(i..=i, c);
-        let lists = lists();
+        tampered.sign(INVENTORY, &central());
         let refused = lists.apply(&tampered.to_json());
         let is_checksum = matches!(refused, Err(ListUpdateError::Checksum { .. }));
         prop_assert!(is_checksum, "{:?}", refused);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anpr_rules::{
     ListCommand, ListError, ListProblem, Lists, PassageFacts, RuleSet, Violation, kept_path,
 };
+use anpr_trust::SigningKey;
 use anpr_types::{PlateStatus, VehicleClass};
 use chrono::{DateTime, Utc};
 
@@ -122,9 +123,30 @@ fn facts(camera: &str) -> PassageFacts {
     }
 }
 
+/// The device's inventory in `CONFIG`.
+const INVENTORY: &str = "KZ-ICD-0001";
+
+/// The central side's signing key; the device trusts its public half.
+fn central() -> SigningKey {
+    SigningKey::from_bytes(&[7; 32])
+}
+
+/// An update signed by the central key for the device of `CONFIG`.
+fn update(name: &str, version: u64, csv: &str) -> Vec<u8> {
+    ListCommand::signed(name, version, csv, INVENTORY, &central()).to_json()
+}
+
 fn load(site: &Site) -> (anpr_config::Config, Lists, Vec<ListProblem>, RuleSet) {
+    load_trusting(site, &central())
+}
+
+/// Loads the site on a device that trusts `central`'s public half.
+fn load_trusting(
+    site: &Site,
+    central: &SigningKey,
+) -> (anpr_config::Config, Lists, Vec<ListProblem>, RuleSet) {
     let cfg = anpr_config::load(&site.config).expect("the config loads");
-    let loaded = Lists::load(&cfg).expect("the lists load");
+    let loaded = Lists::load(&cfg, &central.verifying_key()).expect("the lists load");
     let rules = RuleSet::from_config(&cfg);
     (cfg, loaded.lists, loaded.problems, rules)
 }
@@ -153,7 +175,7 @@ fn a_missing_list_file_stops_the_start_naming_the_file() {
     let site = site();
     std::fs::remove_file(site.config.with_file_name("wanted.csv")).unwrap();
     let cfg = anpr_config::load(&site.config).unwrap();
-    let err = Lists::load(&cfg).unwrap_err();
+    let err = Lists::load(&cfg, &central().verifying_key()).unwrap_err();
     assert!(matches!(err, ListError::Read { .. }));
     let msg = err.to_string();
     assert!(
@@ -310,7 +332,7 @@ fn a_list_from_the_central_side_survives_a_restart_with_its_version() {
     let (cfg, lists, _, rules) = load(&site);
     let csv = "plate,reason,priority,valid_from,valid_to\n456DEF02,debt,6,,\n";
     let up = lists
-        .apply_and_keep(&ListCommand::new("tolls", 9, csv).to_json(), &cfg.lists_dir)
+        .apply_and_keep(&update("tolls", 9, csv), &cfg.lists_dir)
         .unwrap();
     assert_eq!((up.previous, up.version), (0, 9));
     let mut f = facts("cam2");
@@ -334,10 +356,7 @@ fn a_damaged_kept_list_is_reported_and_the_list_from_the_config_is_used() {
     let (cfg, lists, _, _) = load(&site);
     let csv = "plate,reason,priority,valid_from,valid_to\n456DEF02,debt,6,,\n";
     lists
-        .apply_and_keep(
-            &ListCommand::new("wanted", 3, csv).to_json(),
-            &cfg.lists_dir,
-        )
+        .apply_and_keep(&update("wanted", 3, csv), &cfg.lists_dir)
         .unwrap();
     let kept = kept_path(&cfg.lists_dir, "wanted");
     let mut bytes = std::fs::read(&kept).unwrap();
@@ -358,4 +377,63 @@ fn a_damaged_kept_list_is_reported_and_the_list_from_the_config_is_used() {
         kept_problems[0]
     );
     assert!(Path::new(&kept).exists());
+}
+
+#[test]
+fn a_kept_list_that_is_not_signed_for_this_device_by_the_trusted_key_is_not_taken_back() {
+    let site = site();
+    let (cfg, lists, _, _) = load(&site);
+    let csv = "plate,reason,priority,valid_from,valid_to\n456DEF02,debt,6,,\n";
+    lists
+        .apply_and_keep(&update("wanted", 3, csv), &cfg.lists_dir)
+        .unwrap();
+    let kept = kept_path(&cfg.lists_dir, "wanted");
+    let signed = std::fs::read(&kept).unwrap();
+
+    // Edited on disk, checksum and all: the signature no longer matches.
+    let mut edited = ListCommand::parse(&signed).unwrap();
+    edited.csv.push_str("777KZA02,added on disk,1,,\n");
+    edited.sha256 = anpr_trust::sha256_hex(edited.csv.as_bytes());
+    // Signed for another device, and signed by a key this device does not trust.
+    let other_device = ListCommand::signed("wanted", 3, csv, "KZ-ICD-0002", &central()).to_json();
+    let other_key = ListCommand::signed(
+        "wanted",
+        3,
+        csv,
+        INVENTORY,
+        &SigningKey::from_bytes(&[8; 32]),
+    )
+    .to_json();
+    for (what, bytes) in [
+        ("edited", edited.to_json()),
+        ("for another device", other_device),
+        ("by another key", other_key),
+    ] {
+        std::fs::write(&kept, bytes).unwrap();
+        let (_, restarted, problems, _) = load(&site);
+        assert_eq!(restarted.get("wanted").unwrap().version(), 0, "{what}");
+        let kept_problems: Vec<String> = problems
+            .iter()
+            .filter(|p| matches!(p, ListProblem::Kept { .. }))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(kept_problems.len(), 1, "{what}: {problems:?}");
+        assert!(
+            kept_problems[0].contains("bad signature"),
+            "{what}: {}",
+            kept_problems[0]
+        );
+    }
+
+    // The central key rotated on the device: a list kept under the old one is not taken back.
+    std::fs::write(&kept, &signed).unwrap();
+    assert_eq!(load(&site).1.get("wanted").unwrap().version(), 3);
+    let (_, rotated, problems, _) = load_trusting(&site, &SigningKey::from_bytes(&[9; 32]));
+    assert_eq!(rotated.get("wanted").unwrap().version(), 0);
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, ListProblem::Kept { .. })),
+        "{problems:?}"
+    );
 }

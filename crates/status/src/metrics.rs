@@ -224,6 +224,12 @@ impl Collector for View {
         )?;
         counter(
             e,
+            "anpr_uplink_bad_acks",
+            "Acknowledgements refused for a missing or bad signature (or naming another device), this run.",
+            link.bad_acks,
+        )?;
+        counter(
+            e,
             "anpr_uplink_events_resent",
             "Events sent again after no acknowledgement or a reconnect, this run.",
             link.resent,

@@ -139,8 +139,16 @@ fn link(o: &mut String, snap: &Snapshot) {
          <tr><th>Link to the central side</th><td id=\"link-state\" class=\"{class}\">{state}</td></tr>\
          <tr><th>This run: sent / acknowledged / sent again</th><td id=\"link-counts\">{} / {} / {}</td></tr>\
          <tr><th>This run: images sent / acknowledged</th><td>{} / {}</td></tr>\
-         <tr><th>This run: connection errors</th><td>{}</td></tr>",
-        l.published, l.acked, l.resent, l.images_published, l.images_acked, l.connection_errors
+         <tr><th>This run: connection errors</th><td>{}</td></tr>\
+         <tr><th>This run: acknowledgements refused (bad signature)</th><td id=\"bad-acks\"{}>{}</td></tr>",
+        l.published,
+        l.acked,
+        l.resent,
+        l.images_published,
+        l.images_acked,
+        l.connection_errors,
+        if l.bad_acks > 0 { " class=\"bad\"" } else { "" },
+        l.bad_acks
     );
     match &snap.queue {
         Ok(q) => queue(o, snap, q),

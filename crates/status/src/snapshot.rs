@@ -90,6 +90,8 @@ pub struct LinkFigures {
     pub images_published: u64,
     pub images_acked: u64,
     pub health_published: u64,
+    /// Acknowledgements refused for a missing or bad signature (or naming another device).
+    pub bad_acks: u64,
 }
 
 /// Everything shown, read at one moment.
@@ -166,6 +168,7 @@ impl Snapshot {
                 images_published: load(&u.images_published),
                 images_acked: load(&u.images_acked),
                 health_published: load(&u.health_published),
+                bad_acks: load(&u.bad_acks),
             },
             queue,
             quota_bytes: s.quota_bytes,

@@ -64,6 +64,7 @@ fn snapshot() -> Snapshot {
             connected: true,
             published: 6,
             acked: 4,
+            bad_acks: 3,
             ..LinkFigures::default()
         },
         queue: Ok(QueueFigures {
@@ -177,6 +178,7 @@ fn every_figure_of_a_snapshot_is_encoded_with_its_labels() {
     assert_eq!(get("anpr_violations_recorded_total"), 1.0);
     assert_eq!(get("anpr_uplink_connected"), 1.0);
     assert_eq!(get("anpr_uplink_events_acked_total"), 4.0);
+    assert_eq!(get("anpr_uplink_bad_acks_total"), 3.0);
     assert_eq!(get("anpr_queue_up"), 1.0);
     assert_eq!(get("anpr_queue_pending_events"), 4.0);
     assert_eq!(get("anpr_queue_pending_evidence"), 7.0);
@@ -276,6 +278,10 @@ fn the_page_shows_cameras_backlog_recent_events_and_faults() {
     assert!(html.contains(r#"<span class="state ok" data-camera="cam1">live</span>"#));
     assert!(html.contains(r#"<img src="/camera/cam1/snapshot.jpg""#));
     assert!(html.contains(r#"<td id="link-state" class="ok">connected</td>"#));
+    assert!(
+        html.contains(r#"<td id="bad-acks" class="bad">3</td>"#),
+        "refused acknowledgements shown, marked bad: {html}"
+    );
     assert!(html.contains(r#"<td id="backlog-events">4</td>"#));
     assert!(html.contains(r#"<td id="backlog-evidence">7</td>"#));
     assert!(html.contains(r#"<td id="backlog-oldest">#8 captured "#));
@@ -288,6 +294,15 @@ fn the_page_shows_cameras_backlog_recent_events_and_faults() {
     assert!(html.contains("95% within 50 ms (3 timed)"), "{html}");
     // Almaty's local time, with its zone.
     assert!(html.contains("+05"), "{html}");
+}
+
+#[test]
+fn no_refused_acknowledgement_is_shown_as_zero_and_not_marked_bad() {
+    let mut snap = snapshot();
+    snap.link.bad_acks = 0;
+    assert!(render_page(&snap).contains(r#"<td id="bad-acks">0</td>"#));
+    let s = samples(&encode_metrics(snap).unwrap());
+    assert_eq!(s["anpr_uplink_bad_acks_total"], 0.0);
 }
 
 #[test]

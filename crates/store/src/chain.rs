@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use anpr_trust::VerifyingKey;
-use anpr_trust::chain::{Mismatch, Walk};
+use anpr_trust::chain::{JournalWalk, Mismatch, Walk};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::schema::{SCHEMA_VERSION, key, meta_get};
@@ -166,8 +166,11 @@ impl Store {
     /// the row before (or of the run of rows the queue removed before it), every signature
     /// checked when `key` is given, every evidence image still held hashed again; a sequence
     /// number neither present nor recorded as removed is a deleted row. Stops at the first
-    /// row that does not match ([`VerifyReport::mismatch`]). `progress(done, total)` is called
-    /// every 10,000 rows.
+    /// row that does not match ([`VerifyReport::mismatch`]). Then walks the journal's chain
+    /// the same way, every row's hash and link checked and its head compared with the one
+    /// recorded, naming the first journal row that does not match
+    /// ([`VerifyReport::journal_mismatch`]). `progress(done, total)` is called every 10,000
+    /// rows.
     pub fn verify(
         &self,
         key: Option<&VerifyingKey>,
@@ -264,7 +267,30 @@ fn walk(
     report.legacy = walk.legacy;
     report.removed = walk.removed;
     report.mismatch = outcome;
+    let journal = walk_journal(conn).map_err(&sql)?;
+    report.journal_rows = journal.0.rows;
+    report.journal_head = journal.0.head();
+    report.journal_mismatch = journal.1;
     Ok(report)
+}
+
+/// Walks the journal's chain in id order, then checks its recorded head.
+fn walk_journal(conn: &Connection) -> rusqlite::Result<(JournalWalk, Option<Mismatch>)> {
+    let mut walk = JournalWalk::new();
+    let head = crate::journal::journal_head(conn)?;
+    let mut stmt =
+        conn.prepare("SELECT id, at, kind, detail, prev_hash, hash FROM journal ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id = r.get::<_, i64>(0)? as u64;
+        let (at, kind, detail): (String, String, String) = (r.get(1)?, r.get(2)?, r.get(3)?);
+        let (prev, hash): (Option<String>, Option<String>) = (r.get(4)?, r.get(5)?);
+        if let Err(m) = walk.row(id, &at, &kind, &detail, prev.as_deref(), hash.as_deref()) {
+            return Ok((walk, Some(m)));
+        }
+    }
+    let mismatch = walk.finish(head.as_ref()).err();
+    Ok((walk, mismatch))
 }
 
 /// Checks the evidence rows of the event `seq`: each is one the event names (kind and sha256),
@@ -490,5 +516,112 @@ mod tests {
             s.mark_acknowledged(&[ack(&right)]).unwrap(),
             [AckOutcome::Marked]
         );
+    }
+
+    /// A queue with three journal rows (a clock jump, a quarantine, a camera gap) and two
+    /// events.
+    fn journaled(path: &std::path::Path) -> Store {
+        let mut s = Store::open(path).unwrap().with_signer(key());
+        s.append(event).unwrap();
+        let now = chrono::Utc::now();
+        s.record_clock_jump(now, now + chrono::Duration::minutes(1), 60.0)
+            .unwrap();
+        let e = s.append(event).unwrap();
+        s.conn
+            .execute("UPDATE events SET payload = 'torn' WHERE seq = 2", [])
+            .unwrap();
+        assert!(s.quarantine(e.seq, "torn").unwrap());
+        s.append_journaled(event, "camera-gap", &serde_json::json!({"camera": "cam1"}))
+            .unwrap();
+        s
+    }
+
+    #[test]
+    fn the_journal_is_chained_and_its_head_follows_every_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite");
+        let s = journaled(&path);
+        let head = s.journal_head().unwrap().unwrap();
+        assert_eq!(head.seq, 3);
+        let report = verify_queue(&path, None, |_, _| {}).unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.journal_rows, 3);
+        assert_eq!(report.journal_head, Some(head));
+        let kinds: Vec<String> = s.journal(0).unwrap().into_iter().map(|j| j.kind).collect();
+        assert_eq!(kinds, ["clock-jump", "quarantined-event", "camera-gap"]);
+    }
+
+    #[test]
+    fn an_edited_journal_row_is_named_by_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite");
+        let s = journaled(&path);
+        s.conn
+            .execute(
+                "UPDATE journal SET detail = json_set(detail, '$.step_s', 0.5) WHERE id = 1",
+                [],
+            )
+            .unwrap();
+        let report = verify_queue(&path, None, |_, _| {}).unwrap();
+        assert_eq!(report.mismatch, None, "the events are intact");
+        assert!(!report.is_intact());
+        let m = report.journal_mismatch.unwrap();
+        assert_eq!(m.seq, 1, "{m}");
+        assert!(m.what.contains("edited"), "{m}");
+        // Its stored hash rewritten too: the next row's link names it.
+        let (at, kind, detail, prev): (String, String, String, String) = s
+            .conn
+            .query_row(
+                "SELECT at, kind, detail, prev_hash FROM journal WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        let forged = anpr_trust::chain::JournalRow {
+            id: 1,
+            at: &at,
+            kind: &kind,
+            detail: &detail,
+            prev_hash: &prev,
+        }
+        .hash();
+        s.conn
+            .execute("UPDATE journal SET hash = ?1 WHERE id = 1", [forged])
+            .unwrap();
+        let m = s.verify(None, |_, _| {}).unwrap().journal_mismatch.unwrap();
+        assert_eq!(m.seq, 2, "{m}");
+        assert!(m.what.contains("journal row 1"), "{m}");
+    }
+
+    #[test]
+    fn a_deleted_journal_row_is_a_break_in_the_journal_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite");
+        let mut s = journaled(&path);
+        s.conn
+            .execute("DELETE FROM journal WHERE id = 2", [])
+            .unwrap();
+        let m = s.verify(None, |_, _| {}).unwrap().journal_mismatch.unwrap();
+        assert_eq!(m.seq, 2, "{m}");
+        assert!(
+            m.what.contains("deleted, a break in the journal chain"),
+            "{m}"
+        );
+        // The last row deleted: the recorded head still names it, and the next entry does not
+        // take its id.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite");
+        s = journaled(&path);
+        s.conn
+            .execute("DELETE FROM journal WHERE id = 3", [])
+            .unwrap();
+        let m = s.verify(None, |_, _| {}).unwrap().journal_mismatch.unwrap();
+        assert_eq!(m.seq, 3, "{m}");
+        assert!(m.what.contains("deleted"), "{m}");
+        let now = chrono::Utc::now();
+        s.record_clock_jump(now, now, 3.0).unwrap();
+        assert_eq!(s.journal_head().unwrap().unwrap().seq, 4);
+        let m = s.verify(None, |_, _| {}).unwrap().journal_mismatch.unwrap();
+        assert_eq!(m.seq, 3, "{m}");
     }
 }

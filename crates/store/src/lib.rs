@@ -20,6 +20,16 @@
 //!   is stored beside it and becomes the chain head. A row the queue removes itself (pruned,
 //!   dropped, quarantined) leaves its hash in `removed`, so [`Store::verify`] and
 //!   [`verify_queue`] can tell it from a row deleted behind the queue's back.
+//! - The journal is chained the same way ([`anpr_trust::chain::JournalRow`]): each entry,
+//!   written in the transaction of what it records, gets the hash of the entry before it
+//!   (read under the write lock; 64 zeros for the first) and its own hash, and becomes the
+//!   journal's head ([`Store::journal_head`], carried in every health message). Journal rows
+//!   are never removed, so a missing one is a deleted one. They are not signed: the uplink,
+//!   which journals clock jumps and quarantines, holds no device key; the head published in
+//!   health messages is what pins the journal to what the central side has seen. Rows written
+//!   before version 5 of the schema are chained, in id order, when the queue is migrated.
+//! - The queue file, its `-wal` and its `-shm` are readable by their owner only (0600):
+//!   created so, and tightened when the queue is opened if they were not (logged).
 //! - An acknowledgement checked by the uplink ([`Store::mark_acknowledged`]) marks a row only
 //!   if the hash it carries is the row's own.
 //! - Disk quota ([`Store::with_quota`]): before an append would take the database's pages in
@@ -85,6 +95,9 @@
 //!             clock_jumps
 //!   journal   id INTEGER PRIMARY KEY, at TEXT, kind TEXT, detail TEXT (JSON)
 //!             kind: 'dropped-event' | 'dropped-evidence' | 'clock-jump' | 'camera-gap'
+//!                   | 'quarantined-event'
+//!             prev_hash TEXT, hash TEXT        the journal's chain (anpr_trust::chain)
+//!   journal_head  id = 1, seq, hash            the last journal row written (seq: its id)
 //! ```
 //!
 //! # Modules
@@ -183,12 +196,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the queue at `path` and migrates its schema. No quota.
+    /// Opens (creating if needed, with mode 0600) the queue at `path` and migrates its schema.
+    /// A queue file, `-wal` or `-shm` readable by others is made owner-only first. No quota.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let open = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         };
+        sqlite::owner_only(path);
         let mut conn = open_durable(path).map_err(open)?;
         schema::migrate_queue(&mut conn, path)?;
         Ok(Self {

@@ -94,7 +94,7 @@ fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// The queue's schema, one entry per version. Never edit an entry that has shipped: add one.
-pub(crate) const MIGRATIONS: [Migration; 4] = [
+pub(crate) const MIGRATIONS: [Migration; 5] = [
     // 1: the events.
     Migration::sql(
         "CREATE TABLE IF NOT EXISTS events (
@@ -151,6 +151,18 @@ pub(crate) const MIGRATIONS: [Migration; 4] = [
          CREATE UNIQUE INDEX removed_last ON removed(last_seq);",
     )
     .then(crate::chain::hash_existing_rows),
+    // 5: the journal's hash chain: each row's link and hash, and the journal's head. The rows
+    // already there are chained in id order.
+    Migration::sql(
+        "ALTER TABLE journal ADD COLUMN prev_hash TEXT;
+         ALTER TABLE journal ADD COLUMN hash TEXT;
+         CREATE TABLE journal_head (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seq INTEGER NOT NULL,
+            hash TEXT NOT NULL
+         );",
+    )
+    .then(crate::journal::chain_existing_journal),
 ];
 
 /// Version of the queue schema this software writes.
@@ -367,6 +379,62 @@ mod tests {
         drop(s);
         // Opening again finds nothing left to migrate.
         assert_eq!(Store::open(&path).unwrap().stats().unwrap().total, 6);
+    }
+
+    #[test]
+    fn a_version_4_queue_has_its_journal_chained_in_order_at_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.sqlite");
+        {
+            // Version 4 as shipped (the first four steps never change), its journal written
+            // the way version 4 wrote it: no link, no hash.
+            let mut conn = crate::open_durable(&path).unwrap();
+            assert_eq!(
+                crate::migrate(&mut conn, &super::MIGRATIONS[..4]).unwrap(),
+                0
+            );
+            conn.execute_batch(
+                "INSERT INTO journal (at, kind, detail) VALUES
+                   ('2025-01-01T00:00:00.000000Z', 'clock-jump', '{\"step_s\": 60.0}'),
+                   ('2025-01-01T00:01:00.000000Z', 'dropped-event', '{\"seq\": 2}'),
+                   ('2025-01-01T00:02:00.000000Z', 'camera-gap', '{\"camera\": \"cam1\"}');",
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        let head = s.journal_head().unwrap().unwrap();
+        assert_eq!(head.seq, 3);
+        let report = s.verify(None, |_, _| {}).unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.journal_rows, 3);
+        assert_eq!(report.journal_head.as_ref(), Some(&head));
+        // Chained in id order from the zero hash, each row's content as it was.
+        let rows: Vec<(String, String, String)> = s
+            .conn
+            .prepare("SELECT kind, prev_hash, hash FROM journal ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows[0].1, anpr_trust::ZERO_HASH);
+        assert_eq!(
+            (rows[1].1.as_str(), rows[2].1.as_str()),
+            (rows[0].2.as_str(), rows[1].2.as_str())
+        );
+        assert_eq!(rows[2].2, head.hash);
+        assert_eq!(s.journal(0).unwrap()[1].detail["seq"], 2);
+        // New entries go on from the migrated head.
+        let now = chrono::Utc::now();
+        s.record_clock_jump(now, now, 3.0).unwrap();
+        assert_eq!(s.journal_head().unwrap().unwrap().seq, 4);
+        assert!(s.verify(None, |_, _| {}).unwrap().is_intact());
+        // An edit of a migrated row is found like any other.
+        s.conn
+            .execute("UPDATE journal SET kind = 'clock-jumq' WHERE id = 2", [])
+            .unwrap();
+        let m = s.verify(None, |_, _| {}).unwrap().journal_mismatch.unwrap();
+        assert_eq!(m.seq, 2, "{m}");
     }
 
     #[test]

@@ -9,13 +9,18 @@
 //!
 //! Rows written before events were signed (no `prev_hash`, no `signature`) are accepted only
 //! before the first chained row, and counted ([`Walk::legacy`]).
+//!
+//! A device's journal (drops, clock jumps, camera gaps, quarantined rows) is chained the same
+//! way, row by row in id order ([`JournalRow`], [`JournalWalk`]): each row's hash covers its
+//! id, time, kind, detail and the hash of the row before it, and the queue records the hash of
+//! the last row as the journal's head, which the device also puts in every health message.
 
 use std::fmt;
 
-use anpr_types::Event;
+use anpr_types::{ChainHead, Event};
 
 use crate::event::{event_hash, verify_event};
-use crate::{VerifyingKey, ZERO_HASH};
+use crate::{VerifyingKey, ZERO_HASH, sha256_hex};
 
 /// The first row that does not match, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +56,22 @@ pub struct Report {
     pub gaps: Vec<(u64, u64)>,
     /// The first row that does not match; `None` when the chain is intact.
     pub mismatch: Option<Mismatch>,
+    /// Journal rows checked (a device's queue).
+    pub journal_rows: u64,
+    /// The journal's last link as walked (a device's queue): the `journal_head` its health
+    /// messages carry, which the central side can hold it to.
+    pub journal_head: Option<ChainHead>,
+    /// The first journal row that does not match (its id in [`Mismatch::seq`]); `None` when
+    /// the journal's chain is intact.
+    pub journal_mismatch: Option<Mismatch>,
+}
+
+impl Report {
+    /// Whether nothing was found that does not match, in the events or the journal.
+    #[must_use]
+    pub fn is_intact(&self) -> bool {
+        self.mismatch.is_none() && self.journal_mismatch.is_none()
+    }
 }
 
 /// A walk along one device's chain.
@@ -238,6 +259,199 @@ impl<'k> Walk<'k> {
     }
 }
 
+/// A row of a device's journal, as stored.
+///
+/// Its canonical form is `"anpr-journal/1\n" + id + "\n" + at + "\n" + kind + "\n" +
+/// prev_hash + "\n" + detail`, with `at` and `detail` (JSON) exactly as stored; its hash is the
+/// lower-case hex sha256 of those bytes. `prev_hash` is the hash of the journal row before it
+/// ([`ZERO_HASH`] for the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalRow<'a> {
+    pub id: u64,
+    /// When it was written, RFC 3339 as stored.
+    pub at: &'a str,
+    pub kind: &'a str,
+    /// Its detail, JSON text as stored.
+    pub detail: &'a str,
+    pub prev_hash: &'a str,
+}
+
+impl JournalRow<'_> {
+    /// The bytes hashed.
+    #[must_use]
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        format!(
+            "anpr-journal/1\n{}\n{}\n{}\n{}\n{}",
+            self.id, self.at, self.kind, self.prev_hash, self.detail
+        )
+        .into_bytes()
+    }
+
+    /// The row's hash: lower-case hex sha256 of its canonical bytes.
+    #[must_use]
+    pub fn hash(&self) -> String {
+        sha256_hex(&self.canonical_bytes())
+    }
+}
+
+/// A walk along a device's journal, in id order. The queue never removes a journal row, so
+/// every row must link to the one before it; a row missing is a deleted one.
+#[derive(Debug)]
+pub struct JournalWalk {
+    /// Id of the last row checked (0 before the first).
+    last: u64,
+    /// Hash of the last row checked ([`ZERO_HASH`] before the first).
+    prev: String,
+    /// Rows checked.
+    pub rows: u64,
+}
+
+impl Default for JournalWalk {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JournalWalk {
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            last: 0,
+            prev: ZERO_HASH.to_string(),
+            rows: 0,
+        }
+    }
+
+    /// Checks the journal row `id` as stored (`prev_hash` and `stored_hash` as recorded when it
+    /// was written, `None` where the columns are empty); returns its hash.
+    pub fn row(
+        &mut self,
+        id: u64,
+        at: &str,
+        kind: &str,
+        detail: &str,
+        prev_hash: Option<&str>,
+        stored_hash: Option<&str>,
+    ) -> Result<String, Mismatch> {
+        let fail = |seq: u64, what: String| Err(Mismatch { seq, what });
+        if id <= self.last {
+            return fail(id, "journal id seen twice or out of order".into());
+        }
+        let (Some(prev_hash), Some(stored)) = (prev_hash, stored_hash) else {
+            return fail(
+                id,
+                "no hash recorded: written behind the queue's back (inserted)".into(),
+            );
+        };
+        let hash = JournalRow {
+            id,
+            at,
+            kind,
+            detail,
+            prev_hash,
+        }
+        .hash();
+        if hash != stored {
+            return fail(
+                id,
+                format!(
+                    "its content hashes to {}…, not to {}… as recorded when it was written: edited",
+                    short(&hash),
+                    short(stored)
+                ),
+            );
+        }
+        if prev_hash != self.prev {
+            if id > self.last + 1 {
+                let (from, to) = (self.last + 1, id - 1);
+                return fail(
+                    from,
+                    format!(
+                        "{}: deleted, a break in the journal chain",
+                        missing(from, to)
+                    ),
+                );
+            }
+            return fail(
+                id,
+                format!(
+                    "prev_hash {}… does not match the hash {}… of journal row {}: that row was edited, or rows were removed or inserted before this one",
+                    short(prev_hash),
+                    short(&self.prev),
+                    self.last
+                ),
+            );
+        }
+        self.last = id;
+        self.prev.clone_from(&hash);
+        self.rows += 1;
+        Ok(hash)
+    }
+
+    /// The walk is over: `head` is the journal head the queue recorded (id and hash of the
+    /// last row written), if it recorded one.
+    pub fn finish(&self, head: Option<&ChainHead>) -> Result<(), Mismatch> {
+        let Some(head) = head else {
+            return if self.rows == 0 {
+                Ok(())
+            } else {
+                Err(Mismatch {
+                    seq: self.last,
+                    what: "the journal has rows but no recorded head: the head was deleted".into(),
+                })
+            };
+        };
+        if head.seq > self.last {
+            let (from, to) = (self.last + 1, head.seq);
+            return Err(Mismatch {
+                seq: from,
+                what: format!(
+                    "{} (the recorded head is row {to}): deleted",
+                    missing(from, to)
+                ),
+            });
+        }
+        if head.seq < self.last {
+            return Err(Mismatch {
+                seq: head.seq + 1,
+                what: format!(
+                    "rows after the recorded head (row {}): written behind the queue's back (inserted)",
+                    head.seq
+                ),
+            });
+        }
+        if head.hash != self.prev {
+            return Err(Mismatch {
+                seq: self.last,
+                what: format!(
+                    "the recorded journal head {}… is not the hash {}… of the last row: the last row was edited or replaced",
+                    short(&head.hash),
+                    short(&self.prev)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The last link walked (none for an empty journal).
+    #[must_use]
+    pub fn head(&self) -> Option<ChainHead> {
+        (self.rows > 0).then(|| ChainHead {
+            seq: self.last,
+            hash: self.prev.clone(),
+        })
+    }
+}
+
+/// "row 4 is missing", "rows 4 to 6 are missing".
+fn missing(from: u64, to: u64) -> String {
+    if from == to {
+        format!("row {from} is missing")
+    } else {
+        format!("rows {from} to {to} are missing")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +582,100 @@ mod tests {
         unsigned.signature = None;
         let err = w.row(1, None, &unsigned).unwrap_err();
         assert!(err.what.contains("no signature"), "{err}");
+    }
+
+    /// `n` chained journal rows: (id, at, kind, detail, prev_hash, hash).
+    fn journal(n: u64) -> Vec<(u64, String, String, String, String, String)> {
+        let mut prev = ZERO_HASH.to_string();
+        (1..=n)
+            .map(|id| {
+                let (at, kind) = ("2025-01-01T00:00:00.000000Z".to_string(), "clock-jump");
+                let detail = format!(r#"{{"step_s":{id}}}"#);
+                let hash = JournalRow {
+                    id,
+                    at: &at,
+                    kind,
+                    detail: &detail,
+                    prev_hash: &prev,
+                }
+                .hash();
+                let row = (id, at, kind.into(), detail, prev.clone(), hash.clone());
+                prev = hash;
+                row
+            })
+            .collect()
+    }
+
+    type JRow = (u64, String, String, String, String, String);
+
+    fn walk_journal(rows: &[JRow], head: Option<&ChainHead>) -> Result<JournalWalk, Mismatch> {
+        let mut w = JournalWalk::new();
+        for (id, at, kind, detail, prev, hash) in rows {
+            w.row(*id, at, kind, detail, Some(prev), Some(hash))?;
+        }
+        w.finish(head)?;
+        Ok(w)
+    }
+
+    #[test]
+    fn an_intact_journal_walks_to_its_head() {
+        let rows = journal(3);
+        let head = ChainHead {
+            seq: 3,
+            hash: rows[2].5.clone(),
+        };
+        let w = walk_journal(&rows, Some(&head)).unwrap();
+        assert_eq!((w.rows, w.head()), (3, Some(head)));
+        assert!(walk_journal(&[], None).unwrap().head().is_none());
+    }
+
+    #[test]
+    fn an_edited_journal_row_is_named_with_or_without_its_hash_rewritten() {
+        let mut rows = journal(4);
+        let head = ChainHead {
+            seq: 4,
+            hash: rows[3].5.clone(),
+        };
+        rows[1].3 = r#"{"step_s":0}"#.into();
+        let err = walk_journal(&rows, Some(&head)).unwrap_err();
+        assert_eq!(err.seq, 2, "{err}");
+        assert!(err.what.contains("edited"), "{err}");
+        // The hash rewritten too: row 3's link names row 2.
+        let r = &rows[1];
+        rows[1].5 = JournalRow {
+            id: r.0,
+            at: &r.1,
+            kind: &r.2,
+            detail: &r.3,
+            prev_hash: &r.4,
+        }
+        .hash();
+        let err = walk_journal(&rows, Some(&head)).unwrap_err();
+        assert_eq!(err.seq, 3, "{err}");
+        assert!(err.what.contains("journal row 2"), "{err}");
+    }
+
+    #[test]
+    fn a_deleted_journal_row_is_a_break_and_a_deleted_last_row_is_found_from_the_head() {
+        let mut rows = journal(4);
+        let head = ChainHead {
+            seq: 4,
+            hash: rows[3].5.clone(),
+        };
+        let mut middle = rows.clone();
+        middle.remove(1);
+        let err = walk_journal(&middle, Some(&head)).unwrap_err();
+        assert_eq!(err.seq, 2, "{err}");
+        assert!(err.what.contains("row 2 is missing: deleted"), "{err}");
+        rows.pop();
+        let err = walk_journal(&rows, Some(&head)).unwrap_err();
+        assert_eq!(err.seq, 4, "{err}");
+        assert!(err.what.contains("deleted"), "{err}");
+        let err = walk_journal(&rows, None).unwrap_err();
+        assert!(err.what.contains("no recorded head"), "{err}");
+        // A row without hashes (inserted by hand) is refused.
+        let mut w = JournalWalk::new();
+        let err = w.row(1, "t", "clock-jump", "{}", None, None).unwrap_err();
+        assert!(err.what.contains("inserted"), "{err}");
     }
 }

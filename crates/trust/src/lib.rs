@@ -1,5 +1,5 @@
-//! Who may say what: ed25519 keys on disk, signed events chained by hash, and signed
-//! acknowledgements.
+//! Who may say what: ed25519 keys on disk, signed events chained by hash, signed
+//! acknowledgements and signed commands.
 //!
 //! # Contract
 //!
@@ -21,11 +21,18 @@
 //!   `"anpr-ack/1\n" + inventory + "\n" + seq + "\n" + event_id + "\n" + sha256` with its own
 //!   key, where `sha256` is the hash of the event it stored (or of the image, for an image's
 //!   ack). The device marks nothing delivered without that signature over exactly its row.
+//! - **Commands** ([`command`]): the central side signs
+//!   `"anpr-cmd/1\n" + inventory + "\n" + canonical` with the same key, where `inventory` is
+//!   the device the command is for and `canonical` the command's JSON as `serde_json` writes
+//!   it with `signature` left out. The device acts on no command without that signature made
+//!   for its own inventory; a command signed for another device, altered, or signed by another
+//!   key is refused. Order is the command's business (its version), not the signature's.
 //! - **Walking a chain** ([`chain::Walk`]): the checks `anpr verify` runs on a device's queue
 //!   or a receiver's database, row by row, naming the first row that does not match.
 
 pub mod ack;
 pub mod chain;
+pub mod command;
 pub mod event;
 mod keys;
 

@@ -9,6 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod uri;
+pub use uri::{CAMERA_SCHEMES, check_camera_uri, redact_text, redact_uri};
+
 /// Wire schema name and version carried in every event.
 pub const EVENT_SCHEMA: &str = "anpr.event/1";
 
@@ -448,6 +451,30 @@ pub struct Health {
     pub clock_jumps: u64,
     /// Faults present now (empty when all is well).
     pub faults: Vec<Fault>,
+    /// The head of the device's journal chain: the central side can tell a journal that was
+    /// cut short or rewritten (absent from devices that do not chain their journal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_head: Option<ChainHead>,
+    /// The model files and ONNX Runtime library in use, each with the sha256 checked at load
+    /// (empty from a process that runs no recognition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelHash>,
+}
+
+/// The last link of a hash chain: its sequence number and hash (lower-case hex sha256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// A file the recognition depends on, as checked at load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelHash {
+    /// What it is: `plate_detector`, `plate_reader`, `vehicle_detector`, `onnxruntime`.
+    pub name: String,
+    /// Lower-case hex sha256 of the file's bytes.
+    pub sha256: String,
 }
 
 /// Which frame an event was read from.
@@ -570,6 +597,39 @@ impl Topics {
     #[must_use]
     pub fn ack_for(prefix: &str, inventory: &str) -> String {
         format!("{}/{}/ack", prefix.trim_end_matches('/'), inventory)
+    }
+
+    /// Longest topic prefix taken, in bytes: `anpr/v1` is 7; a deployment's own prefix has
+    /// room for a few levels.
+    pub const MAX_PREFIX_LEN: usize = 128;
+
+    /// Why `prefix` cannot be a topic prefix, or `None` when it can. The device (at config
+    /// load) and the receiver (at start) both check it: 1 to [`Self::MAX_PREFIX_LEN`] bytes;
+    /// no empty level (a leading, trailing or doubled `/`); no `+` or `#` (filter wildcards:
+    /// a topic holding them cannot be published to); not starting with `$` (the broker's own
+    /// topics); no control character, space or NUL (MQTT forbids NUL; the others end up in
+    /// logs and the broker's ACL file).
+    #[must_use]
+    pub fn prefix_problem(prefix: &str) -> Option<&'static str> {
+        if prefix.is_empty() {
+            return Some("is empty");
+        }
+        if prefix.len() > Self::MAX_PREFIX_LEN {
+            return Some("is longer than 128 bytes");
+        }
+        if prefix.starts_with('$') {
+            return Some("starts with `$`, which the broker keeps for its own topics ($SYS)");
+        }
+        if prefix.contains(['+', '#']) {
+            return Some("holds `+` or `#`, which are wildcards in MQTT topic filters");
+        }
+        if prefix.split('/').any(str::is_empty) {
+            return Some("has an empty level (a leading, trailing or doubled `/`)");
+        }
+        if prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Some("holds a space or a control character");
+        }
+        None
     }
 }
 

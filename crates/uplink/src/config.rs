@@ -51,6 +51,9 @@ pub struct UplinkConfig {
     /// The central receiver's public key: an acknowledgement marks a row delivered only with
     /// its signature over exactly that row (see `anpr_trust::ack`).
     pub central_key: anpr_trust::VerifyingKey,
+    /// The model files and ONNX Runtime library the device checked at load, reported in
+    /// health messages (empty where no recognition runs).
+    pub models: Vec<anpr_types::ModelHash>,
 }
 
 #[cfg(test)]
@@ -69,6 +72,7 @@ impl UplinkConfig {
             backlog_rate: 1000.0,
             quota_bytes: None,
             central_key: anpr_trust::SigningKey::generate(&mut rand_core::OsRng).verifying_key(),
+            models: Vec::new(),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use anpr_types::{Drops, HEALTH_SCHEMA, Health, QueueHealth};
+use anpr_types::{ChainHead, Drops, HEALTH_SCHEMA, Health, QueueHealth};
 use chrono::{DateTime, Utc};
 
 use crate::config::UplinkConfig;
@@ -51,13 +51,16 @@ impl ClockWatch {
 }
 
 /// The queue's figures for a health message, read in one request by the queue thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct QueueSnapshot {
     pub pending_events: u64,
     pub pending_evidence: u64,
     pub bytes_used: u64,
     pub drops: Drops,
     pub clock_jumps: u64,
+    /// The head of the queue's journal chain (after the clock jump journaled in the same
+    /// request, if any).
+    pub journal_head: Option<ChainHead>,
 }
 
 /// A step of the wall clock, to journal.
@@ -186,7 +189,7 @@ impl HealthState {
 
     /// The health message as of the last snapshot (none before the first one).
     pub fn message(&self, cfg: &UplinkConfig, faults: &FaultBoard, status: &str) -> Option<Health> {
-        let snap = self.last?;
+        let snap = self.last.as_ref()?;
         Some(Health {
             schema: HEALTH_SCHEMA.into(),
             status: status.into(),
@@ -201,6 +204,8 @@ impl HealthState {
             dropped: snap.drops,
             clock_jumps: snap.clock_jumps,
             faults: faults.active(),
+            journal_head: snap.journal_head.clone(),
+            models: cfg.models.clone(),
         })
     }
 }
@@ -219,6 +224,10 @@ mod tests {
                 ..Drops::default()
             },
             clock_jumps: jumps,
+            journal_head: Some(ChainHead {
+                seq: jumps,
+                hash: format!("{jumps:064x}"),
+            }),
         }
     }
 
@@ -289,6 +298,11 @@ mod tests {
         let m = h.message(&cfg, &faults, "online").unwrap();
         assert_eq!((m.dropped.passages, m.clock_jumps), (6, 3));
         assert_eq!(m.faults.len(), 2);
+        assert_eq!(
+            m.journal_head,
+            snap(6, 3).journal_head,
+            "the last journal head read"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - A request reads or writes what one pass of the session loop needs, in one round trip:
 //!   [`QueueThread::fetch`] (the window's rows, ready images with their bytes, the queue's
 //!   counters), [`QueueThread::acks`] (one transaction), [`QueueThread::attempts`] (one
-//!   transaction), [`QueueThread::health`] (a clock jump to journal, then the figures).
+//!   transaction), [`QueueThread::health`] (a clock jump to journal, then the figures and
+//!   the journal's head).
 //! - A row that cannot be read is quarantined here ([`Store::quarantine`]: journaled with what
 //!   it held, taken out of delivery) and reported in [`Fetched::quarantined`]; the rows after
 //!   it are read on.
@@ -277,6 +278,7 @@ fn health(store: &mut Store, step: Option<ClockStep>) -> Result<QueueSnapshot, S
         bytes_used: store.bytes_used()?,
         drops: store.drops()?,
         clock_jumps: store.clock_jumps()?,
+        journal_head: store.journal_head()?,
     })
 }
 
@@ -437,6 +439,12 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert_eq!((snap.pending_events, snap.clock_jumps), (1, 1));
+        assert_eq!(
+            snap.journal_head,
+            Store::open(&path).unwrap().journal_head().unwrap(),
+            "the head of the journal, the clock jump included"
+        );
+        assert_eq!(snap.journal_head.as_ref().map(|h| h.seq), Some(1));
         let left = q.fetch(live(0, 10)).await.unwrap().live;
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].attempts, 1);

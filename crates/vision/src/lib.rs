@@ -9,7 +9,8 @@
 //! functions with no I/O, tested on their own. Model problems (missing file, corrupt file, an
 //! input shape the code does not expect) are reported as [`VisionError`] naming the file and
 //! the fix, never as a panic. ONNX Runtime is loaded once per process from the shared library
-//! given to [`init_runtime`].
+//! given to [`init_runtime`]. Before anything is loaded, [`integrity::verify`] checks each model
+//! file and the library against its pinned sha256.
 //!
 //! One module per model, each with its pre- and post-processing: [`plate_detector`] (which
 //! boxes are plates), [`plate_reader`] (crops, views, two-row and slanted plates, CTC decoding)
@@ -18,6 +19,7 @@
 //! from a plate text.
 
 pub mod grammar;
+pub mod integrity;
 pub mod plate_detector;
 pub mod plate_reader;
 pub mod resize;
@@ -48,6 +50,27 @@ pub enum VisionError {
     Runtime { path: PathBuf, message: String },
     #[error("model file {path} is missing; run `models/fetch.sh` to fetch and convert the models")]
     ModelMissing { path: PathBuf },
+    #[error("{path} cannot be read: {message}")]
+    ModelRead { path: PathBuf, message: String },
+    #[error(
+        "{path} has sha256 {actual}, but {pinned_in} pins {expected}: it is not the file that was fetched (corrupt, replaced, or of another version); run `models/fetch.sh` (or `deploy/setup.sh`) to install the pinned files, or, if this file is the one intended, pin its sha256 there"
+    )]
+    ModelHashMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+        /// Where the pin came from: `SHA256SUMS` of the models directory, or `[models.sha256]`.
+        pinned_in: String,
+    },
+    #[error(
+        "{path} (sha256 {actual}) has no pinned sha256: {sums} does not list it and the config gives no `[models.sha256] {name}`; run `models/fetch.sh` (or `deploy/setup.sh`), which writes {sums}, or pin the file in the config after checking it"
+    )]
+    ModelUnpinned {
+        path: PathBuf,
+        name: String,
+        actual: String,
+        sums: PathBuf,
+    },
     #[error(
         "model file {path} could not be loaded ({message}); the file is corrupt or not an ONNX model: delete it and run `models/fetch.sh` again"
     )]

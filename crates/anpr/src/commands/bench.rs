@@ -25,6 +25,8 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitStatus> {
     if args.sequential {
         rc.concurrent = false;
     }
+    // The same check of the files against their pinned sha256 as every other loader.
+    anpr_pipeline::verify_models(&cfg)?;
     anpr_vision::init_runtime(&cfg.models.path(&cfg.models.onnxruntime))?;
     let (threads, concurrent) = (rc.intra_threads, rc.concurrent);
     let mut rec = anpr_vision::Recognizer::new(rc)?;

@@ -1,5 +1,7 @@
 //! `anpr demo`: the whole appliance on the synthesised demo clip with a local broker and
-//! receiver, optionally through the signal-loss simulator.
+//! receiver, optionally through the signal-loss simulator. It starts afresh unless told to
+//! keep the previous queue, and refuses to throw away a queue holding undelivered rows unless
+//! told to (`--discard-undelivered`).
 
 use anyhow::Result;
 
@@ -24,7 +26,14 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitStatus> {
         (anpr_demo::Input::Clip, "config/demo.toml")
     };
     let config = args.config.clone().unwrap_or_else(|| default_config.into());
-    let out = super::runtime()?.block_on(anpr_demo::run(&config, input, !args.keep, link))?;
+    let start = if args.keep {
+        anpr_demo::Start::Keep
+    } else if args.discard_undelivered {
+        anpr_demo::Start::DiscardUndelivered
+    } else {
+        anpr_demo::Start::Fresh
+    };
+    let out = super::runtime()?.block_on(anpr_demo::run(&config, input, start, link))?;
     super::print_summary(&out.summary);
     println!(
         "  delivered late     {} (captured while the link was down, or sent again)",

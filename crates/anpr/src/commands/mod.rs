@@ -11,6 +11,7 @@ mod eval;
 mod make_demo;
 mod pki;
 mod run;
+mod send_list;
 mod verify;
 
 pub(crate) use bench::bench;
@@ -22,6 +23,7 @@ pub(crate) use eval::eval;
 pub(crate) use make_demo::make_demo;
 pub(crate) use pki::pki;
 pub(crate) use run::run;
+pub(crate) use send_list::send_list;
 pub(crate) use verify::verify;
 
 use anyhow::Result;

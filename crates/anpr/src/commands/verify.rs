@@ -1,6 +1,7 @@
-//! `anpr verify`: walks a device's hash chain in its queue (`anpr_store::verify_queue`) or in a
-//! receiver's database (`anpr_central::Receiver::verify`), prints progress and what it found,
-//! and names the first row that does not match (exit 1); 0 when the chain is intact.
+//! `anpr verify`: walks a device's hash chain in its queue (`anpr_store::verify_queue`: the
+//! events, then the journal's own chain) or in a receiver's database
+//! (`anpr_central::Receiver::verify`), prints progress and what it found, and names the first
+//! row (and the first journal row) that does not match (exit 1); 0 when all is intact.
 
 use anyhow::{Context, Result};
 
@@ -70,11 +71,27 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<ExitStatus> {
                 .join(", ")
         );
     }
-    if let Some(m) = report.mismatch {
+    if args.queue.is_some() {
+        println!(
+            "journal: {} rows checked, head {}",
+            report.journal_rows,
+            report.journal_head.as_ref().map_or_else(
+                || "none (empty)".to_string(),
+                |h| format!("row {} hash {}", h.seq, h.hash)
+            )
+        );
+    }
+    let intact = report.is_intact();
+    if let Some(m) = &report.mismatch {
         println!("MISMATCH at {m}");
-        Ok(ExitStatus::Failure)
-    } else {
+    }
+    if let Some(m) = &report.journal_mismatch {
+        println!("MISMATCH at journal row {}: {}", m.seq, m.what);
+    }
+    if intact {
         println!("intact");
         Ok(ExitStatus::Success)
+    } else {
+        Ok(ExitStatus::Failure)
     }
 }

@@ -65,11 +65,10 @@ impl Receiver {
     pub fn store(
         &mut self,
         d: &Delivery,
-        raw: &str,
         received_at: DateTime<Utc>,
     ) -> Result<bool, CentralError> {
         Ok(matches!(
-            self.store_batch(&[(d, raw, received_at)])?[0],
+            self.store_batch(&[(d, received_at)])?[0],
             Stored::New { .. }
         ))
     }
@@ -80,9 +79,13 @@ impl Receiver {
     /// sequence number, is not stored but recorded in `chain_breaks` ([`Stored::Refused`]).
     /// A new violation is also recorded in the violations table. Signatures are not checked
     /// here: the receiver checks them before ([`crate::run`]).
+    ///
+    /// What is stored is the delivery as parsed, serialised again (`serde_json`), not the text
+    /// that arrived: whitespace, duplicate keys, unknown fields and escapes of the original
+    /// are gone, and the event's part is the same canonical form its hash and signature cover.
     pub fn store_batch(
         &mut self,
-        items: &[(&Delivery, &str, DateTime<Utc>)],
+        items: &[(&Delivery, DateTime<Utc>)],
     ) -> Result<Vec<Stored>, CentralError> {
         let path = self.path.clone();
         let db = move |source| CentralError::Db {
@@ -109,7 +112,7 @@ impl Receiver {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 )
                 .map_err(&db)?;
-            for (d, raw, received_at) in items {
+            for (d, received_at) in items {
                 let e = &d.event;
                 let id = e.event_id.to_string();
                 let hash = anpr_trust::event::event_hash(e);
@@ -121,7 +124,7 @@ impl Receiver {
                         continue;
                     }
                     Link::Break(reason) => {
-                        tracing::warn!(inventory = ?e.device.inventory, seq = e.seq, event_id = %id, reason = %reason, "Event breaks its device's hash chain: flagged, not stored, not acknowledged.");
+                        tracing::warn!(inventory = ?e.device.inventory, seq = e.seq, event_id = %id, reason = %crate::escape::Escaped(&reason), "Event breaks its device's hash chain: flagged, not stored, not acknowledged.");
                         super::trust::flag_break(&tx, d, &hash, &reason, *received_at)
                             .map_err(&db)?;
                         out.push(Stored::Refused { reason });
@@ -137,7 +140,7 @@ impl Receiver {
                         ts(d.sent_at),
                         ts(*received_at),
                         d.delayed,
-                        raw,
+                        serde_json::to_string(d).unwrap_or_default(),
                         kind_str(e.kind),
                         e.plate.status.as_str(),
                         hash,
@@ -309,15 +312,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut r = Receiver::open(&dir.path().join("c.sqlite")).unwrap();
         let d = delivery("INV-A", 1, EventKind::Passage);
-        let raw = serde_json::to_string(&d).unwrap();
-        assert!(r.store(&d, &raw, Utc::now()).unwrap());
-        assert!(!r.store(&d, &raw, Utc::now()).unwrap());
+        assert!(r.store(&d, Utc::now()).unwrap());
+        assert!(!r.store(&d, Utc::now()).unwrap());
         let copies: i64 = r
             .conn
             .query_row("SELECT copies FROM events", [], |row| row.get(0))
             .unwrap();
         assert_eq!(copies, 2);
         assert_eq!(r.events_of("INV-A").unwrap(), vec![d]);
+    }
+
+    #[test]
+    fn what_is_stored_is_the_parsed_event_serialised_again_not_the_text_that_arrived() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Receiver::open(&dir.path().join("c.sqlite")).unwrap();
+        let d = delivery("INV-A", 1, EventKind::Passage);
+        let canonical = serde_json::to_string(&d).unwrap();
+        // As it might arrive: spaced out, an unknown field, an escaped letter, and a control
+        // character in a field the receiver does not know.
+        let mut v: serde_json::Value = serde_json::from_str(&canonical).unwrap();
+        v["injected"] = serde_json::json!("\u{1b}[31m\n");
+        let sent = serde_json::to_string_pretty(&v)
+            .unwrap()
+            .replace("\"INV-A\"", "\"\\u0049NV-A\"");
+        let parsed: anpr_types::Delivery = serde_json::from_str(&sent).unwrap();
+        assert!(r.store(&parsed, Utc::now()).unwrap());
+        let stored: String = r
+            .conn
+            .query_row("SELECT payload FROM events", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(stored, canonical);
+        assert_eq!(r.verify("INV-A", None, |_, _| {}).unwrap().mismatch, None);
     }
 
     #[test]
@@ -336,13 +361,9 @@ mod tests {
             Some(("wanted", 7, "123ABC01", false)),
         );
         let other = violation("INV-B", 1, &passage, "no-plate", "plate-missing", None);
-        let items: Vec<(String, &anpr_types::Delivery)> = [&passage, &ban, &hot, &ban, &other]
+        let batch: Vec<_> = [&passage, &ban, &hot, &ban, &other]
             .into_iter()
-            .map(|d| (serde_json::to_string(d).unwrap(), d))
-            .collect();
-        let batch: Vec<_> = items
-            .iter()
-            .map(|(raw, d)| (*d, raw.as_str(), Utc::now()))
+            .map(|d| (d, Utc::now()))
             .collect();
         let fresh: Vec<bool> = r
             .store_batch(&batch)
@@ -352,7 +373,7 @@ mod tests {
             .collect();
         assert_eq!(fresh, vec![true, true, true, false, true]);
         // A later duplicate of a violation is not recorded again either.
-        assert!(!r.store(&hot, &items[2].0, Utc::now()).unwrap());
+        assert!(!r.store(&hot, Utc::now()).unwrap());
 
         let got = r.violations_of("INV-A").unwrap();
         assert_eq!(got.iter().map(|v| v.seq).collect::<Vec<_>>(), vec![2, 3]);

@@ -108,8 +108,7 @@ mod tests {
             r.store_image(id, "overview", &bytes, Utc::now()).unwrap(),
             ImageOutcome::UnknownEvent
         );
-        r.store(&d, &serde_json::to_string(&d).unwrap(), Utc::now())
-            .unwrap();
+        r.store(&d, Utc::now()).unwrap();
         assert_eq!(
             r.store_image(id, "overview", &bytes[1..], Utc::now())
                 .unwrap(),

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::{parse_ts, ts};
+use crate::escape::Escaped;
 use crate::{CentralError, Receiver};
 
 /// Whether a device is online, as last said by it or, for its last will, by the broker.
@@ -35,7 +36,8 @@ impl Receiver {
     /// Keeps a health message of a device, in one transaction. A full health message becomes
     /// the device's health and status, and is kept apart too when it reports a fault; a
     /// message with only a status (the broker's last will) changes the status alone. Anything
-    /// else is logged and left out.
+    /// else is logged and left out. What is kept of a full message is the message as parsed,
+    /// serialised again, not the text that arrived.
     pub fn store_health(
         &mut self,
         inventory: &str,
@@ -52,7 +54,7 @@ impl Receiver {
             Ok(h) => (h.status.clone(), ts(h.at), false, Some(h)),
             Err(e) => {
                 let Some(status) = status_of(raw) else {
-                    tracing::warn!(inventory, error = %e, "Health message that follows no schema left out.");
+                    tracing::warn!(inventory = %Escaped(inventory), error = %Escaped(&e.to_string()), "Health message that follows no schema left out.");
                     return Ok(());
                 };
                 (status, at.clone(), true, None)
@@ -67,16 +69,17 @@ impl Receiver {
         )
         .map_err(&db)?;
         if let Some(h) = full {
+            let payload = serde_json::to_string(&h).unwrap_or_default();
             tx.execute(
                 "INSERT INTO health (inventory, received_at, payload) VALUES (?1, ?2, ?3)
                  ON CONFLICT(inventory) DO UPDATE SET received_at = excluded.received_at, payload = excluded.payload",
-                params![inventory, at, raw],
+                params![inventory, at, payload],
             )
             .map_err(&db)?;
             if !h.faults.is_empty() {
                 tx.execute(
                     "INSERT INTO faults (inventory, received_at, payload) VALUES (?1, ?2, ?3)",
-                    params![inventory, at, raw],
+                    params![inventory, at, payload],
                 )
                 .map_err(&db)?;
             }
@@ -181,6 +184,31 @@ mod tests {
         assert_eq!(r.health("INV-A").unwrap(), Some(h));
         assert_eq!(r.status("INV-A").unwrap().unwrap().status, "online");
         assert_eq!(r.status("INV-B").unwrap(), None);
+    }
+
+    #[test]
+    fn health_is_kept_as_parsed_and_serialised_again_not_as_it_arrived() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Receiver::open(&dir.path().join("c.sqlite")).unwrap();
+        let mut h = health("INV-A", "online");
+        h.faults = vec![Fault::new("clock-jump", "m")];
+        let canonical = serde_json::to_string(&h).unwrap();
+        // The same message with spaces, an unknown field and an escaped letter.
+        let mut v: serde_json::Value = serde_json::from_str(&canonical).unwrap();
+        v["extra"] = serde_json::json!("\u{1b}[31m");
+        let sent = serde_json::to_string_pretty(&v)
+            .unwrap()
+            .replace("\"online\"", "\"\\u006fnline\"");
+        r.store_health("INV-A", &sent, Utc::now()).unwrap();
+        for table in ["health", "faults"] {
+            let stored: String = r
+                .conn
+                .query_row(&format!("SELECT payload FROM {table}"), [], |row| {
+                    row.get(0)
+                })
+                .unwrap();
+            assert_eq!(stored, canonical, "{table}");
+        }
     }
 
     #[test]

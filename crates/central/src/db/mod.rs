@@ -20,7 +20,7 @@ use crate::CentralError;
 pub use events::{ReportedGap, Stored, Violation};
 pub use evidence::ImageOutcome;
 pub use health::DeviceStatus;
-pub use trust::Refused;
+pub use trust::{RateLimited, Refused};
 
 /// The receiver's database.
 pub struct Receiver {

@@ -14,7 +14,7 @@ use rusqlite::{Connection, Transaction, params};
 use crate::CentralError;
 
 /// The schema, one entry per version. Never edit an entry that has shipped: add one.
-pub(crate) const MIGRATIONS: [Migration; 3] = [
+pub(crate) const MIGRATIONS: [Migration; 4] = [
     // 1: events, images, health (the latest message of any kind) and faults.
     Migration::sql(
         "CREATE TABLE IF NOT EXISTS events (
@@ -137,6 +137,18 @@ pub(crate) const MIGRATIONS: [Migration; 3] = [
          CREATE INDEX chain_breaks_dev_seq ON chain_breaks(inventory, seq);",
     )
     .then(super::trust::hash_stored_events),
+    // 4: messages refused unread (over a size cap, on a topic of another shape) are
+    // quarantined with their size and without their payload; what the rate limit dropped is
+    // counted per device.
+    Migration::sql(
+        "ALTER TABLE quarantine ADD COLUMN size INTEGER;
+         CREATE TABLE rate_limited (
+            inventory TEXT PRIMARY KEY,
+            dropped INTEGER NOT NULL,
+            first_at TEXT NOT NULL,
+            last_at TEXT NOT NULL
+         );",
+    ),
 ];
 
 /// Version 1 kept the latest health message of any kind, so a last will may have replaced the

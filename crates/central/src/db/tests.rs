@@ -107,5 +107,7 @@ pub(crate) fn health(inventory: &str, status: &str) -> Health {
         dropped: Drops::default(),
         clock_jumps: 0,
         faults: Vec::new(),
+        journal_head: None,
+        models: Vec::new(),
     }
 }

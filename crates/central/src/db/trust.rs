@@ -1,7 +1,9 @@
 //! What the receiver refused and why: events not signed by their device's key (or arriving
-//! under another device's topic, or from a device it has no key for) in `quarantine`, events
-//! that break their device's hash chain in `chain_breaks`; both are listed in the report and
-//! never acknowledged. Also the walk of one device's stored chain ([`Receiver::verify`]).
+//! under another device's topic, or from a device it has no key for) and messages refused
+//! unread (over their size cap, or on a topic of another shape) in `quarantine`, events that
+//! break their device's hash chain in `chain_breaks`, and how many messages the rate limit
+//! dropped per device in `rate_limited`; all are listed in the report and none is
+//! acknowledged. Also the walk of one device's stored chain ([`Receiver::verify`]).
 
 use anpr_trust::VerifyingKey;
 use anpr_trust::chain::{Mismatch, Report, Walk};
@@ -25,6 +27,17 @@ pub struct Refused {
     pub received_at: DateTime<Utc>,
     /// How many times it arrived (the device sends an unacknowledged event again).
     pub copies: u64,
+    /// For a message refused unread (`seq` 0): its size in bytes, the last time it arrived.
+    pub size: Option<u64>,
+}
+
+/// How many messages of one device the rate limit dropped (unread, not acknowledged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimited {
+    pub dropped: u64,
+    /// When the first and the last of them arrived.
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
 }
 
 /// Whether an event may join its device's chain here.
@@ -229,7 +242,90 @@ impl Receiver {
         Ok(())
     }
 
-    /// Events of device `inventory` refused before storage, in sequence order.
+    /// Records a message refused unread (`reason`: over its size cap, or on a topic of
+    /// another shape) under the inventory of its topic, with its size and without its
+    /// payload; once per inventory, event id (of an image's topic; empty otherwise) and
+    /// reason, a copy arriving again is counted and its size kept.
+    pub fn quarantine_unread(
+        &mut self,
+        topic_inventory: &str,
+        topic: &str,
+        event_id: Option<uuid::Uuid>,
+        reason: &str,
+        size: usize,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), CentralError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO quarantine (inventory, topic, seq, event_id, reason, received_at, payload, size)
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, '', ?6)
+                 ON CONFLICT (inventory, event_id, reason) DO UPDATE SET copies = copies + 1, size = excluded.size",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    topic_inventory,
+                    topic,
+                    event_id.map(|id| id.to_string()).unwrap_or_default(),
+                    reason,
+                    ts(received_at),
+                    size as i64
+                ])
+            })
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Adds what the rate limit dropped per device (`dropped`: count, first and last
+    /// arrival) to the counts kept, in one transaction.
+    pub fn add_rate_limited(
+        &mut self,
+        dropped: &std::collections::HashMap<String, crate::limits::Dropped>,
+    ) -> Result<(), CentralError> {
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let db = move |source| CentralError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&db)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO rate_limited (inventory, dropped, first_at, last_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (inventory) DO UPDATE SET dropped = dropped + excluded.dropped,
+                       last_at = excluded.last_at",
+                )
+                .map_err(&db)?;
+            for (inventory, d) in dropped {
+                st.execute(params![inventory, d.count as i64, ts(d.first), ts(d.last)])
+                    .map_err(&db)?;
+            }
+        }
+        tx.commit().map_err(&db)
+    }
+
+    /// How many messages of device `inventory` the rate limit dropped, if any.
+    pub fn rate_limited_of(&self, inventory: &str) -> Result<Option<RateLimited>, CentralError> {
+        self.conn
+            .query_row(
+                "SELECT dropped, first_at, last_at FROM rate_limited WHERE inventory = ?1",
+                params![inventory],
+                |r| {
+                    Ok(RateLimited {
+                        dropped: r.get::<_, i64>(0)? as u64,
+                        first_at: parse_ts(&r.get::<_, String>(1)?),
+                        last_at: parse_ts(&r.get::<_, String>(2)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.db())
+    }
+
+    /// Events of device `inventory` refused before storage, in sequence order (messages
+    /// refused unread first, as sequence 0).
     pub fn quarantined_of(&self, inventory: &str) -> Result<Vec<Refused>, CentralError> {
         self.refused("quarantine", inventory)
     }
@@ -240,10 +336,15 @@ impl Receiver {
     }
 
     fn refused(&self, table: &str, inventory: &str) -> Result<Vec<Refused>, CentralError> {
+        let size = if table == "quarantine" {
+            "size"
+        } else {
+            "NULL"
+        };
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT inventory, seq, event_id, reason, received_at, copies FROM {table}
+                "SELECT inventory, seq, event_id, reason, received_at, copies, {size} FROM {table}
                  WHERE inventory = ?1 ORDER BY seq, id"
             ))
             .map_err(self.db())?;
@@ -256,18 +357,20 @@ impl Receiver {
                     reason: r.get(3)?,
                     received_at: parse_ts(&r.get::<_, String>(4)?),
                     copies: r.get::<_, i64>(5)? as u64,
+                    size: r.get::<_, Option<i64>>(6)?.map(|n| n as u64),
                 })
             })
             .map_err(self.db())?;
         rows.collect::<Result<_, _>>().map_err(self.db())
     }
 
-    /// Inventories that have only refused events here (none stored).
+    /// Inventories that have only refused or dropped messages here (no event stored).
     pub(crate) fn refused_inventories(&self) -> Result<Vec<String>, CentralError> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT inventory FROM quarantine UNION SELECT inventory FROM chain_breaks
+                 UNION SELECT inventory FROM rate_limited
                  EXCEPT SELECT inventory FROM events ORDER BY 1",
             )
             .map_err(self.db())?;
@@ -384,8 +487,7 @@ mod tests {
     }
 
     fn store(r: &mut Receiver, d: &Delivery) -> Stored {
-        let raw = serde_json::to_string(d).unwrap();
-        r.store_batch(&[(d, raw.as_str(), Utc::now())]).unwrap()[0].clone()
+        r.store_batch(&[(d, Utc::now())]).unwrap()[0].clone()
     }
 
     #[test]
@@ -525,5 +627,49 @@ mod tests {
             "{line}"
         );
         assert!(r.events_of("INV-Q").unwrap().is_empty());
+    }
+    #[test]
+    fn messages_refused_unread_are_kept_with_their_size_and_no_payload_and_drops_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Receiver::open(&dir.path().join("c.sqlite")).unwrap();
+        let why = "events payload over the receiver's cap of 262144 bytes: refused unread";
+        for size in [300_000, 400_000] {
+            r.quarantine_unread("INV-Q", "anpr/v1/INV-Q/events", None, why, size, Utc::now())
+                .unwrap();
+        }
+        let q = r.quarantined_of("INV-Q").unwrap();
+        assert_eq!(
+            q.len(),
+            1,
+            "one row per reason: a flood does not grow the table"
+        );
+        assert_eq!((q[0].seq, q[0].copies, q[0].size), (0, 2, Some(400_000)));
+        let payload: String = r
+            .conn
+            .query_row("SELECT payload FROM quarantine", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(payload, "", "the bytes are not kept");
+
+        let t = Utc::now();
+        let mut dropped = std::collections::HashMap::new();
+        dropped.insert(
+            "INV-Q".to_string(),
+            crate::limits::Dropped {
+                count: 40,
+                first: t,
+                last: t,
+            },
+        );
+        r.add_rate_limited(&dropped).unwrap();
+        r.add_rate_limited(&dropped).unwrap();
+        assert_eq!(r.rate_limited_of("INV-Q").unwrap().unwrap().dropped, 80);
+        assert_eq!(r.rate_limited_of("INV-R").unwrap(), None);
+        let line = r.report().unwrap()[0].to_string();
+        assert!(
+            line.contains("QUARANTINED 1 (not stored, not acknowledged: events payload over")
+                && line.contains("(400000 bytes)")
+                && line.contains("RATE-LIMITED 80 messages dropped unread"),
+            "{line}"
+        );
     }
 }
