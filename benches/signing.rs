@@ -37,11 +37,9 @@ fn passage(seq: u64) -> Event {
         clock: ClockInfo {
             source: "ntp".into(),
             synced: true,
+            ..ClockInfo::default()
         },
-        position: Some(anpr_types::Position {
-            lat: 51.1694,
-            lon: 71.4491,
-        }),
+        position: Some(anpr_types::Position::fixed(51.1694, 71.4491)),
         vehicle: EventVehicle {
             class: VehicleClass::Car,
             confidence: 0.91,
@@ -76,6 +74,7 @@ fn passage(seq: u64) -> Event {
         track: None,
         violation: None,
         gap: None,
+        custody: None,
         prev_hash: Some(anpr_trust::ZERO_HASH.into()),
         signature: None,
     }

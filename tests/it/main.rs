@@ -9,8 +9,10 @@
 mod util;
 
 mod bad_input;
+mod custody;
 mod end_to_end;
 mod faults;
+mod gnss;
 mod golden;
 mod plate_lists;
 mod receiver_limits;

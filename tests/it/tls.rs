@@ -1,8 +1,10 @@
 //! The transport as deployed: a real mosquitto running `deploy/mosquitto/anpr.conf` with the
-//! shipped ACL, certificates from `anpr-pki`. Who is let in, and what each certificate can
-//! write and read. (A forged ack that does reach the device is refused by its signature check:
-//! that is `trust`'s part; here the broker keeps it from arriving at all.)
+//! shipped ACL, certificates from `anpr-pki`. Who is let in, and what each certificate (a
+//! device's, the central receiver's, the command sender's) can write and read. (A forged ack
+//! that does reach the device is refused by its signature check: that is `trust`'s part;
+//! here the broker keeps it from arriving at all.)
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -206,18 +208,24 @@ async fn device_a_cannot_write_device_b_topics_nor_read_b_acks_and_the_receiver_
     let keys = util::keys(dir.path());
     keys.device_key(a);
     keys.device_key(b);
-    let central = util::Central::start(&broker, db.clone());
+    let central = util::Central::start_unchecked(&broker, db.clone());
     let (ta, tb) = (Topics::new("anpr/v1", a), Topics::new("anpr/v1", b));
     let a_tls = broker.device_tls(a).unwrap().unwrap();
     let b_tls = broker.device_tls(b).unwrap().unwrap();
 
     let mut device_b = Client::start(&broker, "b", Some(&b_tls));
     assert!(matches!(device_b.outcome().await, Seen::Connected));
-    device_b.subscribe(&[&tb.ack(), &tb.cmd()]).await;
+    device_b.subscribe(&[&tb.ack(), &tb.cmd_filter()]).await;
     let mut device_a = Client::start(&broker, "a", Some(&a_tls));
     assert!(matches!(device_a.outcome().await, Seen::Connected));
     device_a
-        .subscribe(&[&tb.ack(), &tb.cmd(), "anpr/v1/+/ack", "anpr/v1/#", "#"])
+        .subscribe(&[
+            &tb.ack(),
+            &tb.cmd_filter(),
+            "anpr/v1/+/ack",
+            "anpr/v1/#",
+            "#",
+        ])
         .await;
 
     // Events signed as the devices sign them (the receiver checks signatures; the keys are
@@ -259,6 +267,9 @@ async fn device_a_cannot_write_device_b_topics_nor_read_b_acks_and_the_receiver_
         )
         .await;
     device_a.publish(&tb.cmd(), false, b"{}".to_vec()).await;
+    device_a
+        .publish(&tb.plate_list("wanted"), true, b"{}".to_vec())
+        .await;
     device_a.publish(&ta.events(), false, b_event).await;
     // Then a genuine event of A's: once it is stored, everything before it was handled.
     device_a.publish(&ta.events(), false, a_event).await;
@@ -303,6 +314,119 @@ async fn device_a_cannot_write_device_b_topics_nor_read_b_acks_and_the_receiver_
     let a_events = receiver.events_of(a).unwrap();
     assert_eq!(a_events.len(), 1);
     assert_eq!(a_events[0].event.device.inventory, a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_sender_only_writes_commands_and_the_receiver_cannot_write_them() {
+    // A receiver-side client besides anpr-central (its rights: read events, write acks), for
+    // the allowed writes and reads the refused ones are told from.
+    let broker = Mosquitto::start_with_options(BrokerOptions {
+        central_side_users: vec!["central-probe".into()],
+        ..BrokerOptions::default()
+    })
+    .unwrap();
+    let inv = "KZ-TLS-CMD";
+    let t = Topics::new("anpr/v1", inv);
+    let device_tls = broker.device_tls(inv).unwrap().unwrap();
+    let mut device = Client::start(&broker, "device", Some(&device_tls));
+    assert!(matches!(device.outcome().await, Seen::Connected));
+    device.subscribe(&[&t.ack(), &t.cmd_filter()]).await;
+    let probe_tls = broker.central_side_tls("central-probe").unwrap();
+    let mut probe = Client::start(&broker, "central-probe", Some(&probe_tls));
+    assert!(matches!(probe.outcome().await, Seen::Connected));
+    probe
+        .subscribe(&["anpr/v1/+/events", "anpr/v1/+/health"])
+        .await;
+    let commands_tls = broker.commands_tls().unwrap().unwrap();
+    let mut sender = Client::start(&broker, "anpr-commands", Some(&commands_tls));
+    assert!(matches!(sender.outcome().await, Seen::Connected));
+    sender
+        .subscribe(&[
+            "anpr/v1/+/events",
+            "anpr/v1/+/evidence/#",
+            "anpr/v1/+/health",
+            "anpr/v1/+/ack",
+            &t.ack(),
+            &t.events(),
+            "#",
+        ])
+        .await;
+    let receiver_tls = broker.central_tls().unwrap();
+    let mut receiver = Client::start(&broker, "anpr-central", Some(&receiver_tls));
+    assert!(matches!(receiver.outcome().await, Seen::Connected));
+
+    // Refused: the command sender writes an event and an ack; the receiver writes commands
+    // (on a list's topic, retained, and on the command root).
+    sender
+        .publish(&t.events(), false, b"event from the sender".to_vec())
+        .await;
+    sender
+        .publish(&t.ack(), false, b"ack from the sender".to_vec())
+        .await;
+    receiver
+        .publish(
+            &t.plate_list("wanted"),
+            true,
+            b"command from the receiver".to_vec(),
+        )
+        .await;
+    receiver
+        .publish(&t.cmd(), false, b"command from the receiver".to_vec())
+        .await;
+    // Allowed, after them: the device's event and health, an ack from the receiver's side,
+    // and a command from the sender.
+    device
+        .publish(&t.events(), false, b"event from the device".to_vec())
+        .await;
+    device
+        .publish(&t.health(), false, b"health from the device".to_vec())
+        .await;
+    probe
+        .publish(&t.ack(), false, b"ack from the receiver's side".to_vec())
+        .await;
+    sender
+        .publish(
+            &t.plate_list("wanted"),
+            false,
+            b"command from the sender".to_vec(),
+        )
+        .await;
+
+    let mut device_got = device.messages(Duration::from_secs(1)).await;
+    device_got.sort();
+    assert_eq!(
+        device_got,
+        [
+            (t.ack(), b"ack from the receiver's side".to_vec()),
+            (t.plate_list("wanted"), b"command from the sender".to_vec()),
+        ],
+        "the device reads the sender's command and the receiver side's ack, and nothing the sender wrote as an ack nor the receiver as a command"
+    );
+    let mut probe_got = probe.messages(Duration::from_millis(200)).await;
+    probe_got.sort();
+    assert_eq!(
+        probe_got,
+        [
+            (t.events(), b"event from the device".to_vec()),
+            (t.health(), b"health from the device".to_vec()),
+        ],
+        "the receiver's side reads the device's event and health, and not the sender's event"
+    );
+    let sender_got = sender.messages(Duration::from_millis(200)).await;
+    assert!(
+        sender_got.is_empty(),
+        "the command sender read {sender_got:?}"
+    );
+    // The receiver's retained command was never kept: a device connecting now gets none.
+    drop(device);
+    let mut later = Client::start(&broker, "device-again", Some(&device_tls));
+    assert!(matches!(later.outcome().await, Seen::Connected));
+    later.subscribe(&[&t.cmd_filter()]).await;
+    assert_eq!(
+        later.messages(Duration::from_millis(500)).await,
+        [],
+        "no retained command from the receiver"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -521,6 +645,17 @@ fn anpr_pki_makes_a_ca_and_a_device_that_the_shipped_broker_accepts_and_refuses_
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The command sender's identity beside the receiver's, and how `anpr send-list` takes it.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("anpr send-list --tls-ca")
+            && stdout.contains("central/commands.tls.crt")
+            && stdout.contains("central/commands.tls.key"),
+        "{stdout}"
+    );
+    let commands_key = pki.join("central/commands.tls.key");
+    let commands_cert = pki.join("central/commands.tls.crt");
+    assert!(commands_key.is_file() && commands_cert.is_file());
     let out = anpr(&["device", "--inventory", "KZ-CLI-1"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -542,6 +677,11 @@ fn anpr_pki_makes_a_ca_and_a_device_that_the_shipped_broker_accepts_and_refuses_
             &["device", "--inventory", "anpr-central"][..],
             "central side",
         ),
+        (
+            &["device", "--inventory", "anpr-commands"][..],
+            "central side",
+        ),
+        (&["commands"][..], "already exists"),
     ] {
         let out = anpr(args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -549,6 +689,34 @@ fn anpr_pki_makes_a_ca_and_a_device_that_the_shipped_broker_accepts_and_refuses_
         assert!(err.contains(says), "{args:?}: {err}");
     }
     assert_eq!(std::fs::read(&key).unwrap(), before, "the key is untouched");
+    // A PKI made before the command sender existed gets its identity with `anpr pki
+    // commands`, and nothing else changes.
+    std::fs::remove_file(&commands_key).unwrap();
+    std::fs::remove_file(&commands_cert).unwrap();
+    let receiver_key = std::fs::read(pki.join("central/central.tls.key")).unwrap();
+    let out = anpr(&["commands"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("CN anpr-commands"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read(pki.join("central/central.tls.key")).unwrap(),
+        receiver_key
+    );
+    assert_eq!(
+        std::fs::metadata(&commands_key)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
     // The files it wrote are the ones a broker of that PKI takes.
     let broker =
         Mosquitto::start_with_pki(BrokerOptions::default(), BrokerPki::at(&pki).unwrap()).unwrap();
@@ -562,8 +730,15 @@ fn anpr_pki_makes_a_ca_and_a_device_that_the_shipped_broker_accepts_and_refuses_
         .enable_all()
         .build()
         .unwrap();
+    let commands = TlsFiles {
+        ca: pki.join("central/ca.crt"),
+        cert: commands_cert,
+        key: commands_key,
+    };
     runtime.block_on(async {
         let mut client = Client::start(&broker, "cli", Some(&files));
         assert!(matches!(client.outcome().await, Seen::Connected));
+        let mut sender = Client::start(&broker, "cli-commands", Some(&commands));
+        assert!(matches!(sender.outcome().await, Seen::Connected));
     });
 }

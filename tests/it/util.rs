@@ -229,11 +229,54 @@ pub fn signed_store(path: &Path, inventory: &str) -> anpr_store::Store {
         .with_signer(keys(dir_of(path)).device_signer(inventory))
 }
 
-/// The reference receiver running on a broker.
+/// The reference receiver running on a broker. While it runs, every message on the broker
+/// (events, evidence, acks, health, last wills, commands) is checked against the committed
+/// interface, `docs/interface/` ([`InterfaceCheck`]).
 pub struct Central {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), anpr_central::CentralError>>,
     pub db: PathBuf,
+    check: InterfaceCheck,
+}
+
+/// Checks every message under `anpr/v1` on a broker against `docs/interface/`
+/// ([`anpr_testkit::SchemaWatch`]); the first that does not validate fails the test, with its
+/// topic and the path of the failure, at [`InterfaceCheck::finish`] or when dropped.
+pub struct InterfaceCheck(Option<anpr_testkit::SchemaWatch>);
+
+impl InterfaceCheck {
+    /// Starts checking, and waits (at most 5 s) until the broker has granted the subscription.
+    pub fn start(broker: &Mosquitto) -> Self {
+        let watch = anpr_testkit::SchemaWatch::start(broker, "anpr/v1").unwrap();
+        let _ = watch.wait_subscribed(Duration::from_secs(5));
+        Self(Some(watch))
+    }
+
+    /// Stops checking; panics with the first message that did not validate.
+    pub fn finish(mut self) -> usize {
+        self.0.take().map_or(0, |watch| {
+            watch
+                .finish()
+                .unwrap_or_else(|why| panic!("{}", Self::explain(&why)))
+        })
+    }
+
+    fn explain(why: &str) -> String {
+        format!(
+            "a message on the broker does not follow the committed interface (docs/interface/): {why}. If a type changed on purpose, regenerate the interface with `UPDATE_INTERFACE=1 cargo test -p anpr-interface --test interface` (and see docs/interface/README.md on versions)"
+        )
+    }
+}
+
+impl Drop for InterfaceCheck {
+    fn drop(&mut self) {
+        if let Some(watch) = self.0.take()
+            && let Err(why) = watch.finish()
+            && !std::thread::panicking()
+        {
+            panic!("{}", Self::explain(&why));
+        }
+    }
 }
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -243,6 +286,17 @@ impl Central {
     /// signs its acknowledgements with the central key of the database's directory and knows
     /// the devices of that directory ([`Keys`]).
     pub fn start(broker: &Mosquitto, db: PathBuf) -> Self {
+        Self::start_with_check(broker, db, true)
+    }
+
+    /// As [`Central::start`], without checking the messages on the broker against the
+    /// interface: for a test that publishes malformed messages on purpose (their refusal is
+    /// what it tests).
+    pub fn start_unchecked(broker: &Mosquitto, db: PathBuf) -> Self {
+        Self::start_with_check(broker, db, false)
+    }
+
+    fn start_with_check(broker: &Mosquitto, db: PathBuf, checked: bool) -> Self {
         let (stop, rx) = watch::channel(false);
         let k = keys(dir_of(&db));
         // Devices come later in some tests; their keys land here when they do.
@@ -261,13 +315,26 @@ impl Central {
             signing_key: k.central_signer(),
             devices: k.devices(),
         };
+        let check = if checked {
+            InterfaceCheck::start(broker)
+        } else {
+            InterfaceCheck(None)
+        };
         let task = tokio::spawn(anpr_central::run(cfg, rx, None));
-        Self { stop, task, db }
+        Self {
+            stop,
+            task,
+            db,
+            check,
+        }
     }
 
+    /// Stops the receiver; fails the test if a message seen while it ran did not follow the
+    /// interface.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         self.task.await.unwrap().unwrap();
+        self.check.finish();
     }
 }
 
@@ -303,6 +370,7 @@ pub fn synthetic_event(inventory: &str, seq: u64) -> anpr_types::Event {
         clock: ClockInfo {
             source: "system".into(),
             synced: false,
+            ..ClockInfo::default()
         },
         position: None,
         vehicle: EventVehicle {
@@ -331,6 +399,7 @@ pub fn synthetic_event(inventory: &str, seq: u64) -> anpr_types::Event {
         track: None,
         violation: None,
         gap: None,
+        custody: None,
         prev_hash: None,
         signature: None,
     }

@@ -44,39 +44,122 @@ enum Command {
     /// Serve a clip over RTSP as a live camera would (a camera without hardware, for replay
     /// tests and benchmarks); prints the rtsp:// URL.
     CameraSim(CameraSimArgs),
-    /// Make the certificates and keys of the MQTT link: a development CA, the broker's and the
-    /// central receiver's identities, and one per device.
+    /// Make the certificates and keys of the MQTT link: a development CA, the broker's, the
+    /// central receiver's and the command sender's identities, and one per device.
     Pki(PkiArgs),
     /// Check a device's hash chain, in its queue (--queue) or in a receiver's database
     /// (--central with --inventory): every hash recomputed, every link and signature checked;
-    /// names the first row that does not match and exits 1, or 0 when all is intact.
+    /// names the first row that does not match and exits 1, or 0 when all is intact. With
+    /// --bundle, checks an export bundle and names every file that does not match.
     Verify(VerifyArgs),
     /// Send a device a new version of a plate list, as the central side: signed with the
-    /// central key for that device, published on its command topic (QoS 1, retained).
+    /// central key for that device, published on the list's own command topic
+    /// <prefix>/<inventory>/cmd/plate-list/<name> (QoS 1, retained), with the command
+    /// sender's certificate (CN anpr-commands).
     SendList(SendListArgs),
+    /// The custody journal of a mobile unit (rule 27, annex 3): issue the device to an
+    /// employee, record its return, list the journal (as the printable annex-3 table with
+    /// --html).
+    Custody(CustodyArgs),
+    /// Copy what could not go out live (every undelivered event, or a capture-time range) into
+    /// a bundle signed with the device key, for `anpr central import`; journaled in the custody
+    /// journal with the copy time and the recordings' duration.
+    Export(ExportArgs),
 }
 
 #[derive(Args)]
-struct SendListArgs {
+struct CustodyArgs {
+    #[command(subcommand)]
+    command: CustodyCommand,
+}
+
+#[derive(Subcommand)]
+enum CustodyCommand {
+    /// Issue the device to an employee (refused while it is issued to someone).
+    Issue {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The employee's full name (surname, name, patronymic if any).
+        #[arg(long)]
+        employee: Option<String>,
+        /// The employee's service number.
+        #[arg(long)]
+        employee_id: Option<String>,
+        /// When the employee accepted the device: RFC 3339 (2026-03-01T08:30:00+05:00), or
+        /// "YYYY-MM-DD HH:MM" in the device's `time_zone`. Default: now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Record the return of the device by the employee it is issued to.
+    Return {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// When it was returned (as for `issue --at`). Default: now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// List the custody journal; with --html, also write it as the printable annex-3 table.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Write the annex-3 table here (one self-contained HTML file; print it from a browser).
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The bundle's folder (created; refused if it exists and is not empty), e.g. on a USB
+    /// stick.
+    #[arg(long)]
+    to: PathBuf,
+    /// Export the events captured from this time on (delivered or not) instead of every
+    /// undelivered one: RFC 3339, or "YYYY-MM-DD HH:MM" in the device's `time_zone`.
+    #[arg(long)]
+    from: Option<String>,
+    /// Export the events captured up to this time (as --from).
+    #[arg(long)]
+    to_time: Option<String>,
+}
+
+/// How a central-side command reaches the broker (`anpr central`, `anpr send-list`).
+#[derive(Args)]
+struct BrokerArgs {
     /// The broker: mqtts://host:port (TLS with --tls-ca, --tls-cert, --tls-key), or
     /// mqtt://host:port with --allow-plaintext.
     #[arg(long, default_value = "mqtts://127.0.0.1:8883")]
     broker: String,
-    /// The CA certificate that issued the broker's certificate (<dir>/central/ca.crt).
+    /// The CA certificate that issued the broker's certificate (`anpr pki init` wrote it as
+    /// <dir>/central/ca.crt).
     #[arg(long)]
     tls_ca: Option<PathBuf>,
-    /// A certificate the broker lets write commands: the central side's, CN anpr-central
-    /// (<dir>/central/central.tls.crt).
+    /// This command's certificate, from <dir>/central/: central.tls.crt for the receiver
+    /// (CN anpr-central), commands.tls.crt for sending commands (CN anpr-commands).
     #[arg(long)]
     tls_cert: Option<PathBuf>,
-    /// Its private key (<dir>/central/central.tls.key, mode 0600).
+    /// Its private key, the .tls.key beside it (mode 0600).
     #[arg(long)]
     tls_key: Option<PathBuf>,
-    /// Connect to a plain mqtt:// broker. For a lab only.
+    /// Connect to a plain mqtt:// broker: anyone on the path reads the events and can forge
+    /// acknowledgements. For a lab only.
     #[arg(long, conflicts_with_all = ["tls_ca", "tls_cert", "tls_key"])]
     allow_plaintext: bool,
+    /// The devices' `uplink.topic_prefix`.
     #[arg(long, default_value = "anpr/v1")]
     prefix: String,
+}
+
+#[derive(Args)]
+struct SendListArgs {
+    /// With the command sender's certificate, CN anpr-commands (<dir>/central/commands.tls.crt,
+    /// written by `anpr pki init`, or by `anpr pki commands` in a PKI made before). Not the
+    /// receiver's (anpr-central): the broker makes the CN the client id, so that would take
+    /// over the receiver's session, and the receiver may not write commands.
+    #[command(flatten)]
+    link: BrokerArgs,
     /// The central side's ed25519 private key (PKCS#8 PEM, mode 0600), whose public half the
     /// device holds as `[security] central_public_key` (<dir>/central/central.key).
     #[arg(long)]
@@ -100,24 +183,30 @@ struct SendListArgs {
 }
 
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["queue", "central"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["queue", "central", "bundle"])))]
+#[command(group(clap::ArgGroup::new("keyed").args(["queue", "bundle"])))]
+#[command(group(clap::ArgGroup::new("with_devices").args(["central", "bundle"])))]
 struct VerifyArgs {
     /// A device's queue (its `[storage] queue` file).
     #[arg(long)]
     queue: Option<PathBuf>,
-    /// With --queue: the device's public key (<inventory>.pub); without it, signatures are not
-    /// checked (hashes and links still are).
-    #[arg(long, requires = "queue")]
+    /// With --queue or --bundle: the device's public key (<inventory>.pub); without it (or
+    /// --devices), signatures are not checked (hashes and links still are).
+    #[arg(long, requires = "keyed", conflicts_with = "devices")]
     key: Option<PathBuf>,
+    /// An export bundle (the folder `anpr export --to` wrote): every file against its
+    /// manifest, every line and signature; names each file that does not match.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
     /// A central receiver's database.
     #[arg(long, requires = "inventory")]
     central: Option<PathBuf>,
     /// With --central: the device whose events are walked.
     #[arg(long, requires = "central")]
     inventory: Option<String>,
-    /// With --central: the directory of device public keys (<inventory>.pub), as given to
-    /// `anpr central --devices`; without it, signatures are not checked.
-    #[arg(long, requires = "central")]
+    /// With --central or --bundle: the directory of device public keys (<inventory>.pub), as
+    /// given to `anpr central --devices`; without it, signatures are not checked.
+    #[arg(long, requires = "with_devices")]
     devices: Option<PathBuf>,
 }
 
@@ -130,7 +219,8 @@ struct PkiArgs {
 #[derive(Subcommand)]
 enum PkiCommand {
     /// Make a new CA in --dir, with the broker's certificate, the central receiver's
-    /// certificate (CN anpr-central) and the central side's signing keys.
+    /// certificate (CN anpr-central), the command sender's certificate (CN anpr-commands, for
+    /// `anpr send-list`) and the central side's signing keys.
     Init {
         /// The PKI's directory (created; refused if it already holds a CA).
         #[arg(long)]
@@ -148,6 +238,12 @@ enum PkiCommand {
         /// The device's inventory number, as in its `[device] inventory`.
         #[arg(long)]
         inventory: String,
+    },
+    /// Issue the command sender's certificate (CN anpr-commands, for `anpr send-list`) into
+    /// a PKI made before `anpr pki init` issued it (refused if it has one).
+    Commands {
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// Revoke a certificate: list it in the CRL the broker reads (broker/crl.pem).
     Revoke {
@@ -249,27 +345,13 @@ struct BenchArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct CentralArgs {
-    /// The broker: mqtts://host:port (TLS with --tls-ca, --tls-cert, --tls-key), or
-    /// mqtt://host:port with --allow-plaintext.
-    #[arg(long, default_value = "mqtts://127.0.0.1:8883")]
-    broker: String,
-    /// The CA certificate that issued the broker's certificate (`anpr pki init` wrote it as
-    /// <dir>/central/ca.crt).
-    #[arg(long)]
-    tls_ca: Option<PathBuf>,
-    /// The receiver's certificate, CN anpr-central (<dir>/central/central.tls.crt).
-    #[arg(long)]
-    tls_cert: Option<PathBuf>,
-    /// The receiver's private key (<dir>/central/central.tls.key, mode 0600).
-    #[arg(long)]
-    tls_key: Option<PathBuf>,
-    /// Connect to a plain mqtt:// broker: anyone on the path reads the events and can forge
-    /// acknowledgements. For a lab only.
-    #[arg(long, conflicts_with_all = ["tls_ca", "tls_cert", "tls_key"])]
-    allow_plaintext: bool,
-    #[arg(long, default_value = "anpr/v1")]
-    prefix: String,
+    #[command(subcommand)]
+    command: Option<CentralCommand>,
+    /// With the receiver's certificate, CN anpr-central (<dir>/central/central.tls.crt).
+    #[command(flatten)]
+    link: BrokerArgs,
     #[arg(long, default_value = "central.sqlite")]
     db: PathBuf,
     /// The receiver's ed25519 private key (PKCS#8 PEM, mode 0600): every acknowledgement is
@@ -307,6 +389,23 @@ struct CentralArgs {
     /// Messages one device may send at once above --device-rate.
     #[arg(long, default_value_t = anpr_central::limits::DEVICE_BURST, value_parser = clap::value_parser!(u32).range(1..))]
     device_burst: u32,
+}
+
+#[derive(Subcommand)]
+enum CentralCommand {
+    /// Load an export bundle (`anpr export`) into the receiver's database with the checks and
+    /// deduplication of live delivery; a bundle that does not match its manifest or signatures
+    /// is refused whole, naming each file.
+    Import {
+        /// The receiver's database.
+        #[arg(long, default_value = "central.sqlite")]
+        db: PathBuf,
+        /// Directory of the devices' public keys, <inventory>.pub (<dir>/central/devices).
+        #[arg(long)]
+        devices: PathBuf,
+        /// The bundle's folder.
+        bundle: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -365,6 +464,8 @@ fn main() -> ExitCode {
         Command::Pki(args) => commands::pki(&args.command),
         Command::Verify(args) => commands::verify(&args),
         Command::SendList(args) => commands::send_list(&args),
+        Command::Custody(args) => commands::custody(&args.command),
+        Command::Export(args) => commands::export(&args),
     };
     match outcome {
         Ok(status) => status.into(),

@@ -27,31 +27,7 @@ impl Gate {
     /// escaped (`{:?}`), since it comes from outside.
     #[must_use]
     pub fn refusal(&self, topic_inventory: &str, d: &Delivery) -> Option<String> {
-        // Sequence numbers start at 1 and are stored as SQLite integers (i64).
-        if d.event.seq == 0 || d.event.seq >= i64::MAX as u64 {
-            return Some(format!(
-                "sequence number {} is out of range (1 to {})",
-                d.event.seq,
-                i64::MAX - 1
-            ));
-        }
-        let named = &d.event.device.inventory;
-        if named != topic_inventory {
-            return Some(format!(
-                "the payload names device {named:?}, not the device of its topic"
-            ));
-        }
-        let key = match self.devices.get(topic_inventory) {
-            Ok(k) => k,
-            Err(e) => return Some(format!("unknown device: {e}")),
-        };
-        anpr_trust::event::verify_event(&d.event, &key)
-            .err()
-            .map(|e| {
-                format!(
-                    "{e}: not signed by this device's key (forged, or edited after it was signed)"
-                )
-            })
+        refusal(&self.devices, topic_inventory, d)
     }
 
     /// The signed acknowledgement of the stored event `d` whose hash is `hash`.
@@ -72,4 +48,34 @@ impl Gate {
     pub fn image_ack(&self, inventory: &str, seq: u64, event_id: uuid::Uuid, sha256: &str) -> Ack {
         anpr_trust::ack::image_ack(&self.key, inventory, seq, event_id, sha256)
     }
+}
+
+/// Why the event `d`, which arrived as device `topic_inventory`'s (on its topic, or in its
+/// export bundle), may not be stored as that device's, checked against the keys in
+/// `devices`; `None` when it may. The receiver's loop and the import of bundles share it.
+#[must_use]
+pub(crate) fn refusal(devices: &DeviceKeys, topic_inventory: &str, d: &Delivery) -> Option<String> {
+    // Sequence numbers start at 1 and are stored as SQLite integers (i64).
+    if d.event.seq == 0 || d.event.seq >= i64::MAX as u64 {
+        return Some(format!(
+            "sequence number {} is out of range (1 to {})",
+            d.event.seq,
+            i64::MAX - 1
+        ));
+    }
+    let named = &d.event.device.inventory;
+    if named != topic_inventory {
+        return Some(format!(
+            "the payload names device {named:?}, not the device of its topic"
+        ));
+    }
+    let key = match devices.get(topic_inventory) {
+        Ok(k) => k,
+        Err(e) => return Some(format!("unknown device: {e}")),
+    };
+    anpr_trust::event::verify_event(&d.event, &key)
+        .err()
+        .map(|e| {
+            format!("{e}: not signed by this device's key (forged, or edited after it was signed)")
+        })
 }

@@ -36,6 +36,13 @@
 //! - A camera gap (`kind = camera_gap`: a live camera that delivered no frames for a while)
 //!   is stored and acknowledged like every event; it is no passage and is counted as none.
 //!   [`Receiver::camera_gaps_of`] lists them.
+//! - An export bundle (`anpr export` on a device whose link was down) is imported ([`import`])
+//!   only whole: its manifest's signature by the device, every file's sha256 and every event's
+//!   signature and link checked first, any mismatch refusing it with nothing stored; then its
+//!   events go through the same gate and the same [`Receiver::store_batch`] as live ones, so
+//!   the live copies that follow when the link returns are duplicates, stored once and
+//!   acknowledged. A custody record (`kind = custody`: the device issued, returned or its data
+//!   exported) is stored and acknowledged like every event; it is no passage.
 //! - Hygiene, before anything is parsed (`topic`, `limits`): a topic must be
 //!   `<prefix>/<inventory>/events|health|evidence/<uuid>/<kind>` under the receiver's prefix
 //!   with a valid inventory number; a payload must be within the cap of its kind (events
@@ -72,7 +79,7 @@
 //!                         before the schema was versioned, whose tables are those of version 1
 //!   events      event_id TEXT PRIMARY KEY, inventory, seq, captured_at, sent_at,
 //!               received_at, delayed, copies, payload (the delivery as parsed, serialised again),
-//!               kind ('passage' | 'violation' | 'camera_gap'),
+//!               kind ('passage' | 'violation' | 'camera_gap' | 'custody'),
 //!               plate_status ('read' | 'unreadable' | 'absent'),
 //!               hash (sha256 of the event's canonical form), prev_hash
 //!               index events_dev_seq (inventory, seq), unique events_dev_seq_unique
@@ -98,11 +105,13 @@
 //! `db` (the database: schema, events and violations, images, health, refused events),
 //! `report` (the per-device summary), `gate` (signatures checked, acknowledgements signed),
 //! `topic` (the topics taken, parsed strictly), `limits` (size caps and the per-device rate
-//! limit), `escape` (outside text made safe to print), `receiver` (the MQTT loop).
+//! limit), `escape` (outside text made safe to print), `receiver` (the MQTT loop), `import`
+//! (export bundles loaded through the same checks and storage).
 
 mod db;
 pub mod escape;
 mod gate;
+mod import;
 pub mod limits;
 mod receiver;
 mod report;
@@ -118,6 +127,7 @@ pub use db::{
 };
 pub use escape::escape;
 pub use gate::Gate;
+pub use import::{ImportError, ImportReport, import};
 pub use limits::Limits;
 pub use receiver::{MAX_PACKET, run, run_with_limits};
 pub use report::{DeviceReport, PlateCounts, UNSPECIFIED_RULE};

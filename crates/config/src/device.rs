@@ -30,12 +30,14 @@ pub struct Device {
     /// Inventory number (rule 26), carried in every record and topic. Letters, digits, '-'
     /// and '_'.
     pub inventory: String,
-    /// `stationary` (fixed site, needs `coordinates`) or `mobile`.
+    /// `stationary` (fixed site, needs `coordinates`) or `mobile` (position from `[gnss]`, no
+    /// `coordinates`).
     pub profile: Profile,
     /// Site identifier (stationary units).
     #[serde(default)]
     pub site: String,
-    /// Fixed coordinates of a stationary site, `[lat, lon]` in degrees.
+    /// Fixed coordinates of a stationary site, `[lat, lon]` in degrees; refused on a mobile
+    /// unit.
     #[serde(default)]
     pub coordinates: Option<[f64; 2]>,
     /// IANA time zone of the site, e.g. `Asia/Almaty`. Capture times stay in UTC; this zone
@@ -86,6 +88,12 @@ impl Device {
             return Err(c.invalid(
                 "device.coordinates",
                 "a stationary unit needs its site coordinates as [lat, lon]",
+            ));
+        }
+        if self.profile == Profile::Mobile && self.coordinates.is_some() {
+            return Err(c.invalid(
+                "device.coordinates",
+                "a mobile unit takes each event's position from GNSS (the [gnss] section); remove `coordinates` (or set profile = \"stationary\")",
             ));
         }
         if let Some([lat, lon]) = self.coordinates

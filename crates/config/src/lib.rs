@@ -13,7 +13,8 @@
 //! [`device`] (`[device]`), [`camera`] (`[[camera]]`, its line and `[[camera.zone]]`),
 //! [`models`], [`storage`], [`uplink`], [`rules`] (`[[list]]`, `lists_dir`, `[[rule]]`),
 //! [`status`] (`[status]`: the status page and metrics), [`security`] (`[security]`: the
-//! device's signing key and the central receiver's public key).
+//! device's signing key and the central receiver's public key), [`gnss`] (`[gnss]`: a mobile
+//! unit's GNSS receiver).
 //! `config/example.toml` shows every key with its default.
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ pub mod camera;
 pub mod device;
 mod error;
 mod geometry;
+pub mod gnss;
 pub mod models;
 pub mod rules;
 pub mod security;
@@ -35,6 +37,7 @@ pub use camera::{Camera, Zone};
 pub use device::{Device, Profile};
 pub use error::ConfigError;
 pub use geometry::Point;
+pub use gnss::{Gnss, GnssSource};
 pub use models::{ExecutionProvider, Grammar, ModelPins, Models};
 pub use rules::{DEFAULT_PRIORITY, ListConfig, Rule, RuleKind, TimeWindow};
 pub use security::Security;
@@ -71,6 +74,10 @@ pub struct Config {
     /// The device's signing key and the central receiver's public key.
     #[serde(default)]
     pub security: Security,
+    /// A mobile unit's GNSS receiver: always present once loaded for a mobile unit (gpsd on
+    /// its default address when the section is left out), never for a stationary one.
+    #[serde(default)]
+    pub gnss: Option<Gnss>,
 }
 
 impl Config {
@@ -136,6 +143,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             *key = base.join(&*key);
         }
     }
+    if let Some(device) = cfg.gnss.as_mut().and_then(|g| g.device.as_mut())
+        && !device.as_os_str().is_empty()
+    {
+        *device = base.join(&*device);
+    }
     for list in &mut cfg.lists {
         if let Some(file) = &mut list.file {
             *file = base.join(&*file);
@@ -147,11 +159,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     }
     validate(&cfg, &checker)?;
+    if cfg.device.profile == Profile::Mobile && cfg.gnss.is_none() {
+        cfg.gnss = Some(Gnss::default());
+    }
     Ok(cfg)
 }
 
 fn validate(cfg: &Config, c: &error::Checker<'_>) -> Result<(), ConfigError> {
     cfg.device.validate(c)?;
+    match (&cfg.gnss, cfg.device.profile) {
+        (Some(_), Profile::Stationary) => {
+            return Err(c.invalid(
+                "gnss",
+                "a stationary unit's position is its fixed `coordinates` in [device]; remove the [gnss] section (or set profile = \"mobile\")",
+            ));
+        }
+        (Some(g), Profile::Mobile) => g.validate(c)?,
+        (None, _) => {}
+    }
     if cfg.cameras.is_empty() {
         return Err(c.invalid(
             "camera",

@@ -28,13 +28,16 @@
 //!
 //! `fix` (what a receiver reports, what an event carries), `nmea` and `gpsd` (parsers and
 //! session state, no I/O), `track` (recent fixes, interpolation), `clock` (GNSS time against
-//! the host clock), `io` (the gpsd client task and the NMEA reader thread).
+//! the host clock), `io` (the gpsd client task and the NMEA reader thread), `route` (feature
+//! `route`: a generated NMEA route with known truth, for tests).
 
 pub mod clock;
 pub mod fix;
 pub mod gpsd;
 mod io;
 pub mod nmea;
+#[cfg(feature = "route")]
+pub mod route;
 pub mod track;
 
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1,7 +1,7 @@
 //! A generated NMEA route with known truth, played by a real gpsd (`gpsfake`, Debian packages
 //! `gpsd` and `gpsd-clients`, installed by deploy/setup.sh) and read straight from the file.
 //!
-//! The route: a vehicle at 54 km/h turning steadily at 2°/s (a circle of 430 m radius) from
+//! The route (`anpr_gnss::route`): a vehicle at 54 km/h turning steadily at 2°/s (a circle of 430 m radius) from
 //! Astana, one fix a second for 96 s (GGA, RMC and GSA each second, VTG and GSV now and then),
 //! with one GGA whose checksum is wrong (and whose position is 1 km off) at second 65, and no
 //! sentences at all from second 75 to 80. gpsfake plays it at one sentence every 20 ms (`-c
@@ -14,16 +14,12 @@
 //! heading within 0.5°.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] functions
 
-use std::fmt::Write as _;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anpr_gnss::nmea::checksum;
+use anpr_gnss::route::{BOUND_M, Gpsfake, Route, SPEED_MPS, metres};
 use anpr_gnss::{
     FaultChange, FixMode, Gnss, GpsdSettings, NmeaSettings, TrackSettings, run_gpsd,
     spawn_nmea_reader,
@@ -31,16 +27,9 @@ use anpr_gnss::{
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::{mpsc, watch};
 
-const LAT0: f64 = 51.128;
-const LON0: f64 = 71.4304;
-const SPEED_MPS: f64 = 15.0;
-const HEADING0_DEG: f64 = 30.0;
-const TURN_DEG_PER_S: f64 = 2.0;
-const METRES_PER_DEG: f64 = 6_371_000.0 * std::f64::consts::PI / 180.0;
 const LAST_SECOND: i64 = 95;
 const GAP: std::ops::RangeInclusive<i64> = 75..=80;
 const MALFORMED_AT: i64 = 65;
-const BOUND_M: f64 = 0.5;
 
 fn start() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2025-06-15T12:00:00Z")
@@ -50,76 +39,18 @@ fn start() -> DateTime<Utc> {
 
 /// The truth at `s` seconds after the start: (lat, lon, heading in degrees).
 fn truth(s: f64) -> (f64, f64, f64) {
-    let w = TURN_DEG_PER_S.to_radians();
-    let h0 = HEADING0_DEG.to_radians();
-    let h = h0 + w * s;
-    let north = SPEED_MPS / w * (h.sin() - h0.sin());
-    let east = -SPEED_MPS / w * (h.cos() - h0.cos());
-    let lat = LAT0 + north / METRES_PER_DEG;
-    let lon = LON0 + east / (METRES_PER_DEG * LAT0.to_radians().cos());
-    (lat, lon, h.to_degrees().rem_euclid(360.0))
-}
-
-fn metres(a: (f64, f64), b: (f64, f64)) -> f64 {
-    let dn = (a.0 - b.0) * METRES_PER_DEG;
-    let de = (a.1 - b.1) * METRES_PER_DEG * LAT0.to_radians().cos();
-    dn.hypot(de)
-}
-
-fn sentence(body: &str) -> String {
-    format!("${body}*{:02X}\r\n", checksum(body))
-}
-
-fn dm(v: f64, pos: char, neg: char, width: usize) -> String {
-    let h = if v < 0.0 { neg } else { pos };
-    let v = v.abs();
-    let deg = v.trunc();
-    format!("{:0width$}{:08.5},{h}", deg as u32, (v - deg) * 60.0)
+    Route::truth(s)
 }
 
 /// The route as NMEA text, and how many lines it has.
 fn route() -> (String, usize) {
-    let mut out = String::new();
-    let knots = SPEED_MPS / anpr_gnss::fix::MPS_PER_KNOT;
-    for s in 0..=LAST_SECOND {
-        if GAP.contains(&s) {
-            continue;
-        }
-        let (lat, lon, heading) = truth(s as f64);
-        let t = start() + TimeDelta::seconds(s);
-        let time = t.format("%H%M%S.00");
-        let (la, lo) = (dm(lat, 'N', 'S', 2), dm(lon, 'E', 'W', 3));
-        if s == MALFORMED_AT {
-            let (la, lo) = (dm(lat + 0.009, 'N', 'S', 2), dm(lon, 'E', 'W', 3));
-            let body = format!("GPGGA,{time},{la},{lo},1,08,0.9,350.0,M,0.0,M,,");
-            let bad = checksum(&body) ^ 0x5A;
-            let _ = write!(out, "${body}*{bad:02X}\r\n");
-        }
-        out.push_str(&sentence(&format!(
-            "GPGGA,{time},{la},{lo},1,08,0.9,350.0,M,0.0,M,,"
-        )));
-        out.push_str(&sentence(&format!(
-            "GPRMC,{time},A,{la},{lo},{knots:.3},{heading:.2},{},,,A",
-            t.format("%d%m%y")
-        )));
-        out.push_str(&sentence(
-            "GPGSA,A,3,01,02,03,04,05,06,07,08,,,,,1.5,0.9,1.2",
-        ));
-        if s % 10 == 0 {
-            out.push_str(&sentence(&format!(
-                "GPVTG,{heading:.2},T,,M,{knots:.3},N,{:.3},K,A",
-                SPEED_MPS * 3.6
-            )));
-            out.push_str(&sentence(
-                "GPGSV,2,1,08,01,40,083,46,02,17,308,41,03,07,344,39,04,22,228,45",
-            ));
-            out.push_str(&sentence(
-                "GPGSV,2,2,08,05,40,083,46,06,17,308,41,07,07,344,39,08,22,228,45",
-            ));
-        }
+    Route {
+        start: start(),
+        last_second: LAST_SECOND,
+        missing: GAP.collect(),
+        malformed: vec![MALFORMED_AT],
     }
-    let lines = out.lines().count();
-    (out, lines)
+    .nmea()
 }
 
 /// Checks the positions `gnss` gives against the truth.
@@ -190,67 +121,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// gpsfake (and the gpsd it starts) in a process group of their own, killed on drop.
-struct Gpsfake {
-    child: Child,
-}
-
-impl Gpsfake {
-    fn start(port: u16, log: &Path) -> Self {
-        let path = format!(
-            "/usr/sbin:/sbin:{}",
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let child = Command::new("gpsfake")
-            .args([
-                "-P",
-                &port.to_string(),
-                "-1",
-                "-q",
-                "-c",
-                "0.02",
-                "-W",
-                "30",
-            ])
-            .arg(log)
-            .env("PATH", path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run gpsfake ({e}): install the Debian packages gpsd, gpsd-tools and \
-                     gpsd-clients (deploy/setup.sh does)"
-                )
-            });
-        Self { child }
-    }
-
-    fn kill(&mut self) {
-        let group = format!("-{}", self.child.id());
-        for signal in ["-TERM", "-KILL"] {
-            let _ = Command::new("kill").args([signal, "--", &group]).status();
-            let until = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < until {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    // Let gpsd (same group) go too.
-                    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-impl Drop for Gpsfake {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 async fn next_fault(
     rx: &mut mpsc::UnboundedReceiver<FaultChange>,
     within: Duration,
@@ -306,7 +176,7 @@ async fn gpsd_route_gives_true_positions_marks_the_gap_and_faults_while_gpsd_is_
     // Through gpsd.
     let started = Instant::now();
     let port = free_port();
-    let mut fake = Gpsfake::start(port, &log);
+    let mut fake = Gpsfake::start(port, &log, 0.02);
     let gnss = Gnss::new(settings, Duration::from_secs(30));
     let (ftx, mut faults) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -348,7 +218,7 @@ async fn gpsd_route_gives_true_positions_marks_the_gap_and_faults_while_gpsd_is_
     );
     assert!(gnss.position_at(end).is_some());
     // gpsd comes back on the same port: the fault clears.
-    let mut fake = Gpsfake::start(port, &log);
+    let mut fake = Gpsfake::start(port, &log, 0.02);
     let change = next_fault(&mut faults, Duration::from_secs(10)).await;
     assert!(!change.raised, "{change:?}");
     assert!(gnss.counters().disconnects >= 1);

@@ -68,6 +68,8 @@ pub(crate) struct Capture {
     /// Busy while inside a GStreamer call (opening the source, waiting for a frame), for the
     /// watchdog: each of those calls has its own timeout, so one that outlasts it hangs.
     pub part: Arc<crate::watchdog::Part>,
+    /// A mobile unit's GNSS receiver (the position of a gap event).
+    pub gnss: Option<crate::gnss::DeviceGnss>,
 }
 
 /// Pulls frames until the device stops, a file ends or the recognition side hangs up. An
@@ -394,7 +396,14 @@ impl Live<'_> {
             frames_lost: gap::frames_lost(last.captured_at, to, last.fps),
             reason: reason.to_string(),
         };
-        match gap::record(&self.c.cfg, &self.c.signer, self.id(), &last, &gap) {
+        match gap::record(
+            &self.c.cfg,
+            self.c.gnss.as_ref(),
+            &self.c.signer,
+            self.id(),
+            &last,
+            &gap,
+        ) {
             Ok(e) => {
                 tracing::info!(camera = %self.id(), seq = e.seq, seconds = (to - last.captured_at).num_milliseconds() as f64 / 1000.0, frames_lost = gap.frames_lost, "Camera gap recorded.");
             }

@@ -5,6 +5,8 @@ use anpr_config::Config;
 use std::sync::Arc;
 
 use anpr_track::{Moment, VehiclePassage};
+
+use crate::gnss::DeviceGnss;
 use anpr_types::{
     BBox, ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle,
     FrameRef, PlateStatus, Position, RgbFrame, ViolationInfo,
@@ -51,9 +53,24 @@ pub(crate) fn shown(p: &VehiclePassage) -> Shown<'_> {
 /// Turns a passage into the event record stored and sent, with id `event_id` and sequence
 /// number `seq`. Its capture time is the moment the vehicle crossed the counting line (or
 /// its best shot when it did not cross it); `frame` names the frame its evidence comes from.
+/// A stationary unit's position is its configured site; see [`event_from_passage_at`] for a
+/// mobile unit's.
 #[must_use]
 pub fn event_from_passage(
     cfg: &Config,
+    camera: &str,
+    p: &VehiclePassage,
+    event_id: Uuid,
+    seq: u64,
+) -> Event {
+    event_from_passage_at(cfg, None, camera, p, event_id, seq)
+}
+
+/// [`event_from_passage`] with a mobile unit's GNSS receiver: the position (and, with
+/// `use_for_clock`, the clock) at the passage's capture time.
+pub(crate) fn event_from_passage_at(
+    cfg: &Config,
+    gnss: Option<&DeviceGnss>,
     camera: &str,
     p: &VehiclePassage,
     event_id: Uuid,
@@ -105,8 +122,8 @@ pub fn event_from_passage(
         camera: camera.to_string(),
         kind: EventKind::Passage,
         captured_at: p.captured_at(),
-        clock: clock_at(camera, p.captured_at()),
-        position: position(cfg),
+        clock: clock_at(camera, p.captured_at(), gnss),
+        position: position(cfg, gnss, p.captured_at()),
         vehicle,
         plate,
         frame: FrameRef {
@@ -118,6 +135,7 @@ pub fn event_from_passage(
         track: Some(p.track_info()),
         violation: None,
         gap: None,
+        custody: None,
         prev_hash: None,
         signature: None,
     }
@@ -147,17 +165,32 @@ pub(crate) fn device_info(cfg: &Config) -> DeviceInfo {
 }
 
 /// Where this camera's capture times came from at `at` (`camera-ntp`, `pipeline`, `system`),
-/// and whether the host clock was synchronised.
-pub(crate) fn clock_at(camera: &str, at: DateTime<Utc>) -> ClockInfo {
-    ClockInfo {
+/// and whether the host clock was synchronised; `gnss` when a mobile unit's receiver serves as
+/// the clock (see `crate::gnss`).
+pub(crate) fn clock_at(camera: &str, at: DateTime<Utc>, gnss: Option<&DeviceGnss>) -> ClockInfo {
+    let host = ClockInfo {
         source: crate::capture::clock::source_at(camera, at).as_str().into(),
         synced: crate::capture::clock::synced(),
+        ..ClockInfo::default()
+    };
+    match gnss {
+        Some(g) => g.clock(host, Utc::now()),
+        None => host,
     }
 }
 
-/// The device's configured position, if it has one.
-pub(crate) fn position(cfg: &Config) -> Option<Position> {
-    cfg.device
-        .coordinates
-        .map(|[lat, lon]| Position { lat, lon })
+/// The device's position at capture time `at`: a stationary unit's configured site, a mobile
+/// unit's from its GNSS track (none before its first fix).
+pub(crate) fn position(
+    cfg: &Config,
+    gnss: Option<&DeviceGnss>,
+    at: DateTime<Utc>,
+) -> Option<Position> {
+    match gnss {
+        Some(g) => g.position_at(at),
+        None => cfg
+            .device
+            .coordinates
+            .map(|[lat, lon]| Position::fixed(lat, lon)),
+    }
 }

@@ -27,8 +27,8 @@
 //!   is taken (see `anpr_store`). A crash after that loses nothing: the events are sent after
 //!   the restart. Only the queue's disk quota drops recorded events (violations last), and it
 //!   counts and journals each one.
-//! - **Commands.** Plate-list updates from the central side (`<prefix>/<inventory>/cmd`) are
-//!   checked whole, kept in `lists_dir` and put in force for the next passage without a
+//! - **Commands.** Plate-list updates from the central side, each list on its own retained
+//!   topic `<prefix>/<inventory>/cmd/plate-list/<name>`, are checked whole, kept in `lists_dir` and put in force for the next passage without a
 //!   restart; a refused one is a `plate-list-update` fault and the list in force stays.
 //! - **Faults.** A camera or link failure never stops the others. A live camera (RTSP, V4L2)
 //!   that fails, stalls or freezes is raised at once as a lasting `camera` fault, opened again
@@ -65,6 +65,7 @@ mod capture;
 mod commands;
 mod event;
 pub mod evidence;
+mod gnss;
 mod held;
 #[cfg(feature = "fault-injection")]
 mod inject;
@@ -78,6 +79,7 @@ mod view;
 pub mod watchdog;
 
 pub use event::{event_from_passage, violation_event};
+pub use gnss::{GnssSlot, GnssView};
 pub use models::{load_recognizer, open_recognizer, recognizer_config, verify_models};
 pub use recognition::plausible_plate;
 pub use run::{DeviceCounters, RunOptions, StartError, Summary, run};

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub counters: Arc<DeviceCounters>,
     /// Where faults are raised (a full disk).
     pub uplink: Arc<anpr_uplink::Counters>,
+    /// A mobile unit's GNSS receiver (events' positions).
+    pub gnss: Option<crate::gnss::DeviceGnss>,
 }
 
 /// Recognises frames from `rx` until the capture side hangs up, then records the passages
@@ -64,6 +66,7 @@ pub(crate) fn recognition_thread(
         lists: &shared.lists,
         status: &status,
         recent: &counters.recent,
+        gnss: shared.gnss.as_ref(),
     };
     let vehicle_every = u64::from(cfg.models.vehicle_every.max(1));
     let mut recognised = 0u64;
@@ -87,8 +90,9 @@ pub(crate) fn recognition_thread(
                         tracing::info!(camera = id, seq = e.seq, plate, status = e.plate.status.as_str(), rule, "Violation recorded.");
                         counters.violations.fetch_add(1, Ordering::Relaxed);
                     }
-                    // Gaps are recorded on the capture side, never from a passage.
-                    EventKind::CameraGap => {}
+                    // Gaps are recorded on the capture side and custody records by `anpr
+                    // custody` / `anpr export`, never from a passage.
+                    EventKind::CameraGap | EventKind::Custody => {}
                 }
             }
             counters

@@ -8,8 +8,9 @@ use anpr_track::VehiclePassage;
 use anpr_types::{BBox, Event, PlateStatus, RgbFrame};
 use uuid::Uuid;
 
-use crate::event::{event_from_passage, violation_event};
+use crate::event::{event_from_passage_at, violation_event};
 use crate::evidence;
+use crate::gnss::DeviceGnss;
 use crate::overlay::Overlay;
 use crate::status::{CameraStatus, RecentEvent, RecentEvents, Stage};
 
@@ -22,6 +23,8 @@ pub(crate) struct Recorder<'a> {
     pub lists: &'a Lists,
     pub status: &'a CameraStatus,
     pub recent: &'a RecentEvents,
+    /// A mobile unit's GNSS receiver: each event's position at its capture time.
+    pub gnss: Option<&'a DeviceGnss>,
 }
 
 /// The passage's facts as the rules look at them.
@@ -68,7 +71,8 @@ impl Recorder<'_> {
         let passage_id = Uuid::now_v7();
         // The passage is built first, so every violation can copy it; sequence numbers follow
         // on in the same transaction.
-        let base = event_from_passage(self.cfg, camera, passage, passage_id, 0);
+        // Position and clock are those at the passage's capture time, not at this moment.
+        let base = event_from_passage_at(self.cfg, self.gnss, camera, passage, passage_id, 0);
         let mut records: Vec<NewRecord<'_>> = Vec::with_capacity(1 + violations.len());
         let passage_event = base.clone();
         records.push(NewRecord {

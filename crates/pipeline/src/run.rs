@@ -46,6 +46,8 @@ pub struct DeviceCounters {
     pub cameras: crate::status::Cameras,
     /// The last events recorded, with their plate crops, for the status page.
     pub recent: crate::status::RecentEvents,
+    /// A mobile unit's GNSS receiver, for the status page.
+    pub gnss: crate::gnss::GnssSlot,
 }
 
 /// How to run.
@@ -253,6 +255,16 @@ fn start(cfg: &Config) -> Result<Ready> {
 /// run but is listed in [`Summary::camera_errors`].
 pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
     let started = Instant::now();
+    // A mobile unit's receiver first, so that its track fills while the models load; its
+    // faults go on the board; recording never waits for it.
+    let (gnss, gnss_running) = match &cfg.gnss {
+        Some(g) => {
+            let (gnss, running) = crate::gnss::start(g, opts.uplink.clone(), &opts.counters.gnss)
+                .map_err(StartError)?;
+            (Some(gnss), Some(running))
+        }
+        None => (None, None),
+    };
     let Ready {
         recognizers,
         rules,
@@ -320,6 +332,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
                 &format!("capture-{}", cam.id),
                 watchdog_interval.unwrap_or(CAPTURE_HANG).max(CAPTURE_HANG),
             ),
+            gnss: gnss.clone(),
         };
         let capture = std::thread::Builder::new()
             .name(format!("capture-{}", cam.id))
@@ -339,6 +352,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
             lists: lists.clone(),
             counters: opts.counters.clone(),
             uplink: opts.uplink.clone(),
+            gnss: gnss.clone(),
         };
         let cam_r = cam.clone();
         let uplink_r = opts.uplink.clone();
@@ -418,6 +432,9 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
     let _ = mode_tx.send(mode);
     uplink.await.context("uplink task failed")??;
     commands.abort();
+    if let Some(running) = gnss_running {
+        running.stop().await;
+    }
     let stats = Store::open(&cfg.storage.queue)?.stats()?;
     let c = &opts.counters;
     Ok(Summary {

@@ -13,7 +13,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::files::{KEY_MODE, PUBLIC_MODE, make_dir, read, read_private, write_new, write_public};
 use crate::{
-    BROKER_CN, BrokerFiles, CENTRAL_CN, CentralFiles, DeviceFiles, PkiError, TlsFiles,
+    BROKER_CN, BrokerFiles, CENTRAL_CN, COMMANDS_CN, CentralFiles, DeviceFiles, PkiError, TlsFiles,
     check_inventory,
 };
 
@@ -26,6 +26,7 @@ const BACKDATE: Duration = Duration::hours(1);
 
 const FIX_INIT: &str = "run `anpr pki init --dir DIR` first";
 const FIX_INIT_AGAIN: &str = "a PKI is already set up there: `anpr pki device` issues device identities from it; to start over, move the folder away (every identity it issued stops being trusted once the broker has the new CA)";
+const FIX_COMMANDS: &str = "the command sender already has an identity: `anpr send-list` uses it as it is; to rotate it, move both files away, run `anpr pki commands` again, then revoke the old certificate with `anpr pki revoke --cert <old commands.tls.crt>` (docs/security.md)";
 const FIX_DEVICE: &str = "this device already has an identity: to rotate it, move its folder under devices/ away, issue it again, then revoke the old certificate with `anpr pki revoke --cert <old folder>/<inventory>.tls.crt` (docs/security.md)";
 
 /// A PKI on disk (see the crate's layout).
@@ -37,8 +38,9 @@ pub struct Pki {
 impl Pki {
     /// Makes a new PKI in `dir` (created if missing): the CA, the broker's server certificate
     /// (SAN `localhost`, `127.0.0.1` and `broker_names`), an empty CRL, the central receiver's
-    /// client certificate and the central side's signing keys. Fails, writing nothing, when
-    /// `dir` already holds a PKI or a name is not a DNS name or an IP address.
+    /// client certificate, the command sender's client certificate and the central side's
+    /// signing keys. Fails, writing nothing, when `dir` already holds a PKI (or any of these
+    /// keys) or a name is not a DNS name or an IP address.
     pub fn init(dir: &Path, broker_names: &[String]) -> Result<Self, PkiError> {
         let pki = Self {
             dir: dir.to_path_buf(),
@@ -52,11 +54,13 @@ impl Pki {
         let sans: Vec<SanType> = sans.iter().map(|n| san(n)).collect::<Result<_, _>>()?;
         let broker = pki.broker();
         let central = pki.central();
+        let commands = pki.commands();
         for (what, path) in [
             ("CA key", pki.ca_key()),
             ("CA certificate", pki.ca_cert()),
             ("broker key", broker.key.clone()),
             ("central receiver's TLS key", central.tls.key.clone()),
+            ("command sender's TLS key", commands.key.clone()),
             ("central side's signing key", central.signing_key.clone()),
         ] {
             if path.exists() {
@@ -116,6 +120,15 @@ impl Pki {
             ),
             &central.tls.cert,
             &central.tls.key,
+            FIX_INIT_AGAIN,
+        )?;
+        let params = leaf_params(COMMANDS_CN, ExtendedKeyUsagePurpose::ClientAuth)?;
+        issue(
+            &issuer,
+            &params,
+            ("command sender's TLS key", "command sender's certificate"),
+            &commands.cert,
+            &commands.key,
             FIX_INIT_AGAIN,
         )?;
         anpr_trust::generate_signing_key(&central.signing_key, &central.signing_pub)?;
@@ -188,6 +201,57 @@ impl Pki {
             device_keys: dir.join("devices"),
             dir,
         }
+    }
+
+    /// The command sender's TLS files (CN [`COMMANDS_CN`], for `anpr send-list`), beside the
+    /// central receiver's in `central/`, with the same CA certificate. Whether issued or not:
+    /// a PKI made before this identity existed has none until [`Pki::issue_commands`].
+    #[must_use]
+    pub fn commands(&self) -> TlsFiles {
+        let dir = self.dir.join("central");
+        TlsFiles {
+            ca: dir.join("ca.crt"),
+            cert: dir.join("commands.tls.crt"),
+            key: dir.join("commands.tls.key"),
+        }
+    }
+
+    /// Issues the command sender's client certificate and key into a PKI that has none (one
+    /// made before [`Pki::init`] issued it), and the copy of the CA certificate beside them if
+    /// it is missing. Refuses, writing nothing, when its key or certificate exists.
+    pub fn issue_commands(&self) -> Result<TlsFiles, PkiError> {
+        let files = self.commands();
+        for (what, path) in [
+            ("command sender's TLS key", &files.key),
+            ("command sender's certificate", &files.cert),
+        ] {
+            if path.exists() {
+                return Err(PkiError::Exists {
+                    what,
+                    path: path.clone(),
+                    fix: FIX_COMMANDS,
+                });
+            }
+        }
+        let issuer = self.issuer()?;
+        make_dir(&self.central().dir)?;
+        if !files.ca.exists() {
+            write_public(
+                "CA certificate",
+                &files.ca,
+                &read("CA certificate", &self.ca_cert(), FIX_INIT)?,
+            )?;
+        }
+        let params = leaf_params(COMMANDS_CN, ExtendedKeyUsagePurpose::ClientAuth)?;
+        issue(
+            &issuer,
+            &params,
+            ("command sender's TLS key", "command sender's certificate"),
+            &files.cert,
+            &files.key,
+            FIX_COMMANDS,
+        )?;
+        Ok(files)
     }
 
     /// Where the files of device `inventory` are (whether issued or not).

@@ -5,8 +5,15 @@
 //! - [`Pki::init`] makes, in one directory, a certificate authority (ECDSA P-256, self-signed,
 //!   valid 10 years), the broker's server certificate (SAN `localhost`, `127.0.0.1` and the
 //!   names given; extended key usage `serverAuth` only, so it cannot log in as a client) and
-//!   the central receiver's client certificate (CN [`CENTRAL_CN`]), with the central side's
-//!   ed25519 signing key pair (through [`anpr_trust::generate_signing_key`]).
+//!   the central receiver's client certificate (CN [`CENTRAL_CN`]), the command sender's
+//!   client certificate (CN [`COMMANDS_CN`], for `anpr send-list`), with the central side's
+//!   ed25519 signing key pair (through [`anpr_trust::generate_signing_key`]). Two central-side
+//!   clients, two certificates: the broker makes the CN the client id, so a sender with the
+//!   receiver's certificate would take over the receiver's session; and the broker's ACL
+//!   gives each only what it does (the receiver reads events and writes acks, the sender only
+//!   writes commands).
+//! - [`Pki::issue_commands`] adds the command sender's certificate to a PKI made before it
+//!   existed; it refuses when one is there.
 //! - [`Pki::issue_device`] adds one device: a client certificate whose CN is the inventory
 //!   number (the broker takes it as the user name its ACL is written for), and the device's
 //!   ed25519 signing key pair; the public half is also put where the central receiver reads
@@ -37,6 +44,9 @@
 //!                                   → the broker (deploy/mosquitto/anpr.conf names them)
 //! <dir>/central/ca.crt, central.tls.crt, central.tls.key
 //!                                   → the central receiver's TLS identity (CN anpr-central)
+//! <dir>/central/commands.tls.crt, commands.tls.key
+//!                                   → the command sender's TLS identity (CN anpr-commands,
+//!                                     `anpr send-list`; with the same ca.crt)
 //! <dir>/central/central.key, central.pub
 //!                                   → the central side's signing key pair (acks, commands)
 //! <dir>/central/devices/<inventory>.pub
@@ -64,6 +74,9 @@ pub use load::ClientTls;
 /// CN of the central receiver's client certificate; the broker's ACL grants this user the
 /// central side's rights.
 pub const CENTRAL_CN: &str = "anpr-central";
+/// CN of the command sender's client certificate (`anpr send-list`); the broker's ACL lets
+/// this user write commands and nothing else.
+pub const COMMANDS_CN: &str = "anpr-commands";
 /// CN of the broker's server certificate.
 pub const BROKER_CN: &str = "anpr-broker";
 
@@ -178,7 +191,8 @@ pub struct DeviceFiles {
 
 /// Checks that `inventory` can be a certificate CN, an MQTT user name in the broker's ACL and
 /// a topic level: 1 to 64 ASCII letters, digits, `-` or `_`, and not a name of the central
-/// side (`anpr-…`, whose CN [`CENTRAL_CN`] carries the central receiver's rights).
+/// side (`anpr-…`: the CNs [`CENTRAL_CN`] and [`COMMANDS_CN`] carry the central side's
+/// rights).
 pub fn check_inventory(inventory: &str) -> Result<(), PkiError> {
     let bad = |why| {
         Err(PkiError::BadInventory {

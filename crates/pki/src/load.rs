@@ -18,6 +18,7 @@ const FIX_FILES: &str = "copy it from the folder `anpr pki` wrote for this clien
 pub struct ClientTls {
     config: Arc<ClientConfig>,
     files: TlsFiles,
+    common_name: Option<String>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -46,6 +47,15 @@ impl ClientTls {
             })?;
         }
         let chain = certificates("client certificate", &files.cert)?;
+        let common_name = x509_parser::parse_x509_certificate(&chain[0])
+            .ok()
+            .and_then(|(_, cert)| {
+                cert.subject()
+                    .iter_common_name()
+                    .next()
+                    .and_then(|cn| cn.as_str().ok())
+                    .map(str::to_string)
+            });
         let pem = read_private("private key", &files.key, FIX_FILES)?;
         let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| PkiError::Malformed {
             what: "private key",
@@ -80,6 +90,7 @@ impl ClientTls {
         Ok(Self {
             config: Arc::new(config),
             files: files.clone(),
+            common_name,
         })
     }
 
@@ -87,6 +98,13 @@ impl ClientTls {
     #[must_use]
     pub fn config(&self) -> Arc<ClientConfig> {
         self.config.clone()
+    }
+
+    /// The CN of the client's certificate: the user name, and so the client id, the broker
+    /// gives it. `None` if the certificate has none.
+    #[must_use]
+    pub fn common_name(&self) -> Option<&str> {
+        self.common_name.as_deref()
     }
 
     /// The files it was read from.

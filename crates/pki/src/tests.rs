@@ -68,6 +68,14 @@ fn a_device_certificate_verifies_against_the_ca_and_names_the_inventory() {
     assert_eq!(common_name(&device.tls.cert), "KZ-ICD-0001");
     assert_eq!(common_name(&pki.central().tls.cert), CENTRAL_CN);
     verify_client(&pki.ca_cert(), &pki.central().tls.cert, Vec::new()).unwrap();
+    // The command sender has its own client identity beside the receiver's.
+    assert_eq!(common_name(&pki.commands().cert), COMMANDS_CN);
+    verify_client(&pki.ca_cert(), &pki.commands().cert, Vec::new()).unwrap();
+    assert_eq!(pki.commands().ca, pki.central().tls.ca);
+    assert_eq!(
+        pki.commands().cert.parent(),
+        Some(pki.central().dir.as_path())
+    );
     // The broker's certificate is a server certificate only: it cannot log in as a client.
     assert!(verify_client(&pki.ca_cert(), &pki.broker().cert, Vec::new()).is_err());
     // The device's folder holds what the device needs, and the receiver has its public key.
@@ -144,6 +152,7 @@ fn private_keys_are_0600_and_certificates_0644() {
         dir.path().join("ca.key"),
         pki.broker().key,
         pki.central().tls.key,
+        pki.commands().key,
         pki.central().signing_key,
         device.tls.key.clone(),
         device.signing_key.clone(),
@@ -154,6 +163,7 @@ fn private_keys_are_0600_and_certificates_0644() {
         pki.ca_cert(),
         pki.broker().cert,
         pki.broker().crl,
+        pki.commands().cert,
         device.tls.cert,
         device.tls.ca,
     ] {
@@ -184,6 +194,66 @@ fn nothing_is_overwritten_init_and_issue_refuse_and_keep_the_old_keys() {
 }
 
 #[test]
+fn init_refuses_writing_nothing_when_only_the_command_senders_key_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = dir.path().join("central");
+    std::fs::create_dir_all(&central).unwrap();
+    std::fs::write(central.join("commands.tls.key"), b"kept").unwrap();
+    let err = Pki::init(dir.path(), &[]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PkiError::Exists {
+                what: "command sender's TLS key",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!dir.path().join("ca.key").exists());
+    assert_eq!(
+        std::fs::read(central.join("commands.tls.key")).unwrap(),
+        b"kept"
+    );
+}
+
+#[test]
+fn a_pki_made_before_the_command_sender_gets_its_certificate_once_and_nothing_else_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(dir.path(), &[]).unwrap();
+    // As a PKI made before `anpr pki init` issued the command sender's identity.
+    let files = pki.commands();
+    std::fs::remove_file(&files.key).unwrap();
+    std::fs::remove_file(&files.cert).unwrap();
+    std::fs::remove_file(&files.ca).unwrap();
+    let receiver_key = std::fs::read(&pki.central().tls.key).unwrap();
+    let issued = Pki::open(dir.path()).unwrap().issue_commands().unwrap();
+    assert_eq!(issued, files);
+    assert_eq!(common_name(&issued.cert), COMMANDS_CN);
+    verify_client(&pki.ca_cert(), &issued.cert, Vec::new()).unwrap();
+    assert_eq!(mode(&issued.key), 0o600);
+    assert_eq!(
+        std::fs::read(&issued.ca).unwrap(),
+        std::fs::read(pki.ca_cert()).unwrap()
+    );
+    ClientTls::load(&issued).unwrap();
+    assert_eq!(
+        std::fs::read(&pki.central().tls.key).unwrap(),
+        receiver_key,
+        "the receiver's key is untouched"
+    );
+    // Once there, it is never issued over.
+    let key = std::fs::read(&issued.key).unwrap();
+    let err = pki.issue_commands().unwrap_err();
+    assert!(matches!(err, PkiError::Exists { .. }), "{err}");
+    assert!(
+        err.to_string().contains("commands.tls.key") && err.to_string().contains("rotate"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&issued.key).unwrap(), key);
+}
+
+#[test]
 fn inventories_are_letters_digits_dashes_and_underscores_and_not_the_central_side() {
     for good in ["KZ-ICD-0001", "a", "dev_7", &"x".repeat(64)] {
         check_inventory(good).unwrap_or_else(|e| panic!("{good}: {e}"));
@@ -197,6 +267,7 @@ fn inventories_are_letters_digits_dashes_and_underscores_and_not_the_central_sid
         "KZ.1",
         "ÄÖ",
         "anpr-central",
+        "anpr-commands",
         "ANPR-x",
         &"x".repeat(65),
     ] {
@@ -216,8 +287,18 @@ fn a_client_loads_its_own_files_and_a_wrong_key_missing_key_or_open_key_is_named
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::init(dir.path(), &[]).unwrap();
     let device = pki.issue_device("KZ-1").unwrap();
-    ClientTls::load(&device.tls).unwrap();
-    ClientTls::load(&pki.central().tls).unwrap();
+    assert_eq!(
+        ClientTls::load(&device.tls).unwrap().common_name(),
+        Some("KZ-1")
+    );
+    assert_eq!(
+        ClientTls::load(&pki.central().tls).unwrap().common_name(),
+        Some(CENTRAL_CN)
+    );
+    assert_eq!(
+        ClientTls::load(&pki.commands()).unwrap().common_name(),
+        Some(COMMANDS_CN)
+    );
 
     let wrong = TlsFiles {
         key: pki.central().tls.key,

@@ -28,10 +28,12 @@ use crate::list::{ListSource, PlateList};
 /// left out. The device's inventory does not travel in the payload: the topic names the
 /// device, and the signature covers it. Unknown fields are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ListCommand {
     /// Always `plate-list`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "schema", schemars(extend("const" = ListCommand::TYPE)))]
     pub kind: String,
     pub name: String,
     pub version: u64,

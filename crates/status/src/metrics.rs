@@ -259,6 +259,30 @@ impl Collector for View {
             link.health_published,
         )?;
 
+        if let Some(g) = &snap.gnss {
+            gauge(
+                e,
+                "anpr_gnss_fix",
+                "GNSS fix of a mobile unit: 3 (3D), 2 (2D) or 0 (none within stale_after_s).",
+                match g.fix {
+                    "3d" => 3i64,
+                    "2d" => 2,
+                    _ => 0,
+                },
+            )?;
+            gauge(
+                e,
+                "anpr_gnss_satellites",
+                "Satellites used in the newest GNSS fix (0 before the first).",
+                i64::from(g.satellites.unwrap_or(0)),
+            )?;
+            counter(
+                e,
+                "anpr_gnss_malformed_lines",
+                "Lines from the GNSS source that could not be used, this run.",
+                g.malformed,
+            )?;
+        }
         gauge(
             e,
             "anpr_queue_up",

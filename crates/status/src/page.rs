@@ -113,6 +113,7 @@ pub fn render(snap: &Snapshot) -> String {
         at = escape(&local(snap, snap.taken_at)),
     );
     link(&mut o, snap);
+    gnss(&mut o, snap);
     o.push_str("<h2 id=\"cameras\">Cameras</h2>");
     if snap.cameras.is_empty() {
         o.push_str("<p class=\"muted\">No camera has started yet.</p>");
@@ -124,6 +125,32 @@ pub fn render(snap: &Snapshot) -> String {
     faults(&mut o, snap);
     o.push_str("</body></html>\n");
     o
+}
+
+/// A mobile unit's receiver: fix, satellites, HDOP, the last fix and its age.
+fn gnss(o: &mut String, snap: &Snapshot) {
+    let Some(g) = &snap.gnss else { return };
+    let class = if g.fix == "none" { "bad" } else { "ok" };
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "&ndash;".to_string());
+    let _ = write!(
+        o,
+        "<h2 id=\"gnss\">GNSS</h2><table>\
+         <tr><th>Source</th><td>{}</td></tr>\
+         <tr><th>Fix</th><td id=\"gnss-fix\" class=\"{class}\">{}</td></tr>\
+         <tr><th>Satellites used / HDOP</th><td id=\"gnss-satellites\">{} / {}</td></tr>\
+         <tr><th>Last fix (lat, lon), age</th><td>{}</td></tr>\
+         <tr><th>Unusable lines / connections lost</th><td>{} / {}</td></tr></table>",
+        escape(&g.source),
+        g.fix,
+        opt(g.satellites.map(|s| s.to_string())),
+        opt(g.hdop.map(|h| format!("{h:.1}"))),
+        opt(g.lat.zip(g.lon).map(|(lat, lon)| format!(
+            "{lat:.6}, {lon:.6}, {}",
+            span(g.fix_age_s.unwrap_or(0.0).max(0.0))
+        ))),
+        g.malformed,
+        g.disconnects,
+    );
 }
 
 fn link(o: &mut String, snap: &Snapshot) {

@@ -113,6 +113,8 @@ pub struct Snapshot {
     pub history: Vec<FaultRecord>,
     /// Recent events, newest first.
     pub recent: Vec<RecentEvent>,
+    /// A mobile unit's GNSS receiver; None on a stationary unit.
+    pub gnss: Option<anpr_pipeline::GnssView>,
 }
 
 impl Snapshot {
@@ -175,6 +177,7 @@ impl Snapshot {
             faults: u.faults.active(),
             history: u.faults.history(),
             recent: d.recent.all(),
+            gnss: d.gnss.view(),
         }
     }
 

@@ -46,6 +46,33 @@ fn camera(id: &str, state: CameraState) -> CameraFigures {
     }
 }
 
+#[test]
+fn a_mobile_unit_shows_its_gnss_fix_on_the_page_and_in_the_metrics() {
+    let mut snap = snapshot();
+    assert!(
+        !render_page(&snap).contains("id=\"gnss\""),
+        "stationary: no GNSS"
+    );
+    snap.gnss = Some(anpr_pipeline::GnssView {
+        source: "gpsd 127.0.0.1:2947".into(),
+        fix: "3d",
+        satellites: Some(9),
+        hdop: Some(0.8),
+        last_fix_at: Some(snap.taken_at),
+        fix_age_s: Some(0.4),
+        lat: Some(51.128),
+        lon: Some(71.4304),
+        malformed: 2,
+        disconnects: 1,
+    });
+    let page = render_page(&snap);
+    assert!(page.contains("id=\"gnss-fix\" class=\"ok\">3d<"), "{page}");
+    assert!(page.contains("id=\"gnss-satellites\">9 / 0.8<"), "{page}");
+    let metrics = encode_metrics(snap).unwrap();
+    assert!(metrics.contains("anpr_gnss_fix 3"), "{metrics}");
+    assert!(metrics.contains("anpr_gnss_satellites 9"), "{metrics}");
+}
+
 fn snapshot() -> Snapshot {
     let now = Utc::now();
     Snapshot {
@@ -117,6 +144,7 @@ fn snapshot() -> Snapshot {
             rule: Some(("wanted".into(), "stolen & 'hot'".into())),
             plate_jpeg: Some(Arc::new(vec![0xff, 0xd8])),
         }],
+        gnss: None,
     }
 }
 

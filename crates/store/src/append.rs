@@ -71,55 +71,72 @@ impl Store {
         let quota = self.quota;
         let signer = self.signer.clone();
         let (tx, path) = self.begin_write()?;
-        let sql = sql_error(path);
-        let first: i64 = tx
-            .query_row(
-                "SELECT value FROM meta WHERE key = ?1",
-                params![key::NEXT_SEQ],
-                |r| r.get(0),
-            )
-            .map_err(&sql)?;
-        let mut next = first;
-        let mut prev_hash = crate::chain::head(&tx)
-            .map_err(&sql)?
-            .unwrap_or_else(|| anpr_trust::ZERO_HASH.to_string());
-        let accepted_at = ts(Utc::now());
-        let mut out = Vec::with_capacity(records.len());
-        for record in records {
-            let seq = next as u64;
-            let mut event = (record.build)(seq);
-            event.evidence = record
-                .evidence
-                .iter()
-                .map(|e| EvidenceRef {
-                    kind: e.kind.clone(),
-                    sha256: sha256_hex(&e.data),
-                    size: e.data.len() as u64,
-                    content_type: e.content_type.clone(),
-                })
-                .collect();
-            event.seq = seq;
-            event.prev_hash = Some(prev_hash.clone());
-            let hash = if let Some(key) = &signer {
-                anpr_trust::event::sign_event(&mut event, key)
-            } else {
-                event.signature = None;
-                anpr_trust::event::event_hash(&event)
-            };
-            let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt {
-                seq,
-                message: e.to_string(),
-            })?;
-            if let Some(quota) = quota {
-                let incoming = payload.len() as u64
-                    + record
-                        .evidence
-                        .iter()
-                        .map(|e| e.data.len() as u64)
-                        .sum::<u64>();
-                make_room(&tx, quota, incoming).map_err(&sql)?;
-            }
-            tx.prepare_cached(
+        let out = append_in(&tx, path, quota, signer.as_ref(), records, journal)?;
+        tx.commit().map_err(sql_error(path))?;
+        Ok(out)
+    }
+}
+
+/// Appends `records` (and the journal entry, if any) inside the caller's write transaction:
+/// sequence numbers, chain links, signatures, the quota and the counters, as
+/// [`Store::append_batch`] does; the caller commits.
+pub(crate) fn append_in(
+    tx: &Transaction<'_>,
+    path: &std::path::Path,
+    quota: Option<u64>,
+    signer: Option<&crate::SigningKey>,
+    records: Vec<NewRecord<'_>>,
+    journal: Option<(&str, &serde_json::Value)>,
+) -> Result<Vec<Event>, StoreError> {
+    let sql = sql_error(path);
+    let first: i64 = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            params![key::NEXT_SEQ],
+            |r| r.get(0),
+        )
+        .map_err(&sql)?;
+    let mut next = first;
+    let mut prev_hash = crate::chain::head(tx)
+        .map_err(&sql)?
+        .unwrap_or_else(|| anpr_trust::ZERO_HASH.to_string());
+    let accepted_at = ts(Utc::now());
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let seq = next as u64;
+        let mut event = (record.build)(seq);
+        event.evidence = record
+            .evidence
+            .iter()
+            .map(|e| EvidenceRef {
+                kind: e.kind.clone(),
+                sha256: sha256_hex(&e.data),
+                size: e.data.len() as u64,
+                content_type: e.content_type.clone(),
+            })
+            .collect();
+        event.seq = seq;
+        event.prev_hash = Some(prev_hash.clone());
+        let hash = if let Some(key) = signer {
+            anpr_trust::event::sign_event(&mut event, key)
+        } else {
+            event.signature = None;
+            anpr_trust::event::event_hash(&event)
+        };
+        let payload = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt {
+            seq,
+            message: e.to_string(),
+        })?;
+        if let Some(quota) = quota {
+            let incoming = payload.len() as u64
+                + record
+                    .evidence
+                    .iter()
+                    .map(|e| e.data.len() as u64)
+                    .sum::<u64>();
+            make_room(tx, quota, incoming).map_err(&sql)?;
+        }
+        tx.prepare_cached(
                 "INSERT INTO events (seq, event_id, kind, captured_at, payload, accepted_at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut st| {
@@ -134,8 +151,8 @@ impl Store {
                 ])
             })
             .map_err(&sql)?;
-            for (e, r) in record.evidence.iter().zip(&event.evidence) {
-                tx.prepare_cached(
+        for (e, r) in record.evidence.iter().zip(&event.evidence) {
+            tx.prepare_cached(
                     "INSERT INTO evidence (seq, kind, sha256, content_type, size, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .and_then(|mut st| {
@@ -149,29 +166,29 @@ impl Store {
                     ])
                 })
                 .map_err(&sql)?;
-            }
-            next += 1;
-            prev_hash = hash;
-            out.push(event);
         }
-        let added = next - first;
-        if added > 0 {
-            crate::chain::set_head(&tx, (next - 1) as u64, &prev_hash).map_err(&sql)?;
-        }
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = ?2",
-            params![next, key::NEXT_SEQ],
-        )
-        .and_then(|_| meta_add(&tx, key::PRESENT, added))
-        .and_then(|()| meta_add(&tx, key::PENDING, added))
-        .map_err(&sql)?;
-        if let Some((kind, detail)) = journal {
-            journal_add(&tx, kind, detail).map_err(&sql)?;
-        }
-        tx.commit().map_err(&sql)?;
-        Ok(out)
+        next += 1;
+        prev_hash = hash;
+        out.push(event);
     }
+    let added = next - first;
+    if added > 0 {
+        crate::chain::set_head(tx, (next - 1) as u64, &prev_hash).map_err(&sql)?;
+    }
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = ?2",
+        params![next, key::NEXT_SEQ],
+    )
+    .and_then(|_| meta_add(tx, key::PRESENT, added))
+    .and_then(|()| meta_add(tx, key::PENDING, added))
+    .map_err(&sql)?;
+    if let Some((kind, detail)) = journal {
+        journal_add(tx, kind, detail).map_err(&sql)?;
+    }
+    Ok(out)
+}
 
+impl Store {
     /// What the quota made the device drop, since the queue was created.
     pub fn drops(&self) -> Result<Drops, StoreError> {
         let get = |k| meta_get(&self.conn, k).map_err(self.sql());
@@ -199,6 +216,7 @@ fn kind_str(kind: EventKind) -> &'static str {
         EventKind::Passage => "passage",
         EventKind::Violation => "violation",
         EventKind::CameraGap => "camera_gap",
+        EventKind::Custody => "custody",
     }
 }
 
@@ -272,6 +290,7 @@ fn evict_step(tx: &Transaction<'_>, step: usize, limit: usize) -> rusqlite::Resu
                 .prepare_cached(
                     "SELECT v.seq, v.kind, v.sha256, e.event_id FROM evidence v JOIN events e ON e.seq = v.seq
                      WHERE e.kind = ?1 AND v.delivered_at IS NULL AND v.dropped_at IS NULL
+                       AND e.exported_at IS NULL
                      ORDER BY v.seq LIMIT ?2",
                 )?
                 .query_map(params![kind, lim], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
@@ -301,7 +320,8 @@ fn evict_step(tx: &Transaction<'_>, step: usize, limit: usize) -> rusqlite::Resu
             let rows: Vec<(i64, String, String)> = tx
                 .prepare_cached(
                     "SELECT seq, event_id, captured_at FROM events
-                     WHERE kind = ?1 AND delivered_at IS NULL ORDER BY seq LIMIT ?2",
+                     WHERE kind = ?1 AND delivered_at IS NULL AND exported_at IS NULL
+                     ORDER BY seq LIMIT ?2",
                 )?
                 .query_map(params![kind, lim], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))

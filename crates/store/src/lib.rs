@@ -36,9 +36,18 @@
 //!   use over the quota, rows are removed in this order, oldest first within each step, until
 //!   it fits: (1) events delivered with all their images (not a loss), (2) images of undelivered
 //!   passages, (3) undelivered passages, (4) images of undelivered violations, (5) undelivered
-//!   violations. Steps 2 to 5 are losses: each is counted ([`Store::drops`]) and journaled
+//!   violations. Rows handed over in an export bundle and not yet acknowledged, and their
+//!   images, are never dropped (nor are custody records, which are neither passages nor
+//!   violations). Steps 2 to 5 are losses: each is counted ([`Store::drops`]) and journaled
 //!   ([`Store::journal`]) in the same transaction, and logged; the uplink raises them as a fault.
 //!   The new event itself is always written.
+//! - Custody journal (`custody`, rule 27 and annex 3): [`Store::custody_issue`] and
+//!   [`Store::custody_return`] check the journal's open issue under the write lock and write a
+//!   signed `custody` event (delivered like every event) with its journal entry in one
+//!   transaction; a refused record ([`CustodyError`]) writes nothing.
+//! - Export (`export`, [`Store::export`]): the undelivered rows (or a capture-time range)
+//!   copied into a signed bundle, then, in one transaction, the rows marked handed over and the
+//!   copy journaled as a custody record. A row handed over stays owed until acknowledged.
 //! - The counts of [`Store::stats`] are kept in the `meta` table and changed in the same
 //!   transaction as the rows they count, so they agree with the rows after any crash; reading
 //!   them does not scan the queue.
@@ -68,12 +77,14 @@
 //!   events    seq INTEGER PRIMARY KEY          per-device sequence number
 //!             event_id TEXT UNIQUE             UUIDv7
 //!             kind TEXT                        'passage' | 'violation' | 'camera_gap'
+//!                                              | 'custody'
 //!             captured_at TEXT                 RFC 3339, UTC, microseconds
 //!             payload TEXT                     the event as JSON (anpr.event/1)
 //!             accepted_at TEXT
 //!             attempts INTEGER                 sending attempts so far
 //!             delivered_at TEXT NULL           set on the event's acknowledgement
 //!             hash TEXT                        sha256 hex of the event's canonical form
+//!             exported_at TEXT NULL, export_id TEXT NULL   handed over in that bundle
 //!             index events_pending (seq) WHERE delivered_at IS NULL
 //!   chain_head  id = 1, seq, hash              the last event appended
 //!   removed   first_seq INTEGER PRIMARY KEY    a run of rows the queue removed itself,
@@ -95,8 +106,10 @@
 //!             clock_jumps
 //!   journal   id INTEGER PRIMARY KEY, at TEXT, kind TEXT, detail TEXT (JSON)
 //!             kind: 'dropped-event' | 'dropped-evidence' | 'clock-jump' | 'camera-gap'
-//!                   | 'quarantined-event'
+//!                   | 'quarantined-event' | 'custody-issue' | 'custody-return'
+//!                   | 'custody-export'
 //!             prev_hash TEXT, hash TEXT        the journal's chain (anpr_trust::chain)
+//!             index journal_kind (kind, id)
 //!   journal_head  id = 1, seq, hash            the last journal row written (seq: its id)
 //! ```
 //!
@@ -104,13 +117,16 @@
 //!
 //! `schema` (tables and migrations), `append` (appends, batches, quota and pruning),
 //! `delivery` (pending rows, attempts, acknowledgements, counts), `evidence` (images),
-//! `journal` (drops and clock jumps), `chain` (the hash chain and its walk), `sqlite`
+//! `journal` (drops and clock jumps), `custody` (issue, return, the annex-3 table), `export`
+//! (bundles of what could not go out live), `chain` (the hash chain and its walk), `sqlite`
 //! (opening a connection, shared helpers).
 
 mod append;
 mod chain;
+mod custody;
 mod delivery;
 mod evidence;
+mod export;
 mod journal;
 mod schema;
 mod sqlite;
@@ -126,8 +142,10 @@ use rusqlite::Connection;
 pub use anpr_trust::SigningKey;
 pub use append::NewRecord;
 pub use chain::{VerifyReport, verify_queue};
+pub use custody::{AnnexRow, CustodyEntry, CustodyError, annex3_rows};
 pub use delivery::{AckOutcome, AckRef, Pending, QueueStats};
 pub use evidence::{NewEvidence, PendingEvidence, sha256_hex};
+pub use export::{ExportError, ExportOptions, ExportSummary};
 pub use journal::JournalEntry;
 pub use schema::{Migration, MigrationError, migrate};
 pub use sqlite::open_durable;

@@ -94,7 +94,7 @@ fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// The queue's schema, one entry per version. Never edit an entry that has shipped: add one.
-pub(crate) const MIGRATIONS: [Migration; 5] = [
+pub(crate) const MIGRATIONS: [Migration; 6] = [
     // 1: the events.
     Migration::sql(
         "CREATE TABLE IF NOT EXISTS events (
@@ -163,6 +163,14 @@ pub(crate) const MIGRATIONS: [Migration; 5] = [
          );",
     )
     .then(crate::journal::chain_existing_journal),
+    // 6: export bundles (`anpr export`): when a row was copied out and into which bundle (the
+    // row stays undelivered, and out of the quota's reach, until acknowledged); and the
+    // journal found by kind (the custody journal is read out of it).
+    Migration::sql(
+        "ALTER TABLE events ADD COLUMN exported_at TEXT;
+         ALTER TABLE events ADD COLUMN export_id TEXT;
+         CREATE INDEX journal_kind ON journal(kind, id);",
+    ),
 ];
 
 /// Version of the queue schema this software writes.

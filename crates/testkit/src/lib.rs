@@ -8,11 +8,14 @@
 //! `deploy/mosquitto/acl`: mutual TLS only, the certificate's CN as user name and client id,
 //! the topic ACL. Only the listener's port and the files' paths are changed (and `user root`
 //! is added, so that a broker started by root reads its key in the test's private directory
-//! instead of dropping to the `mosquitto` user first). Its certificates come from a
+//! instead of dropping to the `mosquitto` user first); the ACL gets one more user,
+//! `anpr-watch`, that reads every topic under `anpr/v1`, for `interface::SchemaWatch` (with the
+//! `interface` feature), which checks every message of a test against `docs/interface/`. Its certificates come from a
 //! [`BrokerPki`]: a PKI made by `anpr-pki` in a temporary directory for this broker, or one
 //! shared by several brokers ([`Mosquitto::start_with_pki`]), or one kept in a directory (the
 //! demo's); a device's identity is issued the first time it is asked for
-//! ([`Mosquitto::device_tls`]).
+//! ([`Mosquitto::device_tls`]), and so is the command sender's (`anpr-commands`,
+//! [`Mosquitto::commands_tls`]) in a kept PKI made before `anpr pki init` issued it.
 //!
 //! A broker can run plain MQTT instead ([`BrokerOptions::plaintext`]), for the tests that
 //! speak MQTT over a raw socket and for refused subscriptions ([`BrokerOptions::deny_subscribe`]),
@@ -33,6 +36,11 @@ use std::time::{Duration, Instant};
 use anpr_pki::{CentralFiles, DeviceFiles, Pki, TlsFiles};
 use anyhow::{Context, Result, bail};
 
+#[cfg(feature = "interface")]
+pub mod interface;
+#[cfg(feature = "interface")]
+pub use interface::{Interface, SchemaWatch};
+
 /// The shipped broker configuration.
 pub const SHIPPED_CONF: &str = include_str!("../../../deploy/mosquitto/anpr.conf");
 /// The shipped ACL.
@@ -49,11 +57,13 @@ pub struct BrokerOptions {
     /// pattern matches) gets a failure SUBACK. Publishing to them stays allowed. Needs
     /// `plaintext`.
     pub deny_subscribe: Vec<String>,
-    /// Users given the same rights as `anpr-central` in the ACL, besides it (the shipped ACL
-    /// with one more `user` block each): for a test that needs a second central-side client
-    /// while the receiver runs (both cannot be `anpr-central`: the broker makes the user name
-    /// the client id, so the second would take the first's session). Their certificates come
-    /// from [`Mosquitto::central_side_tls`].
+    /// Users given the same rights as `anpr-central` in the ACL (read events, images and
+    /// health; write acks), besides it (the shipped ACL with one more `user` block each): for
+    /// a test that needs a second receiver-side client while the receiver runs (both cannot
+    /// be `anpr-central`: the broker makes the user name the client id, so the second would
+    /// take the first's session). Their certificates come from
+    /// [`Mosquitto::central_side_tls`]. Commands are sent with the shipped command sender's
+    /// identity instead, [`Mosquitto::commands_tls`].
     pub central_side_users: Vec<String>,
 }
 
@@ -124,6 +134,20 @@ impl BrokerPki {
     #[must_use]
     pub fn central(&self) -> CentralFiles {
         self.pki.central()
+    }
+
+    /// The command sender's identity (CN `anpr-commands`), issued if the PKI has none yet
+    /// (one kept from before `anpr pki init` issued it).
+    pub fn commands(&self) -> Result<TlsFiles> {
+        let _guard = self
+            .issuing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let files = self.pki.commands();
+        if files.key.exists() {
+            return Ok(files);
+        }
+        Ok(self.pki.issue_commands()?)
     }
 
     /// A client certificate with CN `name`, issued if there is none yet (for
@@ -277,6 +301,15 @@ impl Mosquitto {
         (!self.options.plaintext).then(|| self.pki.central().tls)
     }
 
+    /// The command sender's TLS files (CN `anpr-commands`: the shipped ACL lets it write
+    /// `anpr/v1/+/cmd/#` and nothing else), or `None` on a plain broker.
+    pub fn commands_tls(&self) -> Result<Option<TlsFiles>> {
+        if self.options.plaintext {
+            return Ok(None);
+        }
+        Ok(Some(self.pki.commands()?))
+    }
+
     /// The TLS files of `name`, one of [`BrokerOptions::central_side_users`].
     pub fn central_side_tls(&self, name: &str) -> Result<TlsFiles> {
         if !self.options.central_side_users.iter().any(|u| u == name) {
@@ -328,7 +361,9 @@ impl Mosquitto {
             format!("listener {} 127.0.0.1\nallow_anonymous true\n", self.port)
         } else {
             let acl = self.dir.path().join("acl");
-            std::fs::write(&acl, acl_text(&self.options.central_side_users))
+            // Plus the reader of every message that tests check against the interface.
+            let text = acl_text(&self.options.central_side_users) + WATCH_ACL;
+            std::fs::write(&acl, text)
                 .with_context(|| format!("cannot write {}", acl.display()))?;
             shipped_conf(self.port, &self.pki.pki().broker(), &acl)?
         };
@@ -489,6 +524,10 @@ fn acl_text(extra: &[String]) -> String {
     text
 }
 
+/// The ACL block the test broker adds for the user that reads every message under `anpr/v1`
+/// (`anpr-watch`, `interface::SchemaWatch`): the shipped ACL has no such user.
+const WATCH_ACL: &str = "\nuser anpr-watch\ntopic read anpr/v1/#\n";
+
 /// A rustls client that trusts `ca` and has no certificate of its own.
 fn client_without_certificate(ca: &Path) -> Result<rustls::ClientConfig> {
     use rustls::pki_types::CertificateDer;
@@ -585,7 +624,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(suback_code(broker.port(), "anpr/v1/KZ-1/ack"), 0x80);
-        assert_eq!(suback_code(broker.port(), "anpr/v1/KZ-1/cmd"), 1);
+        assert_eq!(suback_code(broker.port(), "anpr/v1/KZ-1/cmd/#"), 1);
         broker.options_mut().deny_subscribe.clear();
         broker.restart().unwrap();
         assert_eq!(suback_code(broker.port(), "anpr/v1/KZ-1/ack"), 1);
@@ -615,6 +654,9 @@ mod tests {
         let b = broker.device_tls("KZ-1").unwrap().unwrap();
         assert_eq!(a, b);
         assert!(a.key.is_file() && a.cert.is_file());
+        let commands = broker.commands_tls().unwrap().unwrap();
+        assert_eq!(commands, broker.pki().pki().commands());
+        assert!(commands.key.is_file() && commands.cert.is_file());
     }
 
     #[test]
@@ -626,6 +668,71 @@ mod tests {
             extra.starts_with("user ops\ntopic read anpr/v1/+/events"),
             "{extra}"
         );
-        assert!(extra.ends_with("topic write anpr/v1/+/cmd"), "{extra}");
+        assert!(extra.ends_with("topic write anpr/v1/+/ack"), "{extra}");
+        assert!(!extra.contains("cmd"), "{extra}");
+    }
+
+    #[test]
+    fn a_kept_pki_without_the_command_senders_identity_gets_it_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("pki");
+        let first = super::BrokerPki::at(&kept).unwrap();
+        let files = first.pki().commands();
+        // As a PKI kept from before `anpr pki init` issued it.
+        std::fs::remove_file(&files.key).unwrap();
+        std::fs::remove_file(&files.cert).unwrap();
+        drop(first);
+        let again = super::BrokerPki::at(&kept).unwrap();
+        let issued = again.commands().unwrap();
+        assert_eq!(issued, files);
+        let key = std::fs::read(&issued.key).unwrap();
+        assert_eq!(again.commands().unwrap(), files, "issued once, then reused");
+        assert_eq!(std::fs::read(&issued.key).unwrap(), key);
+    }
+
+    /// The lines of the shipped ACL's block for `user`, up to the next blank line.
+    fn user_block(user: &str) -> Vec<&'static str> {
+        super::SHIPPED_ACL
+            .lines()
+            .skip_while(|l| l.trim() != format!("user {user}"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_acl_gives_each_user_only_what_it_does() {
+        let acl = super::SHIPPED_ACL;
+        let patterns: Vec<&str> = acl.lines().filter(|l| l.starts_with("pattern ")).collect();
+        assert_eq!(
+            patterns,
+            [
+                "pattern write anpr/v1/%u/events",
+                "pattern write anpr/v1/%u/evidence/#",
+                "pattern write anpr/v1/%u/health",
+                "pattern read anpr/v1/%u/ack",
+                "pattern read anpr/v1/%u/cmd/#",
+            ]
+        );
+        assert_eq!(
+            user_block("anpr-central"),
+            [
+                "topic read anpr/v1/+/events",
+                "topic read anpr/v1/+/evidence/#",
+                "topic read anpr/v1/+/health",
+                "topic write anpr/v1/+/ack",
+            ],
+            "the receiver sends no commands"
+        );
+        assert_eq!(
+            user_block("anpr-commands"),
+            ["topic write anpr/v1/+/cmd/#"],
+            "the command sender writes commands and reads nothing"
+        );
+        assert_eq!(
+            acl.lines().filter(|l| l.starts_with("user ")).count(),
+            2,
+            "{acl}"
+        );
     }
 }

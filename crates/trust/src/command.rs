@@ -1,4 +1,4 @@
-//! Commands from the central side (`<prefix>/<inventory>/cmd`): signed by the central key,
+//! Commands from the central side (on `<prefix>/<inventory>/cmd/…`): signed by the central key,
 //! checked by the device before it acts on one.
 //!
 //! The signed message is, byte for byte,

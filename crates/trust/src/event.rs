@@ -71,11 +71,9 @@ pub(crate) mod tests {
             clock: ClockInfo {
                 source: "system".into(),
                 synced: false,
+                ..ClockInfo::default()
             },
-            position: Some(anpr_types::Position {
-                lat: 51.128_2,
-                lon: 71.430_4,
-            }),
+            position: Some(anpr_types::Position::fixed(51.128_2, 71.430_4)),
             vehicle: EventVehicle {
                 class: VehicleClass::Car,
                 confidence: 0.912_345,
@@ -107,6 +105,7 @@ pub(crate) mod tests {
             track: None,
             violation: None,
             gap: None,
+            custody: None,
             prev_hash: Some(crate::ZERO_HASH.into()),
             signature: None,
         }
@@ -145,7 +144,7 @@ pub(crate) mod tests {
         ) {
             let key = SigningKey::from_bytes(&[3; 32]);
             let mut e = passage(7);
-            e.position = Some(anpr_types::Position { lat, lon });
+            e.position = Some(anpr_types::Position::fixed(lat, lon));
             e.vehicle.confidence = confidence;
             e.plate.confidence = plate;
             let hash = sign_event(&mut e, &key);

@@ -27,10 +27,15 @@
 //!   it with `signature` left out. The device acts on no command without that signature made
 //!   for its own inventory; a command signed for another device, altered, or signed by another
 //!   key is refused. Order is the command's business (its version), not the signature's.
+//! - **Export bundles** ([`bundle`]): the device signs a bundle's manifest (every file's
+//!   sha256, every event's hash) over `"anpr-bundle/1\n" + inventory + "\n" + manifest.json`
+//!   with its own key; [`bundle::Bundle::check`] names every file, line or signature of a copy
+//!   that does not match.
 //! - **Walking a chain** ([`chain::Walk`]): the checks `anpr verify` runs on a device's queue
 //!   or a receiver's database, row by row, naming the first row that does not match.
 
 pub mod ack;
+pub mod bundle;
 pub mod chain;
 pub mod command;
 pub mod event;

@@ -64,6 +64,7 @@ impl BBox {
 
 /// Vehicle type as the transport inspection counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum VehicleClass {
     Motorcycle,
@@ -134,6 +135,7 @@ pub struct PlateRead {
 
 /// What was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Passage,
@@ -141,16 +143,21 @@ pub enum EventKind {
     /// A live camera delivered no frames for a while (see [`Event::gap`]). Its vehicle and
     /// plate are empty; it is no passage and counts as none.
     CameraGap,
+    /// A line of the custody journal of a mobile unit (rule 27, annex 3): the device issued
+    /// to an employee, returned, or its undelivered data copied out (see [`Event::custody`]).
+    /// No camera, vehicle or plate; it is no passage and counts as none.
+    Custody,
 }
 
 impl EventKind {
-    /// The name on the wire: `passage`, `violation`, `camera_gap`.
+    /// The name on the wire: `passage`, `violation`, `camera_gap`, `custody`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Passage => "passage",
             EventKind::Violation => "violation",
             EventKind::CameraGap => "camera_gap",
+            EventKind::Custody => "custody",
         }
     }
 }
@@ -158,6 +165,7 @@ impl EventKind {
 /// A stretch of time in which a live camera delivered no frames (the stream failed or stalled
 /// and was opened again), carried by a `camera_gap` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CameraGap {
     /// Capture time of the last frame before the gap.
     pub from: DateTime<Utc>,
@@ -170,16 +178,35 @@ pub struct CameraGap {
 }
 
 /// Where the device's clock takes its time from, carried with every capture time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The three GNSS fields are present only on a unit with a GNSS receiver set to serve as its
+/// clock (`[gnss] use_for_clock`) once GNSS time has been compared with the host clock; other
+/// events serialise without them, exactly as before they existed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClockInfo {
-    /// `system` (the host clock, source unknown), `ntp` or `gnss`.
+    /// `system` (the host clock, source unknown), `pipeline`, `camera-ntp`, or `gnss` (the
+    /// host clock, compared with GNSS time within the unit's limit).
     pub source: String,
     /// Whether the source reported itself synchronised when the frame was captured.
     pub synced: bool,
+    /// Milliseconds between the last comparison of GNSS time with the host clock and the
+    /// event's making.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_age_ms: Option<u64>,
+    /// GNSS time minus host clock time at that comparison, in milliseconds (with `reference`
+    /// `fix` this includes the receiver's output delay, up to a few hundred milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_ms: Option<f64>,
+    /// What GNSS time was compared against: `pps` (a pulse-per-second edge), `toff` (a
+    /// sentence's arrival) or `fix` (a fix's arrival).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// Identity of the device that produced a record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeviceInfo {
     /// Inventory number of the device (rule 26): part of every record.
     pub inventory: String,
@@ -190,14 +217,84 @@ pub struct DeviceInfo {
 }
 
 /// A geographic position in WGS84 degrees.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+///
+/// A stationary unit's events carry its configured site: `lat` and `lon` only. A mobile
+/// unit's carry its position at the capture time from its GNSS receiver, with the other
+/// fields; exactly one of three cases holds: `interpolated` (between two fixes at most the
+/// unit's `max_gap_s` apart; `at` is the capture time), `gap` (the fixes around the capture
+/// time are further apart: the last fix before it, unchanged) or `stale` (no fix at or after
+/// the capture time: the last fix, with `fix` `none` when the receiver has since lost it), or
+/// none of them for a fix exactly at the capture time. The GNSS fields are absent when unset,
+/// so a stationary unit's events serialise exactly as before they existed.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Position {
     pub lat: f64,
     pub lon: f64,
+    /// Ground speed in km/h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_kmh: Option<f64>,
+    /// Course over ground, degrees clockwise from true north, 0..360.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heading_deg: Option<f64>,
+    /// `3d`, `2d`, or `none` when the receiver reported losing its fix after the one given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<GnssFix>,
+    /// Satellites used in the solution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satellites: Option<u32>,
+    /// Horizontal dilution of precision (above 5 is poor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hdop: Option<f64>,
+    /// GNSS time the position is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// Milliseconds between the capture time and the nearest fix the position was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub interpolated: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub gap: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stale: bool,
+}
+
+impl Position {
+    /// A fixed site's position: `lat` and `lon` only.
+    #[must_use]
+    pub fn fixed(lat: f64, lon: f64) -> Self {
+        Self {
+            lat,
+            lon,
+            ..Self::default()
+        }
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A GNSS receiver's fix dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum GnssFix {
+    /// No fix: the receiver sees too few satellites.
+    #[serde(rename = "none")]
+    None,
+    /// A horizontal position only.
+    #[serde(rename = "2d")]
+    TwoD,
+    /// A horizontal position and altitude.
+    #[serde(rename = "3d")]
+    ThreeD,
 }
 
 /// Vehicle part of an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventVehicle {
     pub class: VehicleClass,
     pub confidence: f32,
@@ -215,6 +312,7 @@ pub struct EventVehicle {
 
 /// Whether the plate of a passage could be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PlateStatus {
     /// The text is the consensus of the reads over the vehicle's track.
@@ -240,6 +338,7 @@ impl PlateStatus {
 
 /// Plate part of an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventPlate {
     pub text: String,
     pub confidence: f32,
@@ -262,7 +361,10 @@ pub struct EventPlate {
 
 /// One record the device accepted: the unit of storage, delivery and acknowledgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Event {
+    /// Always `anpr.event/1` ([`EVENT_SCHEMA`]).
+    #[cfg_attr(feature = "schema", schemars(extend("const" = EVENT_SCHEMA)))]
     pub schema: String,
     /// Globally unique id (UUIDv7); the central side deduplicates on it.
     pub event_id: Uuid,
@@ -295,6 +397,10 @@ pub struct Event {
     /// were lost. Absent in every other event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<CameraGap>,
+    /// For `kind = "custody"`: the custody journal's line (issue, return or export). Absent in
+    /// every other event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custody: Option<CustodyRecord>,
     /// Lower-case hex sha256 of the canonical form of this device's previous event (by
     /// sequence number); 64 zeros for its first. Chains the device's events, so an edit or a
     /// deletion shows (see `anpr_trust`). Absent in events recorded before signing.
@@ -306,8 +412,84 @@ pub struct Event {
     pub signature: Option<String>,
 }
 
+/// What a custody record says happened to the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CustodyAction {
+    /// Issued to an employee (annex 3, column 4).
+    Issue,
+    /// Returned by the employee it was issued to (column 5).
+    Return,
+    /// Data that could not go out live copied out as a bundle (column 6).
+    Export,
+}
+
+impl CustodyAction {
+    /// The name on the wire: `issue`, `return`, `export`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustodyAction::Issue => "issue",
+            CustodyAction::Return => "return",
+            CustodyAction::Export => "export",
+        }
+    }
+}
+
+/// A line of a mobile unit's custody journal (rule 27, annex 3), carried by a `custody` event
+/// and journaled on the device in the same transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CustodyRecord {
+    pub action: CustodyAction,
+    /// When it happened: the issue's or return's date-time as the duty officer entered it, or
+    /// the copy time of an export.
+    pub at: DateTime<Utc>,
+    /// The employee's full name: the one the device is issued to (for a return or an export,
+    /// the holder of the open issue; absent when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee: Option<String>,
+    /// The employee's service number, with the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employee_id: Option<String>,
+    /// For an export: what the copy holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportRecord>,
+}
+
+/// What an export (a bundle of data that could not go out live) holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ExportRecord {
+    /// The bundle's id (its manifest's `bundle_id`).
+    pub bundle_id: Uuid,
+    /// Where the bundle was written, as given to `anpr export --to`.
+    pub path: String,
+    /// Lower-case hex sha256 of the bundle's signed manifest.
+    pub manifest_sha256: String,
+    /// Events in the bundle, and evidence images.
+    pub events: u64,
+    pub images: u64,
+    /// Lowest and highest sequence number in it (0 when empty).
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Capture times of the first and last recording in it (passages, violations, camera
+    /// gaps; custody records are no recordings); absent when it holds none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recordings_from: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recordings_to: Option<DateTime<Utc>>,
+    /// Their span, whole seconds.
+    pub duration_s: u64,
+    /// The same span as annex 3 writes it, hours.minutes rounded to the nearest minute:
+    /// `2.05` is 2 h 5 min.
+    pub duration_hmin: String,
+}
+
 /// The track a passage was decided from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TrackInfo {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
@@ -323,6 +505,7 @@ pub struct TrackInfo {
 
 /// What a violation event says beyond its passage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ViolationInfo {
     /// Name of the configured rule that raised it.
     pub rule: String,
@@ -343,6 +526,7 @@ pub struct ViolationInfo {
 
 /// A plate-list entry a passage matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ListMatch {
     /// Name of the list, e.g. `wanted`.
     pub name: String,
@@ -357,6 +541,7 @@ pub struct ListMatch {
 
 /// A reference from an event to one of its evidence images.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EvidenceRef {
     /// `overview` (the whole frame) or `plate` (the plate with a margin).
     pub kind: String,
@@ -371,6 +556,7 @@ pub struct EvidenceRef {
 /// Counters of what the device had to drop to stay within its disk quota. Violations go
 /// last; every drop is counted here, journaled, and raised as a fault on the health channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Drops {
     /// Passage events (metadata and images) dropped before delivery.
     pub passages: u64,
@@ -392,6 +578,7 @@ impl Drops {
 
 /// A fault the device reports on its health channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Fault {
     /// Stable code: `queue-quota`, `clock-jump`, `camera`, ...
     pub code: String,
@@ -421,6 +608,7 @@ impl Fault {
 
 /// Queue part of a health message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QueueHealth {
     /// Events not yet acknowledged by the central receiver.
     pub pending_events: u64,
@@ -438,7 +626,10 @@ pub const HEALTH_SCHEMA: &str = "anpr.health/1";
 /// The device's health, published retained on `<prefix>/<inventory>/health` when it changes
 /// and at a fixed period; the broker publishes `{"status":"offline"}` as its last will.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Health {
+    /// Always `anpr.health/1` ([`HEALTH_SCHEMA`]).
+    #[cfg_attr(feature = "schema", schemars(extend("const" = HEALTH_SCHEMA)))]
     pub schema: String,
     /// `online` or `offline`.
     pub status: String,
@@ -463,6 +654,7 @@ pub struct Health {
 
 /// The last link of a hash chain: its sequence number and hash (lower-case hex sha256).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChainHead {
     pub seq: u64,
     pub hash: String,
@@ -470,6 +662,7 @@ pub struct ChainHead {
 
 /// A file the recognition depends on, as checked at load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ModelHash {
     /// What it is: `plate_detector`, `plate_reader`, `vehicle_detector`, `onnxruntime`.
     pub name: String,
@@ -479,6 +672,7 @@ pub struct ModelHash {
 
 /// Which frame an event was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FrameRef {
     pub index: u64,
     pub width: u32,
@@ -487,6 +681,7 @@ pub struct FrameRef {
 
 /// The message as published: the stored event plus what is only known at send time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Delivery {
     #[serde(flatten)]
     pub event: Event,
@@ -500,6 +695,7 @@ pub struct Delivery {
 /// only with a valid `signature` by the receiver's key over exactly its row (see
 /// `anpr_trust::ack`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Ack {
     pub event_id: Uuid,
     pub seq: u64,
@@ -554,10 +750,48 @@ impl Topics {
         format!("{}/{}/ack", self.prefix, self.inventory)
     }
 
-    /// Commands from the central side to this device (plate-list updates and the like).
+    /// The root of the command topics from the central side to this device. Commands are
+    /// published below it, one retained topic per subject (so the broker keeps the latest of
+    /// each): [`Topics::plate_list`]. Nothing is published on the root itself.
     #[must_use]
     pub fn cmd(&self) -> String {
         format!("{}/{}/cmd", self.prefix, self.inventory)
+    }
+
+    /// Filter matching every command topic of this device (what the device subscribes to).
+    #[must_use]
+    pub fn cmd_filter(&self) -> String {
+        format!("{}/{}/cmd/#", self.prefix, self.inventory)
+    }
+
+    /// The retained command topic of plate list `name` on this device:
+    /// `<prefix>/<inventory>/cmd/plate-list/<name>`.
+    #[must_use]
+    pub fn plate_list(&self, name: &str) -> String {
+        format!(
+            "{}/{}/cmd/{}/{name}",
+            self.prefix,
+            self.inventory,
+            Self::PLATE_LIST
+        )
+    }
+
+    /// The level of the plate-list command topics under `cmd/`.
+    pub const PLATE_LIST: &'static str = "plate-list";
+
+    /// The list name in `topic` when it is one of this device's plate-list command topics
+    /// ([`Topics::plate_list`]) with a non-empty name of one level; `None` for any other
+    /// topic.
+    #[must_use]
+    pub fn plate_list_name<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let name = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('/')?
+            .strip_prefix(self.inventory.as_str())?
+            .strip_prefix("/cmd/")?
+            .strip_prefix(Self::PLATE_LIST)?
+            .strip_prefix('/')?;
+        (!name.is_empty() && !name.contains('/')).then_some(name)
     }
 
     /// Health of this device (retained, with a last will).
@@ -713,10 +947,60 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_position_and_a_plain_clock_serialise_as_before_the_gnss_fields() {
+        let old: Event = serde_json::from_str(OLD_PASSAGE).unwrap();
+        let fixed = Event {
+            position: Some(Position::fixed(51.1, 71.4)),
+            ..old
+        };
+        let text = serde_json::to_string(&fixed).unwrap();
+        assert!(
+            text.contains(
+                r#""clock":{"source":"system","synced":false},"position":{"lat":51.1,"lon":71.4},"#
+            ),
+            "{text}"
+        );
+        let mobile = Position {
+            fix: Some(GnssFix::ThreeD),
+            age_ms: Some(250),
+            interpolated: true,
+            ..Position::fixed(51.1, 71.4)
+        };
+        let text = serde_json::to_string(&mobile).unwrap();
+        assert_eq!(
+            text,
+            r#"{"lat":51.1,"lon":71.4,"fix":"3d","age_ms":250,"interpolated":true}"#
+        );
+        assert_eq!(serde_json::from_str::<Position>(&text).unwrap(), mobile);
+    }
+
+    #[test]
     fn topics_live_under_the_versioned_prefix() {
         let t = Topics::new("anpr/v1/", "INV-7");
         assert_eq!(t.events(), "anpr/v1/INV-7/events");
         assert_eq!(t.ack(), "anpr/v1/INV-7/ack");
         assert_eq!(Topics::all_events("anpr/v1"), "anpr/v1/+/events");
+    }
+
+    #[test]
+    fn each_plate_list_has_its_own_command_topic_under_the_devices_cmd_filter() {
+        let t = Topics::new("anpr/v1/", "INV-7");
+        assert_eq!(t.cmd_filter(), "anpr/v1/INV-7/cmd/#");
+        let wanted = t.plate_list("wanted");
+        assert_eq!(wanted, "anpr/v1/INV-7/cmd/plate-list/wanted");
+        assert!(wanted.starts_with(&format!("{}/", t.cmd())));
+        assert_eq!(t.plate_list_name(&wanted), Some("wanted"));
+        for other in [
+            "anpr/v1/INV-7/cmd",
+            "anpr/v1/INV-7/cmd/plate-list",
+            "anpr/v1/INV-7/cmd/plate-list/",
+            "anpr/v1/INV-7/cmd/plate-list/a/b",
+            "anpr/v1/INV-7/cmd/other/wanted",
+            "anpr/v1/INV-8/cmd/plate-list/wanted",
+            "anpr/v1/INV-77/cmd/plate-list/wanted",
+            "anpr/v2/INV-7/cmd/plate-list/wanted",
+        ] {
+            assert_eq!(t.plate_list_name(other), None, "{other}");
+        }
     }
 }

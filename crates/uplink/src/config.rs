@@ -165,10 +165,17 @@ impl Delivered {
     }
 }
 
-/// A command from the central side, as it arrived on `<prefix>/<inventory>/cmd`. The uplink
-/// only passes it on; whoever receives it validates it (a plate-list update, ...).
-#[derive(Debug, Clone)]
+/// A command from the central side, as it arrived on one of the device's command topics
+/// (`<prefix>/<inventory>/cmd/#`: one retained topic per subject, such as
+/// `<prefix>/<inventory>/cmd/plate-list/<name>`). The uplink only passes it on with its
+/// topic; whoever receives it validates both (a plate-list update, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
+    /// The topic it came on: `<prefix>/<inventory>/cmd` or a topic below it.
+    pub topic: String,
+    /// The plate list `topic` names when it is a plate-list command topic
+    /// ([`Topics::plate_list_name`]); `None` for any other command topic.
+    pub plate_list: Option<String>,
     pub payload: Vec<u8>,
     pub received_at: DateTime<Utc>,
 }

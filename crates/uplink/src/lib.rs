@@ -32,7 +32,11 @@
 //!   will says `{"status":"offline"}`; a clean stop says it with the full figures.
 //! - A queued row that cannot be read is quarantined (journaled with what it held, raised as
 //!   a `queue-corrupt` fault) and delivery goes on with the rows after it.
-//! - A subscription the broker refuses (a SubAck failure for the ack or command topic) is a
+//! - Commands: the device subscribes to `<prefix>/<inventory>/cmd/#` (one retained topic per
+//!   subject, e.g. `cmd/plate-list/<name>`, so the broker keeps the latest of each) and passes
+//!   every message on its command topics on as a [`Command`] with its topic, unchecked: the
+//!   receiver of the commands validates them.
+//! - A subscription the broker refuses (a SubAck failure for the ack or command filter) is a
 //!   lasting `subscription` fault with the topic as its subject, until a later SubAck grants
 //!   it; the subscriptions are made again on every connection.
 //! - Supervised: the uplink never ends on a failure. A link failure is retried every half

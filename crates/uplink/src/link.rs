@@ -119,16 +119,17 @@ async fn poll(
 /// one SUBSCRIBE whose SubAck answers for each topic in order.
 #[derive(Debug)]
 pub(crate) struct Subscriptions {
-    /// The ack topic first, then the command topic when commands are taken.
+    /// The ack topic first, then the command filter (`<prefix>/<inventory>/cmd/#`) when
+    /// commands are taken.
     topics: Vec<String>,
     /// A SUBSCRIBE is owed on this connection.
     due: bool,
 }
 
 impl Subscriptions {
-    pub fn new(ack_topic: String, cmd_topic: Option<String>) -> Self {
+    pub fn new(ack_topic: String, cmd_filter: Option<String>) -> Self {
         Self {
-            topics: std::iter::once(ack_topic).chain(cmd_topic).collect(),
+            topics: std::iter::once(ack_topic).chain(cmd_filter).collect(),
             due: false,
         }
     }
@@ -198,7 +199,7 @@ mod tests {
     #[test]
     fn a_refused_subscription_is_a_lasting_fault_per_topic_cleared_when_granted_later() {
         let faults = FaultBoard::default();
-        let subs = Subscriptions::new("p/d/ack".into(), Some("p/d/cmd".into()));
+        let subs = Subscriptions::new("p/d/ack".into(), Some("p/d/cmd/#".into()));
         let ok = SubscribeReasonCode::Success(QoS::AtLeastOnce);
         subs.answered(&[SubscribeReasonCode::Failure, ok], &faults);
         let active = faults.active();
@@ -227,7 +228,7 @@ mod tests {
             .into_iter()
             .filter_map(|f| f.subject)
             .collect();
-        assert_eq!(subjects, ["p/d/ack", "p/d/cmd"]);
+        assert_eq!(subjects, ["p/d/ack", "p/d/cmd/#"]);
         subs.answered(&[ok, ok], &faults);
         assert!(faults.active().is_empty(), "both granted: both cleared");
         let history: Vec<(Option<String>, bool)> = faults
@@ -239,9 +240,9 @@ mod tests {
             history,
             [
                 (Some("p/d/ack".into()), true),
-                (Some("p/d/cmd".into()), true),
+                (Some("p/d/cmd/#".into()), true),
                 (Some("p/d/ack".into()), false),
-                (Some("p/d/cmd".into()), false)
+                (Some("p/d/cmd/#".into()), false)
             ]
         );
     }

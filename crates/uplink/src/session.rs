@@ -135,7 +135,8 @@ struct Session {
     acks: Vec<Ack>,
     events_topic: String,
     ack_topic: String,
-    cmd_topic: String,
+    /// The device's command root, `<prefix>/<inventory>/cmd`; commands come on it or below it.
+    cmd_root: String,
 }
 
 impl Session {
@@ -146,7 +147,7 @@ impl Session {
         commands: Option<mpsc::UnboundedSender<Command>>,
     ) -> Self {
         let ack_topic = cfg.topics.ack();
-        let cmd_topic = cfg.topics.cmd();
+        let cmd_root = cfg.topics.cmd();
         Self {
             link: Link::start(&cfg),
             queue: QueueThread::new(cfg.queue.clone()),
@@ -158,13 +159,13 @@ impl Session {
             health: HealthState::new(),
             subscriptions: Subscriptions::new(
                 ack_topic.clone(),
-                commands.is_some().then(|| cmd_topic.clone()),
+                commands.is_some().then(|| cfg.topics.cmd_filter()),
             ),
             backoff: Backoff::new(),
             acks: Vec::new(),
             events_topic: cfg.topics.events(),
             ack_topic,
-            cmd_topic,
+            cmd_root,
             cfg,
             counters,
             delivered_tx,
@@ -187,13 +188,20 @@ impl Session {
                 self.subscriptions
                     .answered(&ack.return_codes, &self.counters.faults);
             }
-            LinkEvent::Incoming(Packet::Publish(p)) if p.topic == self.cmd_topic => {
+            LinkEvent::Incoming(Packet::Publish(p)) if is_command(&p.topic, &self.cmd_root) => {
                 if let Some(tx) = &self.commands {
                     tracing::info!(
+                        topic = %p.topic,
                         bytes = p.payload.len(),
                         "Command received from the central side."
                     );
                     let _ = tx.send(Command {
+                        plate_list: self
+                            .cfg
+                            .topics
+                            .plate_list_name(&p.topic)
+                            .map(str::to_string),
+                        topic: p.topic,
                         payload: p.payload.to_vec(),
                         received_at: Utc::now(),
                     });
@@ -523,6 +531,14 @@ impl Session {
     }
 }
 
+/// Whether `topic` is one of the device's command topics: the root `cmd_root` itself (a
+/// sender before per-list topics published there) or any topic below it.
+fn is_command(topic: &str, cmd_root: &str) -> bool {
+    topic
+        .strip_prefix(cmd_root)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -530,7 +546,27 @@ mod tests {
 
     use tokio::sync::watch;
 
-    use super::{BACKOFF_MAX, Backoff};
+    use super::{BACKOFF_MAX, Backoff, is_command};
+
+    #[test]
+    fn every_topic_under_the_command_root_is_a_command_and_nothing_beside_it() {
+        let root = "anpr/v1/KZ-1/cmd";
+        for topic in [
+            "anpr/v1/KZ-1/cmd",
+            "anpr/v1/KZ-1/cmd/plate-list/wanted",
+            "anpr/v1/KZ-1/cmd/other",
+        ] {
+            assert!(is_command(topic, root), "{topic}");
+        }
+        for topic in [
+            "anpr/v1/KZ-1/cmdx",
+            "anpr/v1/KZ-1/ack",
+            "anpr/v1/KZ-1/cmd-plate-list",
+            "anpr/v1/KZ-12/cmd/plate-list/wanted",
+        ] {
+            assert!(!is_command(topic, root), "{topic}");
+        }
+    }
     use crate::config::{Counters, Mode, UplinkConfig};
 
     #[test]

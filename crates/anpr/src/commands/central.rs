@@ -3,32 +3,31 @@
 //! database holds per device.
 
 use std::num::NonZeroU32;
-use std::path::PathBuf;
 
 use anpr_central::escape;
 use anyhow::Result;
 
-use crate::CentralArgs;
 use crate::exit::{ExitStatus, Usage};
+use crate::{BrokerArgs, CentralArgs, CentralCommand};
 
 #[allow(clippy::print_stdout)]
 pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
+    if let Some(CentralCommand::Import {
+        db,
+        devices,
+        bundle,
+    }) = &args.command
+    {
+        return import(db, devices, bundle);
+    }
     if args.report {
         return report(args);
     }
-    let (host, port, tls) = broker(
-        &args.broker,
-        (
-            args.tls_ca.as_ref(),
-            args.tls_cert.as_ref(),
-            args.tls_key.as_ref(),
-        ),
-        args.allow_plaintext,
-    )?;
-    if let Some(problem) = anpr_types::Topics::prefix_problem(&args.prefix) {
+    let (host, port, tls) = broker(&args.link)?;
+    if let Some(problem) = anpr_types::Topics::prefix_problem(&args.link.prefix) {
         return Err(Usage(format!(
             "--prefix \"{}\" {problem}: give the devices' `uplink.topic_prefix` (anpr/v1 by default)",
-            escape(&args.prefix)
+            escape(&args.link.prefix)
         ))
         .into());
     }
@@ -45,7 +44,7 @@ pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
         host,
         port,
         tls,
-        prefix: args.prefix.clone(),
+        prefix: args.link.prefix.clone(),
         db: args.db.clone(),
         client_id: "anpr-central".into(),
         signing_key: anpr_trust::load_signing_key_as(
@@ -102,13 +101,11 @@ pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
 /// The broker of a central-side command (`anpr central`, `anpr send-list`): host, port and,
 /// for `mqtts://`, the central side's TLS identity from `--tls-ca`, `--tls-cert` and
 /// `--tls-key` (all three required); `mqtt://` only with `--allow-plaintext`.
-pub(super) fn broker(
-    url: &str,
-    (ca, cert, key): (Option<&PathBuf>, Option<&PathBuf>, Option<&PathBuf>),
-    allow_plaintext: bool,
-) -> Result<(String, u16, Option<anpr_pki::ClientTls>)> {
+pub(super) fn broker(link: &BrokerArgs) -> Result<(String, u16, Option<anpr_pki::ClientTls>)> {
+    let url = link.broker.as_str();
     let (rest, default_port, tls) = if let Some(rest) = url.strip_prefix("mqtts://") {
-        let (Some(ca), Some(cert), Some(key)) = (ca, cert, key) else {
+        let (Some(ca), Some(cert), Some(key)) = (&link.tls_ca, &link.tls_cert, &link.tls_key)
+        else {
             return Err(Usage(
                 "an mqtts:// broker needs --tls-ca, --tls-cert and --tls-key (the files `anpr pki init` wrote into <dir>/central/)".into(),
             )
@@ -121,7 +118,7 @@ pub(super) fn broker(
         };
         (rest, "8883", Some(anpr_pki::ClientTls::load(&files)?))
     } else if let Some(rest) = url.strip_prefix("mqtt://") {
-        if !allow_plaintext {
+        if !link.allow_plaintext {
             return Err(Usage(
                 "a plain mqtt:// broker lets anyone on the path read the events and forge acknowledgements: use mqtts:// with --tls-ca, --tls-cert and --tls-key, or add --allow-plaintext for a lab".into(),
             )
@@ -184,4 +181,57 @@ fn plate_of(e: &anpr_types::Event) -> String {
     } else {
         format!("({})", e.plate.status.as_str())
     }
+}
+
+/// `anpr central import`: an export bundle loaded with the receiver's checks and storage; what
+/// was stored and what was already there. A refused bundle (each problem with its file) or an
+/// event refused as a chain break exits 1.
+#[allow(clippy::print_stdout)]
+fn import(
+    db: &std::path::Path,
+    devices: &std::path::Path,
+    bundle: &std::path::Path,
+) -> Result<ExitStatus> {
+    let r = match anpr_central::import(db, devices, bundle) {
+        Ok(r) => r,
+        Err(anpr_central::ImportError::Refused { dir, problems }) => {
+            println!(
+                "refused: bundle {} was not imported, nothing stored",
+                dir.display()
+            );
+            for p in &problems {
+                println!("MISMATCH {}: {}", escape(&p.file), escape(&p.what));
+            }
+            return Ok(ExitStatus::Failure);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let seqs = |v: &[u64]| match (v.first(), v.last()) {
+        (Some(a), Some(b)) if a == b => format!(" (seq {a})"),
+        (Some(a), Some(b)) => format!(" (seq {a} to {b})"),
+        _ => String::new(),
+    };
+    println!(
+        "imported bundle {} of {}: {} event(s) stored{}, {} already stored (duplicates, skipped){}; images {} stored, {} already stored",
+        r.bundle_id,
+        escape(&r.inventory),
+        r.stored.len(),
+        seqs(&r.stored),
+        r.duplicates.len(),
+        seqs(&r.duplicates),
+        r.images_stored,
+        r.images_duplicate
+    );
+    for (seq, reason) in &r.refused {
+        println!(
+            "REFUSED seq {seq}: {} (kept in chain_breaks, see --report)",
+            escape(reason)
+        );
+    }
+    for p in &r.images_refused {
+        println!("REFUSED image {}", escape(p));
+    }
+    Ok(ExitStatus::success_if(
+        r.refused.is_empty() && r.images_refused.is_empty(),
+    ))
 }

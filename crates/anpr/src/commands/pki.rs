@@ -13,6 +13,7 @@ pub(crate) fn pki(command: &PkiCommand) -> Result<ExitStatus> {
             let pki = anpr_pki::Pki::init(dir, broker_names)?;
             let broker = pki.broker();
             let central = pki.central();
+            let commands = pki.commands();
             println!("wrote a new PKI into {}:", dir.display());
             println!(
                 "  {}  the CA certificate; its key {} stays here, off the network",
@@ -32,6 +33,7 @@ pub(crate) fn pki(command: &PkiCommand) -> Result<ExitStatus> {
                 central.signing_key.display(),
                 central.device_keys.display()
             );
+            print_commands(&commands, &central.signing_key);
             let names = if broker_names.is_empty() {
                 "localhost and 127.0.0.1 only (add --broker-name for the address devices use)"
                     .to_string()
@@ -80,6 +82,20 @@ pub(crate) fn pki(command: &PkiCommand) -> Result<ExitStatus> {
                     .display()
             );
         }
+        PkiCommand::Commands { dir } => {
+            let pki = anpr_pki::Pki::open(dir)?;
+            let commands = pki.issue_commands()?;
+            println!(
+                "issued the command sender's identity (CN {}) into {}/:",
+                anpr_pki::COMMANDS_CN,
+                pki.central().dir.display()
+            );
+            print_commands(&commands, &pki.central().signing_key);
+            println!(
+                "the broker lets it write commands once its ACL has the `user {}` block of deploy/mosquitto/acl",
+                anpr_pki::COMMANDS_CN
+            );
+        }
         PkiCommand::Revoke {
             dir,
             inventory,
@@ -104,4 +120,19 @@ pub(crate) fn pki(command: &PkiCommand) -> Result<ExitStatus> {
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// Where the command sender's files are and how `anpr send-list` takes them.
+#[allow(clippy::print_stdout)]
+fn print_commands(files: &anpr_pki::TlsFiles, signing_key: &std::path::Path) {
+    println!(
+        "  {} and {}  the command sender (CN {}, key mode 0600): `anpr send-list --tls-ca {} --tls-cert {} --tls-key {} --signing-key {} ...` (the broker lets it write commands only; the receiver's certificate cannot)",
+        files.cert.display(),
+        files.key.display(),
+        anpr_pki::COMMANDS_CN,
+        files.ca.display(),
+        files.cert.display(),
+        files.key.display(),
+        signing_key.display()
+    );
 }

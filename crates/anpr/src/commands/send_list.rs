@@ -1,8 +1,14 @@
 //! `anpr send-list`: the central side sends one device a new version of a plate list. The
 //! command is signed with the central key for that device's inventory (see
-//! `anpr_trust::command`), published on `<prefix>/<inventory>/cmd` with QoS 1 and retained,
-//! so that a device that is offline gets it when it connects again, and the command exits once
-//! the broker has acknowledged it.
+//! `anpr_trust::command`), published on the list's own topic
+//! `<prefix>/<inventory>/cmd/plate-list/<name>` with QoS 1 and retained, so that a device that
+//! is offline gets the latest version of every list when it connects again (the broker keeps
+//! one retained message per topic), and the command exits once the broker has acknowledged it.
+//!
+//! It connects as the command sender (`--tls-cert <pki>/central/commands.tls.crt`, CN
+//! `anpr-commands`, which the broker's ACL lets write commands and nothing else), never as the
+//! central receiver: the broker makes the CN the client id, so the receiver's certificate would
+//! take over the receiver's session.
 //!
 //! The list is checked here first as strictly as the device will check it (header, every
 //! line, a list name fit for a file name), so that a list the device would refuse is not sent.
@@ -41,21 +47,16 @@ pub(crate) fn send_list(args: &SendListArgs) -> Result<ExitStatus> {
         )
     })?;
     let entries = check_list(args, &csv)?;
-    let (host, port, tls) = super::central::broker(
-        &args.broker,
-        (
-            args.tls_ca.as_ref(),
-            args.tls_cert.as_ref(),
-            args.tls_key.as_ref(),
-        ),
-        args.allow_plaintext,
-    )?;
+    let (host, port, tls) = super::central::broker(&args.link)?;
+    if let Some(tls) = &tls {
+        refuse_receiver_identity(tls)?;
+    }
     let key = anpr_trust::load_signing_key_as("central private key", &args.signing_key)?;
     let cmd = ListCommand::signed(&args.name, args.version, &csv, &args.inventory, &key);
     let payload = cmd.to_json();
     // The name is checked as the device checks it (letters, digits, '-', '_').
     ListCommand::parse(&payload).map_err(|e| Usage(format!("--name: {e}")))?;
-    let topic = anpr_types::Topics::new(&args.prefix, &args.inventory).cmd();
+    let topic = anpr_types::Topics::new(&args.link.prefix, &args.inventory).plate_list(&cmd.name);
     // The packet (topic, header and payload) must fit what the broker and the device take.
     if payload.len() + topic.len() + 16 > anpr_uplink::MAX_PACKET {
         return Err(Usage(format!(
@@ -92,6 +93,25 @@ pub(crate) fn send_list(args: &SendListArgs) -> Result<ExitStatus> {
     );
     println!("signature {}", cmd.signature);
     Ok(ExitStatus::Success)
+}
+
+/// Refuses the central receiver's certificate: the broker would make its CN the client id and
+/// take over the receiver's session, and its ACL does not let the receiver write commands (a
+/// refused publish is still acknowledged, so the command would seem sent and be lost).
+fn refuse_receiver_identity(tls: &anpr_pki::ClientTls) -> Result<()> {
+    if tls.common_name() == Some(anpr_pki::CENTRAL_CN) {
+        let files = tls.files();
+        let dir = files.cert.parent().unwrap_or(std::path::Path::new("."));
+        return Err(Usage(format!(
+            "--tls-cert {} is the central receiver's certificate (CN {}); sending with it would take over the receiver's session, and the broker does not let the receiver write commands: use the command sender's, --tls-cert {} --tls-key {} (`anpr pki init` writes them; `anpr pki commands --dir <pki>` adds them to an older PKI)",
+            files.cert.display(),
+            anpr_pki::CENTRAL_CN,
+            dir.join("commands.tls.crt").display(),
+            dir.join("commands.tls.key").display(),
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Parses the list as the device will, and refuses it when the device would; the number of
@@ -141,9 +161,9 @@ async fn publish(
                 // The only QoS 1 publish of this connection.
                 Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
                 Ok(_) => {}
-                // A connection taken over (the broker gives the central receiver's client id
-                // to every client with its certificate) is worth another try; the device takes
-                // the same version twice as once.
+                // A connection taken over (the broker gives the command sender's client id to
+                // every client with its certificate: two senders at once) is worth another
+                // try; the device takes the same version twice as once.
                 Err(e) if failures < 2 => {
                     failures += 1;
                     eprintln!("connection to the broker lost ({e}); trying again");
@@ -152,7 +172,7 @@ async fn publish(
                 }
                 Err(e) => {
                     return Err(anyhow!(e).context(
-                        "the broker refused the connection or closed it, three times; check --broker and that --tls-cert / --tls-key are a certificate the broker lets write commands (`anpr pki init` wrote the central side's into <dir>/central/)",
+                        "the broker refused the connection or closed it, three times; check --broker and that --tls-cert / --tls-key are the command sender's certificate and key, which the broker lets write commands (`anpr pki init` wrote them as <dir>/central/commands.tls.crt and commands.tls.key; `anpr pki commands` adds them to an older PKI, and the broker's ACL needs the `user anpr-commands` block of deploy/mosquitto/acl)",
                     ));
                 }
             }

@@ -1,7 +1,9 @@
 //! `anpr verify`: walks a device's hash chain in its queue (`anpr_store::verify_queue`: the
 //! events, then the journal's own chain) or in a receiver's database
 //! (`anpr_central::Receiver::verify`), prints progress and what it found, and names the first
-//! row (and the first journal row) that does not match (exit 1); 0 when all is intact.
+//! row (and the first journal row) that does not match (exit 1); 0 when all is intact. With
+//! `--bundle`, checks an export bundle (`anpr_trust::bundle`) and names every file that does
+//! not match its manifest or its signatures.
 
 use anyhow::{Context, Result};
 
@@ -10,6 +12,9 @@ use crate::exit::{ExitStatus, Usage};
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 pub(crate) fn verify(args: &VerifyArgs) -> Result<ExitStatus> {
+    if let Some(dir) = &args.bundle {
+        return bundle(args, dir);
+    }
     let progress = |done: u64, total: u64| {
         eprintln!("verify: {done} of {total} rows checked");
     };
@@ -92,6 +97,52 @@ pub(crate) fn verify(args: &VerifyArgs) -> Result<ExitStatus> {
         println!("intact");
         Ok(ExitStatus::Success)
     } else {
+        Ok(ExitStatus::Failure)
+    }
+}
+
+/// `--bundle`: every file of an export bundle against its manifest and signatures, with the
+/// device's key from `--key` or from the devices directory `--devices` (by the manifest's
+/// inventory); each problem is printed with its file.
+#[allow(clippy::print_stdout)]
+fn bundle(args: &VerifyArgs, dir: &std::path::Path) -> Result<ExitStatus> {
+    let b = anpr_trust::bundle::Bundle::open(dir)?;
+    let m = &b.manifest;
+    let key = match (&args.key, &args.devices) {
+        (Some(k), _) => Some(anpr_trust::load_verifying_key_as("device public key", k)?),
+        (None, Some(devices)) => Some(anpr_trust::DeviceKeys::open(devices)?.get(&m.inventory)?),
+        (None, None) => None,
+    };
+    let r = b.check(key.as_ref());
+    println!(
+        "bundle {} of device {} made {}: {} event(s), {} image(s), recordings {} h.min, signatures {}",
+        m.bundle_id,
+        anpr_central::escape(&m.inventory),
+        m.created_at,
+        r.events.len(),
+        r.images,
+        anpr_central::escape(&m.recordings.duration_hmin),
+        if r.signature_checked {
+            "checked"
+        } else {
+            "not checked (no public key given: --key or --devices)"
+        }
+    );
+    for p in &r.problems {
+        println!(
+            "MISMATCH {}: {}",
+            anpr_central::escape(&p.file),
+            anpr_central::escape(&p.what)
+        );
+    }
+    if r.is_intact() {
+        println!("intact");
+        Ok(ExitStatus::Success)
+    } else {
+        println!(
+            "{} problem(s): the bundle is not what the device wrote",
+            r.problems.len()
+        );
         Ok(ExitStatus::Failure)
     }
 }

@@ -60,7 +60,10 @@ impl Receiver {
                 (status, at.clone(), true, None)
             }
         };
-        let tx = self.conn.transaction().map_err(&db)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&db)?;
         tx.execute(
             "INSERT INTO status (inventory, status, at, received_at, last_will) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(inventory) DO UPDATE SET status = excluded.status, at = excluded.at,

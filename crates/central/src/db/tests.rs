@@ -32,6 +32,7 @@ pub(crate) fn delivery(inventory: &str, seq: u64, kind: EventKind) -> Delivery {
             clock: ClockInfo {
                 source: "system".into(),
                 synced: false,
+                ..ClockInfo::default()
             },
             position: None,
             vehicle: EventVehicle {
@@ -60,6 +61,7 @@ pub(crate) fn delivery(inventory: &str, seq: u64, kind: EventKind) -> Delivery {
             track: None,
             violation: None,
             gap: None,
+            custody: None,
             prev_hash: None,
             signature: None,
         },

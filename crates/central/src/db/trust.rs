@@ -289,7 +289,10 @@ impl Receiver {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(&db)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&db)?;
         {
             let mut st = tx
                 .prepare_cached(

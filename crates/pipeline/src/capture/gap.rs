@@ -41,6 +41,7 @@ pub(crate) fn frames_lost(from: DateTime<Utc>, to: DateTime<Utc>, fps: Option<f6
 /// The event of a gap: the camera, the gap, and the frame before it; no vehicle, no plate.
 pub(crate) fn gap_event(
     cfg: &Config,
+    gnss: Option<&crate::gnss::DeviceGnss>,
     camera: &str,
     last: &LastFrame,
     gap: CameraGap,
@@ -54,8 +55,8 @@ pub(crate) fn gap_event(
         camera: camera.to_string(),
         kind: EventKind::CameraGap,
         captured_at: gap.from,
-        clock: crate::event::clock_at(camera, gap.from),
-        position: crate::event::position(cfg),
+        clock: crate::event::clock_at(camera, gap.from, gnss),
+        position: crate::event::position(cfg, gnss, gap.from),
         vehicle: EventVehicle {
             class: VehicleClass::Unknown,
             confidence: 0.0,
@@ -82,6 +83,7 @@ pub(crate) fn gap_event(
         track: None,
         violation: None,
         gap: Some(gap),
+        custody: None,
         prev_hash: None,
         signature: None,
     }
@@ -91,6 +93,7 @@ pub(crate) fn gap_event(
 /// (`camera-gap`), in one transaction.
 pub(crate) fn record(
     cfg: &Config,
+    gnss: Option<&crate::gnss::DeviceGnss>,
     signer: &anpr_trust::SigningKey,
     camera: &str,
     last: &LastFrame,
@@ -107,7 +110,7 @@ pub(crate) fn record(
         "reason": gap.reason,
     });
     store.append_journaled(
-        |seq| gap_event(cfg, camera, last, gap.clone(), seq),
+        |seq| gap_event(cfg, gnss, camera, last, gap.clone(), seq),
         "camera-gap",
         &detail,
     )

@@ -28,6 +28,7 @@ pub(crate) fn event(seq: u64) -> Event {
         clock: ClockInfo {
             source: "system".into(),
             synced: false,
+            ..ClockInfo::default()
         },
         position: None,
         vehicle: EventVehicle {
@@ -56,6 +57,7 @@ pub(crate) fn event(seq: u64) -> Event {
         track: None,
         violation: None,
         gap: None,
+        custody: None,
         prev_hash: None,
         signature: None,
     }
