@@ -392,14 +392,16 @@ async fn live_events_overtake_a_rate_limited_backlog_and_everything_arrives_in_r
     util::assert_delivered_exactly(&queue, &db, "KZ-FAULT-5");
 }
 
-/// A synthetic JPEG-sized evidence image (the bytes only matter for size and sha256).
+/// A synthetic JPEG-sized evidence image: JPEG's start and end markers around filler (the bytes
+/// only matter for size and sha256, and the interface check looks at the markers).
 fn image(seq: u64) -> anpr_store::NewEvidence {
+    let mut data = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    data.extend((0..19_994u64).map(|i| ((i * 31 + seq * 7) % 251) as u8));
+    data.extend([0xFF, 0xD9]);
     anpr_store::NewEvidence {
         kind: "overview".into(),
         content_type: "image/jpeg".into(),
-        data: (0..20_000u64)
-            .map(|i| ((i * 31 + seq * 7) % 251) as u8)
-            .collect(),
+        data,
     }
 }
 
