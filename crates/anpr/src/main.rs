@@ -245,6 +245,23 @@ enum PkiCommand {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Issue a transport control post's identity: a client certificate with CN
+    /// anpr-post-<id>, its signing keys, copies of its devices' public keys, and its block for
+    /// the broker's ACL (<dir>/posts/<id>/acl, to append to /etc/mosquitto/anpr/acl).
+    Post {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The post's id: 1 to 64 letters, digits, '-' or '_'.
+        #[arg(long)]
+        id: String,
+        /// A device the post may read (repeatable; issued before the post). None: every
+        /// device.
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        /// The devices' `uplink.topic_prefix`, written into the ACL block.
+        #[arg(long, default_value = "anpr/v1")]
+        prefix: String,
+    },
     /// Revoke a certificate: list it in the CRL the broker reads (broker/crl.pem).
     Revoke {
         #[arg(long)]
@@ -389,6 +406,11 @@ struct CentralArgs {
     /// Messages one device may send at once above --device-rate.
     #[arg(long, default_value_t = anpr_central::limits::DEVICE_BURST, value_parser = clap::value_parser!(u32).range(1..))]
     device_burst: u32,
+    /// Days the archive keeps each event, violation and image after its capture (the rules'
+    /// archive period is one year); older ones are purged every hour, each purge recorded in
+    /// the database's `purges` table. There is no command to delete records.
+    #[arg(long, default_value_t = anpr_central::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..=i64::from(anpr_central::MAX_RETENTION_DAYS)))]
+    retention_days: u32,
 }
 
 #[derive(Subcommand)]
@@ -406,6 +428,44 @@ enum CentralCommand {
         /// The bundle's folder.
         bundle: PathBuf,
     },
+    /// Run a transport control post (the second kind of receiver, docs/receivers.md): the
+    /// violations (plate-list hits included) of the devices given, live, acknowledged on its
+    /// own path `<prefix>/<inventory>/ack/post/<id>`; or with --report, what it received per
+    /// device and the sequence numbers it cannot account for.
+    Post(Box<CentralPostArgs>),
+}
+
+#[derive(Args)]
+struct CentralPostArgs {
+    /// With the post's certificate, CN anpr-post-<id> (<dir>/posts/<id>/post.tls.crt, written
+    /// by `anpr pki post`).
+    #[command(flatten)]
+    link: BrokerArgs,
+    /// The post's id, as given to `anpr pki post --id`.
+    #[arg(long)]
+    id: String,
+    /// A device the post watches (repeatable): its inventory number. None: every device the
+    /// broker's ACL lets the post read.
+    #[arg(long = "device")]
+    devices: Vec<String>,
+    /// A kind of event kept (repeatable): violation (default; plate-list hits are
+    /// violations), passage, camera_gap, custody.
+    #[arg(long = "kind", default_values_t = [String::from("violation")])]
+    kinds: Vec<String>,
+    /// The post's database.
+    #[arg(long, default_value = "post.sqlite")]
+    db: PathBuf,
+    /// The post's ed25519 private key (<dir>/posts/<id>/post.key): its acknowledgements are
+    /// signed with it. Required to run the post.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    /// Directory of the devices' public keys (<dir>/posts/<id>/devices). Required to run the
+    /// post.
+    #[arg(long = "device-keys")]
+    device_keys: Option<PathBuf>,
+    /// Print what arrived per device and the sequence numbers not accounted for, and exit.
+    #[arg(long)]
+    report: bool,
 }
 
 #[derive(Args)]

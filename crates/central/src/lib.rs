@@ -106,13 +106,16 @@
 //! `report` (the per-device summary), `gate` (signatures checked, acknowledgements signed),
 //! `topic` (the topics taken, parsed strictly), `limits` (size caps and the per-device rate
 //! limit), `escape` (outside text made safe to print), `receiver` (the MQTT loop), `import`
-//! (export bundles loaded through the same checks and storage).
+//! (export bundles loaded through the same checks and storage), `post` (the second kind of
+//! receiver, a transport control post: violations of its devices, its own acks, a gap
+//! report; see docs/receivers.md).
 
 mod db;
 pub mod escape;
 mod gate;
 mod import;
 pub mod limits;
+mod post;
 mod receiver;
 mod report;
 pub mod topic;
@@ -122,6 +125,7 @@ use std::path::PathBuf;
 use anpr_types::Delivery;
 use chrono::{DateTime, Utc};
 
+pub use db::retention::{DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS, Purge, purge_periodically};
 pub use db::{
     DeviceStatus, ImageOutcome, RateLimited, Receiver, Refused, ReportedGap, Stored, Violation,
 };
@@ -129,6 +133,7 @@ pub use escape::escape;
 pub use gate::Gate;
 pub use import::{ImportError, ImportReport, import};
 pub use limits::Limits;
+pub use post::{PostConfig, PostReport, open_post_db, post_ack_topic, post_report, run_post};
 pub use receiver::{MAX_PACKET, run, run_with_limits};
 pub use report::{DeviceReport, PlateCounts, UNSPECIFIED_RULE};
 

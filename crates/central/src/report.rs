@@ -30,6 +30,9 @@ pub struct DeviceReport {
     pub max_seq: u64,
     /// Sequence ranges `[from, to]` never received.
     pub gaps: Vec<(u64, u64)>,
+    /// Sequence numbers up to this one were stored and later removed by the archive's
+    /// retention (`None` when none were): they are not counted as missing.
+    pub purged_upto: Option<u64>,
     pub delayed: u64,
     /// Largest delay between capture and arrival, seconds.
     pub max_delay_s: f64,
@@ -67,6 +70,7 @@ impl DeviceReport {
             events: 0,
             max_seq: 0,
             gaps: Vec::new(),
+            purged_upto: None,
             delayed: 0,
             max_delay_s: 0.0,
             images: 0,
@@ -114,6 +118,9 @@ impl std::fmt::Display for DeviceReport {
             self.images,
             self.images_missing
         )?;
+        if let Some(upto) = self.purged_upto {
+            write!(f, ", seq 1 to {upto} past retention and purged")?;
+        }
         let p = self.plates;
         write!(
             f,
@@ -239,13 +246,16 @@ impl Receiver {
         for row in rows {
             let (inv, seq, cap, rec, delayed) = row.map_err(self.db())?;
             if out.last().is_none_or(|d| d.inventory != inv) {
-                out.push(DeviceReport::new(inv));
+                let mut d = DeviceReport::new(inv);
+                d.purged_upto = self.purged_upto(&d.inventory)?;
+                d.max_seq = d.purged_upto.unwrap_or(0);
+                out.push(d);
             }
             let d = out.last_mut().expect("pushed above");
             if seq > d.max_seq.saturating_add(1) {
                 d.gaps.push((d.max_seq + 1, seq - 1));
             }
-            d.max_seq = seq;
+            d.max_seq = d.max_seq.max(seq);
             d.events += 1;
             d.delayed += u64::from(delayed);
             if let (Ok(c), Ok(r)) = (

@@ -286,6 +286,36 @@ fn storage_defaults_to_a_2_gib_quota_and_both_evidence_images() {
 }
 
 #[test]
+fn retention_defaults_to_until_delivered_and_is_bounded() {
+    let cfg = parse(GOOD, path()).unwrap();
+    assert_eq!(
+        (
+            cfg.storage.keep_violations_days,
+            cfg.storage.keep_passages_days
+        ),
+        (0, 0)
+    );
+    let text = GOOD.replace(
+        "[storage]",
+        "[storage]\nkeep_violations_days = 30\nkeep_passages_days = 1",
+    );
+    let cfg = parse(&text, Path::new("dev.toml")).unwrap();
+    assert_eq!(
+        (
+            cfg.storage.keep_violations_days,
+            cfg.storage.keep_passages_days
+        ),
+        (30, 1)
+    );
+    for key in ["keep_violations_days", "keep_passages_days"] {
+        let text = GOOD.replace("[storage]", &format!("[storage]\n{key} = 3651"));
+        let err = parse(&text, Path::new("dev.toml")).unwrap_err().to_string();
+        assert!(err.contains(&format!("storage.{key}")), "{err}");
+        assert!(err.contains("0 to 3650"), "{err}");
+    }
+}
+
+#[test]
 fn an_unknown_key_is_an_error_naming_the_file_key_line_and_column() {
     let text = GOOD.replace("site = ", "sitee = ");
     let err = parse(&text, Path::new("dev.toml")).unwrap_err();

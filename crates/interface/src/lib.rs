@@ -168,6 +168,9 @@ fn parameters(names: &[&str]) -> Value {
                 "Kind of image, as the event's `evidence[].kind` names it: `overview` (the whole frame), `plate` (the plate with a margin) or `overlay` (a violation's frame with what the rule saw drawn on it); a receiver takes any 1 to 32 lower-case letters, digits, `-` or `_`."
             }
             "name" => "Name of the plate list, as in the command's `name`.",
+            "post" => {
+                "Id of the transport control post (`anpr pki post --id`); its certificate's CN is `anpr-post-<post>`."
+            }
             _ => unreachable!("a parameter without a description"),
         };
         let mut p = json!({ "description": description });
@@ -201,7 +204,7 @@ pub fn asyncapi() -> Value {
             "description": concat!(
                 "Every topic between ANPR devices, the central receivers and the command sender, over one MQTT broker with mutual TLS. ",
                 "Generated from the Rust types by `anpr-interface` (`UPDATE_INTERFACE=1 cargo test -p anpr-interface`); do not edit by hand. ",
-                "Operations are named and tagged by who performs them: `device`, `receiver` (the central receiver; every receiver of events acknowledges them), `command-sender` (`anpr send-list`). ",
+                "Operations are named and tagged by who performs them: `device`, `receiver` (the central receiver; every receiver of events acknowledges them), `command-sender` (`anpr send-list`), `control-post` (a transport control post, `anpr central post`, acknowledging on its own channel). ",
                 "Delivery is at least once: a receiver stores by `event_id` and acknowledges each event and image after storing it; the device sends again whatever is not acknowledged. ",
                 "Versioning: see README.md beside this file."
             ),
@@ -239,6 +242,12 @@ pub fn asyncapi() -> Value {
                 "Signed acknowledgements to one device: an event, or one of its images, is stored.",
                 json!({ "ack": { "$ref": "#/components/messages/ack" } }),
             ),
+            "postAck": channel(
+                "{prefix}/{inventory}/ack/post/{post}",
+                &["prefix", "inventory", "post"],
+                "Signed acknowledgements of one transport control post to one device (docs/receivers.md): a violation it watches, or one of its images, is stored at the post. The device counts them for information; its delivery stays keyed to the `ack` channel.",
+                json!({ "ack": { "$ref": "#/components/messages/ack" } }),
+            ),
             "health": channel(
                 "{prefix}/{inventory}/health",
                 device,
@@ -265,6 +274,10 @@ pub fn asyncapi() -> Value {
                 "After each commit, the receiver acknowledges every event and image stored, signed with its key."),
             "deviceReceivesAcks": operation("receive", "device", "ack", "ack", 1, false,
                 "The device subscribes to its own ack topic and marks a row delivered only on an ack signed by the receiver's key over exactly that row's hash."),
+            "postSendsAcks": operation("send", "control-post", "postAck", "ack", 1, false,
+                "A transport control post (`anpr central post`) acknowledges each event of the kinds it keeps (violations by default) and each of their images after storing it, signed with the post's own key."),
+            "deviceReceivesPostAcks": operation("receive", "device", "postAck", "ack", 1, false,
+                "The device subscribes to `{prefix}/{inventory}/ack/post/+` and counts each post's acknowledgements (and the last sequence acknowledged); they mark nothing delivered and make it send nothing again."),
             "deviceSendsHealth": operation("send", "device", "health", "health", 1, true,
                 "The device publishes its health retained on each connection, when its faults change and every 10 s; its last will (QoS 1, retained) is `{\"status\":\"offline\"}`."),
             "receiverReceivesHealth": operation("receive", "receiver", "health", "health", 1, true,

@@ -108,7 +108,10 @@ proptest! {
                 prop_assert_eq!(p.plates.len(), plates.len());
                 for ((b, t), (want_b, want_t)) in p.plates.iter().zip(plates) {
                     prop_assert_eq!(t, want_t);
-                    prop_assert_eq!([b.x, b.y, b.w, b.h], want_b.map(f32::from));
+                    prop_assert_eq!(
+                        [b.x, b.y, b.w, b.h].map(f32::to_bits),
+                        want_b.map(|v| f32::from(v).to_bits())
+                    );
                 }
                 prop_assert!((p.ms - ms).abs() < 1e-9);
             }

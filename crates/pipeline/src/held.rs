@@ -19,6 +19,9 @@ pub(crate) const HELD_MAX: usize = 32;
 const RETRY: Duration = Duration::from_secs(1);
 /// Fault code of a full disk.
 pub(crate) const DISK_FULL: &str = "disk-full";
+/// Fault code of the queue's quota reached with every record in it still owed (nothing may
+/// be deleted to make room: `docs/retention.md`); held the same way as a full disk.
+pub(crate) const QUEUE_FULL: &str = "queue-full";
 
 /// One camera's passages waiting for disk space.
 pub(crate) struct Held<P> {
@@ -28,6 +31,8 @@ pub(crate) struct Held<P> {
     dropped: u64,
     /// When writing last failed for lack of space; `None` while the disk takes writes.
     full_since: Option<Instant>,
+    /// The fault raised while full: [`DISK_FULL`] or [`QUEUE_FULL`].
+    code: &'static str,
     last_try: Option<Instant>,
 }
 
@@ -38,6 +43,7 @@ impl<P> Held<P> {
             queue: VecDeque::new(),
             dropped: 0,
             full_since: None,
+            code: DISK_FULL,
             last_try: None,
         }
     }
@@ -72,6 +78,15 @@ impl<P> Held<P> {
                     self.queue.pop_front();
                 }
                 Err(e) if e.is_disk_full() => {
+                    let code = if e.is_quota_full() {
+                        QUEUE_FULL
+                    } else {
+                        DISK_FULL
+                    };
+                    if self.full_since.is_some() && code != self.code {
+                        faults.clear(self.code, &self.camera, "the queue is still full");
+                    }
+                    self.code = code;
                     if self.full_since.is_none() {
                         self.full_since = Some(now);
                         tracing::error!(camera = %self.camera, error = %e, "The queue's disk is full; passages are held in memory until space returns.");
@@ -88,7 +103,7 @@ impl<P> Held<P> {
                 "camera {}: space is back; the held passages are recorded ({} let go while full)",
                 self.camera, self.dropped
             );
-            faults.clear(DISK_FULL, &self.camera, &message);
+            faults.clear(self.code, &self.camera, &message);
         }
         Ok(())
     }
@@ -104,16 +119,22 @@ impl<P> Held<P> {
     }
 
     fn say(&self, faults: &FaultBoard) {
-        faults.set(
-            DISK_FULL,
-            &self.camera,
-            &format!(
+        let message = if self.code == QUEUE_FULL {
+            format!(
+                "camera {}: the queue is at its quota (storage.quota_mb) and every record in it is still undelivered, so none may be deleted; {} passages held in memory, {} let go; nothing stored is lost; restore the link to the central receiver (or export the data, `anpr export`, and import it there) or raise storage.quota_mb, and recording resumes by itself",
+                self.camera,
+                self.queue.len(),
+                self.dropped
+            )
+        } else {
+            format!(
                 "camera {}: the queue's disk is full; {} passages held in memory, {} let go; nothing stored is lost; free space on the queue's disk (storage.queue) and recording resumes by itself",
                 self.camera,
                 self.queue.len(),
                 self.dropped
-            ),
-        );
+            )
+        };
+        faults.set(self.code, &self.camera, &message);
     }
 }
 
@@ -173,6 +194,29 @@ mod tests {
         })
         .unwrap();
         assert_eq!(first, Some(5), "the oldest went first");
+    }
+
+    #[test]
+    fn a_queue_at_its_quota_with_nothing_deletable_holds_them_as_queue_full() {
+        let faults = FaultBoard::default();
+        let mut held = Held::new("cam1");
+        let t0 = Instant::now();
+        let quota = || StoreError::QuotaFull {
+            path: "q".into(),
+            quota: 1,
+            used: 2,
+        };
+        held.commit(vec![1, 2], t0, &faults, |_| Err(quota()))
+            .unwrap();
+        assert_eq!(held.len(), 2);
+        assert!(faults.is_set(QUEUE_FULL, "cam1"));
+        assert!(!faults.is_set(DISK_FULL, "cam1"));
+        let msg = &faults.active()[0].message;
+        assert!(msg.contains("storage.quota_mb"), "{msg}");
+        held.commit(Vec::new(), t0 + Duration::from_secs(2), &faults, |_| Ok(()))
+            .unwrap();
+        assert_eq!(held.len(), 0);
+        assert!(!faults.is_set(QUEUE_FULL, "cam1"));
     }
 
     #[test]

@@ -213,7 +213,15 @@ fn start(cfg: &Config) -> Result<Ready> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create the queue directory {}", parent.display()))?;
     }
-    let initial = Store::open(&cfg.storage.queue)?.stats()?;
+    let mut queue = Store::open(&cfg.storage.queue)?;
+    // The retention policy of `[storage]`, kept in the queue for every connection on it (the
+    // recognizers' quota, the uplink's hourly cleanup); a change is journaled.
+    queue.set_retention(anpr_store::Retention {
+        keep_violations_days: cfg.storage.keep_violations_days,
+        keep_passages_days: cfg.storage.keep_passages_days,
+    })?;
+    let initial = queue.stats()?;
+    drop(queue);
     let (host, port) = cfg.uplink.host_port().map_err(anyhow::Error::msg)?;
     let tls = match cfg.uplink.tls_files() {
         Some((ca, cert, key)) => Some(

@@ -24,7 +24,7 @@ const LEAF_DAYS: i64 = 730;
 /// Certificates are valid from this long before they are made (clocks differ a little).
 const BACKDATE: Duration = Duration::hours(1);
 
-const FIX_INIT: &str = "run `anpr pki init --dir DIR` first";
+pub(crate) const FIX_INIT: &str = "run `anpr pki init --dir DIR` first";
 const FIX_INIT_AGAIN: &str = "a PKI is already set up there: `anpr pki device` issues device identities from it; to start over, move the folder away (every identity it issued stops being trusted once the broker has the new CA)";
 const FIX_COMMANDS: &str = "the command sender already has an identity: `anpr send-list` uses it as it is; to rotate it, move both files away, run `anpr pki commands` again, then revoke the old certificate with `anpr pki revoke --cert <old commands.tls.crt>` (docs/security.md)";
 const FIX_DEVICE: &str = "this device already has an identity: to rotate it, move its folder under devices/ away, issue it again, then revoke the old certificate with `anpr pki revoke --cert <old folder>/<inventory>.tls.crt` (docs/security.md)";
@@ -424,7 +424,7 @@ impl Pki {
     }
 
     /// The CA as an issuer, from its certificate and key.
-    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    pub(crate) fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
         let cert = read("CA certificate", &self.ca_cert(), FIX_INIT)?;
         let key = read_private("CA key", &self.ca_key(), FIX_INIT)?;
         let malformed = |what: &'static str, path: PathBuf| {
@@ -518,7 +518,7 @@ fn ca_params() -> Result<CertificateParams, PkiError> {
     Ok(p)
 }
 
-fn leaf_params(
+pub(crate) fn leaf_params(
     common_name: &str,
     usage: ExtendedKeyUsagePurpose,
 ) -> Result<CertificateParams, PkiError> {
@@ -537,7 +537,7 @@ fn leaf_params(
 
 /// Makes a key and a certificate for it signed by `issuer`; writes the key (0600, new) and
 /// then the certificate (0644, new).
-fn issue(
+pub(crate) fn issue(
     issuer: &Issuer<'_, KeyPair>,
     params: &CertificateParams,
     (key_what, cert_what): (&'static str, &'static str),

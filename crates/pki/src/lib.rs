@@ -19,6 +19,10 @@
 //!   ed25519 signing key pair; the public half is also put where the central receiver reads
 //!   device keys from. Inventories are checked first ([`check_inventory`]): 1 to 64 letters,
 //!   digits, `-` or `_`, and not a name of the central side (`anpr-…`).
+//! - [`Pki::issue_post`] adds a transport control post (the second kind of receiver): a
+//!   client certificate with CN `anpr-post-<id>`, its ed25519 key for its own
+//!   acknowledgements, copies of its devices' public keys, and its block for the broker's ACL
+//!   (`posts/<id>/acl`, to append to the shipped file: mosquitto has no wildcard users).
 //! - Leaf certificates are valid 2 years; each has a random 127-bit serial number.
 //!   [`Pki::revoke_device`] lists a device's certificate in the CRL the broker reads
 //!   (`broker/crl.pem`, written empty at init, valid as long as the CA); `revoked.txt` keeps
@@ -54,6 +58,8 @@
 //! <dir>/devices/<inventory>/ca.crt, <inventory>.tls.crt, <inventory>.tls.key,
 //!                           <inventory>.sign.key, <inventory>.sign.pub, central.pub
 //!                                   → the device
+//! <dir>/posts/<id>/ca.crt, post.tls.crt, post.tls.key, post.key, post.pub, devices/, acl
+//!                                   → control post <id> (`acl` → appended to the broker's)
 //! ```
 //!
 //! # Crash behaviour
@@ -65,11 +71,13 @@
 mod files;
 mod issue;
 mod load;
+mod post;
 
 use std::path::PathBuf;
 
 pub use issue::Pki;
 pub use load::ClientTls;
+pub use post::{POST_CN_PREFIX, PostFiles, post_acl, post_cn};
 
 /// CN of the central receiver's client certificate; the broker's ACL grants this user the
 /// central side's rights.

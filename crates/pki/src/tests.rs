@@ -381,3 +381,36 @@ fn a_revoked_device_certificate_is_refused_by_the_crl_and_the_others_are_not() {
         "{err}"
     );
 }
+
+#[test]
+fn a_control_post_gets_its_cn_keys_device_keys_and_acl_block_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::init(&dir.path().join("pki"), &[]).unwrap();
+    // A device not issued yet cannot be given to a post: nothing is written.
+    let err = pki
+        .issue_post("P1", &["KZ-1".into()], "anpr/v1")
+        .unwrap_err();
+    assert!(err.to_string().contains("issue the device first"), "{err}");
+    assert!(!pki.post("P1").unwrap().tls.key.exists());
+    pki.issue_device("KZ-1").unwrap();
+    let p = pki.issue_post("P1", &["KZ-1".into()], "anpr/v1").unwrap();
+    assert_eq!(common_name(&p.tls.cert), "anpr-post-P1");
+    assert_eq!(mode(&p.tls.key), 0o600);
+    assert_eq!(mode(&p.signing_key), 0o600);
+    assert_eq!(
+        std::fs::read(p.device_keys.join("KZ-1.pub")).unwrap(),
+        std::fs::read(pki.central().device_keys.join("KZ-1.pub")).unwrap()
+    );
+    let acl = std::fs::read_to_string(&p.acl).unwrap();
+    assert_eq!(acl, post_acl("P1", &["KZ-1".into()], "anpr/v1"));
+    let key = std::fs::read(&p.tls.key).unwrap();
+    assert!(matches!(
+        pki.issue_post("P1", &[], "anpr/v1"),
+        Err(PkiError::Exists { .. })
+    ));
+    assert_eq!(std::fs::read(&p.tls.key).unwrap(), key, "never overwritten");
+    assert!(matches!(
+        pki.issue_post("anpr-central", &[], "anpr/v1"),
+        Err(PkiError::BadInventory { .. })
+    ));
+}

@@ -1,12 +1,13 @@
 //! Appending events: sequence numbers, batches (one commit for many), and the disk quota that
-//! makes room by pruning delivered rows and, as a last resort, dropping undelivered ones in
-//! priority order (passages before violations, images before their events).
+//! makes room by pruning delivered rows (violations only past their keep) and then releasing
+//! the images of undelivered passages. An undelivered record is never deleted: when neither
+//! frees enough, a new passage or violation is refused ([`StoreError::QuotaFull`]) and the
+//! recognizer holds it in memory as on a full disk.
 
 use anpr_types::{Drops, Event, EventKind, EvidenceRef};
 use chrono::Utc;
 use rusqlite::{Connection, Transaction, params};
 
-use crate::chain::record_removed;
 use crate::evidence::NewEvidence;
 use crate::journal::journal_add;
 use crate::schema::{key, meta_add, meta_get};
@@ -134,7 +135,14 @@ pub(crate) fn append_in(
                     .iter()
                     .map(|e| e.data.len() as u64)
                     .sum::<u64>();
-            make_room(tx, quota, incoming).map_err(&sql)?;
+            let fits = make_room(tx, quota, incoming).map_err(&sql)?;
+            if !fits && matches!(event.kind, EventKind::Passage | EventKind::Violation) {
+                return Err(StoreError::QuotaFull {
+                    path: path.to_path_buf(),
+                    quota,
+                    used: bytes_in_use(tx).map_err(&sql)?,
+                });
+            }
         }
         tx.prepare_cached(
                 "INSERT INTO events (seq, event_id, kind, captured_at, payload, accepted_at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -228,123 +236,104 @@ fn bytes_in_use(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(((pages - free).max(0) * size) as u64)
 }
 
-/// Removes rows in quota order until `incoming` more bytes fit under `quota` (or nothing
-/// removable is left). Drops are counted and journaled in the same transaction.
-fn make_room(tx: &Transaction<'_>, quota: u64, incoming: u64) -> rusqlite::Result<()> {
-    let mut step = 0;
-    let mut dropped = [0usize; 5];
-    while step < 5 && bytes_in_use(tx)? + incoming > quota {
-        let n = evict_step(tx, step, 16)?;
-        dropped[step] += n;
-        if n == 0 {
-            step += 1;
+/// Rows pruned by one step of making room (the batch is journaled once, after all steps).
+const PRUNE_BATCH: usize = 64;
+
+/// Makes room for `incoming` more bytes under `quota`, in this order, oldest first: (1)
+/// delivered rows whose images are all delivered or dropped (violations only once their
+/// `keep_violations_days` is over), (2) the images of undelivered, not exported passages (the
+/// passage stays). Returns whether the bytes fit now. One journal row per kind of removal
+/// (`pruned`, `dropped-evidence`), in the same transaction; drops are counted.
+fn make_room(tx: &Transaction<'_>, quota: u64, incoming: u64) -> rusqlite::Result<bool> {
+    let fits =
+        |tx: &Transaction<'_>| Ok::<_, rusqlite::Error>(bytes_in_use(tx)? + incoming <= quota);
+    if fits(tx)? {
+        return Ok(true);
+    }
+    let policy = crate::retention::retention(tx)?;
+    let violations_cutoff = crate::retention::cutoff(Utc::now(), policy.keep_violations_days);
+    let mut pruned = crate::retention::Pruned::default();
+    let mut images = DroppedImages::default();
+    let mut room = false;
+    loop {
+        let seqs = crate::retention::delivered_before(tx, &violations_cutoff, None, PRUNE_BATCH)?;
+        if seqs.is_empty() {
+            break;
+        }
+        pruned.add(&crate::retention::remove_delivered(tx, &seqs)?);
+        if fits(tx)? {
+            room = true;
+            break;
         }
     }
-    if dropped[1..].iter().any(|n| *n > 0) {
+    while !room {
+        if drop_passage_images(tx, PRUNE_BATCH / 4, &mut images)? == 0 {
+            break;
+        }
+        room = fits(tx)?;
+    }
+    crate::retention::journal_pruned(tx, &pruned, "disk quota")?;
+    if images.count > 0 {
+        meta_add(tx, key::DROPPED_PASSAGE_EVIDENCE, images.count as i64)?;
+        journal_add(
+            tx,
+            "dropped-evidence",
+            &serde_json::json!({"reason": "disk quota", "event_kind": "passage",
+                "images": images.count, "first_seq": images.first_seq,
+                "last_seq": images.last_seq}),
+        )?;
         tracing::warn!(
-            passage_images = dropped[1],
-            passages = dropped[2],
-            violation_images = dropped[3],
-            violations = dropped[4],
+            passage_images = images.count,
+            first_seq = images.first_seq,
+            last_seq = images.last_seq,
             quota,
-            "Queue quota reached: undelivered records dropped to make room (oldest passages first)."
+            "Queue quota reached: images of undelivered passages released to make room (the passages stay)."
         );
     }
-    Ok(())
+    if !room {
+        tracing::error!(
+            quota,
+            "Queue quota reached with nothing left to delete: every record held is undelivered."
+        );
+    }
+    Ok(room)
 }
 
-/// One step of making room: removes up to `limit` rows of one priority class; returns how
-/// many it removed (0: nothing of this class is left).
-fn evict_step(tx: &Transaction<'_>, step: usize, limit: usize) -> rusqlite::Result<usize> {
+/// Images of undelivered passages released by one call of [`make_room`].
+#[derive(Default)]
+struct DroppedImages {
+    count: u64,
+    first_seq: Option<i64>,
+    last_seq: Option<i64>,
+}
+
+/// Releases the bytes of up to `limit` images of undelivered, not exported passages, oldest
+/// first (the image's row stays, marked dropped); returns how many.
+fn drop_passage_images(
+    tx: &Transaction<'_>,
+    limit: usize,
+    out: &mut DroppedImages,
+) -> rusqlite::Result<usize> {
     let now = ts(Utc::now());
-    let lim = limit as i64;
-    match step {
-        // Delivered events whose images are all delivered or dropped: not a loss.
-        0 => {
-            let seqs: Vec<i64> = tx
-                .prepare_cached(
-                    "SELECT e.seq FROM events e WHERE e.delivered_at IS NOT NULL AND NOT EXISTS
-                       (SELECT 1 FROM evidence v WHERE v.seq = e.seq AND v.delivered_at IS NULL AND v.dropped_at IS NULL)
-                     ORDER BY e.seq LIMIT ?1",
-                )?
-                .query_map(params![lim], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            for s in &seqs {
-                record_removed(tx, *s)?;
-                tx.execute("DELETE FROM evidence WHERE seq = ?1", params![s])?;
-                tx.execute("DELETE FROM events WHERE seq = ?1", params![s])?;
-            }
-            let n = seqs.len() as i64;
-            meta_add(tx, key::PRUNED, n)?;
-            meta_add(tx, key::PRESENT, -n)?;
-            Ok(seqs.len())
-        }
-        // Images of undelivered passages (1) or violations (3).
-        1 | 3 => {
-            let (kind, counter) = if step == 1 {
-                ("passage", key::DROPPED_PASSAGE_EVIDENCE)
-            } else {
-                ("violation", key::DROPPED_VIOLATION_EVIDENCE)
-            };
-            let rows: Vec<(i64, String, String, String)> = tx
-                .prepare_cached(
-                    "SELECT v.seq, v.kind, v.sha256, e.event_id FROM evidence v JOIN events e ON e.seq = v.seq
-                     WHERE e.kind = ?1 AND v.delivered_at IS NULL AND v.dropped_at IS NULL
-                       AND e.exported_at IS NULL
-                     ORDER BY v.seq LIMIT ?2",
-                )?
-                .query_map(params![kind, lim], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<Result<_, _>>()?;
-            for (seq, ekind, sha, id) in &rows {
-                tx.execute(
-                    "UPDATE evidence SET data = NULL, dropped_at = ?1 WHERE seq = ?2 AND kind = ?3",
-                    params![now, seq, ekind],
-                )?;
-                journal_add(
-                    tx,
-                    "dropped-evidence",
-                    &serde_json::json!({"seq": seq, "event_id": id, "event_kind": kind,
-                        "evidence": ekind, "sha256": sha, "reason": "disk quota"}),
-                )?;
-            }
-            meta_add(tx, counter, rows.len() as i64)?;
-            Ok(rows.len())
-        }
-        // Undelivered passages (2) or violations (4), with their images.
-        _ => {
-            let (kind, counter) = if step == 2 {
-                ("passage", key::DROPPED_PASSAGES)
-            } else {
-                ("violation", key::DROPPED_VIOLATIONS)
-            };
-            let rows: Vec<(i64, String, String)> = tx
-                .prepare_cached(
-                    "SELECT seq, event_id, captured_at FROM events
-                     WHERE kind = ?1 AND delivered_at IS NULL AND exported_at IS NULL
-                     ORDER BY seq LIMIT ?2",
-                )?
-                .query_map(params![kind, lim], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<Result<_, _>>()?;
-            for (seq, id, captured_at) in &rows {
-                record_removed(tx, *seq)?;
-                tx.execute("DELETE FROM evidence WHERE seq = ?1", params![seq])?;
-                tx.execute("DELETE FROM events WHERE seq = ?1", params![seq])?;
-                journal_add(
-                    tx,
-                    "dropped-event",
-                    &serde_json::json!({"seq": seq, "event_id": id, "event_kind": kind,
-                        "captured_at": captured_at, "reason": "disk quota"}),
-                )?;
-            }
-            let n = rows.len() as i64;
-            meta_add(tx, counter, n)?;
-            meta_add(tx, key::PRESENT, -n)?;
-            meta_add(tx, key::PENDING, -n)?;
-            Ok(rows.len())
-        }
+    let rows: Vec<(i64, String)> = tx
+        .prepare_cached(
+            "SELECT v.seq, v.kind FROM evidence v JOIN events e ON e.seq = v.seq
+             WHERE e.kind = 'passage' AND v.delivered_at IS NULL AND v.dropped_at IS NULL
+               AND e.exported_at IS NULL
+             ORDER BY v.seq LIMIT ?1",
+        )?
+        .query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (seq, kind) in &rows {
+        tx.prepare_cached(
+            "UPDATE evidence SET data = NULL, dropped_at = ?1 WHERE seq = ?2 AND kind = ?3",
+        )?
+        .execute(params![now, seq, kind])?;
+        out.count += 1;
+        out.first_seq = out.first_seq.or(Some(*seq));
+        out.last_seq = Some(*seq);
     }
+    Ok(rows.len())
 }
 
 #[cfg(test)]
@@ -372,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn the_quota_drops_delivered_rows_then_passage_images_then_passages_and_violations_last() {
+    fn the_quota_prunes_delivered_rows_then_passage_images_and_never_an_undelivered_record() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.sqlite");
         let mut s = Store::open(&path).unwrap();
@@ -420,39 +409,98 @@ mod tests {
                 "violation {v} image kept"
             );
         }
-        // The oldest undelivered passage lost its image first, and it is journaled.
+        // The oldest undelivered passage lost its image first; the passage itself stays.
         assert!(s.evidence(11, "overview").unwrap().is_none());
         assert!(s.get(11).unwrap().is_some(), "the event itself stays");
+        // One journal row per kind of removal, with counts and the range of seqs.
         let journal = s.journal(0).unwrap();
-        assert_eq!(journal.len() as u64, drops.passage_evidence);
-        assert_eq!(journal[0].kind, "dropped-evidence");
-        assert_eq!(journal[0].detail["seq"], 11);
-
-        // A quota far too small: everything but violations goes before any violation does.
-        let mut s = s.with_quota(Some(1));
-        s.append(violation).unwrap();
-        let drops = s.drops().unwrap();
-        assert!(drops.passages >= 20, "{drops:?}");
-        assert!(drops.violations > 0, "{drops:?}");
-        let kinds: Vec<String> = s.journal(0).unwrap().into_iter().map(|j| j.kind).collect();
-        let first_violation = s
-            .journal(0)
-            .unwrap()
-            .iter()
-            .position(|j| j.detail["event_kind"] == "violation")
-            .unwrap();
-        let last_passage = s
-            .journal(0)
-            .unwrap()
-            .iter()
-            .rposition(|j| j.detail["event_kind"] == "passage")
-            .unwrap();
-        assert!(last_passage < first_violation, "{kinds:?}");
         assert_eq!(
-            s.stats().unwrap().total,
-            1,
-            "the new event is always written"
+            journal.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(),
+            ["pruned", "dropped-evidence"]
         );
+        assert_eq!(journal[0].detail["reason"], "disk quota");
+        assert_eq!(
+            (
+                &journal[0].detail["rows"],
+                &journal[0].detail["first_seq"],
+                &journal[0].detail["last_seq"]
+            ),
+            (&10.into(), &1.into(), &10.into())
+        );
+        assert_eq!(journal[1].detail["images"], drops.passage_evidence);
+        assert_eq!(journal[1].detail["first_seq"], 11);
+
+        // A quota far too small: the passage images that are left go, and then a new
+        // violation is refused rather than any undelivered record deleted.
+        let before = s.stats().unwrap();
+        let mut s = s.with_quota(Some(1));
+        let err = s.append(violation).unwrap_err();
+        assert!(err.is_quota_full() && err.is_disk_full(), "{err}");
+        assert!(err.to_string().contains("storage.quota_mb"), "{err}");
+        assert_eq!(
+            s.stats().unwrap(),
+            before,
+            "nothing written, nothing removed"
+        );
+        assert_eq!(s.journal(0).unwrap().len(), 2, "a refusal rolls back whole");
+        for seq in 11..=36 {
+            assert!(s.get(seq).unwrap().is_some(), "undelivered {seq} kept");
+        }
+        assert_eq!(
+            (s.drops().unwrap().passages, s.drops().unwrap().violations),
+            (0, 0)
+        );
+        // A camera's gap is still recorded (small, and the record of an outage).
+        let gap = s
+            .append(|seq| anpr_types::Event {
+                kind: anpr_types::EventKind::CameraGap,
+                ..event(seq)
+            })
+            .unwrap();
+        assert_eq!(gap.seq, 37);
+    }
+
+    #[test]
+    fn the_quota_keeps_a_delivered_violation_for_its_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("q.sqlite")).unwrap();
+        s.set_retention(crate::Retention {
+            keep_violations_days: 30,
+            keep_passages_days: 30,
+        })
+        .unwrap();
+        let mut delivered = Vec::new();
+        for i in 0..6u8 {
+            let build = if i % 2 == 0 { violation } else { event };
+            let e = s
+                .append_with(build, vec![image("overview", i, 20_000)])
+                .unwrap();
+            let sha = e.evidence[0].sha256.as_str();
+            s.mark_delivered_batch(&[(e.event_id, e.seq, None), (e.event_id, e.seq, Some(sha))])
+                .unwrap();
+            delivered.push(e);
+        }
+        // A quota nothing fits under: a camera's gap (always written) makes the quota remove
+        // all it may. The delivered passages went (they may go sooner than their keep), the
+        // violations stayed with their images; a new passage is refused.
+        let mut s = s.with_quota(Some(1));
+        s.append(|seq| anpr_types::Event {
+            kind: anpr_types::EventKind::CameraGap,
+            ..event(seq)
+        })
+        .unwrap();
+        assert_eq!(s.pruned().unwrap(), 3);
+        assert!(s.append(event).unwrap_err().is_quota_full());
+        for e in &delivered {
+            let kept = s.get(e.seq).unwrap().is_some();
+            assert_eq!(
+                kept,
+                e.kind == anpr_types::EventKind::Violation,
+                "{}",
+                e.seq
+            );
+        }
+        assert_eq!(s.evidence(1, "overview").unwrap().unwrap().len(), 20_000);
     }
 
     #[test]
@@ -469,11 +517,11 @@ mod tests {
             }
         }
         let used = s.bytes_used().unwrap();
-        // A quota that makes the appends both prune delivered rows and drop passages (how
-        // many appends that takes depends on page sizes, not on what is checked here).
-        let mut s = s.with_quota(Some(used / 3));
+        // A quota that makes the appends both prune delivered rows and drop passage images
+        // (how many appends that takes depends on page sizes, not on what is checked here).
+        let mut s = s.with_quota(Some(used * 2 / 3));
         let mut appended = 0;
-        while s.pruned().unwrap() == 0 || s.drops().unwrap().passages == 0 {
+        while s.pruned().unwrap() == 0 || s.drops().unwrap().passage_evidence == 0 {
             assert!(
                 appended < 20,
                 "the quota neither pruned nor dropped: pruned {}, {:?}",

@@ -402,9 +402,9 @@ mod tests {
             .unwrap();
         assert!(s.quarantine(30, "torn").unwrap());
         let used = s.bytes_used().unwrap();
-        let mut s = s.with_quota(Some(used / 3));
+        let mut s = s.with_quota(Some(used * 2 / 3));
         let mut appended = 0;
-        while s.pruned().unwrap() == 0 || s.drops().unwrap().passages == 0 {
+        while s.pruned().unwrap() == 0 || s.drops().unwrap().passage_evidence == 0 {
             assert!(appended < 20, "the quota neither pruned nor dropped");
             s.append_with(event, vec![image("plate", 7, 10_000)])
                 .unwrap();

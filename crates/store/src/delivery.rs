@@ -226,9 +226,14 @@ impl Store {
                      WHERE v.seq = ?1 AND e.event_id = ?2 AND v.sha256 = ?3",
                 )
                 .map_err(&sql)?;
+            // An acknowledged image's bytes are released at once, except a violation's: a
+            // violation keeps its evidence on the device as long as itself (`retention.rs`).
             let mut mark_image = tx
                 .prepare_cached(
-                    "UPDATE evidence SET delivered_at = ?1, data = NULL WHERE seq = ?2 AND sha256 = ?3 AND delivered_at IS NULL",
+                    "UPDATE evidence SET delivered_at = ?1,
+                       data = CASE WHEN (SELECT kind FROM events WHERE seq = ?2) = 'violation'
+                                   THEN data END
+                     WHERE seq = ?2 AND sha256 = ?3 AND delivered_at IS NULL",
                 )
                 .map_err(&sql)?;
             for AckRef {

@@ -1,5 +1,6 @@
 //! Evidence images: stored with their event (see `append`), offered for sending only once
-//! their event is acknowledged, and released when they are acknowledged or dropped.
+//! their event is acknowledged, and released when they are acknowledged (a violation's: when
+//! its row is removed, `retention.rs`) or dropped.
 
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};

@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(s.export_of(3).unwrap(), Some(Some(b.manifest.bundle_id)));
         assert_eq!(s.export_of(2).unwrap(), Some(None));
         let mut s = s.with_quota(Some(1));
-        s.append(event).unwrap();
+        assert!(s.append(event).unwrap_err().is_quota_full());
         for e in &kept {
             assert!(s.get(e.seq).unwrap().is_some());
             assert!(s.evidence(e.seq, "overview").unwrap().is_some());

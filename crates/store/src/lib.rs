@@ -12,35 +12,29 @@
 //!   sha256 (computed here, so a reference always matches its bytes).
 //! - A row is marked delivered only by [`Store::mark_delivered_batch`], called when the central
 //!   receiver acknowledges that exact event id and sequence (and, for an image, its sha256).
-//!   Nothing else removes the obligation to deliver a row, except the disk quota below.
-//! - `captured_at` and the payload are written once and never updated.
-//! - Hash chain: at append, in the same transaction, each event gets `prev_hash` (the hash of
-//!   the event appended before it, read under the write lock; 64 zeros for the first) and,
-//!   with [`Store::with_signer`], the device key's `signature`; its hash (`anpr_trust::event`)
-//!   is stored beside it and becomes the chain head. A row the queue removes itself (pruned,
-//!   dropped, quarantined) leaves its hash in `removed`, so [`Store::verify`] and
-//!   [`verify_queue`] can tell it from a row deleted behind the queue's back.
-//! - The journal is chained the same way ([`anpr_trust::chain::JournalRow`]): each entry,
-//!   written in the transaction of what it records, gets the hash of the entry before it
-//!   (read under the write lock; 64 zeros for the first) and its own hash, and becomes the
-//!   journal's head ([`Store::journal_head`], carried in every health message). Journal rows
-//!   are never removed, so a missing one is a deleted one. They are not signed: the uplink,
-//!   which journals clock jumps and quarantines, holds no device key; the head published in
-//!   health messages is what pins the journal to what the central side has seen. Rows written
-//!   before version 5 of the schema are chained, in id order, when the queue is migrated.
-//! - The queue file, its `-wal` and its `-shm` are readable by their owner only (0600):
-//!   created so, and tightened when the queue is opened if they were not (logged).
-//! - An acknowledgement checked by the uplink ([`Store::mark_acknowledged`]) marks a row only
-//!   if the hash it carries is the row's own.
+//!   Nothing removes the obligation to deliver a row: an undelivered record (or one handed
+//!   over in an export bundle and not yet acknowledged) is never deleted, by anything.
+//! - Retention (`retention`, [`Store::set_retention`], [`Store::expire`]): a delivered row
+//!   stays until its time is over: a violation, with its images (whose bytes are kept after
+//!   their acknowledgement), at least `keep_violations_days` after capture; any other record
+//!   until the hourly cleanup after `keep_passages_days`, or sooner under the quota. Rows are
+//!   kept and removed in chronological order (by `seq`).
+//! - Every deletion is journaled in the transaction that makes it, one row per batch:
+//!   `pruned` (delivered rows removed, reason `retention` or `disk quota`, counts by kind,
+//!   images, first and last seq) and `dropped-evidence` (images of undelivered passages
+//!   released by the quota, count, first and last seq); each removed row leaves its hash in
+//!   `removed`, so both chains still verify. An acknowledged image's bytes are released with
+//!   the acknowledgement (its row stays, with its sha256 and `delivered_at`).
 //! - Disk quota ([`Store::with_quota`]): before an append would take the database's pages in
-//!   use over the quota, rows are removed in this order, oldest first within each step, until
-//!   it fits: (1) events delivered with all their images (not a loss), (2) images of undelivered
-//!   passages, (3) undelivered passages, (4) images of undelivered violations, (5) undelivered
-//!   violations. Rows handed over in an export bundle and not yet acknowledged, and their
-//!   images, are never dropped (nor are custody records, which are neither passages nor
-//!   violations). Steps 2 to 5 are losses: each is counted ([`Store::drops`]) and journaled
-//!   ([`Store::journal`]) in the same transaction, and logged; the uplink raises them as a fault.
-//!   The new event itself is always written.
+//!   use over the quota, room is made in this order, oldest first within each step, until it
+//!   fits: (1) delivered rows with all their images delivered or dropped (not a loss;
+//!   violations only once `keep_violations_days` is over), (2) the images of undelivered
+//!   passages not handed over in an export (a loss, counted in [`Store::drops`], journaled,
+//!   raised by the uplink as `queue-quota`; the passage record stays). If that is not enough,
+//!   a new passage or violation is refused with [`StoreError::QuotaFull`] (the transaction
+//!   rolled back, nothing removed), which [`StoreError::is_disk_full`] reports like a full
+//!   disk: the recognizer holds it in memory and raises `queue-full`. Camera gaps and custody
+//!   records are always written.
 //! - Custody journal (`custody`, rule 27 and annex 3): [`Store::custody_issue`] and
 //!   [`Store::custody_return`] check the journal's open issue under the write lock and write a
 //!   signed `custody` event (delivered like every event) with its journal entry in one
@@ -102,12 +96,15 @@
 //!             events_present, events_pending   rows in `events`, and those undelivered
 //!             dropped_passages, dropped_violations,
 //!             dropped_passage_evidence, dropped_violation_evidence
-//!             pruned_events                    delivered rows removed to make room
+//!             pruned_events                    delivered rows removed (quota or retention)
 //!             clock_jumps
+//!             keep_violations_days, keep_passages_days   the retention policy
 //!   journal   id INTEGER PRIMARY KEY, at TEXT, kind TEXT, detail TEXT (JSON)
-//!             kind: 'dropped-event' | 'dropped-evidence' | 'clock-jump' | 'camera-gap'
+//!             kind: 'pruned' | 'dropped-evidence' | 'clock-jump' | 'camera-gap'
 //!                   | 'quarantined-event' | 'custody-issue' | 'custody-return'
-//!                   | 'custody-export'
+//!                   | 'custody-export' | 'retention-policy'
+//!                   ('dropped-event', and a 'dropped-evidence' per image, were written by
+//!                   versions whose quota deleted undelivered records)
 //!             prev_hash TEXT, hash TEXT        the journal's chain (anpr_trust::chain)
 //!             index journal_kind (kind, id)
 //!   journal_head  id = 1, seq, hash            the last journal row written (seq: its id)
@@ -115,7 +112,8 @@
 //!
 //! # Modules
 //!
-//! `schema` (tables and migrations), `append` (appends, batches, quota and pruning),
+//! `schema` (tables and migrations), `append` (appends, batches, the quota), `retention`
+//! (how long delivered rows stay, their removal and its journal),
 //! `delivery` (pending rows, attempts, acknowledgements, counts), `evidence` (images),
 //! `journal` (drops and clock jumps), `custody` (issue, return, the annex-3 table), `export`
 //! (bundles of what could not go out live), `chain` (the hash chain and its walk), `sqlite`
@@ -128,6 +126,7 @@ mod delivery;
 mod evidence;
 mod export;
 mod journal;
+mod retention;
 mod schema;
 mod sqlite;
 mod status;
@@ -147,6 +146,7 @@ pub use delivery::{AckOutcome, AckRef, Pending, QueueStats};
 pub use evidence::{NewEvidence, PendingEvidence, sha256_hex};
 pub use export::{ExportError, ExportOptions, ExportSummary};
 pub use journal::JournalEntry;
+pub use retention::{Pruned, Retention};
 pub use schema::{Migration, MigrationError, migrate};
 pub use sqlite::open_durable;
 pub use status::OldestPending;
@@ -185,6 +185,14 @@ pub enum StoreError {
     },
     #[error("stored event {seq} is not valid JSON: {message}")]
     Corrupt { seq: u64, message: String },
+    #[error(
+        "queue database {path} is at its quota ({quota} bytes, {used} in use) and every record in it is undelivered or exported and not yet acknowledged, so none may be deleted; restore the link to the central receiver (or export the data and import it there), or raise storage.quota_mb"
+    )]
+    QuotaFull {
+        path: PathBuf,
+        quota: u64,
+        used: u64,
+    },
 }
 
 impl StoreError {
@@ -192,15 +200,27 @@ impl StoreError {
     /// space returns, and what is stored is untouched (SQLite rolls the transaction back).
     /// SQLite reports a write that fails with ENOSPC as `SQLITE_FULL`.
     #[must_use]
+    /// The queue's quota reached with nothing deletable ([`StoreError::QuotaFull`]) counts
+    /// too: it is a full disk of the size the configuration gave the queue.
     pub fn is_disk_full(&self) -> bool {
         let source = match self {
             Self::Open { source, .. } | Self::Sql { source, .. } => source,
+            Self::QuotaFull { .. } => return true,
             Self::TooNew { .. } | Self::TooOld { .. } | Self::Corrupt { .. } => return false,
         };
         matches!(
             source.sqlite_error_code(),
             Some(rusqlite::ErrorCode::DiskFull)
         )
+    }
+}
+
+impl StoreError {
+    /// Whether this is the queue's quota reached with every record in it still owed
+    /// ([`StoreError::QuotaFull`]), not the disk itself.
+    #[must_use]
+    pub fn is_quota_full(&self) -> bool {
+        matches!(self, Self::QuotaFull { .. })
     }
 }
 

@@ -211,6 +211,9 @@ pub(crate) mod key {
     /// Delivered rows removed to make room.
     pub const PRUNED: &str = "pruned_events";
     pub const CLOCK_JUMPS: &str = "clock_jumps";
+    /// The retention policy (`retention.rs`), in days; absent: 0.
+    pub const KEEP_VIOLATIONS_DAYS: &str = "keep_violations_days";
+    pub const KEEP_PASSAGES_DAYS: &str = "keep_passages_days";
 }
 
 /// Adds `by` (which may be negative) to a counter, inside the caller's transaction.

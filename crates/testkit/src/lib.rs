@@ -65,6 +65,9 @@ pub struct BrokerOptions {
     /// [`Mosquitto::central_side_tls`]. Commands are sent with the shipped command sender's
     /// identity instead, [`Mosquitto::commands_tls`].
     pub central_side_users: Vec<String>,
+    /// ACL blocks appended to the shipped ACL as they are, such as a control post's
+    /// (`anpr_pki::post_acl`, what `anpr pki post` writes for the operator to append).
+    pub acl_blocks: Vec<String>,
 }
 
 /// The PKI a broker takes its certificates from, with the clients' identities issued on
@@ -148,6 +151,21 @@ impl BrokerPki {
             return Ok(files);
         }
         Ok(self.pki.issue_commands()?)
+    }
+
+    /// The identity of control post `id` reading `devices` (every device when empty) under
+    /// `anpr/v1`, issued if it has none yet; its ACL block is in the returned files' `acl`.
+    /// The devices must be issued first (the post gets copies of their public keys).
+    pub fn post(&self, id: &str, devices: &[String]) -> Result<anpr_pki::PostFiles> {
+        let _guard = self
+            .issuing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let files = self.pki.post(id)?;
+        if files.tls.key.exists() {
+            return Ok(files);
+        }
+        Ok(self.pki.issue_post(id, devices, "anpr/v1")?)
     }
 
     /// A client certificate with CN `name`, issued if there is none yet (for
@@ -362,7 +380,9 @@ impl Mosquitto {
         } else {
             let acl = self.dir.path().join("acl");
             // Plus the reader of every message that tests check against the interface.
-            let text = acl_text(&self.options.central_side_users) + WATCH_ACL;
+            let text = acl_text(&self.options.central_side_users)
+                + &self.options.acl_blocks.concat()
+                + WATCH_ACL;
             std::fs::write(&acl, text)
                 .with_context(|| format!("cannot write {}", acl.display()))?;
             shipped_conf(self.port, &self.pki.pki().broker(), &acl)?
@@ -711,6 +731,7 @@ mod tests {
                 "pattern write anpr/v1/%u/evidence/#",
                 "pattern write anpr/v1/%u/health",
                 "pattern read anpr/v1/%u/ack",
+                "pattern read anpr/v1/%u/ack/post/+",
                 "pattern read anpr/v1/%u/cmd/#",
             ]
         );
@@ -734,5 +755,31 @@ mod tests {
             2,
             "{acl}"
         );
+    }
+
+    #[test]
+    fn a_control_posts_acl_block_reads_only_its_devices_and_writes_only_its_own_acks() {
+        let block = anpr_pki::post_acl("P1", &["KZ-1".into(), "KZ-2".into()], "anpr/v1");
+        let lines: Vec<&str> = block
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "user anpr-post-P1",
+                "topic read anpr/v1/KZ-1/events",
+                "topic read anpr/v1/KZ-1/evidence/#",
+                "topic read anpr/v1/KZ-1/health",
+                "topic read anpr/v1/KZ-2/events",
+                "topic read anpr/v1/KZ-2/evidence/#",
+                "topic read anpr/v1/KZ-2/health",
+                "topic write anpr/v1/KZ-1/ack/post/P1",
+                "topic write anpr/v1/KZ-2/ack/post/P1",
+            ]
+        );
+        let all = anpr_pki::post_acl("P2", &[], "anpr/v1/");
+        assert!(all.contains("topic read anpr/v1/+/events\n"), "{all}");
+        assert!(all.contains("topic write anpr/v1/+/ack/post/P2\n"), "{all}");
     }
 }

@@ -109,6 +109,21 @@ pub struct Counters {
     /// The device's faults (a camera down, a worker that failed, drops, ...): every change is
     /// reported on the health channel within a second.
     pub faults: FaultBoard,
+    /// Acknowledgements from transport control posts (`<prefix>/<inventory>/ack/post/<id>`),
+    /// counted for information only: they change nothing in the queue (delivery is the
+    /// Situational Center's acknowledgement), and their signatures are not checked (the device
+    /// holds no post's key; the broker's ACL lets only post `<id>` write its topic).
+    pub post_acks: AtomicU64,
+    /// Per control post id: acknowledgements received and the highest sequence number
+    /// acknowledged.
+    pub posts: std::sync::Mutex<std::collections::BTreeMap<String, PostAcks>>,
+}
+
+/// What one transport control post acknowledged of this device's events (information only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PostAcks {
+    pub acks: u64,
+    pub last_seq: u64,
 }
 
 impl Counters {

@@ -71,7 +71,9 @@ mod queue;
 mod session;
 mod window;
 
-pub use config::{Command, Counters, Delivered, MAX_PACKET, Mode, UplinkConfig, UplinkError};
+pub use config::{
+    Command, Counters, Delivered, MAX_PACKET, Mode, PostAcks, UplinkConfig, UplinkError,
+};
 pub use faults::{FAULT_HOLD, FaultBoard, FaultRecord};
 pub use health::ClockWatch;
 pub use session::{run, run_with_commands};

@@ -120,16 +120,20 @@ async fn poll(
 #[derive(Debug)]
 pub(crate) struct Subscriptions {
     /// The ack topic first, then the command filter (`<prefix>/<inventory>/cmd/#`) when
-    /// commands are taken.
+    /// commands are taken, then the control posts' ack filter
+    /// (`<prefix>/<inventory>/ack/post/+`, counted for information only).
     topics: Vec<String>,
     /// A SUBSCRIBE is owed on this connection.
     due: bool,
 }
 
 impl Subscriptions {
-    pub fn new(ack_topic: String, cmd_filter: Option<String>) -> Self {
+    pub fn new(ack_topic: String, cmd_filter: Option<String>, post_acks: String) -> Self {
         Self {
-            topics: std::iter::once(ack_topic).chain(cmd_filter).collect(),
+            topics: std::iter::once(ack_topic)
+                .chain(cmd_filter)
+                .chain(std::iter::once(post_acks))
+                .collect(),
             due: false,
         }
     }
@@ -173,6 +177,8 @@ impl Subscriptions {
                 SubscribeReasonCode::Failure => {
                     let lost = if *topic == self.topics[0] {
                         "acknowledgements cannot arrive, so nothing is marked delivered and events are sent again and again"
+                    } else if topic.ends_with("/post/+") {
+                        "the control posts' acknowledgements (counted for information only; delivery does not depend on them) cannot arrive"
                     } else {
                         "commands from the central side (plate-list updates) cannot arrive"
                     };
@@ -199,7 +205,11 @@ mod tests {
     #[test]
     fn a_refused_subscription_is_a_lasting_fault_per_topic_cleared_when_granted_later() {
         let faults = FaultBoard::default();
-        let subs = Subscriptions::new("p/d/ack".into(), Some("p/d/cmd/#".into()));
+        let subs = Subscriptions::new(
+            "p/d/ack".into(),
+            Some("p/d/cmd/#".into()),
+            "p/d/ack/post/+".into(),
+        );
         let ok = SubscribeReasonCode::Success(QoS::AtLeastOnce);
         subs.answered(&[SubscribeReasonCode::Failure, ok], &faults);
         let active = faults.active();

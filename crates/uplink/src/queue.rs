@@ -11,6 +11,10 @@
 //! - A row that cannot be read is quarantined here ([`Store::quarantine`]: journaled with what
 //!   it held, taken out of delivery) and reported in [`Fetched::quarantined`]; the rows after
 //!   it are read on.
+//! - Between requests, once every [`CLEANUP_EVERY`] (the first one period after the thread
+//!   starts), the thread removes the delivered rows whose retention is over
+//!   ([`Store::expire`], journaled by the store; `docs/retention.md`). The clock it uses is
+//!   the wall clock, or any other in tests.
 //! - After any other error the connection is dropped and the next request opens a new one,
 //!   so a queue that was unreachable (a missing directory, a full disk) is picked up again
 //!   once it is back. A thread that panicked is replaced at the next request.
@@ -32,6 +36,24 @@ use crate::window::{Range, Wanted};
 const QUARANTINE_PER_READ: usize = 16;
 /// How long closing waits for the thread to finish its request.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How often the delivered rows past their retention are removed.
+pub(crate) const CLEANUP_EVERY: Duration = Duration::from_hours(1);
+
+/// When the queue thread runs the retention cleanup, and the clock it gives it.
+#[derive(Clone, Copy)]
+struct Cleanup {
+    every: Duration,
+    clock: fn() -> chrono::DateTime<chrono::Utc>,
+}
+
+impl Default for Cleanup {
+    fn default() -> Self {
+        Self {
+            every: CLEANUP_EVERY,
+            clock: chrono::Utc::now,
+        }
+    }
+}
 
 /// What one pass of the session loop reads.
 #[derive(Debug, Clone, Default)]
@@ -78,12 +100,17 @@ struct Worker {
 pub(crate) struct QueueThread {
     path: PathBuf,
     worker: Option<Worker>,
+    cleanup: Cleanup,
 }
 
 impl QueueThread {
     /// The thread starts at the first request, and opens the queue at `path` then.
     pub fn new(path: PathBuf) -> Self {
-        Self { path, worker: None }
+        Self {
+            path,
+            worker: None,
+            cleanup: Cleanup::default(),
+        }
     }
 
     /// Reads what the window wants, quarantining unreadable rows on the way.
@@ -142,9 +169,10 @@ impl QueueThread {
         if self.worker.is_none() {
             let (jobs, rx) = mpsc::channel();
             let path = self.path.clone();
+            let cleanup = self.cleanup;
             let thread = std::thread::Builder::new()
                 .name("uplink-queue".into())
-                .spawn(move || serve(&path, &rx))
+                .spawn(move || serve(&path, &rx, cleanup))
                 .map_err(|e| {
                     tracing::error!(error = %e, "Cannot start the uplink's queue thread.");
                     UplinkError::StoreThread
@@ -156,9 +184,24 @@ impl QueueThread {
 }
 
 /// The thread's loop: one request at a time until the handle is dropped.
-fn serve(path: &std::path::Path, jobs: &mpsc::Receiver<Job>) {
+fn serve(path: &std::path::Path, jobs: &mpsc::Receiver<Job>, cleanup: Cleanup) {
     let mut slot: Option<Store> = None;
-    while let Ok(job) = jobs.recv() {
+    let mut next_cleanup = std::time::Instant::now() + cleanup.every;
+    loop {
+        let now = std::time::Instant::now();
+        if now >= next_cleanup {
+            // Due: run it before the next request, however busy the thread is.
+            next_cleanup = now + cleanup.every;
+            if let Err(e) = with_store(&mut slot, path, |s| s.expire((cleanup.clock)())) {
+                tracing::warn!(error = %e, "The queue's retention cleanup failed; tried again at the next period.");
+            }
+            continue;
+        }
+        let job = match jobs.recv_timeout(next_cleanup - now) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         match job {
             Job::Fetch(f, reply) => {
                 let _ = reply.send(with_store(&mut slot, path, |s| fetch(s, &f)));
@@ -316,6 +359,37 @@ pub(crate) mod tests {
             s.append(event).unwrap();
         }
         (dir, path)
+    }
+
+    #[tokio::test]
+    async fn the_thread_removes_delivered_rows_past_their_retention_between_requests() {
+        let (_dir, path) = queue_with(3);
+        {
+            let mut s = Store::open(&path).unwrap();
+            let e = s.get(1).unwrap().unwrap();
+            s.mark_delivered(e.event_id, 1).unwrap();
+        }
+        let mut q = QueueThread::new(path.clone());
+        q.cleanup = Cleanup {
+            every: Duration::from_millis(50),
+            clock: || chrono::Utc::now() + chrono::TimeDelta::days(1),
+        };
+        assert_eq!(q.fetch(Fetch::default()).await.unwrap().stats.total, 3);
+        let mut total = 3;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            total = q.fetch(Fetch::default()).await.unwrap().stats.total;
+            if total == 2 {
+                break;
+            }
+        }
+        assert_eq!(
+            total, 2,
+            "the delivered row went, the undelivered ones stay"
+        );
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.journal(0).unwrap().last().unwrap().kind, "pruned");
+        q.close().await;
     }
 
     fn corrupt(path: &std::path::Path, seq: u64) {

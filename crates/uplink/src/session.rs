@@ -160,6 +160,7 @@ impl Session {
             subscriptions: Subscriptions::new(
                 ack_topic.clone(),
                 commands.is_some().then(|| cfg.topics.cmd_filter()),
+                format!("{ack_topic}/post/+"),
             ),
             backoff: Backoff::new(),
             acks: Vec::new(),
@@ -213,6 +214,15 @@ impl Session {
                     Err(e) => tracing::warn!(error = %e, "Malformed acknowledgement ignored."),
                 }
             }
+            LinkEvent::Incoming(Packet::Publish(p)) => {
+                if let Some(post) = p
+                    .topic
+                    .strip_prefix(self.ack_topic.as_str())
+                    .and_then(|t| t.strip_prefix("/post/"))
+                {
+                    self.post_ack(post, &p.payload);
+                }
+            }
             LinkEvent::Incoming(_) => {}
             LinkEvent::Down(e) => {
                 if self.counters.connected.swap(false, Ordering::SeqCst) {
@@ -226,6 +236,27 @@ impl Session {
                 self.window.disconnected();
             }
         }
+    }
+
+    /// Counts an acknowledgement from transport control post `post` (information only: the
+    /// queue is not touched, so a post never makes the device send, or stop sending, anything).
+    fn post_ack(&self, post: &str, payload: &[u8]) {
+        let Ok(ack) = serde_json::from_slice::<Ack>(payload) else {
+            tracing::debug!(post, "Malformed control post acknowledgement ignored.");
+            return;
+        };
+        if ack.evidence.is_some() {
+            return;
+        }
+        self.counters.post_acks.fetch_add(1, Ordering::SeqCst);
+        let mut posts = self
+            .counters
+            .posts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = posts.entry(post.to_string()).or_default();
+        entry.acks += 1;
+        entry.last_seq = entry.last_seq.max(ack.seq);
     }
 
     /// Keeps an acknowledgement for the next pass only if the central receiver's key signed it

@@ -8,7 +8,7 @@ use anpr_central::escape;
 use anyhow::Result;
 
 use crate::exit::{ExitStatus, Usage};
-use crate::{BrokerArgs, CentralArgs, CentralCommand};
+use crate::{BrokerArgs, CentralArgs, CentralCommand, CentralPostArgs};
 
 #[allow(clippy::print_stdout)]
 pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
@@ -19,6 +19,9 @@ pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
     }) = &args.command
     {
         return import(db, devices, bundle);
+    }
+    if let Some(CentralCommand::Post(post_args)) = &args.command {
+        return post(post_args);
     }
     if args.report {
         return report(args);
@@ -65,7 +68,14 @@ pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (db, retention_days) = (args.db.clone(), args.retention_days);
     super::runtime()?.block_on(async move {
+        // The archive's retention, enforced beside the receiver (docs/retention.md).
+        let purge = tokio::spawn(anpr_central::purge_periodically(
+            db,
+            retention_days,
+            stop_rx.clone(),
+        ));
         let task = tokio::spawn(anpr_central::run_with_limits(
             cfg,
             limits,
@@ -93,6 +103,7 @@ pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
         let _ = stop_tx.send(true);
         let r = task.await;
         printer.abort();
+        let _ = purge.await;
         r
     })??;
     Ok(ExitStatus::Success)
@@ -163,20 +174,31 @@ fn report(args: &CentralArgs) -> Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// `passage` (with its direction), or `violation <rule>`; escaped.
+/// `passage` (with its direction), `violation <rule>`, `camera_gap`, or `custody <action>`;
+/// escaped.
 fn describe(e: &anpr_types::Event) -> String {
-    match &e.violation {
-        Some(v) => format!("violation {}", escape(&v.rule)),
-        None => match &e.vehicle.direction {
+    match (e.kind, &e.violation, &e.custody) {
+        (anpr_types::EventKind::Custody, _, Some(c)) => format!("custody {}", c.action.as_str()),
+        (anpr_types::EventKind::Custody | anpr_types::EventKind::CameraGap, _, _) => {
+            e.kind.as_str().to_string()
+        }
+        (_, Some(v), _) => format!("violation {}", escape(&v.rule)),
+        (_, None, _) => match &e.vehicle.direction {
             Some(d) => format!("passage {}", escape(d)),
             None => "passage".to_string(),
         },
     }
 }
 
-/// The plate text (escaped), or its status in brackets when it was not read.
+/// The plate text (escaped), its status in brackets when it was not read, or `-` for a record
+/// of no vehicle (a camera gap, a custody line).
 fn plate_of(e: &anpr_types::Event) -> String {
-    if e.plate.status == anpr_types::PlateStatus::Read {
+    if matches!(
+        e.kind,
+        anpr_types::EventKind::CameraGap | anpr_types::EventKind::Custody
+    ) {
+        "-".to_string()
+    } else if e.plate.status == anpr_types::PlateStatus::Read {
         escape(&e.plate.text).into_owned()
     } else {
         format!("({})", e.plate.status.as_str())
@@ -234,4 +256,123 @@ fn import(
     Ok(ExitStatus::success_if(
         r.refused.is_empty() && r.images_refused.is_empty(),
     ))
+}
+
+/// `anpr central post`: a transport control post until Ctrl-C, or its gap report.
+#[allow(clippy::print_stdout)]
+fn post(args: &CentralPostArgs) -> Result<ExitStatus> {
+    if args.report {
+        let reports = anpr_central::post_report(&args.db)?;
+        if reports.is_empty() {
+            println!("{}: no event received yet", args.db.display());
+        }
+        for r in reports {
+            let stored: Vec<String> = r.stored.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            println!(
+                "{}: seq {}..{}, {} events seen ({} copies more), kept {}, refused {}",
+                escape(&r.inventory),
+                r.first_seq.unwrap_or(0),
+                r.last_seq.unwrap_or(0),
+                r.seen,
+                r.duplicates,
+                if stored.is_empty() {
+                    "none".to_string()
+                } else {
+                    stored.join(", ")
+                },
+                r.refused
+            );
+            if r.unaccounted.is_empty() {
+                println!("  every event from the first to the last seen is accounted for");
+            } else {
+                for (a, b) in &r.unaccounted {
+                    println!(
+                        "  not accounted for: seq {a}..{b} (never reached this post: check the Situational Center's report for these)"
+                    );
+                }
+            }
+        }
+        return Ok(ExitStatus::Success);
+    }
+    anpr_pki::check_inventory(&args.id).map_err(|e| Usage(format!("--id: {e}")))?;
+    for d in &args.devices {
+        anpr_pki::check_inventory(d).map_err(|e| Usage(format!("--device: {e}")))?;
+    }
+    let mut kinds = Vec::new();
+    for k in &args.kinds {
+        kinds.push(match k.as_str() {
+            "violation" => anpr_types::EventKind::Violation,
+            "passage" => anpr_types::EventKind::Passage,
+            "camera_gap" => anpr_types::EventKind::CameraGap,
+            "custody" => anpr_types::EventKind::Custody,
+            other => {
+                return Err(Usage(format!(
+                    "--kind {}: not a kind of event; give violation, passage, camera_gap or custody",
+                    escape(other)
+                ))
+                .into());
+            }
+        });
+    }
+    let (host, port, tls) = broker(&args.link)?;
+    if let Some(problem) = anpr_types::Topics::prefix_problem(&args.link.prefix) {
+        return Err(Usage(format!(
+            "--prefix \"{}\" {problem}: give the devices' `uplink.topic_prefix` (anpr/v1 by default)",
+            escape(&args.link.prefix)
+        ))
+        .into());
+    }
+    let link = anpr_central::CentralConfig {
+        host,
+        port,
+        tls,
+        prefix: args.link.prefix.clone(),
+        db: args.db.clone(),
+        client_id: anpr_pki::post_cn(&args.id),
+        signing_key: anpr_trust::load_signing_key_as(
+            "control post private key",
+            args.signing_key
+                .as_deref()
+                .ok_or_else(|| Usage("--signing-key is required: the post signs its acknowledgements with its key (`anpr pki post` wrote <dir>/posts/<id>/post.key)".into()))?,
+        )?,
+        devices: {
+            let dir = args
+                .device_keys
+                .clone()
+                .ok_or_else(|| Usage("--device-keys is required: the directory of the devices' public keys, <inventory>.pub (<dir>/posts/<id>/devices)".into()))?;
+            anpr_trust::DeviceKeys::open(&dir)?;
+            dir
+        },
+    };
+    let cfg = anpr_central::PostConfig {
+        link,
+        post_id: args.id.clone(),
+        devices: args.devices.clone(),
+        kinds,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    super::runtime()?.block_on(async move {
+        let task = tokio::spawn(anpr_central::run_post(cfg, stop_rx, Some(tx)));
+        let printer = tokio::spawn(async move {
+            while let Some(r) = rx.recv().await {
+                let e = &r.delivery.event;
+                println!(
+                    "{} seq {} {} plate {} captured {} {}",
+                    escape(&e.device.inventory),
+                    e.seq,
+                    describe(e),
+                    plate_of(e),
+                    e.captured_at,
+                    if r.new { "stored" } else { "duplicate" }
+                );
+            }
+        });
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop_tx.send(true);
+        let r = task.await;
+        printer.abort();
+        r
+    })??;
+    Ok(ExitStatus::Success)
 }

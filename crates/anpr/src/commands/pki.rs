@@ -96,6 +96,52 @@ pub(crate) fn pki(command: &PkiCommand) -> Result<ExitStatus> {
                 anpr_pki::COMMANDS_CN
             );
         }
+        PkiCommand::Post {
+            dir,
+            id,
+            devices,
+            prefix,
+        } => {
+            let pki = anpr_pki::Pki::open(dir)?;
+            let p = pki.issue_post(id, devices, prefix)?;
+            let cn = anpr_pki::post_cn(id);
+            println!(
+                "issued control post {id} (CN {cn}) into {}/:",
+                p.dir.display()
+            );
+            println!(
+                "  {} and {}  its certificate and TLS key (mode 0600), with {}",
+                p.tls.cert.display(),
+                p.tls.key.display(),
+                p.tls.ca.display()
+            );
+            println!(
+                "  {}  its signing key (mode 0600: it signs the post's acknowledgements); {} its public half",
+                p.signing_key.display(),
+                p.signing_pub.display()
+            );
+            println!(
+                "  {}/  the public keys of the devices it watches",
+                p.device_keys.display()
+            );
+            println!(
+                "  {}  its block for the broker's ACL: append it to /etc/mosquitto/anpr/acl and restart mosquitto (without it the post receives nothing)",
+                p.acl.display()
+            );
+            let watch: String = devices.iter().fold(String::new(), |mut s, d| {
+                s.push_str(" --device ");
+                s.push_str(d);
+                s
+            });
+            println!(
+                "run it: `anpr central post --id {id}{watch} --broker mqtts://<broker>:8883 --tls-ca {} --tls-cert {} --tls-key {} --signing-key {} --device-keys {} --db post.sqlite`",
+                p.tls.ca.display(),
+                p.tls.cert.display(),
+                p.tls.key.display(),
+                p.signing_key.display(),
+                p.device_keys.display()
+            );
+        }
         PkiCommand::Revoke {
             dir,
             inventory,

@@ -1,10 +1,12 @@
 //! The receiver's database: one connection, its schema and migrations (`schema`), and one
 //! file per kind of record it keeps: events and violations, evidence images, health, and what
-//! it refused (`trust`: quarantine and chain breaks, and the walk of a stored chain).
+//! it refused (`trust`: quarantine and chain breaks, and the walk of a stored chain), and the
+//! archive's retention (`retention`: the periodic purge by capture time and its record).
 
 mod events;
 mod evidence;
 mod health;
+pub mod retention;
 mod schema;
 #[cfg(test)]
 pub(crate) mod tests;
