@@ -3,7 +3,8 @@
 //!   conversion loop;
 //! - the whole plate detector call (letterbox, ONNX Runtime, decoding, NMS), so pre-processing
 //!   can be read as a share of inference;
-//! - CTC decoding of one plate read.
+//! - CTC decoding of one plate read: greedy, and the format-aware beam search of `kz` mode
+//!   (read as a ratio to greedy).
 //!
 //! `cargo bench -p anpr-vision --bench vision`. The model benches need `models/` (run
 //! `models/fetch.sh`); without it they are skipped with a message.
@@ -12,7 +13,10 @@ use std::hint::black_box;
 use std::path::Path;
 
 use anpr_types::RgbFrame;
-use anpr_vision::{YoloDetector, ctc_greedy_decode, init_runtime, letterbox};
+use anpr_vision::{
+    FormatAutomaton, GrammarMode, SymbolMap, YoloDetector, ctc_format_decode, ctc_greedy_decode,
+    init_runtime, letterbox,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::{Array2, Array4};
 
@@ -61,17 +65,37 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let dict: Vec<String> = (0..18708)
-        .map(|i| char::from_u32(0x4e00 + i).map_or_else(String::new, String::from))
+    // A dictionary of the real size with the plate characters in it, and 40 steps reading the
+    // flag band, then `123AAT01` with a blank between the two A, each step sure of one class
+    // and the rest of its mass spread thinly (as the recognizer's softmax does).
+    let dict: Vec<String> = ('0'..='9')
+        .chain('A'..='Z')
+        .chain('a'..='z')
+        .map(String::from)
+        .chain(
+            (62..18708).map(|i| char::from_u32(0x4e00 + i).map_or_else(String::new, String::from)),
+        )
         .collect();
-    let mut probs = Array2::<f32>::from_elem((40, 18710), 1e-5);
-    for t in 0..40 {
-        probs[[t, (t * 7) % 18710]] = 0.9;
+    let class = |c: char| {
+        dict.iter()
+            .position(|s| *s == c.to_string())
+            .map_or(0, |i| i + 1)
+    };
+    let steps = "_KZ__1_2_3_A_A_T__0_1___________________";
+    let mut probs = Array2::<f32>::from_elem((40, 18710), 0.05 / 18710.0);
+    for (t, c) in steps.chars().enumerate() {
+        probs[[t, if c == '_' { 0 } else { class(c) }]] = 0.95;
     }
+    let map = SymbolMap::new(&dict);
+    let kz = FormatAutomaton::for_mode(GrammarMode::Kz).expect("kz has formats");
+    assert_eq!(ctc_format_decode(&probs.view(), &map, &kz).text, "123AAT01");
     let mut g = c.benchmark_group("ctc_decode_40_steps");
     g.throughput(Throughput::Elements(1));
     g.bench_function("ours", |b| {
         b.iter(|| ctc_greedy_decode(black_box(&probs.view()), &dict));
+    });
+    g.bench_function("format_beam_kz", |b| {
+        b.iter(|| ctc_format_decode(black_box(&probs.view()), &map, &kz));
     });
     g.finish();
 

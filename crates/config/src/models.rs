@@ -26,6 +26,18 @@ pub enum Grammar {
     Kz,
 }
 
+/// Which build of the plate detector runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PlateDetectorVariant {
+    /// The float model converted from the checkpoint (`plate_detector`).
+    #[default]
+    Float,
+    /// The INT8 model `models/fetch.sh` makes from it by static quantization
+    /// (`plate_detector_int8`; `models/plate_detector.md`).
+    Int8,
+}
+
 /// The ONNX models and how to run them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +47,13 @@ pub struct Models {
     pub dir: PathBuf,
     #[serde(default = "default_plate_detector")]
     pub plate_detector: PathBuf,
+    /// The INT8 plate detector `models/fetch.sh` quantizes from `plate_detector`.
+    #[serde(default = "default_plate_detector_int8")]
+    pub plate_detector_int8: PathBuf,
+    /// Which plate detector runs: `float` (default, `plate_detector`) or `int8`
+    /// (`plate_detector_int8`).
+    #[serde(default)]
+    pub plate_detector_variant: PlateDetectorVariant,
     #[serde(default = "default_plate_reader")]
     pub plate_reader: PathBuf,
     #[serde(default = "default_vehicle_detector")]
@@ -125,6 +144,9 @@ fn default_models_dir() -> PathBuf {
 fn default_plate_detector() -> PathBuf {
     PathBuf::from("plate_detector.onnx")
 }
+fn default_plate_detector_int8() -> PathBuf {
+    PathBuf::from("plate_detector.int8.onnx")
+}
 fn default_plate_reader() -> PathBuf {
     PathBuf::from("plate_reader.onnx")
 }
@@ -158,6 +180,15 @@ impl Models {
     #[must_use]
     pub fn path(&self, file: &Path) -> PathBuf {
         self.dir.join(file)
+    }
+
+    /// The plate detector file `plate_detector_variant` selects, relative to `dir`.
+    #[must_use]
+    pub fn plate_detector_file(&self) -> &Path {
+        match self.plate_detector_variant {
+            PlateDetectorVariant::Float => &self.plate_detector,
+            PlateDetectorVariant::Int8 => &self.plate_detector_int8,
+        }
     }
 
     pub(crate) fn validate(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
@@ -204,5 +235,33 @@ impl Models {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models(text: &str) -> Result<Models, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    #[test]
+    fn the_plate_detector_variant_selects_the_file_and_defaults_to_float() {
+        let m = models("").unwrap();
+        assert_eq!(m.plate_detector_variant, PlateDetectorVariant::Float);
+        assert_eq!(m.plate_detector_file(), Path::new("plate_detector.onnx"));
+        let m = models("plate_detector_variant = \"int8\"").unwrap();
+        assert_eq!(
+            m.plate_detector_file(),
+            Path::new("plate_detector.int8.onnx")
+        );
+        let m =
+            models("plate_detector_variant = \"int8\"\nplate_detector_int8 = \"q.onnx\"").unwrap();
+        assert_eq!(m.plate_detector_file(), Path::new("q.onnx"));
+        let err = models("plate_detector_variant = \"int4\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("float") && err.contains("int8"), "{err}");
     }
 }

@@ -15,7 +15,7 @@ use anyhow::Result;
 pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
     let m = &cfg.models;
     RecognizerConfig {
-        plate_detector: m.path(&m.plate_detector),
+        plate_detector: m.path(m.plate_detector_file()),
         plate_reader: m.path(&m.plate_reader),
         vehicle_detector: Some(m.path(&m.vehicle_detector)),
         intra_threads: m.intra_threads,
@@ -57,7 +57,7 @@ pub fn verify_models(cfg: &Config) -> Result<Vec<ModelHash>> {
             .and_then(|(_, p)| p.map(str::to_string))
     };
     let mut files = vec![
-        ("plate_detector", m.path(&m.plate_detector)),
+        ("plate_detector", m.path(m.plate_detector_file())),
         ("plate_reader", m.path(&m.plate_reader)),
     ];
     let vehicles = m.path(&m.vehicle_detector);

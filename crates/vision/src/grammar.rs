@@ -332,6 +332,201 @@ pub fn interpret(raw: &str, mode: GrammarMode) -> PlateInfo {
     info(raw.to_string(), &[])
 }
 
+/// Plate characters as the automaton and the beam decoder number them: `0`–`9` are 0–9,
+/// `A`–`Z` are 10–35.
+pub const PLATE_SYMBOLS: usize = 36;
+
+/// The automaton's number for a plate character (`None` for anything else).
+#[must_use]
+pub fn plate_symbol(c: char) -> Option<u8> {
+    match c.to_ascii_uppercase() {
+        d @ '0'..='9' => Some(d as u8 - b'0'),
+        l @ 'A'..='Z' => Some(l as u8 - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The plate character numbered `s` by [`plate_symbol`].
+#[must_use]
+pub fn symbol_char(s: u8) -> char {
+    if s < 10 {
+        char::from(b'0' + s)
+    } else {
+        char::from(b'A' + s - 10)
+    }
+}
+
+/// Set of plate symbols, one bit each.
+type Mask = u64;
+
+fn mask_of(chars: impl IntoIterator<Item = char>) -> Mask {
+    chars
+        .into_iter()
+        .filter_map(plate_symbol)
+        .fold(0, |m, s| m | (1 << s))
+}
+
+/// The character sequences a format allows, one mask per character; the region slot is
+/// expanded into its alternatives (`0` then 1–9, `1` then 0–9, `2` then `0` for 01–20).
+fn patterns(fmt: &Format) -> Vec<Vec<Mask>> {
+    let digits = mask_of('0'..='9');
+    let letters = mask_of('A'..='Z');
+    let mut out: Vec<Vec<Mask>> = vec![Vec::new()];
+    for slot in fmt.slots {
+        let alternatives: Vec<Vec<Mask>> = match slot {
+            D => vec![vec![digits]],
+            L => vec![vec![letters]],
+            OneOf(set) => vec![vec![mask_of(set.chars())]],
+            KzRegion => vec![
+                vec![mask_of(['0']), mask_of('1'..='9')],
+                vec![mask_of(['1']), digits],
+                vec![mask_of(['2']), mask_of(['0'])],
+            ],
+            KgRegion => vec![vec![mask_of(['0']), mask_of('1'..='9')]],
+        };
+        out = out
+            .iter()
+            .flat_map(|head| {
+                alternatives.iter().map(move |alt| {
+                    let mut p = head.clone();
+                    p.extend_from_slice(alt);
+                    p
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// A deterministic automaton over plate characters that accepts exactly the texts of the
+/// regional formats ([`GrammarMode::Kz`]), so a decoder can extend a reading only along
+/// characters some format still allows.
+///
+/// Kazakhstan 2012 plates carry the flag and `KZ` at their left, which the reader may read as
+/// characters: each of their formats is also accepted after a leading `KZ` (or `K2`), which is
+/// not part of the plate. [`FormatAutomaton::accepts`] says how many leading characters to drop.
+#[derive(Debug, Clone)]
+pub struct FormatAutomaton {
+    /// `next[state][symbol]`, [`FormatAutomaton::DEAD`] where no format goes on.
+    next: Vec<[u32; PLATE_SYMBOLS]>,
+    /// For accepting states, the leading characters that are the flag band, not the plate.
+    accept: Vec<Option<u8>>,
+}
+
+impl FormatAutomaton {
+    const DEAD: u32 = u32::MAX;
+
+    /// The automaton of `mode`'s formats; `None` in generic mode (no format assumed).
+    #[must_use]
+    pub fn for_mode(mode: GrammarMode) -> Option<Self> {
+        match mode {
+            GrammarMode::Generic => None,
+            GrammarMode::Kz => Some(Self::build(FORMATS)),
+        }
+    }
+
+    /// Subset construction over (pattern, position) items; patterns of Kazakhstan 2012
+    /// formats also appear behind a silent `KZ` prefix.
+    fn build(formats: &[Format]) -> Self {
+        let flag = [mask_of(['K']), mask_of(['Z', '2'])];
+        // (pattern, characters of it that are the flag band)
+        let mut pats: Vec<(Vec<Mask>, u8)> = Vec::new();
+        for fmt in formats {
+            for p in patterns(fmt) {
+                if fmt.country == "KZ" && fmt.kind != "1993" {
+                    let mut with_flag = flag.to_vec();
+                    with_flag.extend_from_slice(&p);
+                    pats.push((with_flag, 2));
+                }
+                pats.push((p, 0));
+            }
+        }
+        let start: Vec<(u16, u8)> = (0..pats.len() as u16).map(|i| (i, 0)).collect();
+        let mut ids = std::collections::HashMap::new();
+        let mut sets = vec![start.clone()];
+        ids.insert(start, 0u32);
+        let mut next = Vec::new();
+        let mut accept = Vec::new();
+        let mut i = 0;
+        while i < sets.len() {
+            let items = sets[i].clone();
+            // The plain reading wins over one that drops a flag band.
+            accept.push(
+                items
+                    .iter()
+                    .filter(|(p, pos)| usize::from(*pos) == pats[usize::from(*p)].0.len())
+                    .map(|(p, _)| pats[usize::from(*p)].1)
+                    .min(),
+            );
+            let mut row = [Self::DEAD; PLATE_SYMBOLS];
+            for (s, cell) in row.iter_mut().enumerate() {
+                let to: Vec<(u16, u8)> = items
+                    .iter()
+                    .filter(|(p, pos)| {
+                        pats[usize::from(*p)]
+                            .0
+                            .get(usize::from(*pos))
+                            .is_some_and(|m| m & (1 << s) != 0)
+                    })
+                    .map(|&(p, pos)| (p, pos + 1))
+                    .collect();
+                if to.is_empty() {
+                    continue;
+                }
+                let n = sets.len() as u32;
+                *cell = *ids.entry(to.clone()).or_insert_with(|| {
+                    sets.push(to);
+                    n
+                });
+            }
+            next.push(row);
+            i += 1;
+        }
+        Self { next, accept }
+    }
+
+    /// The state before any character.
+    #[must_use]
+    pub fn start(&self) -> u32 {
+        0
+    }
+
+    /// The state after `symbol` (see [`plate_symbol`]) from `state`; `None` when no format
+    /// allows it there.
+    #[must_use]
+    pub fn step(&self, state: u32, symbol: u8) -> Option<u32> {
+        let to = *self.next.get(state as usize)?.get(usize::from(symbol))?;
+        (to != Self::DEAD).then_some(to)
+    }
+
+    /// For a state where a whole plate has been read, how many leading characters were the
+    /// flag band (0 or 2); `None` when the text so far is no complete plate.
+    #[must_use]
+    pub fn accepts(&self, state: u32) -> Option<usize> {
+        self.accept
+            .get(state as usize)
+            .copied()
+            .flatten()
+            .map(usize::from)
+    }
+
+    /// Number of states (for tests and documentation).
+    #[must_use]
+    pub fn states(&self) -> usize {
+        self.next.len()
+    }
+
+    /// Whether the whole of `text` is a plate of the formats; the flag characters to drop.
+    #[must_use]
+    pub fn accepts_text(&self, text: &str) -> Option<usize> {
+        let mut state = self.start();
+        for c in text.chars() {
+            state = self.step(state, plate_symbol(c)?)?;
+        }
+        self.accepts(state)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +600,28 @@ mod tests {
         assert_eq!(p.text, "123ABC01");
         assert_eq!(p.country, Some("KZ"));
         assert_eq!(interpret("KZ505AB17", GrammarMode::Kz).text, "505AB17");
+    }
+
+    #[test]
+    fn the_automaton_accepts_exactly_the_regional_formats() {
+        let a = FormatAutomaton::for_mode(GrammarMode::Kz).unwrap();
+        assert!(FormatAutomaton::for_mode(GrammarMode::Generic).is_none());
+        for ok in [
+            "123ABC01", "505AB17", "F123402", "AB12320", "A123BCD", "A123BC77", "01A123BC",
+        ] {
+            assert_eq!(a.accepts_text(ok), Some(0), "{ok}");
+            assert_eq!(interpret(ok, GrammarMode::Generic).corrections, 0);
+        }
+        // The flag band before a Kazakhstan 2012 plate is accepted and marked for dropping.
+        assert_eq!(a.accepts_text("KZ123ABC01"), Some(2));
+        assert_eq!(a.accepts_text("K2505AB17"), Some(2));
+        for bad in [
+            "123ABC21", "123ABC00", "I23ABC01", "123AB", "WA56660", "KZ", "",
+        ] {
+            assert_eq!(a.accepts_text(bad), None, "{bad}");
+        }
+        // Every accepted text is one `interpret` labels exactly, with no correction.
+        assert!(a.states() < 400, "{} states", a.states());
     }
 
     #[test]

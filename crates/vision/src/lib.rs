@@ -27,9 +27,10 @@ mod runtime;
 pub mod vehicle_detector;
 pub mod yolo;
 
-pub use grammar::{GrammarMode, PlateInfo, interpret};
+pub use grammar::{FormatAutomaton, GrammarMode, PlateInfo, interpret};
 pub use plate_reader::{
-    CtcDecoded, PlateReader, ctc_greedy_decode, looks_like_a_plate, row_gap, skew,
+    CtcDecoded, FormatFit, PlateReader, SymbolMap, ctc_format_decode, ctc_greedy_decode,
+    looks_like_a_plate, row_gap, skew,
 };
 pub use runtime::{RunOn, init_runtime, runtime_environment};
 pub use vehicle_detector::{coco_vehicle_class, vehicle_class};
@@ -168,7 +169,8 @@ impl Recognizer {
             provider: cfg.execution_provider,
         };
         let plates = YoloDetector::load(&cfg.plate_detector, "plate detector", run)?;
-        let reader = PlateReader::load(&cfg.plate_reader, run)?;
+        let mut reader = PlateReader::load(&cfg.plate_reader, run)?;
+        reader.set_grammar(cfg.grammar);
         let vehicles = match &cfg.vehicle_detector {
             Some(p) if p.exists() => Some(YoloDetector::load(p, "vehicle detector", run)?),
             Some(p) => {

@@ -87,10 +87,29 @@ pub const VIEWS: [CropView; 3] = [
     },
 ];
 
+/// Width in input columns the plate's content is stretched to at least in a regional grammar:
+/// the recognizer gives one time step per 8 columns, and CTC needs a blank step between two
+/// equal characters to read both, so about two steps per character, for up to 10 characters
+/// (a 9-character plate with the flag band's `KZ` before it, counted as one wide symbol), is
+/// 8 x 2 x 10 = 160. A crop already wider is left as it is.
+pub const MIN_CONTENT_WIDTH: usize = 160;
+
 /// Crops `bbox` as `view` says (clipped to the frame, without a blue band at its left) and
 /// builds the recognizer input.
 #[must_use]
 pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox, view: CropView) -> Array4<f32> {
+    prepare_crop_wide(frame, bbox, view, 0)
+}
+
+/// As [`prepare_crop`], with the plate's content stretched to at least `min_content` columns
+/// (see [`MIN_CONTENT_WIDTH`]).
+#[must_use]
+pub fn prepare_crop_wide(
+    frame: &RgbFrame,
+    bbox: &BBox,
+    view: CropView,
+    min_content: usize,
+) -> Array4<f32> {
     let mx = bbox.w * view.margin_x;
     let my = bbox.h * view.margin_y;
     let x0 = (bbox.x - mx).max(0.0) as usize;
@@ -107,8 +126,9 @@ pub fn prepare_crop(frame: &RgbFrame, bbox: &BBox, view: CropView) -> Array4<f32
     };
     let (cw, ch) = (x1 - x0, y1 - y0);
     let pad = (HEIGHT as f32 * view.pad).round() as usize;
-    let rw =
-        ((HEIGHT as f32 * cw as f32 / ch as f32).ceil() as usize).clamp(8, MAX_WIDTH - 2 * pad);
+    let rw = ((HEIGHT as f32 * cw as f32 / ch as f32).ceil() as usize)
+        .max(min_content)
+        .clamp(8, MAX_WIDTH - 2 * pad);
     let width = (rw + 2 * pad).max(MIN_WIDTH);
     let mut t = Array4::<f32>::zeros((1, 3, HEIGHT, width));
     crate::resize::resample_rows(frame, (x0, y0, cw, ch), rw, HEIGHT, |y, pixels| {
@@ -204,6 +224,26 @@ mod tests {
         let t = prepare_crop(&frame, &bbox, VIEWS[1]);
         assert_eq!(t[[0, 0, 10, 0]], 0.0);
         assert!((t[[0, 0, 10, 30]] - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_narrow_crop_is_stretched_to_the_least_content_width() {
+        let frame = RgbFrame {
+            width: 200,
+            height: 100,
+            data: vec![255; 200 * 100 * 3],
+        };
+        // A 2:1 box trimmed to about 2.6:1 is about 126 columns at height 48; stretched, 160.
+        let bbox = BBox {
+            x: 50.0,
+            y: 40.0,
+            w: 60.0,
+            h: 30.0,
+        };
+        let white = |t: &Array4<f32>| (0..320).filter(|&x| t[[0, 0, 20, x]] > 0.99).count();
+        assert!((120..=130).contains(&white(&prepare_crop(&frame, &bbox, VIEWS[0]))));
+        let wide = prepare_crop_wide(&frame, &bbox, VIEWS[0], MIN_CONTENT_WIDTH);
+        assert_eq!(white(&wide), MIN_CONTENT_WIDTH);
     }
 
     #[test]

@@ -12,6 +12,28 @@ pub struct CtcDecoded {
     pub text: String,
     pub char_confidences: Vec<f32>,
     pub confidence: f32,
+    /// Natural log of the text's probability summed over its alignments (format-aware
+    /// decoding only; `None` from greedy decoding).
+    pub log_prob: Option<f32>,
+    /// Whether the text fits the active grammar's formats.
+    pub fit: FormatFit,
+}
+
+/// How a reading relates to the active grammar's plate formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FormatFit {
+    /// Not checked: generic mode (no format assumed), greedy decoding.
+    #[default]
+    Unchecked,
+    /// The reader's most probable text is itself a plate of the formats (format-aware
+    /// decoding; a flag band read before it dropped).
+    Fits,
+    /// The most probable text that fits a format differs from the reader's most probable
+    /// text (a look-alike in a place the format does not allow, a character too many), but
+    /// is at least [`crate::plate_reader::NO_FIT_RATIO`] times as probable.
+    Corrected,
+    /// No format fits well: the reading is the unconstrained text, and is less sure.
+    NoFormat,
 }
 
 /// Greedy CTC decoding: best class per step, repeats merged, blanks dropped. Only ASCII
@@ -96,11 +118,13 @@ mod tests {
             text: "AB12".into(),
             char_confidences: vec![0.9, 0.8, 0.9, 0.9],
             confidence: 0.875,
+            ..CtcDecoded::default()
         };
         let shaky = CtcDecoded {
             text: "AB123".into(),
             char_confidences: vec![0.99, 0.99, 0.99, 0.99, 0.3],
             confidence: 0.852,
+            ..CtcDecoded::default()
         };
         assert!(weakest(&sure) > weakest(&shaky));
         assert_eq!(weakest(&CtcDecoded::default()), 0.0);
@@ -117,6 +141,7 @@ mod tests {
                 text: text.into(),
                 char_confidences: c,
                 confidence: 0.9,
+                ..CtcDecoded::default()
             }
         };
         assert!(looks_like_a_plate(&read("CDK575", 0.95)));

@@ -1,4 +1,7 @@
-//! Plate reading with a PP-OCR text-line recognizer and greedy CTC decoding.
+//! Plate reading with a PP-OCR text-line recognizer and CTC decoding: greedy in generic mode,
+//! a beam search constrained by the plate formats in a regional mode ([`beam`],
+//! [`PlateReader::set_grammar`]; there narrow crops are also stretched to
+//! [`MIN_CONTENT_WIDTH`] columns so doubled letters have time steps for the blank between them).
 //!
 //! The recognizer takes `[1, 3, 48, W]` BGR normalised to -1…1 and returns
 //! `[1, T, classes]` probabilities; class 0 is the CTC blank, then the dictionary stored in
@@ -11,7 +14,9 @@
 //! contrast stretched (for dim, hazy or washed-out plates). The reading whose least certain
 //! character is the most certain wins: a wrong or partial reading has at least one doubtful
 //! character. As soon as every character of a reading is sure ([`SURE`]), no further view is
-//! read.
+//! read. In a regional mode a reading that is a valid plate as the reader read it comes first,
+//! then one the formats corrected, then one no format fits; only the first kind stops early.
+//! Two-row plates are decoded there as one line through the formats ([`join_rows`]).
 //!
 //! A plate whose character rows slant by more than [`SKEWED`] (dy/dx, measured by
 //! [`crate::skew::estimate_slope`]) is also read from a deskewed copy of its box, and the surer
@@ -23,14 +28,16 @@
 //! followed by the bottom row is the reading when both rows read with every character at least
 //! [`ROW_SURE`].
 
+pub mod beam;
 mod crop;
 mod ctc;
 mod rows;
 pub mod skew;
 
-pub use crop::{CropView, VIEWS, prepare_crop};
-pub use ctc::{CtcDecoded, SURE, ctc_greedy_decode, looks_like_a_plate};
-pub use rows::{ROW_SURE, TWO_ROW_ASPECT, row_gap};
+pub use beam::{BEAM_WIDTH, NO_FIT_RATIO, SymbolMap, ctc_format_decode};
+pub use crop::{CropView, MIN_CONTENT_WIDTH, VIEWS, prepare_crop, prepare_crop_wide};
+pub use ctc::{CtcDecoded, FormatFit, SURE, ctc_greedy_decode, looks_like_a_plate};
+pub use rows::{ROW_SURE, TWO_ROW_ASPECT, join_rows, row_gap};
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +45,7 @@ use anpr_types::{BBox, RgbFrame};
 use ort::session::Session;
 
 use crate::VisionError;
+use crate::grammar::{FormatAutomaton, GrammarMode};
 use crop::{HEIGHT, ROW_VIEW};
 use ctc::weakest;
 
@@ -50,6 +58,39 @@ pub struct PlateReader {
     path: PathBuf,
     input: String,
     dict: Vec<String>,
+    symbols: SymbolMap,
+    /// The active grammar's formats; `None` in generic mode (greedy decoding).
+    formats: Option<FormatAutomaton>,
+    /// Least width of a plate's content in the input ([`MIN_CONTENT_WIDTH`] in a regional
+    /// grammar, 0 in generic mode).
+    min_content: usize,
+}
+
+/// Decodes one view's `[T, classes]` probabilities: format-aware when `formats` is set,
+/// greedy otherwise.
+fn decode(
+    probs: &ndarray::ArrayView2<'_, f32>,
+    dict: &[String],
+    symbols: &SymbolMap,
+    formats: Option<&FormatAutomaton>,
+) -> CtcDecoded {
+    match formats {
+        Some(a) => ctc_format_decode(probs, symbols, a),
+        None => ctc_greedy_decode(probs, dict),
+    }
+}
+
+/// How good a reading is, for choosing between views: one the reader read as a valid plate by
+/// itself beats one the formats had to correct, which beats one no format fits; then the surer
+/// least certain character wins. (In generic mode every reading is `Unchecked`: only the
+/// weakest character counts, as before.)
+fn rank(r: &CtcDecoded) -> (u8, f32) {
+    let fit = match r.fit {
+        FormatFit::Fits | FormatFit::Unchecked => 2,
+        FormatFit::Corrected => 1,
+        FormatFit::NoFormat => 0,
+    };
+    (fit, weakest(r))
 }
 
 impl PlateReader {
@@ -98,8 +139,23 @@ impl PlateReader {
             input,
             session,
             path: path.to_path_buf(),
+            symbols: SymbolMap::new(&dict),
             dict,
+            formats: None,
+            min_content: 0,
         })
+    }
+
+    /// Decodes with the formats of `mode` from now on: format-aware beam search for a regional
+    /// mode, greedy decoding in generic mode. A regional mode also stretches narrow crops to
+    /// [`MIN_CONTENT_WIDTH`] so a doubled letter has room for the blank between its two.
+    pub fn set_grammar(&mut self, mode: GrammarMode) {
+        self.formats = FormatAutomaton::for_mode(mode);
+        self.min_content = if self.formats.is_some() {
+            MIN_CONTENT_WIDTH
+        } else {
+            0
+        };
     }
 
     /// Reads the plate inside `bbox` from each of [`VIEWS`]; keeps the reading whose least
@@ -117,7 +173,7 @@ impl PlateReader {
         }
         let (level, plate) = crate::skew::deskew(frame, bbox, slope);
         let deskewed = self.read_views(&level, &plate)?;
-        Ok(if weakest(&deskewed) > weakest(&straight) {
+        Ok(if rank(&deskewed) > rank(&straight) {
             deskewed
         } else {
             straight
@@ -128,11 +184,14 @@ impl PlateReader {
     fn read_views(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
         let mut best: Option<CtcDecoded> = None;
         for view in VIEWS {
-            if best.as_ref().is_some_and(|b| weakest(b) >= SURE) {
+            if best
+                .as_ref()
+                .is_some_and(|b| weakest(b) >= SURE && rank(b).0 == 2)
+            {
                 break;
             }
             let r = self.read_view(frame, bbox, view)?;
-            if best.as_ref().is_none_or(|b| weakest(&r) > weakest(b)) {
+            if best.as_ref().is_none_or(|b| rank(&r) > rank(b)) {
                 best = Some(r);
             }
         }
@@ -158,21 +217,48 @@ impl PlateReader {
             h: bbox.y + bbox.h - gap,
             ..*bbox
         };
-        let upper = self.read_view(frame, &top, ROW_VIEW)?;
-        let lower = self.read_view(frame, &bottom, ROW_VIEW)?;
-        if upper.text.is_empty()
-            || lower.text.is_empty()
-            || weakest(&upper) < ROW_SURE
-            || weakest(&lower) < ROW_SURE
+        let upper = self.raw_output(frame, &top, ROW_VIEW)?;
+        let lower = self.raw_output(frame, &bottom, ROW_VIEW)?;
+        let as_steps = |a: ndarray::ArrayD<f32>| {
+            let shape = a.shape().to_vec();
+            a.into_shape_with_order((shape[1], shape[2]))
+                .map_err(|e| VisionError::Inference {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })
+        };
+        let (upper, lower) = (as_steps(upper)?, as_steps(lower)?);
+        let (up, low) = (
+            ctc_greedy_decode(&upper.view(), &self.dict),
+            ctc_greedy_decode(&lower.view(), &self.dict),
+        );
+        if up.text.is_empty()
+            || low.text.is_empty()
+            || weakest(&up) < ROW_SURE
+            || weakest(&low) < ROW_SURE
         {
             return Ok(None);
         }
-        let mut both = upper;
-        both.text.push_str(&lower.text);
-        both.char_confidences.extend(lower.char_confidences);
-        both.confidence =
-            both.char_confidences.iter().sum::<f32>() / both.char_confidences.len() as f32;
-        Ok(Some(both))
+        let Some(formats) = &self.formats else {
+            let mut both = up;
+            both.text.push_str(&low.text);
+            both.char_confidences.extend(low.char_confidences);
+            both.confidence =
+                both.char_confidences.iter().sum::<f32>() / both.char_confidences.len() as f32;
+            return Ok(Some(both));
+        };
+        // Both rows decoded as one line (a blank step between them, so the last character of
+        // the top row and the first of the bottom are not merged), through the formats.
+        let joint =
+            join_rows(&upper.view(), &lower.view()).ok_or_else(|| VisionError::Inference {
+                path: self.path.clone(),
+                message: "the two rows' outputs have different class counts".into(),
+            })?;
+        Ok(Some(ctc_format_decode(
+            &joint.view(),
+            &self.symbols,
+            formats,
+        )))
     }
 
     /// The recognizer's raw output `[1, T, classes]` for `bbox` cut out as `view` says: what
@@ -183,7 +269,7 @@ impl PlateReader {
         bbox: &BBox,
         view: CropView,
     ) -> Result<ndarray::ArrayD<f32>, VisionError> {
-        let tensor = prepare_crop(frame, bbox, view);
+        let tensor = prepare_crop_wide(frame, bbox, view, self.min_content);
         crate::runtime::run_first_output(
             &mut self.session,
             &self.input,
@@ -206,8 +292,8 @@ impl PlateReader {
         bbox: &BBox,
         view: CropView,
     ) -> Result<CtcDecoded, VisionError> {
-        let tensor = prepare_crop(frame, bbox, view);
-        let dict = &self.dict;
+        let tensor = prepare_crop_wide(frame, bbox, view, self.min_content);
+        let (dict, symbols, formats) = (&self.dict, &self.symbols, self.formats.as_ref());
         crate::runtime::run_first_output(
             &mut self.session,
             &self.input,
@@ -218,7 +304,7 @@ impl PlateReader {
                 let probs = probs
                     .into_shape_with_order((shape[1], shape[2]))
                     .map_err(|e| e.to_string())?;
-                Ok(ctc_greedy_decode(&probs, dict))
+                Ok(decode(&probs.view(), dict, symbols, formats))
             },
         )
     }

@@ -1,6 +1,7 @@
 //! Two-row plates: where the gap between the character rows is.
 
 use anpr_types::{BBox, RgbFrame};
+use ndarray::{Array2, ArrayView2, Axis};
 
 /// Width over height below which a plate may have two rows of characters (single-row plates
 /// are 2:1 in North America and 4–5:1 elsewhere; two-row plates about 1.3–1.5:1).
@@ -41,4 +42,14 @@ pub fn row_gap(frame: &RgbFrame, bbox: &BBox) -> Option<f32> {
     let above = busiest(y0 + h / 10..gap);
     let below = busiest(gap + 1..y1 - h / 10);
     (above > 3.0 * calm.max(1.0) && below > 3.0 * calm.max(1.0)).then_some(gap as f32)
+}
+
+/// The recognizer's per-step probabilities of the two rows as one line, top row first, with
+/// one sure blank step between them so the last character of the top row and the first of the
+/// bottom row are not merged (`None` when the rows have different class counts).
+#[must_use]
+pub fn join_rows(upper: &ArrayView2<'_, f32>, lower: &ArrayView2<'_, f32>) -> Option<Array2<f32>> {
+    let mut gap = Array2::<f32>::zeros((1, upper.ncols()));
+    gap[[0, 0]] = 1.0;
+    ndarray::concatenate(Axis(0), &[upper.view(), gap.view(), lower.view()]).ok()
 }
