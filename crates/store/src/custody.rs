@@ -12,7 +12,7 @@
 
 use anpr_types::{
     ClockInfo, CustodyAction, CustodyRecord, DeviceInfo, EVENT_SCHEMA, Event, EventKind,
-    EventPlate, EventVehicle, FrameRef, PlateStatus, VehicleClass,
+    EventPlate, EventVehicle, FrameRef,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction};
@@ -159,23 +159,8 @@ pub(crate) fn custody_event(device: DeviceInfo, record: CustodyRecord, seq: u64)
             ..ClockInfo::default()
         },
         position: None,
-        vehicle: EventVehicle {
-            class: VehicleClass::Unknown,
-            confidence: 0.0,
-            bbox: None,
-            direction: None,
-            lane: None,
-        },
-        plate: EventPlate {
-            text: String::new(),
-            confidence: 0.0,
-            detection_confidence: 0.0,
-            bbox: [0; 4],
-            country: None,
-            plate_type: None,
-            region: None,
-            status: PlateStatus::Absent,
-        },
+        vehicle: EventVehicle::none(),
+        plate: EventPlate::absent(),
         frame: FrameRef {
             index: 0,
             width: 0,

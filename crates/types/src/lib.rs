@@ -359,6 +359,39 @@ pub struct EventPlate {
     pub status: PlateStatus,
 }
 
+impl EventPlate {
+    /// The plate of a record about no vehicle (a camera gap, a custody line): no text, no box,
+    /// status `absent`.
+    #[must_use]
+    pub fn absent() -> Self {
+        Self {
+            text: String::new(),
+            confidence: 0.0,
+            detection_confidence: 0.0,
+            bbox: [0; 4],
+            country: None,
+            plate_type: None,
+            region: None,
+            status: PlateStatus::Absent,
+        }
+    }
+}
+
+impl EventVehicle {
+    /// The vehicle of a record about no vehicle (a camera gap, a custody line): class
+    /// `unknown`, no box, no direction, no lane.
+    #[must_use]
+    pub fn none() -> Self {
+        Self {
+            class: VehicleClass::Unknown,
+            confidence: 0.0,
+            bbox: None,
+            direction: None,
+            lane: None,
+        }
+    }
+}
+
 /// One record the device accepted: the unit of storage, delivery and acknowledgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

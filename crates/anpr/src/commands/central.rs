@@ -26,14 +26,6 @@ pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
     if args.report {
         return report(args);
     }
-    let (host, port, tls) = broker(&args.link)?;
-    if let Some(problem) = anpr_types::Topics::prefix_problem(&args.link.prefix) {
-        return Err(Usage(format!(
-            "--prefix \"{}\" {problem}: give the devices' `uplink.topic_prefix` (anpr/v1 by default)",
-            escape(&args.link.prefix)
-        ))
-        .into());
-    }
     let limits = anpr_central::Limits {
         max_event_bytes: args.max_event_bytes,
         max_evidence_bytes: args.max_evidence_bytes,
@@ -43,29 +35,20 @@ pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
         device_burst: NonZeroU32::new(args.device_burst)
             .ok_or_else(|| Usage("--device-burst must be at least 1".into()))?,
     };
-    let cfg = anpr_central::CentralConfig {
-        host,
-        port,
-        tls,
-        prefix: args.link.prefix.clone(),
-        db: args.db.clone(),
-        client_id: "anpr-central".into(),
-        signing_key: anpr_trust::load_signing_key_as(
+    let cfg = receiver_link(
+        &args.link,
+        &args.db,
+        "anpr-central".into(),
+        (
             "central private key",
-            args.signing_key
-                .as_deref()
-                .ok_or_else(|| Usage("--signing-key is required: the receiver signs every acknowledgement with its key (`anpr pki init` wrote <dir>/central/central.key)".into()))?,
-        )?,
-        devices: {
-            let dir = args
-                .devices
-                .clone()
-                .ok_or_else(|| Usage("--devices is required: the directory of the devices' public keys, <inventory>.pub (<dir>/central/devices)".into()))?;
-            // Checked here, so that a missing directory is a setup error (exit 2).
-            anpr_trust::DeviceKeys::open(&dir)?;
-            dir
-        },
-    };
+            args.signing_key.as_deref(),
+            "--signing-key is required: the receiver signs every acknowledgement with its key (`anpr pki init` wrote <dir>/central/central.key)",
+        ),
+        (
+            args.devices.as_deref(),
+            "--devices is required: the directory of the devices' public keys, <inventory>.pub (<dir>/central/devices)",
+        ),
+    )?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (db, retention_days) = (args.db.clone(), args.retention_days);
@@ -107,6 +90,41 @@ pub(crate) fn central(args: &CentralArgs) -> Result<ExitStatus> {
         r
     })??;
     Ok(ExitStatus::Success)
+}
+
+/// What a receiver (`anpr central` or a control post) needs to reach the broker and check what
+/// arrives: the broker and prefix (checked), its client id, its signing key (`key`: what it is,
+/// the path, the usage message when it is missing) and the devices' public keys (`devices`: the
+/// directory, the usage message when it is missing; a directory that cannot be opened is a
+/// setup error, exit 2).
+fn receiver_link(
+    link: &BrokerArgs,
+    db: &std::path::Path,
+    client_id: String,
+    (key_what, key, key_missing): (&'static str, Option<&std::path::Path>, &str),
+    (devices, devices_missing): (Option<&std::path::Path>, &str),
+) -> Result<anpr_central::CentralConfig> {
+    let (host, port, tls) = broker(link)?;
+    if let Some(problem) = anpr_types::Topics::prefix_problem(&link.prefix) {
+        return Err(Usage(format!(
+            "--prefix \"{}\" {problem}: give the devices' `uplink.topic_prefix` (anpr/v1 by default)",
+            escape(&link.prefix)
+        ))
+        .into());
+    }
+    let key = key.ok_or_else(|| Usage(key_missing.into()))?;
+    let devices = devices.ok_or_else(|| Usage(devices_missing.into()))?;
+    anpr_trust::DeviceKeys::open(devices)?;
+    Ok(anpr_central::CentralConfig {
+        host,
+        port,
+        tls,
+        prefix: link.prefix.clone(),
+        db: db.to_path_buf(),
+        client_id,
+        signing_key: anpr_trust::load_signing_key_as(key_what, key)?,
+        devices: devices.to_path_buf(),
+    })
 }
 
 /// The broker of a central-side command (`anpr central`, `anpr send-list`): host, port and,
@@ -314,36 +332,20 @@ fn post(args: &CentralPostArgs) -> Result<ExitStatus> {
             }
         });
     }
-    let (host, port, tls) = broker(&args.link)?;
-    if let Some(problem) = anpr_types::Topics::prefix_problem(&args.link.prefix) {
-        return Err(Usage(format!(
-            "--prefix \"{}\" {problem}: give the devices' `uplink.topic_prefix` (anpr/v1 by default)",
-            escape(&args.link.prefix)
-        ))
-        .into());
-    }
-    let link = anpr_central::CentralConfig {
-        host,
-        port,
-        tls,
-        prefix: args.link.prefix.clone(),
-        db: args.db.clone(),
-        client_id: anpr_pki::post_cn(&args.id),
-        signing_key: anpr_trust::load_signing_key_as(
+    let link = receiver_link(
+        &args.link,
+        &args.db,
+        anpr_pki::post_cn(&args.id),
+        (
             "control post private key",
-            args.signing_key
-                .as_deref()
-                .ok_or_else(|| Usage("--signing-key is required: the post signs its acknowledgements with its key (`anpr pki post` wrote <dir>/posts/<id>/post.key)".into()))?,
-        )?,
-        devices: {
-            let dir = args
-                .device_keys
-                .clone()
-                .ok_or_else(|| Usage("--device-keys is required: the directory of the devices' public keys, <inventory>.pub (<dir>/posts/<id>/devices)".into()))?;
-            anpr_trust::DeviceKeys::open(&dir)?;
-            dir
-        },
-    };
+            args.signing_key.as_deref(),
+            "--signing-key is required: the post signs its acknowledgements with its key (`anpr pki post` wrote <dir>/posts/<id>/post.key)",
+        ),
+        (
+            args.device_keys.as_deref(),
+            "--device-keys is required: the directory of the devices' public keys, <inventory>.pub (<dir>/posts/<id>/devices)",
+        ),
+    )?;
     let cfg = anpr_central::PostConfig {
         link,
         post_id: args.id.clone(),

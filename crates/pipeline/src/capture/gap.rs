@@ -4,10 +4,7 @@
 
 use anpr_config::Config;
 use anpr_store::Store;
-use anpr_types::{
-    CameraGap, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle, FrameRef, PlateStatus,
-    VehicleClass,
-};
+use anpr_types::{CameraGap, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle, FrameRef};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -57,23 +54,8 @@ pub(crate) fn gap_event(
         captured_at: gap.from,
         clock: crate::event::clock_at(camera, gap.from, gnss),
         position: crate::event::position(cfg, gnss, gap.from),
-        vehicle: EventVehicle {
-            class: VehicleClass::Unknown,
-            confidence: 0.0,
-            bbox: None,
-            direction: None,
-            lane: None,
-        },
-        plate: EventPlate {
-            text: String::new(),
-            confidence: 0.0,
-            detection_confidence: 0.0,
-            bbox: [0; 4],
-            country: None,
-            plate_type: None,
-            region: None,
-            status: PlateStatus::Absent,
-        },
+        vehicle: EventVehicle::none(),
+        plate: EventPlate::absent(),
         frame: FrameRef {
             index: last.index,
             width: last.size.0,
