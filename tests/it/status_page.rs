@@ -83,41 +83,6 @@ fn metric(m: &HashMap<String, f64>, key: &str) -> u64 {
     *v as u64
 }
 
-/// The page as headless Chromium renders it (its DOM after load).
-async fn chromium_dom(url: String) -> String {
-    let version = std::process::Command::new("chromium")
-        .arg("--version")
-        .output();
-    assert!(
-        version.is_ok_and(|o| o.status.success()),
-        "chromium is not installed: run deploy/setup.sh (it installs the Debian package chromium)"
-    );
-    let profile = tempfile::tempdir().unwrap();
-    let run = tokio::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-extensions",
-            &format!("--user-data-dir={}", profile.path().display()),
-            "--dump-dom",
-            &url,
-        ])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_mins(1), run)
-        .await
-        .expect("chromium answered within a minute")
-        .unwrap();
-    assert!(out.status.success(), "chromium failed: {:?}", out.status);
-    let dom = String::from_utf8(out.stdout).unwrap();
-    assert!(dom.contains("<html"), "no page from chromium: {dom}");
-    dom
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_and_metrics_show_in_a_browser_and_a_scrape_what_the_device_holds() {
     let dir = tempfile::tempdir().unwrap();
@@ -310,7 +275,7 @@ async fn the_status_page_and_metrics_show_in_a_browser_and_a_scrape_what_the_dev
     assert!(!m.contains_key(r#"anpr_faults_active{code="status-test-gone"}"#));
 
     // (c) The page in a real browser shows the same.
-    let dom = chromium_dom(status.url.clone()).await;
+    let dom = util::chromium_dom(status.url.clone()).await;
     assert!(
         dom.contains(r#"data-camera="cam1">ended</span>"#),
         "camera cam1 and its state: {dom}"

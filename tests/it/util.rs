@@ -389,6 +389,7 @@ pub fn synthetic_event(inventory: &str, seq: u64) -> anpr_types::Event {
             plate_type: Some("private-2012".into()),
             region: Some("01 Astana".into()),
             status: anpr_types::PlateStatus::Read,
+            low_confidence: false,
         },
         frame: FrameRef {
             index: seq,
@@ -564,4 +565,39 @@ pub fn switch_to_blank_clip(config: &Path, dir: &Path, current: &Path) {
         text.replace(current.to_str().unwrap(), blank.to_str().unwrap()),
     )
     .unwrap();
+}
+
+/// The page at `url` (http:// or file://) as headless Chromium renders it: its DOM after load.
+pub async fn chromium_dom(url: String) -> String {
+    let version = std::process::Command::new("chromium")
+        .arg("--version")
+        .output();
+    assert!(
+        version.is_ok_and(|o| o.status.success()),
+        "chromium is not installed: run deploy/setup.sh (it installs the Debian package chromium)"
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            &format!("--user-data-dir={}", profile.path().display()),
+            "--dump-dom",
+            &url,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_mins(1), run)
+        .await
+        .expect("chromium answered within a minute")
+        .unwrap();
+    assert!(out.status.success(), "chromium failed: {:?}", out.status);
+    let dom = String::from_utf8(out.stdout).unwrap();
+    assert!(dom.contains("<html"), "no page from chromium: {dom}");
+    dom
 }

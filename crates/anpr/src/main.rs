@@ -65,6 +65,10 @@ enum Command {
     /// a bundle signed with the device key, for `anpr central import`; journaled in the custody
     /// journal with the copy time and the recordings' duration.
     Export(ExportArgs),
+    /// The central side at fleet scale: `fleet demo` starts a NATS cluster, PostgreSQL, the
+    /// object store, receiver replicas and thousands of simulated devices and prints what was
+    /// stored and lost; `fleet receiver` runs one receiver replica.
+    Fleet(commands::FleetArgs),
 }
 
 #[derive(Args)]
@@ -332,6 +336,10 @@ struct EvalArgs {
     /// Python baseline `benches/baseline.sh`) and print them beside the device's.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// Write a self-contained HTML page here too: the scores, small plates apart, a
+    /// character confusion table and every miss with its plate crop.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -357,6 +365,10 @@ struct BenchArgs {
     /// Write the figures as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write a self-contained HTML page here too: the figures, a latency histogram per stage
+    /// and frames per second over the run.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// A video file or a folder of images.
     input: PathBuf,
 }
@@ -526,6 +538,7 @@ fn main() -> ExitCode {
         Command::SendList(args) => commands::send_list(&args),
         Command::Custody(args) => commands::custody(&args.command),
         Command::Export(args) => commands::export(&args),
+        Command::Fleet(args) => commands::fleet(&args),
     };
     match outcome {
         Ok(status) => status.into(),

@@ -22,6 +22,16 @@ impl Gate {
         })
     }
 
+    /// The gate of a receiver configured otherwise (the scaled receiver, `anpr-fleet`): its
+    /// signing key `key`, and the directory `devices` of the devices' public keys
+    /// (`<inventory>.pub`; it must exist).
+    pub fn with_keys(key: SigningKey, devices: &std::path::Path) -> Result<Self, CentralError> {
+        Ok(Self {
+            key,
+            devices: DeviceKeys::open(devices)?,
+        })
+    }
+
     /// Why the event `d`, which arrived on the topic of device `topic_inventory`, may not be
     /// stored as that device's; `None` when it may. Reasons quote what the payload says
     /// escaped (`{:?}`), since it comes from outside.

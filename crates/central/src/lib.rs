@@ -103,13 +103,15 @@
 //! # Modules
 //!
 //! `db` (the database: schema, events and violations, images, health, refused events),
-//! `report` (the per-device summary), `gate` (signatures checked, acknowledgements signed),
+//! `chain` (the hash-chain check of an arriving event against its stored neighbours, sans IO,
+//! shared with the scaled receiver `anpr-fleet`), `report` (the per-device summary), `gate` (signatures checked, acknowledgements signed),
 //! `topic` (the topics taken, parsed strictly), `limits` (size caps and the per-device rate
 //! limit), `escape` (outside text made safe to print), `receiver` (the MQTT loop), `import`
 //! (export bundles loaded through the same checks and storage), `post` (the second kind of
 //! receiver, a transport control post: violations of its devices, its own acks, a gap
 //! report; see docs/receivers.md).
 
+pub mod chain;
 mod db;
 pub mod escape;
 mod gate;

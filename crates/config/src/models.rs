@@ -26,6 +26,19 @@ pub enum Grammar {
     Kz,
 }
 
+/// Which vehicles the plate detector looks at again (`second_look`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondLook {
+    /// Never.
+    Off,
+    /// Vehicles on which no plate was found.
+    #[default]
+    Missing,
+    /// Those, and vehicles with only small plates (re-read from the box found there).
+    Small,
+}
+
 /// Which build of the plate detector runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -90,6 +103,14 @@ pub struct Models {
     /// (default true); false runs the stages one after the other on one thread.
     #[serde(default = "default_true")]
     pub concurrent: bool,
+    /// Look again for the plates of vehicles the plate detector found no plate on: the
+    /// detector runs once more on each such vehicle's crop, enlarged to its input, at most two
+    /// vehicles per frame, only on frames where the vehicle detector runs. `missing` (default):
+    /// vehicles with no plate found; `small`: also those with only plates under 32×32 px as the
+    /// detector saw the frame, read again from the box found there (the surer reading kept);
+    /// `off`. A frame where every vehicle has a plate (that is not small) costs nothing more.
+    #[serde(default)]
+    pub second_look: SecondLook,
     /// Run the vehicle detector on one recognised frame in this many (1 = every one, at most
     /// 10), and on every frame while a passage has no vehicle of a known type yet; a passage
     /// takes the most confident vehicle seen over its frames.
@@ -244,6 +265,15 @@ mod tests {
 
     fn models(text: &str) -> Result<Models, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    #[test]
+    fn the_second_look_defaults_to_vehicles_without_a_plate() {
+        assert_eq!(models("").unwrap().second_look, SecondLook::Missing);
+        let m = models("second_look = \"small\"").unwrap();
+        assert_eq!(m.second_look, SecondLook::Small);
+        let err = models("second_look = true").unwrap_err().to_string();
+        assert!(err.contains("second_look"), "{err}");
     }
 
     #[test]

@@ -177,6 +177,7 @@ fn violation(key: &SigningKey) -> Event {
             plate_type: Some("private-2012".into()),
             region: Some("01 Astana".into()),
             status: PlateStatus::Read,
+            low_confidence: false,
         },
         frame: FrameRef {
             index: 9,

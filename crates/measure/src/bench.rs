@@ -66,6 +66,41 @@ pub struct BenchReport {
     pub vehicle_detector: bool,
     /// Whether the vehicle detector ran on its own thread beside the plate stages.
     pub concurrent: bool,
+    /// Every frame's figures, for the charts of the HTML report (not in the JSON).
+    #[serde(skip)]
+    pub samples: Samples,
+}
+
+/// Per-frame figures of a bench run, in the order frames were processed.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    pub vehicle_ms: Vec<f64>,
+    pub plate_detect_ms: Vec<f64>,
+    pub plate_read_ms: Vec<f64>,
+    pub total_ms: Vec<f64>,
+    /// Seconds from the start of the run at which each frame was done.
+    pub done_s: Vec<f64>,
+}
+
+impl BenchReport {
+    /// The stages as the text table lists them: name, percentiles, per-frame times.
+    #[must_use]
+    pub fn stages(&self) -> [(&'static str, &Percentiles, &[f64]); 4] {
+        [
+            ("vehicles", &self.vehicle_ms, &self.samples.vehicle_ms),
+            (
+                "plate detect",
+                &self.plate_detect_ms,
+                &self.samples.plate_detect_ms,
+            ),
+            (
+                "plate read",
+                &self.plate_read_ms,
+                &self.samples.plate_read_ms,
+            ),
+            ("total", &self.total_ms, &self.samples.total_ms),
+        ]
+    }
 }
 
 impl std::fmt::Display for BenchReport {
@@ -100,12 +135,7 @@ impl std::fmt::Display for BenchReport {
             "  {:<14} {:>8} {:>8} {:>8} {:>8} {:>8}",
             "stage (ms)", "p50", "p90", "p99", "max", "mean"
         )?;
-        for (name, p) in [
-            ("vehicles", &self.vehicle_ms),
-            ("plate detect", &self.plate_detect_ms),
-            ("plate read", &self.plate_read_ms),
-            ("total", &self.total_ms),
-        ] {
+        for (name, p, _) in self.stages() {
             writeln!(
                 f,
                 "  {name:<14} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
@@ -228,7 +258,7 @@ pub fn run(
         })
     };
     let total = limit.map_or(total_hint, |l| Some(total_hint.map_or(l, |t| t.min(l))));
-    let (mut veh, mut det, mut read, mut all) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut samples = Samples::default();
     let (mut frames, mut failed, mut size) = (0u64, 0u64, (0, 0));
     let cpu0 = cpu_seconds();
     let start = Instant::now();
@@ -245,10 +275,11 @@ pub fn run(
         let t = Instant::now();
         match rec.process(&frame) {
             Ok(r) => {
-                all.push(t.elapsed().as_secs_f64() * 1000.0);
-                veh.push(r.timings.vehicle_ms);
-                det.push(r.timings.plate_detect_ms);
-                read.push(r.timings.plate_read_ms);
+                samples.total_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                samples.done_s.push(start.elapsed().as_secs_f64());
+                samples.vehicle_ms.push(r.timings.vehicle_ms);
+                samples.plate_detect_ms.push(r.timings.plate_detect_ms);
+                samples.plate_read_ms.push(r.timings.plate_read_ms);
                 frames += 1;
             }
             Err(_) => failed += 1,
@@ -260,7 +291,7 @@ pub fn run(
             eprintln!(
                 "bench: frame {done}{of}, {:.2} fps, last frame {:.0} ms",
                 frames as f64 / start.elapsed().as_secs_f64(),
-                all.last().copied().unwrap_or(0.0)
+                samples.total_ms.last().copied().unwrap_or(0.0)
             );
         }
     }
@@ -281,13 +312,14 @@ pub fn run(
         fps: frames as f64 / wall,
         cpu_cores: cpu / wall,
         peak_rss_mb: peak_rss_mb(),
-        vehicle_ms: Percentiles::of(veh),
-        plate_detect_ms: Percentiles::of(det),
-        plate_read_ms: Percentiles::of(read),
-        total_ms: Percentiles::of(all),
+        vehicle_ms: Percentiles::of(samples.vehicle_ms.clone()),
+        plate_detect_ms: Percentiles::of(samples.plate_detect_ms.clone()),
+        plate_read_ms: Percentiles::of(samples.plate_read_ms.clone()),
+        total_ms: Percentiles::of(samples.total_ms.clone()),
         intra_threads,
         vehicle_detector: rec.has_vehicle_detector(),
         concurrent,
+        samples,
     })
 }
 

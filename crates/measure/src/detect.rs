@@ -79,9 +79,12 @@ pub fn run(
                     "image": path,
                     "width": frame.width,
                     "height": frame.height,
-                    "plates": r.plates.iter().map(|p| json!({
+                    "plates": r.plates.iter().enumerate().map(|(i, p)| json!({
                         "text": p.text,
+                        "char_confidences": p.char_confidences,
+                        "view": r.plate_views.get(i),
                         "raw_text": p.raw_text,
+                        "low_confidence": p.low_confidence,
                         "country": p.country,
                         "type": p.plate_type,
                         "region": p.region,
@@ -98,6 +101,8 @@ pub fn run(
                         "vehicle": r.timings.vehicle_ms,
                         "plate_detect": r.timings.plate_detect_ms,
                         "plate_read": r.timings.plate_read_ms,
+                        // Part of plate_detect and plate_read, not added to them.
+                        "second_look": r.timings.second_look_ms,
                     },
                 }),
             },

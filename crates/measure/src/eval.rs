@@ -15,7 +15,36 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::HashMap;
 
-pub use crate::labels::{Prediction, Sample, parse_labels, parse_predictions};
+pub use crate::labels::{Prediction, ReadDetail, Sample, parse_labels, parse_predictions};
+
+/// Plates narrower than this (label box width, in the image's pixels) are scored apart as
+/// small plates ([`Scores::small`]): the ones a second look at higher resolution is for.
+pub const SMALL_PLATE_PX: f32 = 90.0;
+
+/// Recall and exact reads of the plates of one size class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SizeScores {
+    /// Labelled plates of this size (one per image).
+    pub plates: usize,
+    pub detected: usize,
+    pub exact: usize,
+}
+
+impl SizeScores {
+    #[must_use]
+    pub fn recall(&self) -> f64 {
+        Scores::pct(self.detected, self.plates)
+    }
+    #[must_use]
+    pub fn exact_rate(&self) -> f64 {
+        Scores::pct(self.exact, self.plates)
+    }
+    fn add(&mut self, o: &SizeScores) {
+        self.plates += o.plates;
+        self.detected += o.detected;
+        self.exact += o.exact;
+    }
+}
 
 /// Scores of one group of images.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -35,6 +64,10 @@ pub struct Scores {
     /// Type reported for the vehicle carrying each labelled plate (the smallest vehicle box
     /// holding the plate's centre), counted by type.
     pub vehicle_types: BTreeMap<String, usize>,
+    /// Plates narrower than [`SMALL_PLATE_PX`] (by the label box).
+    pub small: SizeScores,
+    /// The other plates.
+    pub large: SizeScores,
 }
 
 impl Scores {
@@ -77,6 +110,8 @@ impl Scores {
         for (k, n) in &o.vehicle_types {
             *self.vehicle_types.entry(k.clone()).or_default() += n;
         }
+        self.small.add(&o.small);
+        self.large.add(&o.large);
     }
 }
 
@@ -121,7 +156,16 @@ pub fn predict(
             let frame = crate::detect::load_rgb(&s.image).ok()?;
             let t = Instant::now();
             let r = rec.process(&frame).ok()?;
+            let mut views = r.plate_views.into_iter();
             Some(Prediction {
+                reads: r
+                    .plates
+                    .iter()
+                    .map(|p| ReadDetail {
+                        char_confidences: p.char_confidences.clone(),
+                        view: views.next().unwrap_or_default(),
+                    })
+                    .collect(),
                 plates: r.plates.into_iter().map(|p| (p.bbox, p.text)).collect(),
                 vehicles: r
                     .vehicles
@@ -156,6 +200,23 @@ pub fn load_predictions(path: &Path, samples: &[Sample]) -> Result<Vec<Option<Pr
 /// Overlap with the labelled box from which a reported plate counts as finding it.
 const MATCH_IOU: f32 = 0.3;
 
+/// The reported plate that finds the labelled one: the one overlapping its box most, from
+/// [`MATCH_IOU`]; its index in `pred.plates`.
+fn matching_plate(s: &Sample, pred: &Prediction) -> Option<usize> {
+    pred.plates
+        .iter()
+        .enumerate()
+        .filter(|(_, (b, _))| b.iou(&s.bbox) >= MATCH_IOU)
+        .max_by(|a, b| a.1.0.iou(&s.bbox).total_cmp(&b.1.0.iou(&s.bbox)))
+        .map(|(i, _)| i)
+}
+
+/// Whether a labelled plate counts as small ([`SMALL_PLATE_PX`]).
+#[must_use]
+pub fn is_small(s: &Sample) -> bool {
+    s.bbox.w < SMALL_PLATE_PX
+}
+
 /// Scores predictions (one per sample, in order) per group and overall.
 #[must_use]
 pub fn score(samples: &[Sample], predictions: &[Option<Prediction>]) -> BTreeMap<String, Scores> {
@@ -163,10 +224,20 @@ pub fn score(samples: &[Sample], predictions: &[Option<Prediction>]) -> BTreeMap
     for (s, pred) in samples.iter().zip(predictions) {
         let g = groups.entry(s.group.clone()).or_default();
         g.images += 1;
+        let size = if is_small(s) {
+            &mut g.small
+        } else {
+            &mut g.large
+        };
+        size.plates += 1;
         let Some(pred) = pred else {
             g.failed += 1;
             continue;
         };
+        if let Some(i) = matching_plate(s, pred) {
+            size.detected += 1;
+            size.exact += usize::from(pred.plates[i].1 == s.text);
+        }
         g.ms_total += pred.ms;
         let (cx, cy) = (s.bbox.x + s.bbox.w / 2.0, s.bbox.y + s.bbox.h / 2.0);
         let carrier = pred
@@ -183,12 +254,7 @@ pub fn score(samples: &[Sample], predictions: &[Option<Prediction>]) -> BTreeMap
             .iter()
             .filter(|(b, _)| b.iou(&s.bbox) < MATCH_IOU)
             .count();
-        let hit = pred
-            .plates
-            .iter()
-            .filter(|(b, _)| b.iou(&s.bbox) >= MATCH_IOU)
-            .max_by(|a, b| a.0.iou(&s.bbox).total_cmp(&b.0.iou(&s.bbox)));
-        if let Some((_, text)) = hit {
+        if let Some((_, text)) = matching_plate(s, pred).map(|i| &pred.plates[i]) {
             g.detected += 1;
             g.exact += usize::from(*text == s.text);
             g.within_one += usize::from(edit_distance(text, &s.text) <= 1);
@@ -245,8 +311,10 @@ pub fn table(
         if !types.is_empty() {
             let _ = writeln!(out, "{name:<8} {:<9} {}", "types", types.join(", "));
         }
+        size_row(&mut out, name, "rust", s);
         if let Some(b) = baseline.and_then(|b| b.get(name)) {
             row(&mut out, name, "python", b);
+            size_row(&mut out, name, "python", b);
             if s.ms_per_image() > 0.0 {
                 let _ = writeln!(
                     out,
@@ -257,6 +325,161 @@ pub fn table(
             }
         }
     }
+    out
+}
+
+/// The small/large line of one set in [`table`]: counts and rates of plates narrower than
+/// [`SMALL_PLATE_PX`] and of the rest.
+fn size_row(out: &mut String, name: &str, who: &str, s: &Scores) {
+    use std::fmt::Write;
+    let part = |z: &SizeScores| {
+        format!(
+            "{} found ({:.1}%), {} exact ({:.1}%)",
+            z.detected,
+            z.recall(),
+            z.exact,
+            z.exact_rate()
+        )
+    };
+    let _ = writeln!(
+        out,
+        "{name:<8} {who:<9} {} plates < {SMALL_PLATE_PX} px wide: {}; {} wider: {}",
+        s.small.plates,
+        part(&s.small),
+        s.large.plates,
+        part(&s.large)
+    );
+}
+
+/// A labelled plate the pipeline did not read exactly: not found, misread, or its image not
+/// processed.
+#[derive(Debug, Clone)]
+pub struct Miss<'a> {
+    pub sample: &'a Sample,
+    /// The text read from the plate found over the label; `None` when none was found.
+    pub read: Option<&'a str>,
+    /// How it was read, when the pipeline tells.
+    pub detail: Option<&'a ReadDetail>,
+    /// The image could not be decoded or processed.
+    pub failed: bool,
+}
+
+/// Every labelled plate not read exactly, in sample order.
+#[must_use]
+pub fn misses<'a>(samples: &'a [Sample], predictions: &'a [Option<Prediction>]) -> Vec<Miss<'a>> {
+    samples
+        .iter()
+        .zip(predictions)
+        .filter_map(|(s, pred)| {
+            let Some(pred) = pred else {
+                return Some(Miss {
+                    sample: s,
+                    read: None,
+                    detail: None,
+                    failed: true,
+                });
+            };
+            let hit = matching_plate(s, pred);
+            let read = hit.map(|i| pred.plates[i].1.as_str());
+            (read != Some(s.text.as_str())).then(|| Miss {
+                sample: s,
+                read,
+                detail: hit.and_then(|i| pred.reads.get(i)),
+                failed: false,
+            })
+        })
+        .collect()
+}
+
+/// How often each truth character was read as each other one, over misreads (plates found
+/// but not read exactly), by aligning the read with the truth (the least edits, as
+/// [`edit_distance`] counts them): a substitution pairs two characters, a character missing
+/// from the read pairs it with `None` as read, a character read in excess pairs `None` as
+/// truth with it. Characters read right are not counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confusion {
+    /// (truth, read) → count.
+    pub pairs: BTreeMap<Aligned, usize>,
+    /// Misreads aligned.
+    pub misreads: usize,
+}
+
+impl Confusion {
+    /// The confusions of every miss that has a read.
+    #[must_use]
+    pub fn of(misses: &[Miss<'_>]) -> Self {
+        let mut c = Self::default();
+        for m in misses {
+            if let Some(read) = m.read {
+                c.add(&m.sample.text, read);
+            }
+        }
+        c
+    }
+
+    /// Aligns `read` with `truth` and counts the characters that differ.
+    pub fn add(&mut self, truth: &str, read: &str) {
+        self.misreads += 1;
+        for pair in align(truth, read) {
+            if pair.0 != pair.1 {
+                *self.pairs.entry(pair).or_default() += 1;
+            }
+        }
+    }
+
+    /// The pairs, most frequent first (then in character order).
+    #[must_use]
+    pub fn ranked(&self) -> Vec<(Aligned, usize)> {
+        let mut v: Vec<_> = self.pairs.iter().map(|(k, n)| (*k, *n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+/// One aligned pair of [`align`]: (truth character, read character), `None` for a gap.
+pub type Aligned = (Option<char>, Option<char>);
+
+/// The least-edit alignment of `read` with `truth`: pairs of (truth, read) characters, `None`
+/// where one side has no character; on ties a substitution is preferred to a gap.
+#[must_use]
+pub fn align(truth: &str, read: &str) -> Vec<Aligned> {
+    let truth: Vec<char> = truth.chars().collect();
+    let read: Vec<char> = read.chars().collect();
+    let cols = read.len() + 1;
+    // cost[row * cols + col]: edits between the first `row` truth and `col` read characters.
+    let mut cost = vec![0usize; (truth.len() + 1) * cols];
+    let at = |row: usize, col: usize| row * cols + col;
+    for row in 0..=truth.len() {
+        for col in 0..cols {
+            cost[at(row, col)] = match (row, col) {
+                (0, _) => col,
+                (_, 0) => row,
+                _ => (cost[at(row - 1, col - 1)] + usize::from(truth[row - 1] != read[col - 1]))
+                    .min(cost[at(row - 1, col)] + 1)
+                    .min(cost[at(row, col - 1)] + 1),
+            };
+        }
+    }
+    let (mut row, mut col) = (truth.len(), read.len());
+    let mut out = Vec::with_capacity(row.max(col));
+    while row > 0 || col > 0 {
+        let here = cost[at(row, col)];
+        if row > 0
+            && col > 0
+            && here == cost[at(row - 1, col - 1)] + usize::from(truth[row - 1] != read[col - 1])
+        {
+            out.push((Some(truth[row - 1]), Some(read[col - 1])));
+            row -= 1;
+            col -= 1;
+        } else if row > 0 && here == cost[at(row - 1, col)] + 1 {
+            out.push((Some(truth[row - 1]), None));
+            row -= 1;
+        } else {
+            out.push((None, Some(read[col - 1])));
+            col -= 1;
+        }
+    }
+    out.reverse();
     out
 }
 
@@ -305,6 +528,7 @@ mod tests {
                 },
                 text.into(),
             )],
+            reads: Vec::new(),
             vehicles: vec![(
                 BBox {
                     x: 0.0,
@@ -335,6 +559,123 @@ mod tests {
         assert!((s["all"].ms_per_image() - 10.0).abs() < 1e-9);
         let missing = score(&samples, &[None, None, None]);
         assert_eq!(missing["all"].failed, 3);
+    }
+
+    fn plate(x: f32, w: f32, text: &str) -> Prediction {
+        Prediction {
+            plates: vec![(
+                BBox {
+                    x,
+                    y: 10.0,
+                    w,
+                    h: 20.0,
+                },
+                text.into(),
+            )],
+            reads: vec![ReadDetail {
+                char_confidences: vec![0.9; text.len()],
+                view: "margin".into(),
+            }],
+            ..Prediction::default()
+        }
+    }
+
+    #[test]
+    fn plates_narrower_than_90_px_are_scored_apart_from_the_rest() {
+        let sized = |w: f32, text: &str| Sample {
+            bbox: BBox {
+                x: 10.0,
+                y: 10.0,
+                w,
+                h: 20.0,
+            },
+            ..sample("us", text)
+        };
+        let samples = [
+            sized(60.0, "SMALL1"),
+            sized(89.9, "SMALL2"),
+            sized(89.9, "SMALL3"),
+            sized(90.0, "LARGE1"),
+            sized(200.0, "LARGE2"),
+        ];
+        let preds = vec![
+            Some(plate(10.0, 60.0, "SMALL1")),
+            Some(plate(10.0, 89.9, "SMA112")),
+            Some(plate(600.0, 89.9, "SMALL3")),
+            Some(plate(10.0, 90.0, "LARGE1")),
+            None,
+        ];
+        let s = score(&samples, &preds);
+        let us = &s["us"];
+        assert_eq!(
+            us.small,
+            SizeScores {
+                plates: 3,
+                detected: 2,
+                exact: 1
+            },
+            "one read exactly, one misread, one not found"
+        );
+        assert_eq!(
+            us.large,
+            SizeScores {
+                plates: 2,
+                detected: 1,
+                exact: 1
+            },
+            "90 px is large; a failed image counts as not found"
+        );
+        assert_eq!(s["all"].small, us.small);
+        assert!((us.small.recall() - 200.0 / 3.0).abs() < 1e-9);
+        let text = table(&s, None);
+        assert!(
+            text.contains("3 plates < 90 px wide: 2 found (66.7%), 1 exact (33.3%); 2 wider: 1 found (50.0%), 1 exact (50.0%)"),
+            "{text}"
+        );
+        let m = misses(&samples, &preds);
+        let got: Vec<_> = m
+            .iter()
+            .map(|m| (m.sample.text.as_str(), m.read, m.failed))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("SMALL2", Some("SMA112"), false),
+                ("SMALL3", None, false),
+                ("LARGE2", None, true)
+            ]
+        );
+        assert_eq!(m[0].detail.unwrap().view, "margin");
+    }
+
+    #[test]
+    fn the_confusion_table_aligns_reads_with_the_truth() {
+        let mut c = Confusion::default();
+        // Same length: two substitutions.
+        c.add("AB1O0", "AB100");
+        c.add("IB8", "1B8");
+        // A doubled letter collapsed: one A missing from the read.
+        c.add("123AAT01", "123AT01");
+        // A border read as a character in excess.
+        c.add("ABC123", "1ABC123");
+        assert_eq!(c.misreads, 4);
+        let pairs: Vec<_> = c.ranked();
+        assert_eq!(
+            pairs,
+            [
+                ((None, Some('1')), 1),
+                ((Some('A'), None), 1),
+                ((Some('I'), Some('1')), 1),
+                ((Some('O'), Some('0')), 1),
+            ]
+        );
+        c.add("O", "0");
+        assert_eq!(c.ranked()[0], ((Some('O'), Some('0')), 2));
+        assert_eq!(
+            align("AB", "AB"),
+            [(Some('A'), Some('A')), (Some('B'), Some('B'))]
+        );
+        assert_eq!(align("", "X"), [(None, Some('X'))]);
     }
 
     #[test]

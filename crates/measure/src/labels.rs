@@ -57,9 +57,23 @@ pub fn parse_labels(text: &str, dir: &Path, group: &str, origin: &Path) -> Resul
 #[derive(Debug, Clone, Default)]
 pub struct Prediction {
     pub plates: Vec<(BBox, String)>,
+    /// How each plate was read, one per plate in order when the pipeline tells (the
+    /// recognizer does; a `detect` line does when it carries `char_confidences` and `view`);
+    /// empty when it does not.
+    pub reads: Vec<ReadDetail>,
     /// Vehicle boxes with their reported type (`car`, `truck`, …, `unknown`).
     pub vehicles: Vec<(BBox, String)>,
     pub ms: f64,
+}
+
+/// How one plate was read: what the HTML report shows beside a misread.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadDetail {
+    /// One confidence (0–1) per character of the text.
+    pub char_confidences: Vec<f32>,
+    /// The view of the plate box that won (`line`, `margin`, `stretched`, `rows`, …); empty
+    /// when not known.
+    pub view: String,
 }
 
 /// Parses the text of a predictions file: JSON lines in the `anpr detect` format, blank lines
@@ -88,7 +102,14 @@ pub fn parse_predictions(text: &str, origin: &Path) -> Result<Vec<(String, Optio
                 .map(|a| a.iter().filter_map(|p| boxed_text(p, text)).collect())
                 .unwrap_or_default()
         };
-        let plates = boxes("plates", "text");
+        let (plates, reads): (Vec<(BBox, String)>, Vec<ReadDetail>) = v["plates"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((boxed_text(p, "text")?, read_detail(p))))
+                    .unzip()
+            })
+            .unwrap_or_default();
         let vehicles = boxes("vehicles", "class");
         let ms = v["timings_ms"]["total"].as_f64().unwrap_or_else(|| {
             ["vehicle", "plate_detect", "plate_read"]
@@ -100,6 +121,7 @@ pub fn parse_predictions(text: &str, origin: &Path) -> Result<Vec<(String, Optio
             image.to_string(),
             Some(Prediction {
                 plates,
+                reads,
                 vehicles,
                 ms,
             }),
@@ -118,4 +140,19 @@ fn boxed_text(item: &serde_json::Value, field: &str) -> Option<(BBox, String)> {
         .collect();
     let [x, y, w, h] = nums[..] else { return None };
     Some((BBox { x, y, w, h }, item[field].as_str()?.to_string()))
+}
+
+/// The `char_confidences` and `view` of a plate of a `detect` line (empty when absent).
+fn read_detail(item: &serde_json::Value) -> ReadDetail {
+    ReadDetail {
+        char_confidences: item["char_confidences"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_f64().map(|c| c as f32))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        view: item["view"].as_str().unwrap_or_default().to_string(),
+    }
 }

@@ -16,9 +16,11 @@
 //! # Modules
 //!
 //! [`detect`] (images in, one JSON line each), [`eval`] (labelled images in, scores out),
-//! [`bench`](mod@bench) (throughput, latency percentiles, CPU and memory).
+//! [`bench`](mod@bench) (throughput, latency percentiles, CPU and memory), [`report`] (the
+//! self-contained HTML pages of `eval --html` and `bench --html`).
 
 pub mod bench;
 pub mod detect;
 pub mod eval;
 mod labels;
+pub mod report;

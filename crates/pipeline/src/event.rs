@@ -97,6 +97,7 @@ pub(crate) fn event_from_passage_at(
             plate_type: shot.read.plate_type.clone(),
             region: shot.read.region.clone(),
             status: PlateStatus::Read,
+            low_confidence: shot.read.low_confidence,
         },
         (shot, status) => EventPlate {
             text: String::new(),
@@ -111,6 +112,7 @@ pub(crate) fn event_from_passage_at(
             } else {
                 status
             },
+            low_confidence: false,
         },
     };
     let shown = shown(p).at;

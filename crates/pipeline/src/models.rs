@@ -29,6 +29,11 @@ pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
             anpr_config::Grammar::Kz => GrammarMode::Kz,
         },
         concurrent: m.concurrent,
+        second_look: match m.second_look {
+            anpr_config::SecondLook::Off => anpr_vision::SecondLook::Off,
+            anpr_config::SecondLook::Missing => anpr_vision::SecondLook::Missing,
+            anpr_config::SecondLook::Small => anpr_vision::SecondLook::Small,
+        },
         execution_provider: match m.execution_provider {
             anpr_config::ExecutionProvider::Cpu => anpr_vision::ExecutionProvider::Cpu,
             anpr_config::ExecutionProvider::Cuda => anpr_vision::ExecutionProvider::Cuda,

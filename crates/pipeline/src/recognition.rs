@@ -232,6 +232,7 @@ mod tests {
             plate_type: None,
             region: None,
             format_confidence: 0.0,
+            low_confidence: false,
         }
     }
 

@@ -37,6 +37,10 @@ fn facts(camera: &str, p: &VehiclePassage) -> PassageFacts {
             String::new()
         },
         plate_status: p.status,
+        plate_low_confidence: p.status == PlateStatus::Read
+            && p.plate
+                .as_ref()
+                .is_some_and(|shot| shot.read.low_confidence),
         vehicle_class: p.class,
         direction: p.direction.clone(),
         lane: p.lane.clone(),
@@ -159,5 +163,98 @@ impl Recorder<'_> {
             quality,
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anpr_track::{Moment, PlateShot, TrackId};
+    use anpr_types::{PlateRead, VehicleClass};
+
+    fn passage(low_confidence: bool) -> VehiclePassage {
+        let at = Moment {
+            frame_index: 7,
+            captured_at: chrono::DateTime::UNIX_EPOCH,
+            frame_size: (1280, 720),
+            bbox: BBox {
+                x: 100.0,
+                y: 100.0,
+                w: 300.0,
+                h: 200.0,
+            },
+        };
+        let read = PlateRead {
+            text: "123ABC".into(),
+            confidence: 0.9,
+            char_confidences: vec![0.9; 6],
+            detection_confidence: 0.8,
+            bbox: BBox {
+                x: 200.0,
+                y: 250.0,
+                w: 100.0,
+                h: 30.0,
+            },
+            raw_text: "123ABC".into(),
+            country: None,
+            plate_type: None,
+            region: None,
+            format_confidence: 0.0,
+            low_confidence,
+        };
+        VehiclePassage {
+            track: TrackId(1),
+            status: PlateStatus::Read,
+            text: "123ABC".into(),
+            agreement: 1.0,
+            text_reads: 3,
+            plate_frames: 3,
+            plate: Some(PlateShot {
+                read,
+                at: at.clone(),
+                frame: None,
+            }),
+            class: VehicleClass::Car,
+            class_confidence: 0.9,
+            vehicle: None,
+            first_seen: at.clone(),
+            last_seen: at.clone(),
+            frames: 3,
+            captured: at,
+            direction: None,
+            crossing_frame: None,
+            lane: None,
+            zones: Vec::new(),
+            dwell: false,
+        }
+    }
+
+    #[test]
+    fn a_read_no_plate_format_fits_is_flagged_in_the_event_and_to_the_rules() {
+        let cfg = anpr_config::parse(
+            include_str!("../../../config/example.toml"),
+            std::path::Path::new("config/example.toml"),
+        )
+        .unwrap();
+        let sure = crate::event_from_passage(&cfg, "cam1", &passage(false), Uuid::nil(), 1);
+        assert!(!sure.plate.low_confidence);
+        assert!(
+            !serde_json::to_string(&sure)
+                .unwrap()
+                .contains("low_confidence"),
+            "absent when not flagged"
+        );
+        assert!(!facts("cam1", &passage(false)).plate_low_confidence);
+        let unsure = crate::event_from_passage(&cfg, "cam1", &passage(true), Uuid::nil(), 1);
+        assert!(unsure.plate.low_confidence);
+        assert!(facts("cam1", &passage(true)).plate_low_confidence);
+        let mut unread = passage(true);
+        unread.status = PlateStatus::Unreadable;
+        assert!(!facts("cam1", &unread).plate_low_confidence);
+        assert!(
+            !crate::event_from_passage(&cfg, "cam1", &unread, Uuid::nil(), 1)
+                .plate
+                .low_confidence
+        );
     }
 }

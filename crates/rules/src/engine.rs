@@ -17,6 +17,9 @@ pub struct PassageFacts {
     /// `read`.
     pub plate: String,
     pub plate_status: PlateStatus,
+    /// The plate was read under a regional grammar and no plate format fits it well (the
+    /// event's `plate.low_confidence`): a list match on it is only to be confirmed.
+    pub plate_low_confidence: bool,
     pub vehicle_class: VehicleClass,
     /// Direction of crossing the camera's line, by the camera's direction names; `None` when
     /// the vehicle did not cross it.
@@ -142,16 +145,26 @@ fn check_rule(rule: &Rule, facts: &PassageFacts, lists: &Lists, out: &mut Vec<Vi
                 } else {
                     &entry.reason
                 };
-                let reason = if hit.fuzzy {
-                    format!(
-                        "{name}: {what}; look-alike match: read {}, listed {} (to be confirmed)",
-                        crate::normalise(&facts.plate),
+                let read = crate::normalise(&facts.plate);
+                let mut doubts = Vec::new();
+                if hit.fuzzy {
+                    doubts.push(format!(
+                        "look-alike match: read {read}, listed {}",
                         entry.plate
-                    )
-                } else {
+                    ));
+                }
+                if facts.plate_low_confidence {
+                    doubts.push(format!("low-confidence read: {read} fits no plate format"));
+                }
+                let reason = if doubts.is_empty() {
                     format!("{name}: {what}")
+                } else {
+                    format!("{name}: {what}; {} (to be confirmed)", doubts.join("; "))
                 };
-                out.push(violation(reason, entry.priority, Some(list.to_match(&hit))));
+                let mut matched = list.to_match(&hit);
+                // A read no plate format fits is not a certain match, even letter for letter.
+                matched.fuzzy |= facts.plate_low_confidence;
+                out.push(violation(reason, entry.priority, Some(matched)));
             }
         }
         RuleKind::VehicleTypeBan => {

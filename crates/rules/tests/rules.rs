@@ -115,6 +115,7 @@ fn facts(camera: &str) -> PassageFacts {
         camera: camera.into(),
         plate: "999ZZZ09".into(),
         plate_status: PlateStatus::Read,
+        plate_low_confidence: false,
         vehicle_class: VehicleClass::Car,
         direction: None,
         lane: None,
@@ -221,6 +222,38 @@ fn a_read_one_look_alike_away_is_a_weaker_match_that_says_so() {
         v[0].reason,
         "wanted: listed; look-alike match: read BOX123, listed B0X123 (to be confirmed)"
     );
+}
+
+#[test]
+fn a_low_confidence_read_on_a_list_fires_only_as_a_match_to_be_confirmed() {
+    let site = site();
+    let (_, lists, _, rules) = load(&site);
+    let mut f = facts("cam2");
+    f.plate = "123ABC01".into();
+    f.plate_low_confidence = true;
+    let v = rules.check(&f, &lists);
+    assert_eq!(
+        kinds(&v),
+        [("listed", "plate-list")],
+        "a wanted car is not missed"
+    );
+    let m = v[0].list.as_ref().unwrap();
+    assert_eq!(
+        (m.entry.as_str(), m.fuzzy),
+        ("123ABC01", true),
+        "not a certain match"
+    );
+    assert_eq!(
+        v[0].reason,
+        "wanted: stolen vehicle; low-confidence read: 123ABC01 fits no plate format (to be confirmed)"
+    );
+    f.plate = "BOX123".into();
+    let v = rules.check(&f, &lists);
+    assert_eq!(
+        v[0].reason,
+        "wanted: listed; look-alike match: read BOX123, listed B0X123; low-confidence read: BOX123 fits no plate format (to be confirmed)"
+    );
+    assert!(v[0].list.as_ref().unwrap().fuzzy);
 }
 
 #[test]

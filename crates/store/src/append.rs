@@ -74,6 +74,7 @@ impl Store {
         let (tx, path) = self.begin_write()?;
         let out = append_in(&tx, path, quota, signer.as_ref(), records, journal)?;
         tx.commit().map_err(sql_error(path))?;
+        self.bump_appended();
         Ok(out)
     }
 }

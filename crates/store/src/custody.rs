@@ -263,6 +263,7 @@ impl Store {
         };
         let event = record_in(&tx, (path, quota, signer.as_ref()), device, ISSUE, record)?;
         tx.commit().map_err(sql_error(path))?;
+        self.bump_appended();
         Ok(event)
     }
 
@@ -294,6 +295,7 @@ impl Store {
         };
         let event = record_in(&tx, (path, quota, signer.as_ref()), device, RETURN, record)?;
         tx.commit().map_err(sql_error(path))?;
+        self.bump_appended();
         Ok(event)
     }
 

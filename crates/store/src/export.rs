@@ -209,6 +209,8 @@ impl Store {
             custody,
         )?;
         tx.commit().map_err(&sql)?;
+        drop(sql);
+        self.bump_appended();
         Ok(ExportSummary {
             dir: opts.dir.clone(),
             record,

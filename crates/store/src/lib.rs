@@ -45,6 +45,11 @@
 //! - The counts of [`Store::stats`] are kept in the `meta` table and changed in the same
 //!   transaction as the rows they count, so they agree with the rows after any crash; reading
 //!   them does not scan the queue.
+//! - Append signal ([`append_signal`]): every commit that adds events (appends, custody
+//!   records, export records) bumps, after the commit, a process-wide counter per queue
+//!   file, so a reader in the same process (the uplink) learns of new rows without asking
+//!   SQLite. Other processes' appends do not bump it: a reader relying on it still reads the
+//!   queue now and then (the uplink once a second).
 //!
 //! # What is synced when
 //!
@@ -134,7 +139,10 @@ mod status;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use rusqlite::Connection;
 
@@ -231,6 +239,44 @@ pub struct Store {
     quota: Option<u64>,
     /// The device key events are signed with at append ([`Store::with_signer`]).
     signer: Option<SigningKey>,
+    /// This file's append signal ([`append_signal`]).
+    appended: Arc<AtomicU64>,
+}
+
+/// The append signal of the queue file at `path`: a counter shared by every [`Store`] of
+/// this process on that file, bumped after each commit that adds events (appends, custody
+/// records, export records). Reading it costs one atomic load: a reader that loaded it
+/// before reading the queue knows that no event was added in this process since while it
+/// is unchanged. Events added by other processes (`anpr custody`, `anpr export`) do not bump
+/// it. The file is named by its canonical path where its directory exists (else as given,
+/// made absolute), so two spellings of one path share a signal.
+#[must_use]
+pub fn append_signal(path: &Path) -> Arc<AtomicU64> {
+    static SIGNALS: OnceLock<Mutex<HashMap<PathBuf, Weak<AtomicU64>>>> = OnceLock::new();
+    let key = signal_key(path);
+    let mut map = SIGNALS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(signal) = map.get(&key).and_then(Weak::upgrade) {
+        return signal;
+    }
+    // Forget the files nobody watches or writes any more.
+    map.retain(|_, w| w.strong_count() > 0);
+    let signal = Arc::new(AtomicU64::new(0));
+    map.insert(key, Arc::downgrade(&signal));
+    signal
+}
+
+fn signal_key(path: &Path) -> PathBuf {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    }
 }
 
 impl Store {
@@ -249,6 +295,7 @@ impl Store {
             path: path.to_path_buf(),
             quota: None,
             signer: None,
+            appended: append_signal(path),
         })
     }
 
@@ -299,6 +346,11 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite::sql_error(path))?;
         Ok((tx, path))
+    }
+
+    /// Says that a commit added events ([`append_signal`]).
+    fn bump_appended(&self) {
+        self.appended.fetch_add(1, Ordering::Release);
     }
 
     /// Maps SQLite errors on this queue to [`StoreError::Sql`].

@@ -223,6 +223,7 @@ fn read(text: String, bbox: BBox, confidence: f32) -> PlateRead {
         plate_type: None,
         region: None,
         format_confidence: 0.0,
+        low_confidence: false,
     }
 }
 

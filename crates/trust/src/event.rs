@@ -90,6 +90,7 @@ pub(crate) mod tests {
                 plate_type: None,
                 region: None,
                 status: PlateStatus::Read,
+                low_confidence: false,
             },
             frame: FrameRef {
                 index: seq,

@@ -131,6 +131,11 @@ pub struct PlateRead {
     pub region: Option<String>,
     /// Confidence of country and type, 0–1 (0: no format fits).
     pub format_confidence: f32,
+    /// The grammar's formats were checked and none fits well (`kz` mode): the text is the
+    /// reader's unconstrained reading, less sure than one a format confirms. Never set in
+    /// generic mode, where no format is assumed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub low_confidence: bool,
 }
 
 /// What was recorded.
@@ -357,6 +362,12 @@ pub struct EventPlate {
     /// `read`, `unreadable` or `absent`; the text is empty unless `read`.
     #[serde(default)]
     pub status: PlateStatus,
+    /// True when the text was read under a regional plate grammar (`kz`) and no plate format
+    /// of it fits well: the reader's unconstrained reading, less sure than one a format
+    /// confirms, to be checked by a person before it is relied on. Absent otherwise (and
+    /// always in generic mode, where no format is assumed).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub low_confidence: bool,
 }
 
 impl EventPlate {
@@ -373,6 +384,7 @@ impl EventPlate {
             plate_type: None,
             region: None,
             status: PlateStatus::Absent,
+            low_confidence: false,
         }
     }
 }
@@ -568,7 +580,8 @@ pub struct ListMatch {
     /// The plate as listed.
     pub entry: String,
     /// True when the read differs from the listed plate by one look-alike character (O/0,
-    /// B/8, I/1, ...): a weaker match, to be confirmed by a person.
+    /// B/8, I/1, ...), or when the read itself is low-confidence (the event's
+    /// `plate.low_confidence`): a weaker match, to be confirmed by a person.
     pub fuzzy: bool,
 }
 
@@ -1005,6 +1018,27 @@ mod tests {
             r#"{"lat":51.1,"lon":71.4,"fix":"3d","age_ms":250,"interpolated":true}"#
         );
         assert_eq!(serde_json::from_str::<Position>(&text).unwrap(), mobile);
+    }
+
+    #[test]
+    fn a_plate_read_surely_serialises_as_before_the_low_confidence_flag() {
+        let old: Event = serde_json::from_str(OLD_PASSAGE).unwrap();
+        assert!(!old.plate.low_confidence, "absent means not flagged");
+        let text = serde_json::to_string(&old.plate).unwrap();
+        assert_eq!(
+            text,
+            r#"{"text":"777KZA02","confidence":0.9,"detection_confidence":0.5,"box":[1,2,3,4],"country":null,"type":null,"region":null,"status":"read"}"#
+        );
+        let flagged = EventPlate {
+            low_confidence: true,
+            ..old.plate
+        };
+        let text = serde_json::to_string(&flagged).unwrap();
+        assert!(
+            text.ends_with(r#""status":"read","low_confidence":true}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<EventPlate>(&text).unwrap(), flagged);
     }
 
     #[test]

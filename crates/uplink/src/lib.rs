@@ -38,7 +38,10 @@
 //!   receiver of the commands validates them.
 //! - A subscription the broker refuses (a SubAck failure for the ack or command filter) is a
 //!   lasting `subscription` fault with the topic as its subject, until a later SubAck grants
-//!   it; the subscriptions are made again on every connection.
+//!   it. The refused topics are asked for again on the same connection after 1 s, doubling
+//!   up to 30 s while refused (each wait jittered between half and all of it), and every
+//!   subscription is made again on every connection. (A NATS MQTT listener refuses a QoS 1
+//!   subscription when making its JetStream consumer times out, e.g. under mass connects.)
 //! - Supervised: the uplink never ends on a failure. A link failure is retried every half
 //!   second; a queue failure (cannot open, read or write) raises an `uplink` fault and is
 //!   retried after 1 s, doubling up to 30 s, with a fresh connection to the queue.
@@ -50,6 +53,19 @@
 //! and answers requests over a channel (fsynced commits and lock waits happen there). The
 //! MQTT event loop is polled by a task of its own, so keepalive pings go out whatever the
 //! session loop waits for. A reconnect reads no rows: only the queue's counters.
+//!
+//! # Idle cost
+//!
+//! The session loop runs a pass every 20 ms, but an idle pass asks nothing of the queue
+//! thread: the queue is read only when something can have changed what a read returns (an
+//! acknowledgement arrived, a row's ack timeout passed, a row was sent or the backlog's rate
+//! lets another go, the connection came up, a row was appended) and in any case once a
+//! second (with the health look). New rows are known without asking SQLite from the queue's
+//! append signal ([`anpr_store::append_signal`]), which every `Store::append*` in this
+//! process bumps after its commit (the recognizer's, in the device process); rows appended
+//! by other processes (`anpr custody`, `anpr export`) do not bump it and go out within a
+//! second, at the next full read. Delivery is otherwise the same as with a read at every
+//! pass: what a skipped read would have returned, the window could not have sent.
 //!
 //! # Modules
 //!

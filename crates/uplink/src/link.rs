@@ -8,7 +8,7 @@
 //! The poll task forwards what arrives ([`LinkEvent`]) on an unbounded channel; it ends when
 //! the session loop drops its end, or when [`Link::close`] has sent the disconnect.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS, SubscribeFilter,
@@ -115,59 +115,144 @@ async fn poll(
     }
 }
 
+/// First wait before a refused subscription is asked for again on the same connection; it
+/// doubles while the broker goes on refusing, up to [`RESUBSCRIBE_MAX`], each wait jittered.
+pub(crate) const RESUBSCRIBE_FIRST: Duration = Duration::from_secs(1);
+pub(crate) const RESUBSCRIBE_MAX: Duration = Duration::from_secs(30);
+
 /// The device's subscriptions: made on every connection (a clean session keeps none), in
-/// one SUBSCRIBE whose SubAck answers for each topic in order.
+/// one SUBSCRIBE whose SubAck answers for each topic in order. A topic the broker refuses is
+/// asked for again on the same connection, alone with the other refused ones, after 1 s,
+/// doubling up to 30 s (each wait jittered between half and all of it, so that devices
+/// refused together do not come back together), until a SubAck grants it; a new connection
+/// starts over with every topic. Sans-IO apart from [`Subscriptions::subscribe_if_due`]:
+/// time and the jitter come in as arguments.
 #[derive(Debug)]
 pub(crate) struct Subscriptions {
     /// The ack topic first, then the command filter (`<prefix>/<inventory>/cmd/#`) when
     /// commands are taken, then the control posts' ack filter
     /// (`<prefix>/<inventory>/ack/post/+`, counted for information only).
     topics: Vec<String>,
-    /// A SUBSCRIBE is owed on this connection.
+    /// A SUBSCRIBE of every topic is owed on this connection.
     due: bool,
+    /// The topics the broker's last answer refused.
+    refused: Vec<bool>,
+    /// When the refused topics are asked for again (none while nothing is refused, or while
+    /// a retry is unanswered).
+    retry_at: Option<Instant>,
+    /// The nominal wait before the next retry.
+    retry_wait: Duration,
+    /// The topics (indices) of the retry sent on this connection and not yet answered.
+    retrying: Option<Vec<usize>>,
 }
 
 impl Subscriptions {
     pub fn new(ack_topic: String, cmd_filter: Option<String>, post_acks: String) -> Self {
+        let topics: Vec<String> = std::iter::once(ack_topic)
+            .chain(cmd_filter)
+            .chain(std::iter::once(post_acks))
+            .collect();
         Self {
-            topics: std::iter::once(ack_topic)
-                .chain(cmd_filter)
-                .chain(std::iter::once(post_acks))
-                .collect(),
+            refused: vec![false; topics.len()],
+            topics,
             due: false,
+            retry_at: None,
+            retry_wait: RESUBSCRIBE_FIRST,
+            retrying: None,
         }
     }
 
-    /// A connection came up: subscribe again.
+    /// A connection came up: subscribe to every topic again; the retries start over.
     pub fn connected(&mut self) {
         self.due = true;
+        self.retry_at = None;
+        self.retry_wait = RESUBSCRIBE_FIRST;
+        self.retrying = None;
     }
 
-    /// Sends the SUBSCRIBE if one is owed; if the client's queue is full, it is tried again
-    /// at the next call.
-    pub fn subscribe_if_due(&mut self, client: &AsyncClient) {
+    /// The topics (indices) to subscribe to now, if any: every topic when a connection owes
+    /// its SUBSCRIBE, else the refused ones once their retry is due.
+    pub fn owed(&self, now: Instant) -> Option<Vec<usize>> {
         if self.due {
-            let filters = self
-                .topics
-                .iter()
-                .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
-            self.due = client.try_subscribe_many(filters).is_err();
+            return Some((0..self.topics.len()).collect());
+        }
+        if self.retrying.is_some() || self.retry_at.is_none_or(|at| now < at) {
+            return None;
+        }
+        let refused: Vec<usize> = (0..self.topics.len())
+            .filter(|&i| self.refused[i])
+            .collect();
+        (!refused.is_empty()).then_some(refused)
+    }
+
+    /// The SUBSCRIBE of `which` (as [`owed`](Self::owed) said) went to the client.
+    pub fn sent(&mut self, which: Vec<usize>) {
+        if which.len() == self.topics.len() {
+            self.due = false;
+        }
+        if !self.due {
+            self.retry_at = None;
+            self.retrying = Some(which);
         }
     }
 
-    /// Applies a SubAck: a refused topic is a lasting `subscription` fault (with the topic
-    /// as its subject), cleared by a later SubAck that grants it.
-    pub fn answered(&self, codes: &[SubscribeReasonCode], faults: &FaultBoard) {
-        if codes.len() != self.topics.len() {
+    /// Sends the SUBSCRIBE owed now, if any; if the client's queue is full, it is tried again
+    /// at the next call.
+    pub fn subscribe_if_due(&mut self, client: &AsyncClient, now: Instant) {
+        let Some(which) = self.owed(now) else {
+            return;
+        };
+        let filters = which
+            .iter()
+            .map(|&i| SubscribeFilter::new(self.topics[i].clone(), QoS::AtLeastOnce));
+        if client.try_subscribe_many(filters).is_ok() {
+            if which.len() < self.topics.len() {
+                tracing::info!(
+                    topics = ?which.iter().map(|&i| &self.topics[i]).collect::<Vec<_>>(),
+                    "Asking the broker again for the subscriptions it refused."
+                );
+            }
+            self.sent(which);
+        }
+    }
+
+    /// Applies a SubAck received at `now`: a refused topic is a lasting `subscription` fault
+    /// (with the topic as its subject), asked for again after the next wait (scaled by
+    /// `jitter`, in `[0, 1)`: between half and all of the wait); a granted one clears its
+    /// fault. A SubAck with one code per topic answers for every topic; one with fewer
+    /// answers the retry in flight (a stale one, sent on a connection before, is ignored:
+    /// the new connection's SUBSCRIBE answers for every topic).
+    pub fn answered(
+        &mut self,
+        codes: &[SubscribeReasonCode],
+        faults: &FaultBoard,
+        now: Instant,
+        jitter: f64,
+    ) {
+        let which: Vec<usize> = if codes.len() == self.topics.len() {
+            if self
+                .retrying
+                .as_ref()
+                .is_some_and(|r| r.len() == codes.len())
+            {
+                self.retrying = None;
+            }
+            (0..self.topics.len()).collect()
+        } else if let Some(r) = self.retrying.take_if(|r| r.len() == codes.len()) {
+            r
+        } else {
             tracing::warn!(
                 expected = self.topics.len(),
                 got = codes.len(),
-                "SubAck with an unexpected number of return codes; matched in order."
+                "SubAck with an unexpected number of return codes; ignored (the subscriptions are asked for again on the next connection)."
             );
-        }
-        for (topic, code) in self.topics.iter().zip(codes) {
+            return;
+        };
+        for (&i, code) in which.iter().zip(codes) {
+            let topic = &self.topics[i];
             match code {
                 SubscribeReasonCode::Success(_) => {
+                    self.refused[i] = false;
                     faults.clear(
                         "subscription",
                         topic,
@@ -175,7 +260,8 @@ impl Subscriptions {
                     );
                 }
                 SubscribeReasonCode::Failure => {
-                    let lost = if *topic == self.topics[0] {
+                    self.refused[i] = true;
+                    let lost = if i == 0 {
                         "acknowledgements cannot arrive, so nothing is marked delivered and events are sent again and again"
                     } else if topic.ends_with("/post/+") {
                         "the control posts' acknowledgements (counted for information only; delivery does not depend on them) cannot arrive"
@@ -186,32 +272,53 @@ impl Subscriptions {
                         "subscription",
                         topic,
                         &format!(
-                            "the broker refused the subscription to {topic}; {lost}: check the broker's ACL for this device's user"
+                            "the broker refused the subscription to {topic}; {lost}; asked for again on this connection after 1 s, doubling up to 30 s: check the broker's ACL for this device's user (or its load: a NATS MQTT listener refuses QoS 1 subscriptions when JetStream is slow to make their consumers)"
                         ),
                     );
                 }
             }
+        }
+        if self.refused.iter().any(|&r| r) {
+            if self.retrying.is_none() && self.retry_at.is_none() {
+                let wait = self.retry_wait.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
+                self.retry_at = Some(now + wait);
+                self.retry_wait = (self.retry_wait * 2).min(RESUBSCRIBE_MAX);
+            }
+        } else {
+            self.retry_at = None;
+            self.retry_wait = RESUBSCRIBE_FIRST;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use rumqttc::{QoS, SubscribeReasonCode};
 
-    use super::Subscriptions;
+    use super::{RESUBSCRIBE_MAX, Subscriptions};
     use crate::faults::FaultBoard;
+
+    const OK: SubscribeReasonCode = SubscribeReasonCode::Success(QoS::AtLeastOnce);
+    const NO: SubscribeReasonCode = SubscribeReasonCode::Failure;
+
+    fn subs() -> Subscriptions {
+        Subscriptions::new(
+            "p/d/ack".into(),
+            Some("p/d/cmd/#".into()),
+            "p/d/ack/post/+".into(),
+        )
+    }
 
     #[test]
     fn a_refused_subscription_is_a_lasting_fault_per_topic_cleared_when_granted_later() {
         let faults = FaultBoard::default();
-        let subs = Subscriptions::new(
-            "p/d/ack".into(),
-            Some("p/d/cmd/#".into()),
-            "p/d/ack/post/+".into(),
-        );
-        let ok = SubscribeReasonCode::Success(QoS::AtLeastOnce);
-        subs.answered(&[SubscribeReasonCode::Failure, ok], &faults);
+        let mut subs = subs();
+        let t = Instant::now();
+        subs.connected();
+        subs.sent(subs.owed(t).unwrap());
+        subs.answered(&[NO, OK, OK], &faults, t, 0.0);
         let active = faults.active();
         assert_eq!(active.len(), 1);
         assert_eq!(active[0].code, "subscription");
@@ -226,20 +333,23 @@ mod tests {
         assert!(
             active[0]
                 .message
-                .ends_with("check the broker's ACL for this device's user")
+                .contains("check the broker's ACL for this device's user"),
+            "{}",
+            active[0].message
         );
         // Refused again after a reconnect: still one fault, since the first refusal.
-        subs.answered(
-            &[SubscribeReasonCode::Failure, SubscribeReasonCode::Failure],
-            &faults,
-        );
+        subs.connected();
+        subs.sent(subs.owed(t).unwrap());
+        subs.answered(&[NO, NO, OK], &faults, t, 0.0);
         let subjects: Vec<_> = faults
             .active()
             .into_iter()
             .filter_map(|f| f.subject)
             .collect();
         assert_eq!(subjects, ["p/d/ack", "p/d/cmd/#"]);
-        subs.answered(&[ok, ok], &faults);
+        subs.connected();
+        subs.sent(subs.owed(t).unwrap());
+        subs.answered(&[OK, OK, OK], &faults, t, 0.0);
         assert!(faults.active().is_empty(), "both granted: both cleared");
         let history: Vec<(Option<String>, bool)> = faults
             .history()
@@ -255,5 +365,84 @@ mod tests {
                 (Some("p/d/cmd/#".into()), false)
             ]
         );
+    }
+
+    #[test]
+    fn a_refused_subscription_is_asked_for_again_on_the_same_connection_with_a_doubling_wait() {
+        let faults = FaultBoard::default();
+        let mut subs = subs();
+        let t0 = Instant::now();
+        assert_eq!(subs.owed(t0), None, "nothing before a connection");
+        subs.connected();
+        assert_eq!(subs.owed(t0), Some(vec![0, 1, 2]));
+        subs.sent(vec![0, 1, 2]);
+        assert_eq!(subs.owed(t0), None, "sent once");
+        subs.answered(&[NO, OK, NO], &faults, t0, 0.999);
+        // Waits of 1, 2, 4, ... s (jitter 0.999: all of each), up to 30 s; only the refused
+        // topics are asked for, one retry at a time.
+        let mut t = t0;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let mut at = t;
+            while subs.owed(at).is_none() {
+                at += Duration::from_millis(100);
+                assert!(at < t + RESUBSCRIBE_MAX * 2, "no retry");
+            }
+            waits.push((at - t).as_secs_f64().round() as u64);
+            let which = subs.owed(at).unwrap();
+            assert_eq!(which, [0, 2]);
+            subs.sent(which);
+            assert_eq!(
+                subs.owed(at + RESUBSCRIBE_MAX * 2),
+                None,
+                "one retry at a time"
+            );
+            t = at;
+            subs.answered(&[NO, NO], &faults, t, 0.999);
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(faults.active().len(), 2, "raised until granted");
+        // The ack topic is granted, the control posts' filter still refused: the next retry
+        // asks for that one alone, and its wait goes on doubling from where it was.
+        let at = t + RESUBSCRIBE_MAX;
+        subs.sent(subs.owed(at).unwrap());
+        subs.answered(&[OK, NO], &faults, at, 0.999);
+        let subjects: Vec<_> = faults
+            .active()
+            .into_iter()
+            .filter_map(|f| f.subject)
+            .collect();
+        assert_eq!(subjects, ["p/d/ack/post/+"]);
+        let later = at + RESUBSCRIBE_MAX;
+        assert_eq!(subs.owed(later), Some(vec![2]));
+        subs.sent(vec![2]);
+        subs.answered(&[OK], &faults, later, 0.0);
+        assert!(faults.active().is_empty());
+        assert_eq!(subs.owed(later + RESUBSCRIBE_MAX * 2), None, "all granted");
+    }
+
+    #[test]
+    fn the_wait_is_jittered_and_a_new_connection_starts_over() {
+        let faults = FaultBoard::default();
+        let mut subs = subs();
+        let t = Instant::now();
+        subs.connected();
+        subs.sent(subs.owed(t).unwrap());
+        subs.answered(&[NO, OK, OK], &faults, t, 0.0);
+        // Jitter 0: half the first wait.
+        assert_eq!(subs.owed(t + Duration::from_millis(499)), None);
+        assert_eq!(subs.owed(t + Duration::from_millis(500)), Some(vec![0]));
+        subs.sent(vec![0]);
+        // The connection drops before the answer: the new one subscribes to everything,
+        // and a stale answer to the retry (one code) changes nothing.
+        subs.connected();
+        assert_eq!(subs.owed(t), Some(vec![0, 1, 2]));
+        subs.sent(vec![0, 1, 2]);
+        subs.answered(&[OK], &faults, t, 0.0);
+        assert_eq!(faults.active().len(), 1, "the stale answer is ignored");
+        subs.answered(&[NO, OK, OK], &faults, t, 0.5);
+        // Back to the first wait: 1 s scaled by 0.75.
+        assert_eq!(subs.owed(t + Duration::from_millis(749)), None);
+        assert_eq!(subs.owed(t + Duration::from_millis(750)), Some(vec![0]));
     }
 }

@@ -101,6 +101,8 @@ pub(crate) struct QueueThread {
     path: PathBuf,
     worker: Option<Worker>,
     cleanup: Cleanup,
+    /// Reads asked for so far ([`QueueThread::fetch`]).
+    reads: u64,
 }
 
 impl QueueThread {
@@ -110,12 +112,20 @@ impl QueueThread {
             path,
             worker: None,
             cleanup: Cleanup::default(),
+            reads: 0,
         }
     }
 
     /// Reads what the window wants, quarantining unreadable rows on the way.
     pub async fn fetch(&mut self, fetch: Fetch) -> Result<Fetched, UplinkError> {
+        self.reads += 1;
         self.call(|reply| Job::Fetch(fetch, reply)).await
+    }
+
+    /// Reads asked for so far.
+    #[cfg(test)]
+    pub fn reads(&self) -> u64 {
+        self.reads
     }
 
     /// Commits acknowledgements in one transaction; outcomes in the same order.

@@ -6,7 +6,19 @@
 //! request to the queue thread), published as the window allows, and their attempts counted;
 //! ready evidence images follow; once a second health is looked at. Packets from the broker
 //! are handled as they arrive, without touching the queue: an ack is kept for the next pass,
-//! a command is passed on, a SubAck is checked, a ConnAck starts a new window.
+//! a command is passed on, a SubAck is checked (a refused subscription is asked for again
+//! after its wait, see `link`), a ConnAck starts a new window.
+//!
+//! An idle pass does not touch the queue. The read is skipped when nothing can have changed
+//! what it would return: no acknowledgement to commit, the window wants exactly what it
+//! wanted at the last read (so nothing expired, was sent or acknowledged since, and no
+//! backlog token came due), the queue's append signal ([`anpr_store::append_signal`], bumped
+//! by every append of this process) unchanged since just before the last read, that read
+//! less than a second ago, everything it offered published (the client's queue was not
+//! full), no health look due, and no drain. Every second the queue is read in full whatever
+//! the signal says, so rows appended by other processes (`anpr custody`, `anpr export`) go
+//! out within a second. Order, in-flight once, ack timeouts, the backlog rate and health are
+//! as without the skip: a skipped read would have returned nothing the window could send.
 //!
 //! Supervision: a pass that fails (the queue cannot be opened, read or written; its thread
 //! died) raises an `uplink` fault, is logged, and the next pass waits 1 s, doubling up to
@@ -14,8 +26,9 @@
 //! meanwhile (its own task polls it) and health goes on being published from the last figures
 //! read. The loop returns only when the mode says stop, or a drain ends.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anpr_store::AckOutcome;
@@ -28,13 +41,47 @@ use crate::config::{Command, Counters, Delivered, Mode, UplinkConfig, UplinkErro
 use crate::health::HealthState;
 use crate::link::{Link, LinkEvent, Subscriptions};
 use crate::queue::{Fetch, Fetched, QueueThread};
-use crate::window::{Class, Verdict, Window, WindowConfig};
+use crate::window::{Class, Verdict, Wanted, Window, WindowConfig};
 
 /// How often a pass runs.
 const TICK: Duration = Duration::from_millis(20);
 /// First wait after a failed pass; it doubles while failures go on, up to [`BACKOFF_MAX`].
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The queue is read at least this often, whatever the append signal says (other processes
+/// append without it).
+const FULL_READ_EVERY: Duration = Duration::from_secs(1);
+
+/// The last read of the queue, to tell whether the next one can be skipped.
+#[derive(Debug)]
+struct LastRead {
+    /// What the window wanted.
+    wanted: Wanted,
+    /// The append signal, loaded just before the read.
+    appends: u64,
+    at: Instant,
+}
+
+impl LastRead {
+    /// Whether a read now would find nothing new: see the module's docs.
+    fn still_holds(&self, wanted: &Wanted, appends: u64, now: Instant) -> bool {
+        self.appends == appends
+            && now.saturating_duration_since(self.at) < FULL_READ_EVERY
+            && self.wanted == *wanted
+    }
+}
+
+/// A number in `[0, 1)` that differs from call to call and device to device (for jitter).
+fn jitter() -> f64 {
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
 
 /// Runs the uplink until `mode` says stop (or a drain completes).
 pub async fn run(
@@ -133,6 +180,11 @@ struct Session {
     backoff: Backoff,
     /// Acknowledgements received and not yet committed to the queue.
     acks: Vec<Ack>,
+    /// The queue's append signal in this process.
+    appended: Arc<AtomicU64>,
+    /// The last read, while it still tells what the next would find (`None`: read at the
+    /// next pass).
+    last_read: Option<LastRead>,
     events_topic: String,
     ack_topic: String,
     /// The device's command root, `<prefix>/<inventory>/cmd`; commands come on it or below it.
@@ -164,6 +216,8 @@ impl Session {
             ),
             backoff: Backoff::new(),
             acks: Vec::new(),
+            appended: anpr_store::append_signal(&cfg.queue),
+            last_read: None,
             events_topic: cfg.topics.events(),
             ack_topic,
             cmd_root,
@@ -178,16 +232,22 @@ impl Session {
     fn on_link(&mut self, ev: LinkEvent) {
         match ev {
             LinkEvent::Incoming(Packet::ConnAck(_)) => {
-                self.window.connected(Instant::now());
+                let now = Instant::now();
+                self.window.connected(now);
+                self.last_read = None;
                 self.health.connected();
                 self.subscriptions.connected();
-                self.subscriptions.subscribe_if_due(&self.link.client);
+                self.subscriptions.subscribe_if_due(&self.link.client, now);
                 self.counters.connected.store(true, Ordering::SeqCst);
                 tracing::info!(broker = %format!("{}:{}", self.cfg.host, self.cfg.port), "Uplink connected.");
             }
             LinkEvent::Incoming(Packet::SubAck(ack)) => {
-                self.subscriptions
-                    .answered(&ack.return_codes, &self.counters.faults);
+                self.subscriptions.answered(
+                    &ack.return_codes,
+                    &self.counters.faults,
+                    Instant::now(),
+                    jitter(),
+                );
             }
             LinkEvent::Incoming(Packet::Publish(p)) if is_command(&p.topic, &self.cmd_root) => {
                 if let Some(tx) = &self.commands {
@@ -234,6 +294,7 @@ impl Session {
                     .connection_errors
                     .fetch_add(1, Ordering::SeqCst);
                 self.window.disconnected();
+                self.last_read = None;
             }
         }
     }
@@ -301,7 +362,7 @@ impl Session {
         {
             return true;
         }
-        self.subscriptions.subscribe_if_due(&self.link.client);
+        self.subscriptions.subscribe_if_due(&self.link.client, now);
         if !self.backoff.ready(now) {
             // Waiting after a failure: health still goes out, from the last figures read.
             self.publish_health(now);
@@ -313,6 +374,7 @@ impl Session {
                 drained
             }
             Err(e) => {
+                self.last_read = None;
                 let wait = self.backoff.failed(Instant::now());
                 tracing::error!(error = %e, retry_in_s = wait.as_secs(), "Uplink cannot work on the queue; delivery pauses and is retried.");
                 self.counters.raise_fault(
@@ -330,6 +392,7 @@ impl Session {
 
     /// The work of one pass; returns true when a drain is complete.
     async fn work(&mut self, draining: bool, now: Instant) -> Result<bool, UplinkError> {
+        let acked = !self.acks.is_empty();
         self.commit_acks().await?;
         let expired = self.window.expire(now);
         if expired > 0 {
@@ -338,21 +401,50 @@ impl Session {
                 .fetch_add(expired as u64, Ordering::SeqCst);
         }
         let wanted = self.window.wanted(now);
+        // Loaded before the read: an append committed after it bumps it past this value.
+        let appends = self.appended.load(Ordering::Acquire);
+        let health_due = self.health.check_due(now);
+        if !draining
+            && !acked
+            && !health_due
+            && self
+                .last_read
+                .as_ref()
+                .is_some_and(|r| r.still_holds(&wanted, appends, now))
+        {
+            // Idle: a read would find nothing the window could send.
+            self.publish_health(now);
+            return Ok(false);
+        }
+        self.last_read = None;
         let mut fetched = self
             .queue
             .fetch(Fetch {
-                wanted,
+                wanted: wanted.clone(),
                 count_evidence: draining,
             })
             .await?;
+        let quarantined = !fetched.quarantined.is_empty();
         self.report_unreadable(&mut fetched);
         self.window.set_last_seq(fetched.stats.last_seq);
-        let sent = self.publish_events(&mut fetched, now);
-        self.publish_images(std::mem::take(&mut fetched.images), now);
+        let (sent, all_events) = self.publish_events(&mut fetched, now);
+        let all_images = self.publish_images(std::mem::take(&mut fetched.images), now);
         if !sent.is_empty() {
             self.queue.attempts(sent).await?;
         }
-        if self.health.check_due(now) {
+        // (Connected, the read told where the backlog ends: else the next pass reads again.)
+        if all_events
+            && all_images
+            && !quarantined
+            && (!self.window.is_connected() || self.window.knows_live_from())
+        {
+            self.last_read = Some(LastRead {
+                wanted,
+                appends,
+                at: now,
+            });
+        }
+        if health_due {
             let step = self.health.look_at_clock(now, Utc::now());
             let snapshot = self.queue.health(step).await?;
             if step.is_some() {
@@ -436,14 +528,15 @@ impl Session {
         Ok(())
     }
 
-    /// Publishes the rows read, live first, as the window allows; returns their sequences.
-    fn publish_events(&mut self, fetched: &mut Fetched, now: Instant) -> Vec<u64> {
+    /// Publishes the rows read, live first, as the window allows; returns their sequences,
+    /// and false when the client's queue was full before the window said stop.
+    fn publish_events(&mut self, fetched: &mut Fetched, now: Instant) -> (Vec<u64>, bool) {
         let mut sent = Vec::new();
         let classes = [
             (Class::Live, std::mem::take(&mut fetched.live)),
             (Class::Backlog, std::mem::take(&mut fetched.backlog)),
         ];
-        'classes: for (class, rows) in classes {
+        for (class, rows) in classes {
             for row in rows {
                 match self.window.verdict(class, row.seq) {
                     Verdict::Send => {}
@@ -468,22 +561,23 @@ impl Session {
                     .is_err()
                 {
                     // The client's queue is full: the rest waits for the next pass.
-                    break 'classes;
+                    return (sent, false);
                 }
                 self.counters.published.fetch_add(1, Ordering::SeqCst);
                 self.window.sent(class, seq, event_id, note, now);
                 sent.push(seq);
             }
         }
-        sent
+        (sent, true)
     }
 
-    /// Publishes ready evidence images, a few at a time, after their events.
+    /// Publishes ready evidence images, a few at a time, after their events; false when the
+    /// client's queue was full before they all went.
     fn publish_images(
         &mut self,
         images: Vec<(anpr_store::PendingEvidence, Vec<u8>)>,
         now: Instant,
-    ) {
+    ) -> bool {
         for (image, data) in images {
             if self.window.image_room() == 0 {
                 break;
@@ -495,13 +589,14 @@ impl Session {
                 .try_publish(topic, QoS::AtLeastOnce, false, data)
                 .is_err()
             {
-                break;
+                return false;
             }
             self.counters
                 .images_published
                 .fetch_add(1, Ordering::SeqCst);
             self.window.image_sent(image.seq, &image.sha256, now);
         }
+        true
     }
 
     /// Publishes health if it is due (see [`HealthState::should_publish`]).
@@ -612,6 +707,68 @@ mod tests {
         b.succeeded();
         assert!(b.ready(t));
         assert_eq!(b.failed(t), Duration::from_secs(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_pass_reads_the_queue_only_after_an_append_here_or_once_a_second() {
+        let (_dir, queue) = crate::queue::tests::queue_with(1);
+        let cfg = UplinkConfig::for_test(&queue, closed_port());
+        let mut s = super::Session::new(cfg, Arc::new(Counters::default()), None, None);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        s.work(false, at(0)).await.unwrap();
+        assert_eq!(s.queue.reads(), 1, "the first pass reads");
+        for ms in [20, 40, 60, 980] {
+            s.work(false, at(ms)).await.unwrap();
+        }
+        assert_eq!(s.queue.reads(), 1, "idle passes do not");
+        // An append in this process (another connection on the same file, named otherwise).
+        let other_name = queue.parent().unwrap().join(".").join("q.sqlite");
+        anpr_store::Store::open(&other_name)
+            .unwrap()
+            .append(crate::queue::tests::event)
+            .unwrap();
+        s.work(false, at(990)).await.unwrap();
+        assert_eq!(
+            s.queue.reads(),
+            2,
+            "the append signal makes the next pass read"
+        );
+        s.work(false, at(995)).await.unwrap();
+        assert_eq!(s.queue.reads(), 2);
+        // A second after the first read: health is looked at, and the queue read in full.
+        s.work(false, at(1000)).await.unwrap();
+        assert_eq!(s.queue.reads(), 3);
+        s.work(false, at(1020)).await.unwrap();
+        assert_eq!(s.queue.reads(), 3);
+        s.work(false, at(1990)).await.unwrap();
+        assert_eq!(s.queue.reads(), 3);
+        s.work(false, at(2000)).await.unwrap();
+        assert_eq!(s.queue.reads(), 4, "and every second");
+        // A drain reads at every pass.
+        s.work(true, at(2010)).await.unwrap();
+        s.work(true, at(2020)).await.unwrap();
+        assert_eq!(s.queue.reads(), 6);
+        s.finish().await.unwrap();
+    }
+
+    #[test]
+    fn a_read_holds_for_a_second_while_the_window_and_the_append_signal_are_unchanged() {
+        let t = Instant::now();
+        let last = super::LastRead {
+            wanted: crate::window::Wanted::default(),
+            appends: 7,
+            at: t,
+        };
+        let same = crate::window::Wanted::default();
+        assert!(last.still_holds(&same, 7, t + Duration::from_millis(999)));
+        assert!(!last.still_holds(&same, 7, t + Duration::from_secs(1)));
+        assert!(!last.still_holds(&same, 8, t));
+        let other = crate::window::Wanted {
+            images: 1,
+            ..crate::window::Wanted::default()
+        };
+        assert!(!last.still_holds(&other, 7, t));
     }
 
     /// A port on 127.0.0.1 where nothing listens.

@@ -144,8 +144,8 @@ impl<N> Window<N> {
         self.link.is_some()
     }
 
-    /// Whether the boundary between backlog and live rows is known yet.
-    #[cfg(test)]
+    /// Whether the boundary between backlog and live rows is known yet (false while
+    /// disconnected).
     pub fn knows_live_from(&self) -> bool {
         self.link.as_ref().is_some_and(|l| l.live_from.is_some())
     }
@@ -254,7 +254,12 @@ impl<N> Window<N> {
             live,
             backlog,
             images,
-            images_in_flight: l.images.keys().cloned().collect(),
+            images_in_flight: {
+                // Sorted, so that two calls on the same state want the same.
+                let mut v: Vec<(u64, String)> = l.images.keys().cloned().collect();
+                v.sort_unstable();
+                v
+            },
         }
     }
 

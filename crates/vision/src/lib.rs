@@ -15,8 +15,10 @@
 //! One module per model, each with its pre- and post-processing: [`plate_detector`] (which
 //! boxes are plates), [`plate_reader`] (crops, views, two-row and slanted plates, CTC decoding)
 //! and [`vehicle_detector`] (COCO classes to vehicle types); the two detectors share the YOLO
-//! letterbox, box decoding and NMS of [`yolo`]. [`grammar`] reads country, type and region
-//! from a plate text.
+//! letterbox, box decoding and NMS of [`yolo`]. With `second_look`, once both detectors have
+//! run, vehicles with no plate found on them (or only a small one) are looked at again by the
+//! plate detector at a higher resolution ([`plate_detector::second_look`]). [`grammar`] reads
+//! country, type and region from a plate text.
 
 pub mod grammar;
 pub mod integrity;
@@ -28,6 +30,7 @@ pub mod vehicle_detector;
 pub mod yolo;
 
 pub use grammar::{FormatAutomaton, GrammarMode, PlateInfo, interpret};
+pub use plate_detector::SecondLook;
 pub use plate_reader::{
     CtcDecoded, FormatFit, PlateReader, SymbolMap, ctc_format_decode, ctc_greedy_decode,
     looks_like_a_plate, row_gap, skew,
@@ -119,6 +122,10 @@ pub struct RecognizerConfig {
     pub grammar: GrammarMode,
     /// Run the vehicle detector on its own thread, beside plate detection and reading.
     pub concurrent: bool,
+    /// Look again, at a higher resolution, for the plates of vehicles the plate detector found
+    /// no plate on (or only a small one) ([`plate_detector::second_look`]); only on frames
+    /// where the vehicle detector runs.
+    pub second_look: SecondLook,
     /// Where ONNX Runtime runs the models.
     pub execution_provider: ExecutionProvider,
 }
@@ -138,14 +145,23 @@ pub enum ExecutionProvider {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timings {
     pub vehicle_ms: f64,
+    /// Plate detection, the second look's included.
     pub plate_detect_ms: f64,
+    /// Plate reading, the second look's included.
     pub plate_read_ms: f64,
+    /// The part of the two above spent on the second look (detection and reading).
+    pub second_look_ms: f64,
+    /// Vehicle crops the plate detector looked at again.
+    pub second_looks: usize,
 }
 
 /// What one frame showed.
 #[derive(Debug, Clone, Default)]
 pub struct FrameResult {
     pub plates: Vec<PlateRead>,
+    /// The view each plate was read from, one per plate in order
+    /// ([`plate_reader::view_name`]), for reports on misreads.
+    pub plate_views: Vec<String>,
     pub vehicles: Vec<VehicleDetection>,
     pub timings: Timings,
 }
@@ -222,10 +238,18 @@ impl Recognizer {
             cfg,
         } = self;
         let mut timings = Timings::default();
+        let mut plate_views = Vec::new();
         let (found_vehicles, found_plates) = match vehicle_det.as_mut().filter(|_| vehicles) {
             Some(det) if cfg.concurrent => std::thread::scope(|s| {
                 let v = s.spawn(|| vehicle_detector::find_vehicles(det, frame, cfg));
-                let p = plate_detector::find_plates(plate_det, reader, frame, cfg, &mut timings);
+                let p = plate_detector::find_plates(
+                    plate_det,
+                    reader,
+                    frame,
+                    cfg,
+                    &mut timings,
+                    &mut plate_views,
+                );
                 let v = v.join().unwrap_or_else(|_| {
                     Err(VisionError::Inference {
                         path: cfg.vehicle_detector.clone().unwrap_or_default(),
@@ -236,18 +260,45 @@ impl Recognizer {
             }),
             Some(det) => (
                 vehicle_detector::find_vehicles(det, frame, cfg),
-                plate_detector::find_plates(plate_det, reader, frame, cfg, &mut timings),
+                plate_detector::find_plates(
+                    plate_det,
+                    reader,
+                    frame,
+                    cfg,
+                    &mut timings,
+                    &mut plate_views,
+                ),
             ),
             None => (
                 Ok((Vec::new(), 0.0)),
-                plate_detector::find_plates(plate_det, reader, frame, cfg, &mut timings),
+                plate_detector::find_plates(
+                    plate_det,
+                    reader,
+                    frame,
+                    cfg,
+                    &mut timings,
+                    &mut plate_views,
+                ),
             ),
         };
         let (vehicles, vehicle_ms) = found_vehicles?;
-        let plates = found_plates?;
+        let mut plates = found_plates?;
         timings.vehicle_ms = vehicle_ms;
+        if cfg.second_look != SecondLook::Off && !vehicles.is_empty() {
+            plate_detector::look_again(
+                plate_det,
+                reader,
+                frame,
+                cfg,
+                &vehicles,
+                &mut plates,
+                &mut plate_views,
+                &mut timings,
+            )?;
+        }
         Ok(FrameResult {
             plates,
+            plate_views,
             vehicles,
             timings,
         })

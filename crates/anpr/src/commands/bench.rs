@@ -1,7 +1,7 @@
 //! `anpr bench INPUT`: recognition throughput on a video file or an image folder, for the model
 //! set and thread count of a configuration, as changed by the flags.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::BenchArgs;
 use crate::exit::{ExitStatus, Usage};
@@ -41,6 +41,10 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitStatus> {
     print!("{report}");
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, anpr_measure::report::bench_page(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(ExitStatus::Success)
 }

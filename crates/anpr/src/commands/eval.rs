@@ -1,8 +1,8 @@
 //! `anpr eval --dataset DIR`: plate detection and reading scored on labelled images, with a
-//! baseline's predictions beside them when given.
+//! baseline's predictions beside them when given; as JSON and as an HTML page too when asked.
 
-use anpr_measure::eval;
-use anyhow::Result;
+use anpr_measure::{eval, report};
+use anyhow::{Context, Result};
 
 use crate::EvalArgs;
 use crate::exit::ExitStatus;
@@ -17,11 +17,12 @@ pub(crate) fn eval(args: &EvalArgs) -> Result<ExitStatus> {
         .as_deref()
         .map(|p| eval::load_predictions(p, &samples))
         .transpose()?;
-    let scores = eval::evaluate(&mut rec, &samples, |i, n| {
+    let predictions = eval::predict(&mut rec, &samples, |i, n| {
         if i % 25 == 0 {
             eprintln!("eval: {i}/{n} images");
         }
     });
+    let scores = eval::score(&samples, &predictions);
     let base = base.map(|p| eval::score(&samples, &p));
     print!("{}", eval::table(&scores, base.as_ref()));
     if let Some(path) = &args.json {
@@ -29,7 +30,18 @@ pub(crate) fn eval(args: &EvalArgs) -> Result<ExitStatus> {
             None => serde_json::to_value(&scores)?,
             Some(b) => serde_json::json!({"rust": scores, "baseline": b}),
         };
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        let page = report::eval_page(&report::EvalPage {
+            dataset: &args.dataset.display().to_string(),
+            samples: &samples,
+            predictions: &predictions,
+            scores: &scores,
+            baseline: base.as_ref(),
+        });
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(ExitStatus::Success)
 }

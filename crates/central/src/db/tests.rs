@@ -51,6 +51,7 @@ pub(crate) fn delivery(inventory: &str, seq: u64, kind: EventKind) -> Delivery {
                 plate_type: None,
                 region: None,
                 status: PlateStatus::Read,
+                low_confidence: false,
             },
             frame: FrameRef {
                 index: 1,

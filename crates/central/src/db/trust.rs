@@ -12,6 +12,8 @@ use anpr_types::{Delivery, Event};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use crate::chain::Neighbours;
+
 use super::{parse_ts, ts};
 use crate::{CentralError, Receiver};
 
@@ -40,101 +42,46 @@ pub struct RateLimited {
     pub last_at: DateTime<Utc>,
 }
 
-/// Whether an event may join its device's chain here.
-pub(crate) enum Link {
-    /// Not stored yet, and it fits its stored neighbours.
-    New,
-    /// Stored already, with the same hash.
-    Duplicate,
-    /// Breaks the chain (or is another event under a stored id or sequence number).
-    Break(String),
-}
+pub(crate) use crate::chain::Link;
 
-/// A hash shortened for messages.
-fn short(h: &str) -> &str {
-    h.get(..12).unwrap_or(h)
-}
-
-/// How the event `e` (hash `hash`) fits what is stored of its device: the same event id with
-/// another hash, another event id under its sequence number, a `prev_hash` that is not the
-/// stored previous event's hash, or a stored next event whose `prev_hash` is not this one's
-/// hash is a break. Events arrive out of order (live ones overtake the backlog), so each
-/// neighbour is checked when it is there, by whichever of the two arrives second.
+/// How the event `e` (hash `hash`) fits what is stored of its device: its stored neighbours
+/// are read in the transaction `tx` and judged by [`crate::chain::link`]. A neighbour is read
+/// only when the decision needs it.
 pub(crate) fn link(tx: &Transaction<'_>, e: &Event, hash: &str) -> rusqlite::Result<Link> {
     let id = e.event_id.to_string();
     let inv = &e.device.inventory;
     let seq = e.seq as i64;
-    let by_id: Option<Option<String>> = tx
-        .prepare_cached("SELECT hash FROM events WHERE event_id = ?1")?
-        .query_row(params![id], |r| r.get(0))
-        .optional()?;
-    if let Some(stored) = by_id {
-        return Ok(match stored {
-            Some(s) if s != hash => Link::Break(format!(
-                "event {id} arrived again with other content (hash {}…; {}… is stored): edited after it was first sent",
-                short(hash),
-                short(&s)
-            )),
-            _ => Link::Duplicate,
-        });
-    }
-    let by_seq: Option<String> = tx
-        .prepare_cached("SELECT event_id FROM events WHERE inventory = ?1 AND seq = ?2")?
-        .query_row(params![inv, seq], |r| r.get(0))
-        .optional()?;
-    if let Some(other) = by_seq {
-        return Ok(Link::Break(format!(
-            "a second event id for sequence number {seq}: {other} is stored under it"
-        )));
-    }
-    if let Some(p) = &e.prev_hash {
-        if e.seq == 1 && p != anpr_trust::ZERO_HASH {
-            return Ok(Link::Break(format!(
-                "the device's first event has prev_hash {}…, not zeros",
-                short(p)
-            )));
-        }
-        let before: Option<(Option<String>, bool)> = tx
-            .prepare_cached(
-                "SELECT hash, prev_hash IS NULL FROM events WHERE inventory = ?1 AND seq = ?2",
-            )?
-            .query_row(params![inv, seq.saturating_sub(1)], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?
-            // Sequence numbers start at 1: event 0 (never recorded) has no predecessor.
-            .filter(|_| seq > 1);
-        if let Some((Some(h), unchained)) = before
-            && *p != h
-            && !(unchained && p == anpr_trust::ZERO_HASH)
-        {
-            return Ok(Link::Break(format!(
-                "its prev_hash {}… is not the hash {}… of the stored event {}: one of the two was edited, or an event between was removed",
-                short(p),
-                short(&h),
-                seq - 1
-            )));
-        }
-    }
-    // The sequence number comes from outside: the last one possible has no successor.
-    let after: Option<Option<String>> = match seq.checked_add(1) {
-        Some(next) => tx
-            .prepare_cached("SELECT prev_hash FROM events WHERE inventory = ?1 AND seq = ?2")?
-            .query_row(params![inv, next], |r| r.get(0))
+    let mut n = Neighbours {
+        same_id: tx
+            .prepare_cached("SELECT hash FROM events WHERE event_id = ?1")?
+            .query_row(params![id], |r| r.get(0))
             .optional()?,
-        None => None,
+        ..Neighbours::default()
     };
-    if let Some(Some(next_prev)) = after
-        && next_prev != hash
-    {
-        return Ok(Link::Break(format!(
-            "its hash {}… is not the prev_hash {}… of the stored event {}: this event was edited, or it is not the one the device recorded under this number",
-            short(hash),
-            short(&next_prev),
-            seq + 1
-        )));
+    if n.same_id.is_none() {
+        n.same_seq = tx
+            .prepare_cached("SELECT event_id FROM events WHERE inventory = ?1 AND seq = ?2")?
+            .query_row(params![inv, seq], |r| r.get(0))
+            .optional()?;
     }
-    Ok(Link::New)
+    if n.same_id.is_none() && n.same_seq.is_none() {
+        if e.prev_hash.is_some() && seq > 1 {
+            n.previous = tx
+                .prepare_cached(
+                    "SELECT hash, prev_hash IS NULL FROM events WHERE inventory = ?1 AND seq = ?2",
+                )?
+                .query_row(params![inv, seq - 1], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+        }
+        // The sequence number comes from outside: the last one possible has no successor.
+        if let Some(next) = seq.checked_add(1) {
+            n.next_prev_hash = tx
+                .prepare_cached("SELECT prev_hash FROM events WHERE inventory = ?1 AND seq = ?2")?
+                .query_row(params![inv, next], |r| r.get(0))
+                .optional()?;
+        }
+    }
+    Ok(crate::chain::link(e, hash, &n))
 }
 
 /// Records an event that breaks its device's chain (once per event, hash and reason; a copy

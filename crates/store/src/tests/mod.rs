@@ -47,6 +47,7 @@ pub(crate) fn event(seq: u64) -> Event {
             plate_type: None,
             region: None,
             status: PlateStatus::Read,
+            low_confidence: false,
         },
         frame: FrameRef {
             index: 1,

@@ -41,6 +41,7 @@ fn plate(text: &str, x: f32, y: f32, confidence: f32) -> PlateRead {
         plate_type: None,
         region: None,
         format_confidence: 0.0,
+        low_confidence: false,
     }
 }
 

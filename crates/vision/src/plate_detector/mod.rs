@@ -4,15 +4,23 @@
 //! ([`crate::looks_like_a_plate`]). Every kept box is read by the plate reader and its text
 //! checked against the plate grammar. Pre- and post-processing are the shared YOLO ones
 //! ([`crate::yolo`]).
+//!
+//! With `second_look` set, vehicles the first pass found no plate on, or only a small one
+//! ([`second_look`]), are looked at again: the detector runs on each such vehicle's crop, which
+//! its letterbox enlarges, and what it finds there is merged with the first pass.
+
+pub mod second_look;
+
+pub use second_look::SecondLook;
 
 use std::time::Instant;
 
-use anpr_types::{PlateRead, RgbFrame};
+use anpr_types::{PlateRead, RgbFrame, VehicleDetection};
 
 use crate::plate_reader::VIEWS;
 use crate::{
-    PlateReader, RecognizerConfig, Timings, VisionError, YoloDetector, interpret,
-    looks_like_a_plate, ms,
+    Detection, FormatFit, PlateReader, RecognizerConfig, Timings, VisionError, YoloDetector,
+    interpret, looks_like_a_plate, ms,
 };
 
 /// Boxes below `plate_confidence` read per frame (the surest of them), each from the reader's
@@ -21,59 +29,229 @@ const MAX_WEAK: usize = 1;
 /// Overlap (IoU) with a plate already found above which a weak box is left out.
 const WEAK_OVERLAP: f32 = 0.1;
 
-/// Plates found and read in the frame; stage times go into `timings`.
+/// Plates found and read in the frame; stage times go into `timings`, the view each plate
+/// was read from into `views` (one per plate, in order).
 pub(crate) fn find_plates(
     det: &mut YoloDetector,
     reader: &mut PlateReader,
     frame: &RgbFrame,
     cfg: &RecognizerConfig,
     timings: &mut Timings,
+    views: &mut Vec<String>,
 ) -> Result<Vec<PlateRead>, VisionError> {
     let t = Instant::now();
-    let found = det.detect(
-        frame,
-        cfg.plate_candidate_confidence.min(cfg.plate_confidence),
-    )?;
+    let found = det.detect(frame, least_score(cfg))?;
     timings.plate_detect_ms = ms(t);
     let t = Instant::now();
     let mut plates = Vec::with_capacity(found.len());
+    read_found(reader, frame, cfg, found, &mut plates, views)?;
+    timings.plate_read_ms = ms(t);
+    Ok(plates)
+}
+
+/// The least detector score a box needs to be considered at all.
+fn least_score(cfg: &RecognizerConfig) -> f32 {
+    cfg.plate_candidate_confidence.min(cfg.plate_confidence)
+}
+
+/// Reads the boxes `found` (surest first) and adds those that are plates to `plates`: every
+/// sure box, and up to [`MAX_WEAK`] weak ones that overlap no plate and read like a plate;
+/// the view each was read from goes into `views`.
+fn read_found(
+    reader: &mut PlateReader,
+    frame: &RgbFrame,
+    cfg: &RecognizerConfig,
+    found: Vec<Detection>,
+    plates: &mut Vec<PlateRead>,
+    views: &mut Vec<String>,
+) -> Result<(), VisionError> {
     let mut weak_left = MAX_WEAK;
     // Boxes come surest first: once one is weak, the rest are too.
     for d in found {
-        let read = if d.score >= cfg.plate_confidence {
-            reader.read(frame, &d.bbox)?
-        } else {
-            if weak_left == 0 {
-                break;
-            }
-            // A part of a plate already found is not another plate.
-            if plates
-                .iter()
-                .any(|p: &PlateRead| p.bbox.iou(&d.bbox) > WEAK_OVERLAP)
-            {
-                continue;
-            }
-            weak_left -= 1;
-            let read = reader.read_view(frame, &d.bbox, VIEWS[0])?;
-            if !looks_like_a_plate(&read) {
-                continue;
-            }
-            read
-        };
-        let info = interpret(&read.text, cfg.grammar);
-        plates.push(PlateRead {
-            text: info.text,
-            confidence: read.confidence,
-            char_confidences: read.char_confidences,
-            detection_confidence: d.score,
-            bbox: d.bbox,
-            raw_text: read.text,
-            country: info.country.map(str::to_string),
-            plate_type: info.plate_type.map(str::to_string),
-            region: info.region,
-            format_confidence: info.confidence,
-        });
+        if d.score >= cfg.plate_confidence {
+            let read = reader.read(frame, &d.bbox)?;
+            views.push(read.view.clone());
+            plates.push(plate_read(read, &d, cfg));
+            continue;
+        }
+        if weak_left == 0 {
+            break;
+        }
+        // A part of a plate already found is not another plate.
+        if plates
+            .iter()
+            .any(|p: &PlateRead| p.bbox.iou(&d.bbox) > WEAK_OVERLAP)
+        {
+            continue;
+        }
+        weak_left -= 1;
+        let read = reader.read_view(frame, &d.bbox, VIEWS[0])?;
+        if looks_like_a_plate(&read) {
+            views.push(read.view.clone());
+            plates.push(plate_read(read, &d, cfg));
+        }
     }
-    timings.plate_read_ms = ms(t);
-    Ok(plates)
+    Ok(())
+}
+
+/// How sure a reading is, for choosing between two of one plate: one a plate format fits (or
+/// generic mode) first, then the surer least certain character.
+fn surety(p: &PlateRead) -> (bool, f32) {
+    let weakest = p
+        .char_confidences
+        .iter()
+        .copied()
+        .fold(f32::INFINITY, f32::min);
+    (
+        !p.low_confidence && !p.text.is_empty(),
+        if weakest.is_finite() { weakest } else { 0.0 },
+    )
+}
+
+/// The plate record of a reading of box `d`.
+fn plate_read(read: crate::CtcDecoded, d: &Detection, cfg: &RecognizerConfig) -> PlateRead {
+    let info = interpret(&read.text, cfg.grammar);
+    PlateRead {
+        text: info.text,
+        confidence: read.confidence,
+        char_confidences: read.char_confidences,
+        detection_confidence: d.score,
+        bbox: d.bbox,
+        raw_text: read.text,
+        country: info.country.map(str::to_string),
+        plate_type: info.plate_type.map(str::to_string),
+        region: info.region,
+        format_confidence: info.confidence,
+        low_confidence: read.fit == FormatFit::NoFormat,
+    }
+}
+
+/// The second look: the plate detector run again on the crops of the vehicles that need it
+/// ([`second_look::regions`]), its boxes mapped back to the frame and merged into `plates` by
+/// non-maximum suppression: a box of the second look that overlaps a plate of the first is the
+/// same plate (when that plate is small and the mode is [`SecondLook::Small`], the box is read
+/// too and the surer reading kept); one that overlaps none is read as a new plate; one cut by
+/// its crop's edge is dropped. Costs nothing when no vehicle needs it. Its time goes into the
+/// detection and reading stages of `timings`, and into `second_look_ms`; `views` is kept
+/// beside `plates` (one view per plate).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn look_again(
+    det: &mut YoloDetector,
+    reader: &mut PlateReader,
+    frame: &RgbFrame,
+    cfg: &RecognizerConfig,
+    vehicles: &[VehicleDetection],
+    plates: &mut Vec<PlateRead>,
+    views: &mut Vec<String>,
+    timings: &mut Timings,
+) -> Result<(), VisionError> {
+    let size = (frame.width, frame.height);
+    let regions = second_look::regions(cfg.second_look, size, det.input_size(), vehicles, plates);
+    if regions.is_empty() {
+        return Ok(());
+    }
+    let t = Instant::now();
+    let mut found = Vec::new();
+    for r in &regions {
+        let crop = second_look::crop(frame, r);
+        for mut d in det.detect(&crop, least_score(cfg))? {
+            d.bbox.x += r.x as f32;
+            d.bbox.y += r.y as f32;
+            if !second_look::cut_by(r, &d.bbox, size) {
+                found.push(d);
+            }
+        }
+    }
+    // Crops of overlapping vehicles may both hold the same plate.
+    let found = crate::nms(found, crate::yolo::NMS_IOU);
+    let detect_ms = ms(t);
+    let t = Instant::now();
+    let mut fresh = Vec::new();
+    for d in found {
+        let same = plates
+            .iter()
+            .position(|p| p.bbox.iou(&d.bbox) > WEAK_OVERLAP);
+        match same {
+            // A plate already found and read. In `small` mode, a small one seen again at a
+            // higher resolution is read from the box found there too, and the surer reading
+            // kept (the reader's own rule for choosing between views).
+            Some(i) => {
+                if cfg.second_look == SecondLook::Small
+                    && d.score >= cfg.plate_confidence
+                    && second_look::is_small(&plates[i].bbox, size, det.input_size())
+                {
+                    let read = reader.read(frame, &d.bbox)?;
+                    let view = read.view.clone();
+                    let again = plate_read(read, &d, cfg);
+                    if surety(&again) > surety(&plates[i]) {
+                        if let Some(v) = views.get_mut(i) {
+                            *v = view;
+                        }
+                        plates[i] = again;
+                    }
+                }
+            }
+            None => fresh.push(d),
+        }
+    }
+    read_found(reader, frame, cfg, fresh, plates, views)?;
+    let read_ms = ms(t);
+    timings.plate_detect_ms += detect_ms;
+    timings.plate_read_ms += read_ms;
+    timings.second_look_ms = detect_ms + read_ms;
+    timings.second_looks = regions.len();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CtcDecoded, ExecutionProvider, GrammarMode};
+    use anpr_types::BBox;
+
+    fn cfg(grammar: GrammarMode) -> RecognizerConfig {
+        RecognizerConfig {
+            plate_detector: "p.onnx".into(),
+            plate_reader: "r.onnx".into(),
+            vehicle_detector: None,
+            intra_threads: 1,
+            plate_confidence: 0.35,
+            plate_candidate_confidence: 0.05,
+            vehicle_confidence: 0.35,
+            vehicle_class_confidence: 0.5,
+            heavy_vehicle_class_confidence: 0.65,
+            grammar,
+            concurrent: false,
+            second_look: SecondLook::Missing,
+            execution_provider: ExecutionProvider::Cpu,
+        }
+    }
+
+    #[test]
+    fn a_reading_no_format_fits_is_a_low_confidence_plate_and_one_that_fits_is_not() {
+        let d = Detection {
+            bbox: BBox {
+                x: 0.0,
+                y: 0.0,
+                w: 100.0,
+                h: 25.0,
+            },
+            score: 0.9,
+            class: 0,
+        };
+        let read = |text: &str, fit| CtcDecoded {
+            text: text.into(),
+            char_confidences: vec![0.9; text.len()],
+            confidence: 0.9,
+            fit,
+            ..CtcDecoded::default()
+        };
+        let kz = cfg(GrammarMode::Kz);
+        let p = plate_read(read("ABCDE", FormatFit::NoFormat), &d, &kz);
+        assert!(p.low_confidence);
+        assert!(surety(&p) < surety(&plate_read(read("123ABC01", FormatFit::Fits), &d, &kz)));
+        assert!(!plate_read(read("123ABC01", FormatFit::Corrected), &d, &kz).low_confidence);
+        let generic = cfg(GrammarMode::Generic);
+        assert!(!plate_read(read("ABCDE", FormatFit::Unchecked), &d, &generic).low_confidence);
+    }
 }

@@ -283,6 +283,7 @@ fn to_decoded(r: &BeamReading, fit: FormatFit) -> CtcDecoded {
         confidence,
         log_prob: Some(r.log_prob),
         fit,
+        view: String::new(),
     }
 }
 

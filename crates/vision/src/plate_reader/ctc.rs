@@ -17,6 +17,10 @@ pub struct CtcDecoded {
     pub log_prob: Option<f32>,
     /// Whether the text fits the active grammar's formats.
     pub fit: FormatFit,
+    /// Which view of the box won ([`crate::plate_reader::view_name`]: `line`, `margin`,
+    /// `stretched`, `rows`, with ` deskewed` after it when read from a deskewed copy); empty
+    /// until the reader sets it.
+    pub view: String,
 }
 
 /// How a reading relates to the active grammar's plate formats.

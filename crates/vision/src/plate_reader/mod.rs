@@ -52,6 +52,19 @@ use ctc::weakest;
 /// Slope (dy/dx) of the character rows from which a plate is also read deskewed (about 4°).
 pub const SKEWED: f32 = 0.07;
 
+/// The name of a view in reports: `line`, `margin` and `stretched` for [`VIEWS`] in order,
+/// `rows` for a row of a two-row plate, `other` for any other.
+#[must_use]
+pub fn view_name(view: CropView) -> &'static str {
+    match VIEWS.iter().position(|v| *v == view) {
+        Some(0) => "line",
+        Some(1) => "margin",
+        Some(_) => "stretched",
+        None if view == ROW_VIEW => "rows",
+        None => "other",
+    }
+}
+
 /// The plate reader session and its dictionary.
 pub struct PlateReader {
     session: Session,
@@ -172,7 +185,8 @@ impl PlateReader {
             return Ok(straight);
         }
         let (level, plate) = crate::skew::deskew(frame, bbox, slope);
-        let deskewed = self.read_views(&level, &plate)?;
+        let mut deskewed = self.read_views(&level, &plate)?;
+        deskewed.view.push_str(" deskewed");
         Ok(if rank(&deskewed) > rank(&straight) {
             deskewed
         } else {
@@ -241,6 +255,7 @@ impl PlateReader {
         }
         let Some(formats) = &self.formats else {
             let mut both = up;
+            both.view = "rows".into();
             both.text.push_str(&low.text);
             both.char_confidences.extend(low.char_confidences);
             both.confidence =
@@ -254,11 +269,10 @@ impl PlateReader {
                 path: self.path.clone(),
                 message: "the two rows' outputs have different class counts".into(),
             })?;
-        Ok(Some(ctc_format_decode(
-            &joint.view(),
-            &self.symbols,
-            formats,
-        )))
+        Ok(Some(CtcDecoded {
+            view: "rows".into(),
+            ..ctc_format_decode(&joint.view(), &self.symbols, formats)
+        }))
     }
 
     /// The recognizer's raw output `[1, T, classes]` for `bbox` cut out as `view` says: what
@@ -307,5 +321,9 @@ impl PlateReader {
                 Ok(decode(&probs.view(), dict, symbols, formats))
             },
         )
+        .map(|r| CtcDecoded {
+            view: view_name(view).into(),
+            ..r
+        })
     }
 }

@@ -10,7 +10,7 @@
 mod decode;
 mod letterbox;
 
-pub use decode::{Detection, decode, decode_v5, nms};
+pub use decode::{Detection, NMS_IOU, decode, decode_v5, nms};
 pub use letterbox::{Letterbox, letterbox};
 
 use std::path::{Path, PathBuf};
