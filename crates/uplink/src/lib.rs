@@ -15,6 +15,8 @@
 //!   other (unsigned, forged, for another device or another content) marks nothing, is counted
 //!   ([`Counters::bad_acks`], or `unknown_acks` for a valid signature over another content)
 //!   and raised as an `ack-signature` fault: this holds whoever can publish on the ack topic.
+//!   Acks are subscribed to at QoS 0 (the resend at the ack timeout is the retry, and the
+//!   session is clean, so the broker need not hold them); commands at QoS 1.
 //! - A row is in flight at most once at a time. Rows not acknowledged within the ack timeout,
 //!   and every row in flight when the link drops, are sent again: delivery is at least once,
 //!   and the receiver deduplicates by event id. An ack that names a row's sequence with

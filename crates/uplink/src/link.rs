@@ -133,6 +133,9 @@ pub(crate) struct Subscriptions {
     /// commands are taken, then the control posts' ack filter
     /// (`<prefix>/<inventory>/ack/post/+`, counted for information only).
     topics: Vec<String>,
+    /// The QoS each topic is asked for with: 0 for the ack filters, 1 for commands (see
+    /// [`Subscriptions::new`]).
+    qos: Vec<QoS>,
     /// A SUBSCRIBE of every topic is owed on this connection.
     due: bool,
     /// The topics the broker's last answer refused.
@@ -147,12 +150,26 @@ pub(crate) struct Subscriptions {
 }
 
 impl Subscriptions {
+    /// Acknowledgements are taken at QoS 0, commands at QoS 1. An ack is worth nothing
+    /// across connections (the uplink connects with a clean session and, on a new connection,
+    /// sends again every row still in flight), and one lost on the way is made good by the
+    /// resend at the ack timeout, which the receiver answers with the same ack: so the broker
+    /// need not hold acks for the device. At QoS 1 each ack subscription costs the broker
+    /// delivery state per device (on NATS's MQTT listener, a replicated JetStream consumer made
+    /// at every connect: the first thing that bends when many devices connect at once). A
+    /// command (a retained plate list) must arrive: QoS 1.
     pub fn new(ack_topic: String, cmd_filter: Option<String>, post_acks: String) -> Self {
+        let has_cmd = cmd_filter.is_some();
         let topics: Vec<String> = std::iter::once(ack_topic)
             .chain(cmd_filter)
             .chain(std::iter::once(post_acks))
             .collect();
+        let mut qos = vec![QoS::AtMostOnce; topics.len()];
+        if has_cmd {
+            qos[1] = QoS::AtLeastOnce;
+        }
         Self {
+            qos,
             refused: vec![false; topics.len()],
             topics,
             due: false,
@@ -204,7 +221,7 @@ impl Subscriptions {
         };
         let filters = which
             .iter()
-            .map(|&i| SubscribeFilter::new(self.topics[i].clone(), QoS::AtLeastOnce));
+            .map(|&i| SubscribeFilter::new(self.topics[i].clone(), self.qos[i]));
         if client.try_subscribe_many(filters).is_ok() {
             if which.len() < self.topics.len() {
                 tracing::info!(
@@ -444,5 +461,15 @@ mod tests {
         // Back to the first wait: 1 s scaled by 0.75.
         assert_eq!(subs.owed(t + Duration::from_millis(749)), None);
         assert_eq!(subs.owed(t + Duration::from_millis(750)), Some(vec![0]));
+    }
+
+    #[test]
+    fn acks_are_asked_for_at_qos_0_and_commands_at_qos_1() {
+        assert_eq!(
+            subs().qos,
+            [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::AtMostOnce]
+        );
+        let no_commands = Subscriptions::new("p/d/ack".into(), None, "p/d/ack/post/+".into());
+        assert_eq!(no_commands.qos, [QoS::AtMostOnce, QoS::AtMostOnce]);
     }
 }
