@@ -71,9 +71,10 @@
 //! # API in short
 //!
 //! ```no_run
-//! # fn main() -> Result<(), anpr_cluster::ClusterError> {
-//! # let pki: anpr_pki::Pki = todo!();
-//! # let dir = std::path::Path::new("/tmp/run");
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A PKI made by `anpr pki init --dir /tmp/pki` (devices issued with `anpr pki device`).
+//! let pki = anpr_pki::Pki::open(std::path::Path::new("/tmp/pki"))?;
+//! let dir = std::path::Path::new("/tmp/run");
 //! use anpr_cluster::{NatsCluster, NatsOptions, ObjectStore, Postgres};
 //! let mut nats = NatsCluster::start(NatsOptions::new(dir, &pki, vec!["KZ-0001".into()]))?;
 //! let mqtt_port = nats.mqtt_port(0); // devices: mqtts://127.0.0.1:<port>
