@@ -88,7 +88,8 @@ pub fn link(e: &Event, hash: &str, n: &Neighbours) -> Link {
             "its hash {}… is not the prev_hash {}… of the stored event {}: this event was edited, or it is not the one the device recorded under this number",
             short(hash),
             short(next_prev),
-            seq + 1
+            // Stored as SQLite's i64, the number after the largest wraps as it does there.
+            seq.wrapping_add(1)
         ));
     }
     Link::New

@@ -165,7 +165,7 @@ pub fn post_report(path: &std::path::Path) -> Result<Vec<PostReport>, CentralErr
         }
         let rep = out.last_mut().expect("pushed above");
         if let Some(last) = rep.last_seq
-            && seq > last + 1
+            && seq > last.saturating_add(1)
         {
             rep.unaccounted.push((last + 1, seq - 1));
         }

@@ -278,6 +278,22 @@ impl Position {
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+/// Reads an `f32` that a JSON number can hold: a number beyond `f32`'s range would become
+/// infinite, serialise as `null` and no longer parse, so a record carrying one is refused where
+/// it is read rather than stored in a form that cannot be read back.
+fn finite_f32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f32, D::Error> {
+    let wide = f64::deserialize(deserializer)?;
+    #[allow(clippy::cast_possible_truncation)]
+    let narrow = wide as f32;
+    if narrow.is_finite() {
+        Ok(narrow)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{wide} is outside the range of a 32-bit confidence"
+        )))
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -302,6 +318,7 @@ pub enum GnssFix {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventVehicle {
     pub class: VehicleClass,
+    #[serde(deserialize_with = "finite_f32")]
     pub confidence: f32,
     #[serde(rename = "box")]
     pub bbox: Option<[i32; 4]>,
@@ -346,7 +363,9 @@ impl PlateStatus {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventPlate {
     pub text: String,
+    #[serde(deserialize_with = "finite_f32")]
     pub confidence: f32,
+    #[serde(deserialize_with = "finite_f32")]
     pub detection_confidence: f32,
     #[serde(rename = "box")]
     pub bbox: [i32; 4],
@@ -966,6 +985,30 @@ mod tests {
         "vehicle":{"class":"truck","confidence":0.9,"box":[1,2,3,4]},
         "plate":{"text":"777KZA02","confidence":0.9,"detection_confidence":0.5,"box":[1,2,3,4]},
         "frame":{"index":168,"width":1280,"height":720}}"#;
+
+    #[test]
+    fn a_confidence_beyond_f32_is_refused_rather_than_read_as_infinite() {
+        for (field, huge) in [
+            (
+                "\"confidence\":0.9,\"box\":[1,2,3,4]}",
+                "\"confidence\":1e39,\"box\":[1,2,3,4]}",
+            ),
+            (
+                "\"detection_confidence\":0.5",
+                "\"detection_confidence\":-1e39",
+            ),
+        ] {
+            let text = OLD_PASSAGE.replacen(field, huge, 1);
+            assert_ne!(text, OLD_PASSAGE, "the sample holds {field}");
+            let err = serde_json::from_str::<Event>(&text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("outside the range"), "{err}");
+        }
+        let event: Event = serde_json::from_str(OLD_PASSAGE).unwrap();
+        let again: Event = serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+        assert_eq!(again, event);
+    }
 
     #[test]
     fn an_event_written_before_camera_gaps_still_parses_and_a_gap_round_trips() {
