@@ -63,6 +63,13 @@ impl BBox {
 }
 
 /// Vehicle type as the transport inspection counts it.
+///
+/// The vehicle detector in use (YOLOv5s on COCO's classes, `models/vehicle_detector.md`)
+/// reports only `car`, `motorcycle`, `bus` and `truck`, and `unknown` when it is not sure
+/// enough. `van`, `tractor-trailer` and `special` are reserved for a type classifier: rules
+/// may name them and receivers must accept them, but no current model reports them (a van
+/// comes out as `car`, `truck`, `bus` or `unknown`, a tractor-trailer as `truck`, and COCO's
+/// `truck` includes pickups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
@@ -277,7 +284,6 @@ impl Position {
     }
 }
 
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
 /// Reads an `f32` that a JSON number can hold: a number beyond `f32`'s range would become
 /// infinite, serialise as `null` and no longer parse, so a record carrying one is refused where
 /// it is read rather than stored in a form that cannot be read back.
@@ -294,6 +300,7 @@ fn finite_f32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f32, 
     }
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
 fn is_false(b: &bool) -> bool {
     !*b
 }
