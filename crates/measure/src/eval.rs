@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anpr_track::edit_distance;
+use anpr_types::BBox;
 use anpr_vision::Recognizer;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -211,6 +212,17 @@ fn matching_plate(s: &Sample, pred: &Prediction) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// The reported vehicle carrying a plate: the smallest of the `vehicles` (box, type) whose box
+/// holds the plate box's centre; `None` when none does.
+#[must_use]
+pub fn carrier<'a>(plate: &BBox, vehicles: &'a [(BBox, String)]) -> Option<&'a (BBox, String)> {
+    let (cx, cy) = (plate.x + plate.w / 2.0, plate.y + plate.h / 2.0);
+    vehicles
+        .iter()
+        .filter(|(b, _)| b.x <= cx && cx <= b.x + b.w && b.y <= cy && cy <= b.y + b.h)
+        .min_by(|a, b| (a.0.w * a.0.h).total_cmp(&(b.0.w * b.0.h)))
+}
+
 /// Whether a labelled plate counts as small ([`SMALL_PLATE_PX`]).
 #[must_use]
 pub fn is_small(s: &Sample) -> bool {
@@ -239,13 +251,7 @@ pub fn score(samples: &[Sample], predictions: &[Option<Prediction>]) -> BTreeMap
             size.exact += usize::from(pred.plates[i].1 == s.text);
         }
         g.ms_total += pred.ms;
-        let (cx, cy) = (s.bbox.x + s.bbox.w / 2.0, s.bbox.y + s.bbox.h / 2.0);
-        let carrier = pred
-            .vehicles
-            .iter()
-            .filter(|(b, _)| b.x <= cx && cx <= b.x + b.w && b.y <= cy && cy <= b.y + b.h)
-            .min_by(|a, b| (a.0.w * a.0.h).total_cmp(&(b.0.w * b.0.h)));
-        if let Some((_, class)) = carrier {
+        if let Some((_, class)) = carrier(&s.bbox, &pred.vehicles) {
             g.vehicle_found += 1;
             *g.vehicle_types.entry(class.clone()).or_default() += 1;
         }

@@ -16,6 +16,7 @@
 //! # Modules
 //!
 //! [`detect`] (images in, one JSON line each), [`eval`] (labelled images in, scores out),
+//! [`vehicle_types`] (reported vehicle types against types labelled by eye),
 //! [`bench`](mod@bench) (throughput, latency percentiles, CPU and memory), [`report`] (the
 //! self-contained HTML pages of `eval --html` and `bench --html`).
 
@@ -24,3 +25,4 @@ pub mod detect;
 pub mod eval;
 mod labels;
 pub mod report;
+pub mod vehicle_types;

@@ -37,7 +37,7 @@ pub use plate_reader::{
 };
 pub use runtime::{RunOn, init_runtime, runtime_environment};
 pub use vehicle_detector::{coco_vehicle_class, vehicle_class};
-pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, nms};
+pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, letterbox_rect, nms};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

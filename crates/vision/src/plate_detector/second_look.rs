@@ -1,7 +1,7 @@
 //! Which vehicles the plate detector looks at again, and the crops it looks at.
 //!
-//! The detector sees the whole frame letterboxed into its square input (640 px): a 1280×720
-//! frame is halved, so a plate 90 px wide in the frame is 45 px wide there, and its characters
+//! The detector sees the whole frame letterboxed to its input size (640 px on the longer
+//! side): a 1280×720 frame is halved, so a plate 90 px wide in the frame is 45 px wide there, and its characters
 //! a few pixels each. Run on the crop of one vehicle, the same detector sees that vehicle
 //! enlarged to its input, at two to four times the resolution. That recovers what the
 //! letterbox's downscale took, with the same model and thresholds; nothing here was fitted to a
@@ -54,7 +54,8 @@ pub struct Region {
     pub h: u32,
 }
 
-/// Scale of the letterbox that fits `w`×`h` into a square input of side `input`.
+/// Scale of the letterbox that fits `w`×`h` into an input of side `input` (the longer side
+/// of a free one).
 fn scale(w: f32, h: f32, input: usize) -> f32 {
     (input as f32 / w).min(input as f32 / h)
 }
