@@ -1,7 +1,8 @@
 //! Plate detector: a one-class YOLOv8n model (`models/plate_detector.md`). A box it is sure of
 //! (`plate_confidence`) is a plate; a box it is less sure of (from
 //! `plate_candidate_confidence`) is kept only when its reading looks like a plate
-//! ([`crate::looks_like_a_plate`]). Every kept box is read by the plate reader and its text
+//! ([`crate::looks_like_a_plate`]) or, in a regional mode, is one of its formats as read; a
+//! squarish weak box is read as two rows first. Every kept box is read by the plate reader and its text
 //! checked against the plate grammar. Pre- and post-processing are the shared YOLO ones
 //! ([`crate::yolo`]).
 //!
@@ -17,14 +18,15 @@ use std::time::Instant;
 
 use anpr_types::{PlateRead, RgbFrame, VehicleDetection};
 
-use crate::plate_reader::VIEWS;
 use crate::{
     Detection, FormatFit, PlateReader, RecognizerConfig, Timings, VisionError, YoloDetector,
     interpret, looks_like_a_plate, ms,
 };
 
 /// Boxes below `plate_confidence` read per frame (the surest of them), each from the reader's
-/// first view only (a plate worth keeping reads surely from it), so checking costs little.
+/// first view only, or as two rows when squarish ([`PlateReader::read_quick`]: a plate worth
+/// keeping reads surely from it), so checking costs little; in a regional mode, from every
+/// view when that does not settle it.
 const MAX_WEAK: usize = 1;
 /// Overlap (IoU) with a plate already found above which a weak box is left out.
 const WEAK_OVERLAP: f32 = 0.1;
@@ -85,13 +87,32 @@ fn read_found(
             continue;
         }
         weak_left -= 1;
-        let read = reader.read_view(frame, &d.bbox, VIEWS[0])?;
-        if looks_like_a_plate(&read) {
+        let mut read = reader.read_quick(frame, &d.bbox)?;
+        // In a regional mode a box the quick reading does not settle is read from every view
+        // as a sure box is: the formats, not the detector's score, then decide whether it is a
+        // plate, so the longer look cannot add a box that is none.
+        if reader.is_regional() && !(looks_like_a_plate(&read) || reads_as_a_format(&read)) {
+            read = reader.read(frame, &d.bbox)?;
+        }
+        if looks_like_a_plate(&read) || reads_as_a_format(&read) {
             views.push(read.view.clone());
             plates.push(plate_read(read, &d, cfg));
         }
     }
     Ok(())
+}
+
+/// Whether a reading of a weak box is a plate of the regional grammar's formats exactly as the
+/// reader read it, every character at least [`ROW_SURE`]: in a regional mode, evidence that the
+/// box holds a plate as good as [`looks_like_a_plate`]'s, and the one a two-row plate (whose
+/// rows read less surely than a one-row plate's line) can give. Never in generic mode, where
+/// no reading is checked against formats.
+fn reads_as_a_format(read: &crate::CtcDecoded) -> bool {
+    read.fit == FormatFit::Fits
+        && read
+            .char_confidences
+            .iter()
+            .all(|&c| c >= crate::plate_reader::ROW_SURE)
 }
 
 /// How sure a reading is, for choosing between two of one plate: one a plate format fits (or
@@ -225,6 +246,35 @@ mod tests {
             second_look: SecondLook::Missing,
             execution_provider: ExecutionProvider::Cpu,
         }
+    }
+
+    #[test]
+    fn a_weak_box_reading_as_a_format_counts_only_when_it_fits_as_read_and_every_character_is_half_sure()
+     {
+        let read = |conf: f32, fit| CtcDecoded {
+            text: "825UUP19".into(),
+            char_confidences: vec![0.95, 0.9, 0.9, conf, 0.9, 0.9, 0.95, 0.95],
+            confidence: 0.9,
+            fit,
+            ..CtcDecoded::default()
+        };
+        // A two-row plate's rows: one character at 0.6 is not sure enough for
+        // `looks_like_a_plate`, but the text is a plate of the formats as read.
+        assert!(!looks_like_a_plate(&read(0.6, FormatFit::Fits)));
+        assert!(reads_as_a_format(&read(0.6, FormatFit::Fits)));
+        assert!(
+            !reads_as_a_format(&read(0.4, FormatFit::Fits)),
+            "a doubtful character"
+        );
+        assert!(
+            !reads_as_a_format(&read(0.9, FormatFit::Corrected)),
+            "changed by the formats"
+        );
+        assert!(!reads_as_a_format(&read(0.9, FormatFit::NoFormat)));
+        assert!(
+            !reads_as_a_format(&read(0.9, FormatFit::Unchecked)),
+            "generic mode"
+        );
     }
 
     #[test]

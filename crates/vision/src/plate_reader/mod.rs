@@ -26,7 +26,10 @@
 //! trailer and square European plates): the gap between the rows is found as the row with the
 //! least edge energy in the middle band of the box, each row is read on its own, and the top row
 //! followed by the bottom row is the reading when both rows read with every character at least
-//! [`ROW_SURE`].
+//! [`ROW_SURE`]. In a regional mode the two rows are decoded together through the formats
+//! instead, and that reading is also taken when a row alone reads unsurely (the flag band beside
+//! the top row, the region box beside the bottom one) as long as a format fits it; it is then
+//! ranked against the one-row reading of the box.
 
 pub mod beam;
 mod crop;
@@ -171,14 +174,46 @@ impl PlateReader {
         };
     }
 
+    /// Whether a regional grammar is active (format-aware decoding).
+    #[must_use]
+    pub fn is_regional(&self) -> bool {
+        self.formats.is_some()
+    }
+
     /// Reads the plate inside `bbox` from each of [`VIEWS`]; keeps the reading whose least
     /// certain character is the most certain.
+    ///
+    /// A squarish box is first read as two rows ([`PlateReader::read_two_rows`]). In generic
+    /// mode that reading is taken whenever it is made; in a regional mode it is taken at once
+    /// only when it is a valid plate as read and sure, and otherwise ranked against the
+    /// one-row reading ([`rank`]): the rows of a two-row plate read as one line are a fragment
+    /// no format fits, and the one-row reading of a plate that only looks squarish wins.
     pub fn read(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
+        if bbox.w < bbox.h * TWO_ROW_ASPECT
+            && let Some(rows) = self.read_two_rows(frame, bbox)?
+        {
+            if self.formats.is_none() || (rows.fit == FormatFit::Fits && weakest(&rows) >= SURE) {
+                return Ok(rows);
+            }
+            let one = self.read_one_row(frame, bbox)?;
+            return Ok(if rank(&rows) >= rank(&one) { rows } else { one });
+        }
+        self.read_one_row(frame, bbox)
+    }
+
+    /// Reads a box that may hold a plate the detector is unsure of, cheaply: as two rows when
+    /// it is squarish and they read, otherwise from the first of [`VIEWS`] only.
+    pub fn read_quick(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
         if bbox.w < bbox.h * TWO_ROW_ASPECT
             && let Some(rows) = self.read_two_rows(frame, bbox)?
         {
             return Ok(rows);
         }
+        self.read_view(frame, bbox, VIEWS[0])
+    }
+
+    /// Reads `bbox` as one line of characters from [`VIEWS`], and deskewed when it slants.
+    fn read_one_row(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
         let straight = self.read_views(frame, bbox)?;
         let slope = crate::skew::estimate_slope(frame, bbox);
         if slope.abs() < SKEWED {
@@ -246,14 +281,14 @@ impl PlateReader {
             ctc_greedy_decode(&upper.view(), &self.dict),
             ctc_greedy_decode(&lower.view(), &self.dict),
         );
-        if up.text.is_empty()
-            || low.text.is_empty()
-            || weakest(&up) < ROW_SURE
-            || weakest(&low) < ROW_SURE
-        {
-            return Ok(None);
-        }
+        let rows_sure = !up.text.is_empty()
+            && !low.text.is_empty()
+            && weakest(&up) >= ROW_SURE
+            && weakest(&low) >= ROW_SURE;
         let Some(formats) = &self.formats else {
+            if !rows_sure {
+                return Ok(None);
+            }
             let mut both = up;
             both.view = "rows".into();
             both.text.push_str(&low.text);
@@ -269,9 +304,16 @@ impl PlateReader {
                 path: self.path.clone(),
                 message: "the two rows' outputs have different class counts".into(),
             })?;
+        // A row read unsurely by itself (the flag band beside the top row's digits, the region
+        // box's frame beside the bottom row's letters) is still taken when the two rows
+        // together make a plate of the formats.
+        let joint = ctc_format_decode(&joint.view(), &self.symbols, formats);
+        if !rows_sure && joint.fit == FormatFit::NoFormat {
+            return Ok(None);
+        }
         Ok(Some(CtcDecoded {
             view: "rows".into(),
-            ..ctc_format_decode(&joint.view(), &self.symbols, formats)
+            ..joint
         }))
     }
 

@@ -53,3 +53,89 @@ pub fn join_rows(upper: &ArrayView2<'_, f32>, lower: &ArrayView2<'_, f32>) -> Op
     gap[[0, 0]] = 1.0;
     ndarray::concatenate(Axis(0), &[upper.view(), gap.view(), lower.view()]).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grammar::{FormatAutomaton, GrammarMode};
+    use crate::plate_reader::ctc::weakest;
+    use crate::plate_reader::{FormatFit, SymbolMap, ctc_format_decode, ctc_greedy_decode};
+
+    /// The plate characters as the dictionary.
+    fn dict() -> Vec<String> {
+        ('0'..='9').chain('A'..='Z').map(String::from).collect()
+    }
+
+    /// One step per entry: `(char, p)` gets `p`, the blank the rest; `_` is a sure blank.
+    fn steps(entries: &[(char, f32)]) -> Array2<f32> {
+        let d = dict();
+        let mut m = Array2::<f32>::zeros((entries.len(), d.len() + 1));
+        for (t, &(c, p)) in entries.iter().enumerate() {
+            if c == '_' {
+                m[[t, 0]] = 1.0;
+            } else {
+                let k = d.iter().position(|s| s == &c.to_string()).unwrap() + 1;
+                m[[t, k]] = p;
+                m[[t, 0]] = 1.0 - p;
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn two_rows_read_unsurely_alone_make_a_plate_through_the_formats() {
+        // Top row of a two-row Kazakhstan plate: the flag band's `KZ` beside the digits, its
+        // `Z` doubtful; bottom row: the letters, a doubled `U`, and the boxed region code.
+        let mut upper = steps(&[
+            ('K', 0.9),
+            ('Z', 0.4),
+            ('_', 1.0),
+            ('8', 0.97),
+            ('_', 1.0),
+            ('2', 0.97),
+            ('_', 1.0),
+            ('5', 0.97),
+        ]);
+        let lower = steps(&[
+            ('U', 0.97),
+            ('_', 1.0),
+            ('U', 0.96),
+            ('_', 1.0),
+            ('P', 0.97),
+            ('_', 1.0),
+            ('1', 0.95),
+            ('_', 1.0),
+            ('9', 0.95),
+        ]);
+        // The `Z` step is torn between `Z` (0.4), `2` (0.35) and the blank (0.25).
+        upper[[1, 0]] = 0.25;
+        upper[[1, 3]] = 0.35;
+        let top = ctc_greedy_decode(&upper.view(), &dict());
+        assert!(
+            weakest(&top) < ROW_SURE,
+            "the top row alone reads doubtfully"
+        );
+        let joint = join_rows(&upper.view(), &lower.view()).unwrap();
+        let a = FormatAutomaton::for_mode(GrammarMode::Kz).unwrap();
+        let read = ctc_format_decode(&joint.view(), &SymbolMap::new(&dict()), &a);
+        assert_eq!(read.text, "825UUP19");
+        assert_ne!(read.fit, FormatFit::NoFormat);
+    }
+
+    #[test]
+    fn joined_rows_keep_a_blank_step_between_them() {
+        // The top row ends with `5` and the bottom row starts with `5`: without the blank step
+        // between them, CTC would merge the two into one.
+        let upper = steps(&[
+            ('1', 0.97),
+            ('_', 1.0),
+            ('2', 0.97),
+            ('_', 1.0),
+            ('5', 0.97),
+        ]);
+        let lower = steps(&[('5', 0.97), ('_', 1.0), ('A', 0.97)]);
+        let joint = join_rows(&upper.view(), &lower.view()).unwrap();
+        assert_eq!(joint.nrows(), 9);
+        assert_eq!(ctc_greedy_decode(&joint.view(), &dict()).text, "1255A");
+    }
+}
