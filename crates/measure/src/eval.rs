@@ -34,11 +34,11 @@ pub struct SizeScores {
 impl SizeScores {
     #[must_use]
     pub fn recall(&self) -> f64 {
-        Scores::pct(self.detected, self.plates)
+        pct(self.detected, self.plates)
     }
     #[must_use]
     pub fn exact_rate(&self) -> f64 {
-        Scores::pct(self.exact, self.plates)
+        pct(self.exact, self.plates)
     }
     fn add(&mut self, o: &SizeScores) {
         self.plates += o.plates;
@@ -71,29 +71,31 @@ pub struct Scores {
     pub large: SizeScores,
 }
 
-impl Scores {
-    fn pct(n: usize, d: usize) -> f64 {
-        if d == 0 {
-            0.0
-        } else {
-            100.0 * n as f64 / d as f64
-        }
+/// `n` of `d` in percent; 0 when `d` is 0.
+pub(crate) fn pct(n: usize, d: usize) -> f64 {
+    if d == 0 {
+        0.0
+    } else {
+        100.0 * n as f64 / d as f64
     }
+}
+
+impl Scores {
     #[must_use]
     pub fn recall(&self) -> f64 {
-        Self::pct(self.detected, self.images)
+        pct(self.detected, self.images)
     }
     #[must_use]
     pub fn exact_rate(&self) -> f64 {
-        Self::pct(self.exact, self.images)
+        pct(self.exact, self.images)
     }
     #[must_use]
     pub fn within_one_rate(&self) -> f64 {
-        Self::pct(self.within_one, self.images)
+        pct(self.within_one, self.images)
     }
     #[must_use]
     pub fn vehicle_rate(&self) -> f64 {
-        Self::pct(self.vehicle_found, self.images)
+        pct(self.vehicle_found, self.images)
     }
     #[must_use]
     pub fn ms_per_image(&self) -> f64 {

@@ -15,7 +15,7 @@ use anpr_types::{BBox, VehicleClass};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::eval::{Prediction, carrier};
+use crate::eval::{Prediction, carrier, pct};
 
 /// The reported "type" of a labelled vehicle that no reported vehicle box holds.
 pub const NOT_FOUND: &str = "not found";
@@ -182,14 +182,6 @@ impl TypeScores {
     #[must_use]
     pub fn accuracy(&self) -> f64 {
         pct(self.correct, self.vehicles)
-    }
-}
-
-fn pct(n: usize, d: usize) -> f64 {
-    if d == 0 {
-        0.0
-    } else {
-        100.0 * n as f64 / d as f64
     }
 }
 
