@@ -12,10 +12,13 @@
 #                                (ANPR_VEHICLE_SIZE=640 installs the original 640 px export;
 #                                sizes measured in models/vehicle_detector.md)
 #   models/plate_detector.int8.onnx  the plate detector quantized to INT8 (models/quantize.py:
-#                                static, QDQ, per-channel weights, the head's decode in float),
-#                                calibrated on frames of the generated demo clip
-#                                (${ANPR_CALIB_VIDEO:-var/demo/demo.mp4}, made with `anpr
-#                                make-demo` when absent), never on the evaluation photos
+#                                static, QDQ, per-channel weights; the head's decode, the
+#                                first three modules, the class branches and the box branches'
+#                                last convolutions in float), calibrated on frames of the
+#                                generated demo clip and road scene
+#                                (${ANPR_CALIB_VIDEO:-var/demo/demo.mp4},
+#                                ${ANPR_CALIB_SCENE:-var/scene/scene.mp4}, made with `anpr
+#                                make-demo [--scene]` when absent), never on the evaluation photos
 #   models/libonnxruntime.so     ONNX Runtime 1.31.1 (onnxruntime==1.31.1 wheel)
 #   models/SHA256SUMS            sha256 of the five files as installed (after conversion), in
 #                                `sha256sum` format: the pins the device checks each file
@@ -135,8 +138,9 @@ quant_env() {
 }
 
 # Plate detector, INT8: quantized once from the float model, calibrated on frames of the
-# project's generated demo clip (not on ../shared/data, the evaluation photos). Cached by the
-# sha256 of the float model's source and conversion, of models/quantize.py and of the clip.
+# project's generated demo clip and road scene (not on ../shared/data, the evaluation photos).
+# Cached by the sha256 of the float model's source and conversion, of models/quantize.py and of
+# the two clips.
 root="$(cd "$here/.." && pwd)"
 calib="${ANPR_CALIB_VIDEO:-$root/var/demo/demo.mp4}"
 if [ ! -f "$calib" ] && [ -z "${ANPR_CALIB_VIDEO:-}" ] && command -v cargo >/dev/null 2>&1; then
@@ -148,14 +152,24 @@ if [ ! -f "$calib" ]; then
   say "calibration clip $calib is missing: the INT8 plate detector is calibrated on it. Make it with \`cargo run -p anpr -- make-demo --out var/demo/demo.mp4\` (or set ANPR_CALIB_VIDEO to a clip of generated scenes, never the evaluation photos) and run models/fetch.sh again"
   exit 1
 fi
-qkey=$(printf '%s %s %s' "$(basename "$out")" "$(sha256sum "$here/quantize.py" | cut -d' ' -f1)" "$(sha256sum "$calib" | cut -d' ' -f1)" | sha256sum | cut -d' ' -f1)
+scene="${ANPR_CALIB_SCENE:-$root/var/scene/scene.mp4}"
+if [ ! -f "$scene" ] && [ -z "${ANPR_CALIB_SCENE:-}" ] && command -v cargo >/dev/null 2>&1; then
+  say "making the calibration clip $scene (cargo run -p anpr -- make-demo --scene)"
+  (cd "$root" && cargo run --quiet -p anpr -- make-demo --scene --out "$scene") \
+    || { say "could not make the calibration clip; run \`cargo run -p anpr -- make-demo --scene --out var/scene/scene.mp4\` and look at its error, then run models/fetch.sh again"; exit 1; }
+fi
+if [ ! -f "$scene" ]; then
+  say "calibration clip $scene is missing: the INT8 plate detector is calibrated on it too. Make it with \`cargo run -p anpr -- make-demo --scene --out var/scene/scene.mp4\` (or set ANPR_CALIB_SCENE to another clip of generated scenes) and run models/fetch.sh again"
+  exit 1
+fi
+qkey=$(printf '%s %s %s %s' "$(basename "$out")" "$(sha256sum "$here/quantize.py" | cut -d' ' -f1)" "$(sha256sum "$calib" | cut -d' ' -f1)" "$(sha256sum "$scene" | cut -d' ' -f1)" | sha256sum | cut -d' ' -f1)
 qout="$cache/out/int8-$qkey"
 if [ ! -f "$qout/plate_detector.int8.onnx" ]; then
   venv=$(quant_env)
-  say "quantizing the plate detector to INT8 (calibration: $calib)"
+  say "quantizing the plate detector to INT8 (calibration: $calib $scene)"
   work=$(mktemp -d)
   started=$SECONDS
-  "$venv/bin/python" "$here/quantize.py" "$out/plate_detector.onnx" "$work/plate_detector.int8.onnx" "$calib" 2>"$work/quantize.log" \
+  "$venv/bin/python" "$here/quantize.py" "$out/plate_detector.onnx" "$work/plate_detector.int8.onnx" "$calib" "$scene" 2>"$work/quantize.log" \
     || { cat "$work/quantize.log"; exit 1; }
   say "quantized in $((SECONDS - started)) s"
   mkdir -p "$qout"
