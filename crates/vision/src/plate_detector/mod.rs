@@ -2,8 +2,8 @@
 //! (`plate_confidence`) is a plate; a box it is less sure of (from
 //! `plate_candidate_confidence`) is kept only when its reading looks like a plate
 //! ([`crate::looks_like_a_plate`]) or, in a regional mode, is one of its formats as read; a
-//! squarish weak box is read as two rows first. Every kept box is read by the plate reader and its text
-//! checked against the plate grammar. Pre- and post-processing are the shared YOLO ones
+//! squarish weak box is read as two rows first. Every kept box is read by the plate reader and
+//! its text checked against the plate grammar. Pre- and post-processing are the shared YOLO ones
 //! ([`crate::yolo`]).
 //!
 //! With `second_look` set, vehicles the first pass found no plate on, or only a small one
