@@ -145,3 +145,21 @@ pub enum ClusterError {
     #[error("invalid option: {0}")]
     Options(String),
 }
+
+/// How many times an engine is started on fresh ports when a port picked for it was taken by
+/// another process before the engine bound it (the ports are found free, then released).
+pub(crate) const PORT_TRIES: usize = 3;
+
+impl ClusterError {
+    /// Whether the engine exited during start because a port given to it was in use: its log
+    /// says "address already in use" (NATS) or "Address already in use" (PostgreSQL). Such a
+    /// start is tried again on other ports.
+    #[must_use]
+    pub fn is_port_taken(&self) -> bool {
+        match self {
+            ClusterError::Exited { log, .. } => std::fs::read_to_string(log)
+                .is_ok_and(|t| t.to_ascii_lowercase().contains("address already in use")),
+            _ => false,
+        }
+    }
+}

@@ -202,8 +202,28 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Writes the configuration of every node, starts them and waits until each is healthy
-    /// (its `/healthz`, which needs JetStream's meta leader, answers 200).
+    /// (its `/healthz`, which needs JetStream's meta leader, answers 200). A node that exits
+    /// because one of its ports was taken meanwhile starts the whole cluster again on other
+    /// ports, three tries in all.
     pub fn start(options: NatsOptions) -> Result<Self, ClusterError> {
+        let mut tries = 1;
+        let mut options = options;
+        loop {
+            let again = options.clone();
+            match Self::start_once(options) {
+                Err(e) if e.is_port_taken() && tries < crate::PORT_TRIES => {
+                    tries += 1;
+                    // The failed attempt's nodes are stopped (dropped); its JetStream state
+                    // would name peers that never formed a cluster.
+                    let _ = std::fs::remove_dir_all(again.dir.join("nats"));
+                    options = again;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(options: NatsOptions) -> Result<Self, ClusterError> {
         if !(1..=5).contains(&options.nodes) {
             return Err(ClusterError::Options(format!(
                 "a NATS cluster of {} nodes: give 1 to 5",
@@ -434,5 +454,31 @@ mod tests {
         assert!(text.contains("\"anpr.v1.KZ-1.events\""));
         assert!(text.contains("\"anpr.v1.KZ-1.cmd.>\""));
         assert!(!text.contains("\"anpr.v1.*.events\", \"anpr.v1.KZ"));
+    }
+
+    #[test]
+    fn a_node_that_found_its_port_taken_is_told_from_other_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let exited = |text: &str| {
+            let log = dir.path().join(format!("{}.log", text.len()));
+            std::fs::write(&log, text).unwrap();
+            crate::ClusterError::Exited {
+                what: "nats-server node 0".into(),
+                status: "exit status: 1".into(),
+                log,
+            }
+        };
+        assert!(exited("[FTL] Error listening on port: 127.0.0.1:4222, \"listen tcp 127.0.0.1:4222: bind: address already in use\"").is_port_taken());
+        assert!(
+            exited("LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use")
+                .is_port_taken()
+        );
+        assert!(!exited("[FTL] error parsing config").is_port_taken());
+        let missing = crate::ClusterError::Exited {
+            what: "x".into(),
+            status: "exit status: 1".into(),
+            log: dir.path().join("none.log"),
+        };
+        assert!(!missing.is_port_taken());
     }
 }

@@ -112,7 +112,20 @@ impl Postgres {
             "-c".into(),
             "max_connections=200".into(),
         ];
-        pg.spawn()?;
+        let mut tries = 1;
+        loop {
+            match pg.spawn() {
+                Err(e) if e.is_port_taken() && tries < crate::PORT_TRIES => {
+                    tries += 1;
+                    pg.port = free_port()?;
+                    let at = pg.proc.args.iter().position(|a| a == "-p").map(|i| i + 1);
+                    if let Some(arg) = at.and_then(|i| pg.proc.args.get_mut(i)) {
+                        *arg = pg.port.to_string().into();
+                    }
+                }
+                result => break result?,
+            }
+        }
         pg.run_tool(
             "createdb",
             &[
