@@ -258,19 +258,10 @@ impl Recognizer {
                 });
                 (v, p)
             }),
-            Some(det) => (
-                vehicle_detector::find_vehicles(det, frame, cfg),
-                plate_detector::find_plates(
-                    plate_det,
-                    reader,
-                    frame,
-                    cfg,
-                    &mut timings,
-                    &mut plate_views,
-                ),
-            ),
-            None => (
-                Ok((Vec::new(), 0.0)),
+            det => (
+                det.map_or(Ok((Vec::new(), 0.0)), |d| {
+                    vehicle_detector::find_vehicles(d, frame, cfg)
+                }),
                 plate_detector::find_plates(
                     plate_det,
                     reader,
