@@ -13,23 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::snapshot::{CameraFigures, QueueFigures, Snapshot};
 
-/// `s` with the characters HTML gives a meaning to replaced by entities; safe in text and in
-/// quoted attribute values.
-#[must_use]
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use anpr_types::html::escape;
 
 /// `s` percent-encoded for one segment of a URL path (only unreserved characters kept).
 fn path_segment(s: &str) -> String {

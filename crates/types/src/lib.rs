@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod html;
 pub mod uri;
 pub use uri::{CAMERA_SCHEMES, check_camera_uri, redact_text, redact_uri};
 

@@ -17,23 +17,7 @@ mod eval_page;
 pub use bench_page::bench_page;
 pub use eval_page::{EvalPage, eval_page};
 
-/// `text` with the characters that mean something in HTML replaced by entities (fit for
-/// element content and quoted attribute values).
-#[must_use]
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use anpr_types::html::escape;
 
 /// `bytes` as a `data:` URI of type `mime` (base64).
 #[must_use]
