@@ -148,7 +148,8 @@ fn plate_read(read: crate::CtcDecoded, d: &Detection, cfg: &RecognizerConfig) ->
 }
 
 /// The second look: the plate detector run again on the crops of the vehicles that need it
-/// ([`second_look::regions`]), its boxes mapped back to the frame and merged into `plates` by
+/// ([`second_look::regions`]), each at twice the first pass's scale
+/// ([`second_look::input_long`]), its boxes mapped back to the frame and merged into `plates` by
 /// non-maximum suppression: a box of the second look that overlaps a plate of the first is the
 /// same plate (when that plate is small and the mode is [`SecondLook::Small`], the box is read
 /// too and the surer reading kept); one that overlaps none is read as a new plate; one cut by
@@ -175,7 +176,8 @@ pub(crate) fn look_again(
     let mut found = Vec::new();
     for r in &regions {
         let crop = second_look::crop(frame, r);
-        for mut d in det.detect(&crop, least_score(cfg))? {
+        let long = second_look::input_long(r, size, det.input_size());
+        for mut d in det.detect_at(&crop, least_score(cfg), long)? {
             d.bbox.x += r.x as f32;
             d.bbox.y += r.y as f32;
             if !second_look::cut_by(r, &d.bbox, size) {

@@ -35,7 +35,7 @@ pub enum Layout {
 }
 
 /// The largest stride of the YOLO models' feature maps: a free input's sides are multiples.
-const STRIDE: usize = 32;
+pub(crate) const STRIDE: usize = 32;
 
 /// A YOLO detector session.
 pub struct YoloDetector {
@@ -178,7 +178,24 @@ impl YoloDetector {
         frame: &RgbFrame,
         min_score: f32,
     ) -> Result<Vec<Detection>, VisionError> {
-        let (tensor, lb) = self.fit(frame);
+        self.detect_at(frame, min_score, self.size)
+    }
+
+    /// Like [`YoloDetector::detect`], with the frame's longer side scaled to `long` (whole
+    /// strides) instead of the input size, when the model's input size is free and `long` is
+    /// smaller: a smaller input for a smaller picture. A fixed-size model, or a `long` at or above
+    /// the input size, sees the frame as [`YoloDetector::detect`] does.
+    pub fn detect_at(
+        &mut self,
+        frame: &RgbFrame,
+        min_score: f32,
+        long: usize,
+    ) -> Result<Vec<Detection>, VisionError> {
+        let (tensor, lb) = if self.free && long < self.size {
+            letterbox_rect(frame, long.div_ceil(STRIDE).max(1) * STRIDE, STRIDE)
+        } else {
+            self.fit(frame)
+        };
         let layout = self.layout;
         crate::runtime::run_first_output(
             &mut self.session,
