@@ -31,6 +31,10 @@
 //!   the receiver deduplicates), lost (recorded and not stored), images recorded, stored with
 //!   the sha256 recorded, and stored with another; and the capture-to-stored latency
 //!   percentiles (the stored `received_at` minus `captured_at`).
+//! - The fleet demo ([`demo`], `anpr fleet demo`): the distributed central side
+//!   ([`anpr_cluster`]) and receiver replicas started on loopback, a fleet run against them
+//!   with one fault injected if asked, and the report with the CPU and memory of each part;
+//!   its own contract is in the module.
 //!
 //! # On-disk layout
 //!
@@ -45,6 +49,7 @@
 //! the shared tokio runtime: these are the uplink's own, measured in docs/fleet.md, not
 //! changed here.
 
+pub mod demo;
 mod images;
 mod oracle;
 mod record;

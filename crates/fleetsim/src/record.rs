@@ -10,10 +10,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anpr_store::{NewEvidence, NewRecord, Store};
-use anpr_types::{
-    ClockInfo, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle, FrameRef,
-    PlateStatus, VehicleClass, ViolationInfo,
-};
+use anpr_types::{Event, EventKind, FrameRef, ViolationInfo};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -176,55 +173,15 @@ fn passage(inventory: &str, event_id: Uuid, at: DateTime<Utc>) -> Event {
     let letters: String = (0..3)
         .map(|k| char::from(b'A' + ((n >> (8 * k)) % 26) as u8))
         .collect();
-    Event {
-        schema: EVENT_SCHEMA.into(),
+    let mut event = Event {
         event_id,
-        seq: 0,
-        device: DeviceInfo {
-            inventory: inventory.into(),
-            profile: "stationary".into(),
-            site: "fleet-sim".into(),
-        },
-        camera: "cam1".into(),
-        kind: EventKind::Passage,
         captured_at: at,
-        clock: ClockInfo {
-            source: "system".into(),
-            synced: true,
-            ..ClockInfo::default()
-        },
-        position: None,
-        vehicle: EventVehicle {
-            class: VehicleClass::Car,
-            confidence: 0.9,
-            bbox: Some([10, 20, 300, 200]),
-            direction: None,
-            lane: None,
-        },
-        plate: EventPlate {
-            text: format!("{:03}{letters}01", (n >> 32) % 1000),
-            confidence: 0.95,
-            detection_confidence: 0.8,
-            bbox: [100, 150, 120, 26],
-            country: Some("KZ".into()),
-            plate_type: Some("private-2012".into()),
-            region: Some("01 Astana".into()),
-            status: PlateStatus::Read,
-            low_confidence: false,
-        },
-        frame: FrameRef {
-            index: 0,
-            width: 1280,
-            height: 720,
-        },
-        evidence: Vec::new(),
-        track: None,
-        violation: None,
-        gap: None,
-        custody: None,
-        prev_hash: None,
-        signature: None,
-    }
+        ..anpr_types::sample::recorded_passage(inventory, 0)
+    };
+    event.device.site = "fleet-sim".into();
+    event.clock.synced = true;
+    event.plate.text = format!("{:03}{letters}01", (n >> 32) % 1000);
+    event
 }
 
 /// Hands vehicles to the pool until the recording time is over or `recording` turns false:

@@ -9,6 +9,12 @@
 //! transaction: an issue while one is open, a return with none open, an issue without the
 //! employee's name or service number, a date-time in the future or a return dated before its
 //! issue are refused and nothing is written.
+//!
+//! The journal is rendered for people in `table`: its text lines and the annex-3 HTML page.
+
+mod table;
+
+pub use table::{ANNEX3_COLUMNS, annex3_html, journal_line, journal_text, local_time};
 
 use anpr_types::{
     ClockInfo, CustodyAction, CustodyRecord, DeviceInfo, EVENT_SCHEMA, Event, EventKind,

@@ -38,7 +38,9 @@
 //! - Custody journal (`custody`, rule 27 and annex 3): [`Store::custody_issue`] and
 //!   [`Store::custody_return`] check the journal's open issue under the write lock and write a
 //!   signed `custody` event (delivered like every event) with its journal entry in one
-//!   transaction; a refused record ([`CustodyError`]) writes nothing.
+//!   transaction; a refused record ([`CustodyError`]) writes nothing. The journal is rendered
+//!   as text lines ([`journal_text`]) and as the annex-3 HTML page ([`annex3_html`]), dates in
+//!   the device's time zone, everything from the journal escaped.
 //! - Export (`export`, [`Store::export`]): the undelivered rows (or a capture-time range)
 //!   copied into a signed bundle, then, in one transaction, the rows marked handed over and the
 //!   copy journaled as a custody record. A row handed over stays owed until acknowledged.
@@ -149,7 +151,10 @@ use rusqlite::Connection;
 pub use anpr_trust::SigningKey;
 pub use append::NewRecord;
 pub use chain::{VerifyReport, verify_queue};
-pub use custody::{AnnexRow, CustodyEntry, CustodyError, annex3_rows};
+pub use custody::{
+    ANNEX3_COLUMNS, AnnexRow, CustodyEntry, CustodyError, annex3_html, annex3_rows, journal_line,
+    journal_text, local_time,
+};
 pub use delivery::{AckOutcome, AckRef, Pending, QueueStats};
 pub use evidence::{NewEvidence, PendingEvidence, sha256_hex};
 pub use export::{ExportError, ExportOptions, ExportSummary};
