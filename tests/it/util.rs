@@ -352,58 +352,11 @@ pub async fn run_device(config: &Path, drain: Duration) -> Summary {
 
 /// An event as the recognizer would record it, for tests of delivery alone.
 pub fn synthetic_event(inventory: &str, seq: u64) -> anpr_types::Event {
-    use anpr_types::{
-        ClockInfo, DeviceInfo, EVENT_SCHEMA, EventKind, EventVehicle, FrameRef, VehicleClass,
-    };
-    anpr_types::Event {
-        schema: EVENT_SCHEMA.into(),
-        event_id: uuid::Uuid::now_v7(),
-        seq,
-        device: DeviceInfo {
-            inventory: inventory.into(),
-            profile: "mobile".into(),
-            site: String::new(),
-        },
-        camera: "cam1".into(),
-        kind: EventKind::Passage,
-        captured_at: chrono::Utc::now(),
-        clock: ClockInfo {
-            source: "system".into(),
-            synced: false,
-            ..ClockInfo::default()
-        },
-        position: None,
-        vehicle: EventVehicle {
-            class: VehicleClass::Car,
-            confidence: 0.9,
-            bbox: Some([10, 20, 300, 200]),
-            direction: None,
-            lane: None,
-        },
-        plate: anpr_types::EventPlate {
-            text: format!("{:03}ABC01", seq % 1000),
-            confidence: 0.95,
-            detection_confidence: 0.8,
-            bbox: [100, 150, 120, 26],
-            country: Some("KZ".into()),
-            plate_type: Some("private-2012".into()),
-            region: Some("01 Astana".into()),
-            status: anpr_types::PlateStatus::Read,
-            low_confidence: false,
-        },
-        frame: FrameRef {
-            index: seq,
-            width: 1280,
-            height: 720,
-        },
-        evidence: Vec::new(),
-        track: None,
-        violation: None,
-        gap: None,
-        custody: None,
-        prev_hash: None,
-        signature: None,
-    }
+    let mut event = anpr_types::sample::recorded_passage(inventory, seq);
+    event.device.profile = "mobile".into();
+    event.device.site = String::new();
+    event.plate.text = format!("{:03}ABC01", seq % 1000);
+    event
 }
 
 /// Appends `n` synthetic events to the queue at `path`, signed as device `inventory`.

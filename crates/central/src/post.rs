@@ -52,18 +52,15 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use anpr_types::{Delivery, EventKind, Topics};
+use anpr_types::{Ack, Delivery, EventKind};
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use rusqlite::params;
 use tokio::sync::{mpsc, watch};
 
-use crate::escape::Escaped;
-use crate::limits::{Admission, Hygiene, Limits};
-use crate::topic::TopicKind;
-use crate::{CentralConfig, CentralError, Gate, ImageOutcome, Received, Receiver, Stored};
+use crate::limits::{Hygiene, Limits};
+use crate::receiver::{Inbox, Side, check_prefix, send_ack, serve};
+use crate::{CentralConfig, CentralError, ImageOutcome, Received, Receiver, Stored};
 
 /// Settings of a control post.
 #[derive(Debug, Clone)]
@@ -186,28 +183,12 @@ pub fn post_report(path: &std::path::Path) -> Result<Vec<PostReport>, CentralErr
 /// Runs a control post until `stop` turns true; each stored event is also sent on `events`.
 pub async fn run_post(
     cfg: PostConfig,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     events: Option<mpsc::UnboundedSender<Received>>,
 ) -> Result<(), CentralError> {
     let link = &cfg.link;
-    if let Some(problem) = Topics::prefix_problem(&link.prefix) {
-        return Err(CentralError::Prefix {
-            prefix: Escaped(&link.prefix).to_string(),
-            problem,
-        });
-    }
-    let mut receiver = open_post_db(&link.db)?;
-    let gate = Gate::new(link)?;
-    let mut opts = MqttOptions::new(&link.client_id, &link.host, link.port);
-    if let Some(tls) = &link.tls {
-        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            tls.config(),
-        )));
-    }
-    opts.set_keep_alive(Duration::from_secs(5));
-    opts.set_clean_session(false);
-    opts.set_max_packet_size(crate::MAX_PACKET, 64 << 10);
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    check_prefix(&link.prefix)?;
+    let receiver = open_post_db(&link.db)?;
     let prefix = link.prefix.trim_end_matches('/').to_string();
     let levels: Vec<String> = if cfg.devices.is_empty() {
         vec!["+".into()]
@@ -223,149 +204,69 @@ pub async fn run_post(
             ]
         })
         .collect();
-    let mut hygiene = Hygiene::new(&prefix, Limits::default());
-    let mut batch: Vec<(Delivery, DateTime<Utc>)> = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let hygiene = Hygiene::new(&prefix, Limits::default());
+    let (inbox, eventloop) = Inbox::open(link, receiver, hygiene, filters, events)?;
     let post = Post {
-        client: &client,
-        gate: &gate,
         cfg: &cfg,
         prefix: &prefix,
-        events: events.as_ref(),
     };
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        tokio::select! {
-            ev = eventloop.poll() => match ev {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    tracing::info!(post = %cfg.post_id, filters = ?filters, "Control post subscribed.");
-                    for f in &filters {
-                        let _ = client.try_subscribe(f.clone(), QoS::AtLeastOnce);
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let now = Utc::now();
-                    let size = p.payload.len();
-                    let t = match hygiene.admit(&p.topic, size, Instant::now(), now) {
-                        Admission::Take(t) => t,
-                        Admission::Drop { .. } => continue,
-                        Admission::Refuse { reason, .. } => {
-                            tracing::warn!(topic = %Escaped(&p.topic), size, reason = %reason, "Message refused unread (its topic, or its size); not acknowledged.");
-                            continue;
-                        }
-                    };
-                    if !cfg.devices.is_empty() && !cfg.devices.iter().any(|d| d == t.inventory) {
-                        continue;
-                    }
-                    match t.kind {
-                        TopicKind::Health => {}
-                        TopicKind::Evidence { event_id, kind } => {
-                            post.flush(&mut receiver, &mut batch)?;
-                            post.receive_image(&mut receiver, t.inventory, event_id, kind, &p.payload)?;
-                        }
-                        TopicKind::Events => {
-                            let raw = String::from_utf8_lossy(&p.payload);
-                            match serde_json::from_str::<Delivery>(&raw) {
-                                Ok(d) => match gate.refusal(t.inventory, &d) {
-                                    None => batch.push((d, now)),
-                                    Some(reason) => {
-                                        tracing::warn!(topic = %Escaped(&p.topic), seq = d.event.seq, reason = %Escaped(&reason), "Event refused: quarantined, not stored, not acknowledged.");
-                                        receiver.quarantine(t.inventory, &p.topic, &d, &reason, now)?;
-                                    }
-                                },
-                                Err(e) => tracing::warn!(topic = %Escaped(&p.topic), error = %Escaped(&e.to_string()), "Event that does not follow the schema rejected."),
-                            }
-                            if batch.len() >= 256 {
-                                post.flush(&mut receiver, &mut batch)?;
-                            }
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "Control post link down; retrying.");
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                }
-            },
-            _ = tick.tick() => post.flush(&mut receiver, &mut batch)?,
-            _ = stop.changed() => {}
-        }
-    }
-    post.flush(&mut receiver, &mut batch)?;
-    let _ = client.try_disconnect();
-    let _ = tokio::time::timeout(Duration::from_millis(300), async {
-        while eventloop.poll().await.is_ok() {}
-    })
-    .await;
-    Ok(())
+    serve(&post, inbox, eventloop, stop).await
 }
 
-/// What the post's loop answers through.
+/// A control post's side of the link: takes the watched devices' events and images, keeps
+/// the kinds it takes, and acknowledges on its own path.
 struct Post<'a> {
-    client: &'a AsyncClient,
-    gate: &'a Gate,
     cfg: &'a PostConfig,
     prefix: &'a str,
-    events: Option<&'a mpsc::UnboundedSender<Received>>,
 }
 
 impl Post<'_> {
-    fn ack(&self, inventory: &str, ack: &anpr_types::Ack) {
-        let body = serde_json::to_vec(ack).expect("acks always serialise");
+    /// Sends `ack` to device `inventory` on the post's path; one that cannot be queued is only
+    /// logged (the device changes nothing for it).
+    fn ack(&self, inbox: &Inbox, inventory: &str, ack: &Ack) {
         let topic = post_ack_topic(self.prefix, inventory, &self.cfg.post_id);
-        if self
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, false, body)
-            .is_err()
-        {
+        if !send_ack(&inbox.client, topic, ack) {
             tracing::warn!(
                 "Control post acknowledgement could not be queued (it is informational)."
             );
         }
     }
+}
 
-    fn receive_image(
-        &self,
-        receiver: &mut Receiver,
-        inventory: &str,
-        event_id: uuid::Uuid,
-        kind: &str,
-        data: &[u8],
-    ) -> Result<(), CentralError> {
-        match receiver.store_image(event_id, kind, data, Utc::now())? {
-            ImageOutcome::Stored { seq, .. } => {
-                let ack =
-                    self.gate
-                        .image_ack(inventory, seq, event_id, &anpr_store::sha256_hex(data));
-                self.ack(inventory, &ack);
-            }
-            // An image of an event this post does not keep (a passage): dropped.
-            ImageOutcome::UnknownEvent => {}
-            ImageOutcome::Mismatch => {
-                tracing::warn!(%event_id, kind, "Evidence image does not match its event's sha256 or size; not kept.");
-            }
+impl Side for Post<'_> {
+    const NAME: &'static str = "Control post";
+    const STORES_HEALTH: bool = false;
+    const QUARANTINES_UNREAD: bool = false;
+
+    fn subscribed(&self, filters: &[String]) {
+        tracing::info!(post = %self.cfg.post_id, filters = ?filters, "Control post subscribed.");
+    }
+
+    fn watches(&self, inventory: &str) -> bool {
+        let devices = &self.cfg.devices;
+        devices.is_empty() || devices.iter().any(|d| d == inventory)
+    }
+
+    fn image_stored(&self, inbox: &Inbox, inventory: &str, ack: &Ack) {
+        self.ack(inbox, inventory, ack);
+    }
+
+    fn image_left(&self, event_id: uuid::Uuid, kind: &str, outcome: &ImageOutcome) {
+        // An image of an event this post does not keep (a passage): dropped.
+        if matches!(outcome, ImageOutcome::Mismatch) {
+            tracing::warn!(%event_id, kind, "Evidence image does not match its event's sha256 or size; not kept.");
         }
-        Ok(())
     }
 
     /// Stores the kinds the post keeps, acknowledges them on the post's path, and notes every
     /// event of the batch in the ledger.
-    fn flush(
-        &self,
-        receiver: &mut Receiver,
-        batch: &mut Vec<(Delivery, DateTime<Utc>)>,
-    ) -> Result<(), CentralError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (keep, skip): (Vec<_>, Vec<_>) = batch
+    fn commit(&self, inbox: &mut Inbox) -> Result<(), CentralError> {
+        let (keep, skip): (Vec<_>, Vec<_>) = inbox
+            .batch
             .drain(..)
             .partition(|(d, _)| self.cfg.kinds.contains(&d.event.kind));
         let items: Vec<(&Delivery, DateTime<Utc>)> = keep.iter().map(|(d, t)| (d, *t)).collect();
-        let outcomes = receiver.store_batch(&items)?;
+        let outcomes = inbox.receiver.store_batch(&items)?;
         let mut ledger: Vec<(&Delivery, DateTime<Utc>, &'static str)> = Vec::new();
         for ((d, received_at), stored) in keep.iter().zip(&outcomes) {
             let Some(hash) = stored.hash() else {
@@ -373,8 +274,12 @@ impl Post<'_> {
                 continue;
             };
             ledger.push((d, *received_at, "stored"));
-            self.ack(&d.event.device.inventory, &self.gate.event_ack(d, hash));
-            if let Some(tx) = self.events {
+            self.ack(
+                inbox,
+                &d.event.device.inventory,
+                &inbox.gate.event_ack(d, hash),
+            );
+            if let Some(tx) = &inbox.events {
                 let _ = tx.send(Received {
                     delivery: d.clone(),
                     received_at: *received_at,
@@ -385,7 +290,7 @@ impl Post<'_> {
         for (d, received_at) in &skip {
             ledger.push((d, *received_at, "skipped"));
         }
-        note(receiver, &ledger)
+        note(&mut inbox.receiver, &ledger)
     }
 }
 

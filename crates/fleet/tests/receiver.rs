@@ -12,11 +12,7 @@ use anpr_fleet::{
     AckRoute, Archive, ObjectStore, ObjectStoreConfig, ReplicaConfig, StreamSettings,
 };
 use anpr_pki::{ClientTls, Pki};
-use anpr_types::{
-    Ack, ClockInfo, Delivery, DeviceInfo, EVENT_SCHEMA, Event, EventKind, EventPlate, EventVehicle,
-    EvidenceRef, FrameRef, PlateStatus, VehicleClass,
-};
-use chrono::Utc;
+use anpr_types::{Ack, Delivery, EventKind, EvidenceRef};
 use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -278,61 +274,14 @@ fn event(
     seq: u64,
     prev: &str,
 ) -> (Delivery, String) {
-    let captured_at = Utc::now();
-    let mut event = Event {
-        schema: EVENT_SCHEMA.into(),
-        event_id: Uuid::now_v7(),
-        seq,
-        device: DeviceInfo {
-            inventory: inventory.into(),
-            profile: "stationary".into(),
-            site: "s".into(),
-        },
-        camera: "cam1".into(),
-        kind: EventKind::Passage,
-        captured_at,
-        clock: ClockInfo {
-            source: "system".into(),
-            synced: false,
-            ..ClockInfo::default()
-        },
-        position: None,
-        vehicle: EventVehicle {
-            class: VehicleClass::Car,
-            confidence: 0.9,
-            bbox: None,
-            direction: None,
-            lane: None,
-        },
-        plate: EventPlate {
-            text: format!("{seq:03}ABC01"),
-            confidence: 0.9,
-            detection_confidence: 0.8,
-            bbox: [1, 2, 3, 4],
-            country: None,
-            plate_type: None,
-            region: None,
-            status: PlateStatus::Read,
-            low_confidence: false,
-        },
-        frame: FrameRef {
-            index: 1,
-            width: 10,
-            height: 10,
-        },
-        evidence: Vec::new(),
-        track: None,
-        violation: None,
-        gap: None,
-        custody: None,
-        prev_hash: Some(prev.to_string()),
-        signature: None,
-    };
+    let mut event = anpr_types::sample::passage(inventory, seq);
+    event.plate.text = format!("{seq:03}ABC01");
+    event.prev_hash = Some(prev.to_string());
     let hash = anpr_trust::event::sign_event(&mut event, key);
     (
         Delivery {
+            sent_at: event.captured_at,
             event,
-            sent_at: captured_at,
             delayed: false,
         },
         hash,

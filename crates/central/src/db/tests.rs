@@ -1,70 +1,23 @@
 //! Records to store in the tests of the database and the report.
 
 use anpr_types::{
-    ClockInfo, Delivery, DeviceInfo, Drops, EVENT_SCHEMA, Event, EventKind, EventPlate,
-    EventVehicle, FrameRef, HEALTH_SCHEMA, Health, ListMatch, PlateStatus, QueueHealth,
-    VehicleClass, ViolationInfo,
+    Delivery, Drops, Event, EventKind, HEALTH_SCHEMA, Health, ListMatch, QueueHealth, ViolationInfo,
 };
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 /// Now, to the microsecond (the precision times are stored with).
 pub(crate) fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_default()
 }
 
-/// A delivery of a car whose plate was read.
+/// A delivery of a car whose plate was read, captured now (to the microsecond).
 pub(crate) fn delivery(inventory: &str, seq: u64, kind: EventKind) -> Delivery {
     let captured_at = now();
     Delivery {
         event: Event {
-            schema: EVENT_SCHEMA.into(),
-            event_id: Uuid::now_v7(),
-            seq,
-            device: DeviceInfo {
-                inventory: inventory.into(),
-                profile: "stationary".into(),
-                site: "s".into(),
-            },
-            camera: "cam1".into(),
             kind,
             captured_at,
-            clock: ClockInfo {
-                source: "system".into(),
-                synced: false,
-                ..ClockInfo::default()
-            },
-            position: None,
-            vehicle: EventVehicle {
-                class: VehicleClass::Car,
-                confidence: 0.9,
-                bbox: None,
-                direction: None,
-                lane: None,
-            },
-            plate: EventPlate {
-                text: "123ABC01".into(),
-                confidence: 0.9,
-                detection_confidence: 0.8,
-                bbox: [1, 2, 3, 4],
-                country: None,
-                plate_type: None,
-                region: None,
-                status: PlateStatus::Read,
-                low_confidence: false,
-            },
-            frame: FrameRef {
-                index: 1,
-                width: 10,
-                height: 10,
-            },
-            evidence: Vec::new(),
-            track: None,
-            violation: None,
-            gap: None,
-            custody: None,
-            prev_hash: None,
-            signature: None,
+            ..anpr_types::sample::passage(inventory, seq)
         },
         sent_at: captured_at,
         delayed: false,
