@@ -200,7 +200,7 @@ impl Receiver {
     }
 }
 
-/// Purges the archive at `db` every [`PURGE_EVERY`] (the first at once) until `stop` turns
+/// Purges the archive at `db` every hour (`PURGE_EVERY`; the first at once) until `stop` turns
 /// true, each purge on a blocking thread with its own connection; a failed purge is logged
 /// and tried again at the next period. `anpr central` runs it beside the receiver.
 pub async fn purge_periodically(db: PathBuf, retention_days: u32, mut stop: watch::Receiver<bool>) {
