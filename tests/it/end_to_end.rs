@@ -15,21 +15,8 @@ use crate::util;
 async fn every_plate_of_the_clip_reaches_the_receiver_with_its_text_class_and_capture_time_and_is_acknowledged()
  {
     let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.mp4");
-    let manifest = write_clip_with(&manifest_with(3), &clip).unwrap();
-    let broker = Mosquitto::start().unwrap();
-    let central = util::Central::start(&broker, dir.path().join("central.sqlite"));
-    let config = util::write_config(dir.path(), "KZ-TEST-E2E", clip.to_str().unwrap(), &broker);
     let has_vehicle_model = util::models_dir().join("vehicle_detector.onnx").is_file();
-
-    let summary = util::run_device(&config, Duration::from_secs(30)).await;
-    central.stop().await;
-
-    assert!(
-        summary.camera_errors.is_empty(),
-        "{:?}",
-        summary.camera_errors
-    );
+    let (manifest, summary) = run_clip(dir.path(), "KZ-TEST-E2E", |text| text).await;
     assert_eq!(
         summary.frames + summary.frames_skipped,
         manifest.frames,
@@ -133,4 +120,66 @@ async fn every_plate_of_the_clip_reaches_the_receiver_with_its_text_class_and_ca
     );
     assert_eq!(stats.delivered, manifest.vehicles.len() as u64);
     assert_eq!(summary.delivered, manifest.vehicles.len() as u64);
+}
+
+/// Two frames recognised at a time (`parallel_frames = 2`, every frame recognised): the
+/// tracker takes the frames in their order, so each vehicle of the clip is one passage with
+/// its plate, in the clip's order, and no frame is lost on the way through the workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_recognised_two_at_a_time_make_the_same_passages_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, summary) = run_clip(dir.path(), "KZ-TEST-PAR", |text| {
+        text.replace("uri = \"", "idle_every = 1\ntrack_every = 1\nuri = \"")
+            .replace("[models]\n", "[models]\nparallel_frames = 2\n")
+    })
+    .await;
+    assert_eq!(
+        (summary.frames, summary.frames_skipped),
+        (manifest.frames, 0),
+        "every frame recognised once"
+    );
+    let receiver = anpr_central::Receiver::open(&dir.path().join("central.sqlite")).unwrap();
+    let got = receiver.events_of("KZ-TEST-PAR").unwrap();
+    let plates: Vec<&str> = got.iter().map(|d| d.event.plate.text.as_str()).collect();
+    let expected: Vec<&str> = manifest.vehicles.iter().map(|v| v.plate.as_str()).collect();
+    assert_eq!(
+        plates, expected,
+        "one passage per vehicle, in the clip's order"
+    );
+    for (d, v) in got.iter().zip(&manifest.vehicles) {
+        assert!(
+            (v.first_frame..=v.last_frame).contains(&d.event.frame.index),
+            "event of {} read from frame {} outside its {}..={}",
+            v.plate,
+            d.event.frame.index,
+            v.first_frame,
+            v.last_frame
+        );
+    }
+    assert_eq!(summary.delivered, manifest.vehicles.len() as u64);
+}
+
+/// Runs device `inventory` in `dir` on a generated clip of three vehicles, with its config
+/// changed by `edit`, against a real mosquitto and the reference receiver (its archive
+/// `dir/central.sqlite`); returns the clip's manifest and the device's summary, after checking
+/// that no camera failed.
+async fn run_clip(
+    dir: &std::path::Path,
+    inventory: &str,
+    edit: impl FnOnce(String) -> String,
+) -> (anpr_scene::clip::Manifest, anpr_pipeline::Summary) {
+    let clip = dir.join("clip.mp4");
+    let manifest = write_clip_with(&manifest_with(3), &clip).unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let central = util::Central::start(&broker, dir.join("central.sqlite"));
+    let config = util::write_config(dir, inventory, clip.to_str().unwrap(), &broker);
+    std::fs::write(&config, edit(std::fs::read_to_string(&config).unwrap())).unwrap();
+    let summary = util::run_device(&config, Duration::from_secs(30)).await;
+    central.stop().await;
+    assert!(
+        summary.camera_errors.is_empty(),
+        "{:?}",
+        summary.camera_errors
+    );
+    (manifest, summary)
 }

@@ -103,12 +103,19 @@ pub struct Models {
     /// (default true); false runs the stages one after the other on one thread.
     #[serde(default = "default_true")]
     pub concurrent: bool,
+    /// Frames of one camera recognised at the same time (1 to 4, default 1): each beyond the
+    /// first is recognised on a thread of its own with its own model sessions (about 60 MB
+    /// each), so a camera recognising every frame can use more than one core for its plate
+    /// stages. The tracker still takes the frames in their order.
+    #[serde(default = "default_parallel_frames")]
+    pub parallel_frames: u32,
     /// Look again for the plates of vehicles the plate detector found no plate on: the
-    /// detector runs once more on each such vehicle's crop, enlarged to its input, at most two
-    /// vehicles per frame, only on frames where the vehicle detector runs. `missing` (default):
-    /// vehicles with no plate found; `small`: also those with only plates under 32×32 px as the
-    /// detector saw the frame, read again from the box found there (the surer reading kept);
-    /// `off`. A frame where every vehicle has a plate (that is not small) costs nothing more.
+    /// detector runs once more on each such vehicle's crop, at twice the first pass's scale, at
+    /// most two vehicles per frame, only on frames where the vehicle detector runs. `missing`
+    /// (default): vehicles with no plate found; `small`: also those with only plates under
+    /// 32×32 px as the detector saw the frame, read again from the box found there (the surer
+    /// reading kept); `off`. A frame where every vehicle has a plate (that is not small) costs
+    /// nothing more.
     #[serde(default)]
     pub second_look: SecondLook,
     /// Run the vehicle detector on one recognised frame in this many (1 = every one, at most
@@ -155,6 +162,9 @@ impl ModelPins {
 
 fn default_vehicle_every() -> u32 {
     3
+}
+fn default_parallel_frames() -> u32 {
+    1
 }
 fn default_true() -> bool {
     true
@@ -215,6 +225,12 @@ impl Models {
     pub(crate) fn validate(&self, c: &Checker<'_>) -> Result<(), ConfigError> {
         if !(1..=10).contains(&self.vehicle_every) {
             return Err(c.invalid("models.vehicle_every", "must be between 1 and 10"));
+        }
+        if !(1..=4).contains(&self.parallel_frames) {
+            return Err(c.invalid(
+                "models.parallel_frames",
+                "must be between 1 and 4 (frames of one camera recognised at the same time; more than the cores only adds memory)",
+            ));
         }
         if self.intra_threads == 0 || self.intra_threads > 64 {
             return Err(c.invalid("models.intra_threads", "must be between 1 and 64"));

@@ -625,3 +625,23 @@ fn an_unknown_key_in_a_zone_or_rule_is_refused() {
     let text = SCENE.replace("kind = \"plate-missing\"", "kind = \"plate-absent\"");
     assert!(refused(&text).1.contains("unknown variant `plate-absent`"));
 }
+
+#[test]
+fn parallel_frames_default_to_one_and_stay_between_one_and_four() {
+    let cfg = parse(GOOD, Path::new("dev.toml")).unwrap();
+    assert_eq!(cfg.models.parallel_frames, 1);
+    let two = GOOD.replace("[models]", "[models]\nparallel_frames = 2");
+    assert_eq!(
+        parse(&two, Path::new("dev.toml"))
+            .unwrap()
+            .models
+            .parallel_frames,
+        2
+    );
+    for bad in ["parallel_frames = 0", "parallel_frames = 5"] {
+        let text = GOOD.replace("[models]", &format!("[models]\n{bad}"));
+        let msg = parse(&text, Path::new("dev.toml")).unwrap_err().to_string();
+        assert!(msg.contains("models.parallel_frames"), "{msg}");
+        assert!(msg.contains("between 1 and 4"), "{msg}");
+    }
+}
