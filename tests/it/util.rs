@@ -417,6 +417,7 @@ impl Uplink {
         let cfg = anpr_uplink::UplinkConfig {
             host: "127.0.0.1".into(),
             port: broker.port(),
+            failover: Vec::new(),
             tls,
             client_id: format!("anpr-{inventory}"),
             topics: anpr_types::Topics::new("anpr/v1", inventory),

@@ -13,6 +13,12 @@ pub struct Uplink {
     /// `mqtts://host:port` (TLS with a client certificate; port 8883 when left out), or
     /// `mqtt://host:port` (plain MQTT, refused unless `allow_plaintext = true`).
     pub broker: String,
+    /// Further brokers of the same central side (the other nodes of a NATS cluster), tried in
+    /// order after `broker` when the link to the current one cannot be made: URLs of the same
+    /// scheme as `broker`, none twice. The TLS files are the same for all (one CA issues
+    /// every node's certificate). Empty by default: one broker.
+    #[serde(default)]
+    pub failover: Vec<String>,
     /// With `mqtts://`: the CA certificate that issued the broker's certificate (the device
     /// trusts no other), relative to the config file.
     #[serde(default)]
@@ -109,16 +115,12 @@ impl Uplink {
     /// Host and port of the broker URL (port 8883 for `mqtts://`, 1883 for `mqtt://` when
     /// the URL names none).
     pub fn host_port(&self) -> Result<(String, u16), String> {
-        let (rest, default) = match self.broker.strip_prefix("mqtts://") {
-            Some(rest) => (rest, "8883"),
-            None => (self.broker.trim_start_matches("mqtt://"), "1883"),
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, default));
-        let port = port
-            .parse::<u16>()
-            .map_err(|_| format!("bad port in broker URL {}", self.broker))?;
-        Ok((host.to_string(), port))
+        host_port(&self.broker)
+    }
+
+    /// Host and port of each `failover` URL, in order (see [`Uplink::host_port`]).
+    pub fn failover_host_ports(&self) -> Result<Vec<(String, u16)>, String> {
+        self.failover.iter().map(|url| host_port(url)).collect()
     }
 
     /// The TLS files (CA, certificate, key), resolved against the config file's directory;
@@ -174,12 +176,10 @@ impl Uplink {
                 "must be an mqtts:// URL such as mqtts://central.example.org:8883 (or mqtt:// with allow_plaintext = true, for a lab)",
             ));
         }
-        if self.host_port().is_err() {
-            return Err(c.invalid(
-                "uplink.broker",
-                "has a port that is not a number from 1 to 65535",
-            ));
-        }
+        let broker = self
+            .host_port()
+            .map_err(|problem| c.invalid("uplink.broker", problem))?;
+        self.validate_failover(broker, c)?;
         if self.ack_timeout_s.is_nan() || self.ack_timeout_s <= 0.0 {
             return Err(c.invalid("uplink.ack_timeout_s", "must be positive"));
         }
@@ -191,6 +191,58 @@ impl Uplink {
         }
         Ok(())
     }
+
+    /// Checks `failover` against the broker (`broker`, its host and port): the same scheme,
+    /// a host and port in each URL, no broker twice.
+    fn validate_failover(&self, broker: (String, u16), c: &Checker<'_>) -> Result<(), ConfigError> {
+        let scheme = if self.is_tls() { "mqtts://" } else { "mqtt://" };
+        let mut seen = vec![broker];
+        for (i, url) in self.failover.iter().enumerate() {
+            let key = format!("uplink.failover[{i}]");
+            if !url.starts_with(scheme) {
+                return Err(c.invalid(
+                    &key,
+                    format!(
+                        "is {url:?}, but `broker` is {scheme}: every broker of the list uses the same scheme (and the same TLS files); write {scheme}host:port"
+                    ),
+                ));
+            }
+            let at = host_port(url).map_err(|problem| c.invalid(&key, problem))?;
+            if seen.contains(&at) {
+                return Err(c.invalid(
+                    &key,
+                    format!(
+                        "names {}:{} again (it is `broker` or an earlier entry of `failover`); give each node of the central side once",
+                        at.0, at.1
+                    ),
+                ));
+            }
+            seen.push(at);
+        }
+        Ok(())
+    }
+}
+
+/// Host and port of a broker URL (`mqtts://host[:port]`, port 8883 when left out, or
+/// `mqtt://host[:port]`, port 1883); the problem in words when it has no host or a bad port.
+fn host_port(url: &str) -> Result<(String, u16), String> {
+    let (rest, default) = match url.strip_prefix("mqtts://") {
+        Some(rest) => (rest, "8883"),
+        None => (url.trim_start_matches("mqtt://"), "1883"),
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':').unwrap_or((rest, default));
+    if host.is_empty() {
+        return Err(format!(
+            "{url:?} names no host; write mqtts://host:port, such as mqtts://central.example.org:8883"
+        ));
+    }
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| format!("{url:?} has a port that is not a number from 1 to 65535"))?;
+    Ok((host.to_string(), port))
 }
 
 #[cfg(test)]
@@ -242,6 +294,66 @@ mod tests {
         let long = format!("a/{}", "b".repeat(130));
         let text = LAB_BASE.replace("[uplink]", &format!("[uplink]\ntopic_prefix = \"{long}\""));
         assert!(refusal(&text).contains("longer than 128 bytes"));
+    }
+
+    #[test]
+    fn failover_brokers_are_read_in_order_and_default_to_none() {
+        let cfg = crate::parse(LAB_BASE, Path::new("d.toml")).unwrap();
+        assert!(cfg.uplink.failover.is_empty());
+        assert_eq!(cfg.uplink.failover_host_ports().unwrap(), []);
+        let text = LAB_BASE.replace(
+            "[uplink]",
+            "[uplink]\nfailover = [\"mqtt://10.0.0.2:1884\", \"mqtt://node3\"]",
+        );
+        let cfg = crate::parse(&text, Path::new("d.toml")).unwrap();
+        assert_eq!(
+            cfg.uplink.failover_host_ports().unwrap(),
+            [("10.0.0.2".to_string(), 1884), ("node3".to_string(), 1883)]
+        );
+    }
+
+    #[test]
+    fn a_failover_broker_of_another_scheme_without_host_or_port_or_named_twice_is_refused() {
+        for (list, why) in [
+            (r#"["mqtts://10.0.0.2:8883"]"#, "`broker` is mqtt://"),
+            (r#"["10.0.0.2:1883"]"#, "`broker` is mqtt://"),
+            (r#"["mqtt://:1883"]"#, "names no host"),
+            (
+                r#"["mqtt://10.0.0.2:port"]"#,
+                "not a number from 1 to 65535",
+            ),
+            (r#"["mqtt://10.0.0.2:0"]"#, "not a number from 1 to 65535"),
+            (r#"["mqtt://127.0.0.1:1883"]"#, "names 127.0.0.1:1883 again"),
+            (
+                r#"["mqtt://10.0.0.2", "mqtt://10.0.0.2:1883"]"#,
+                "names 10.0.0.2:1883 again",
+            ),
+        ] {
+            let text = LAB_BASE.replace("[uplink]", &format!("[uplink]\nfailover = {list}"));
+            let msg = refusal(&text);
+            let key = if list.contains(", ") {
+                "uplink.failover[1]"
+            } else {
+                "uplink.failover[0]"
+            };
+            assert!(
+                msg.contains("/etc/anpr/device.toml") && msg.contains(key) && msg.contains(why),
+                "{list}: {msg}"
+            );
+        }
+        let tls = LAB_BASE
+            .replace("mqtt://127.0.0.1:1883", "mqtts://10.0.0.1")
+            .replace(
+                "allow_plaintext = true",
+                "tls_ca = \"ca.crt\"\ntls_cert = \"d.crt\"\ntls_key = \"d.key\"\nfailover = [\"mqtt://10.0.0.2:1883\"]",
+            );
+        let msg = refusal(&tls);
+        assert!(
+            msg.contains("uplink.failover[0]") && msg.contains("`broker` is mqtts://"),
+            "{msg}"
+        );
+        let msg = refusal(&tls.replace("mqtt://10.0.0.2:1883", "mqtts://10.0.0.1:8883"));
+        assert!(msg.contains("names 10.0.0.1:8883 again"), "{msg}");
     }
 
     #[test]

@@ -74,4 +74,5 @@ fn the_example_config_loads_with_its_commented_examples_switched_on() {
     assert_eq!(cfg.lists.len(), 2);
     assert_eq!(cfg.rules.len(), 4);
     assert!(cfg.lists_dir.ends_with("var/lists"));
+    assert_eq!(cfg.uplink.failover.len(), 2);
 }

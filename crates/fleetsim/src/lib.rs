@@ -19,7 +19,9 @@
 //!   (so the open files stay one connection per device, the uplink's).
 //! - Link faults: with [`FleetConfig::netsim`], each broker is reached through one
 //!   signal-loss proxy ([`anpr_netsim::Proxy`]) following the script; devices are assigned
-//!   to brokers round-robin.
+//!   to brokers round-robin. With [`FleetConfig::failover`], each device is given the other
+//!   brokers (or their proxies) as its failover list, in order after its own, as a device's
+//!   `[uplink] failover` would.
 //! - [`Fleet::finish`] stops recording at the end of [`FleetConfig::duration`], then drains:
 //!   every uplink delivers what its queue holds (events and images) and stops, or stops at the
 //!   drain deadline with rows still queued.
@@ -131,6 +133,9 @@ pub struct FleetConfig {
     pub topic_prefix: String,
     /// Brokers `(host, port)`, assigned to devices round-robin.
     pub brokers: Vec<(String, u16)>,
+    /// Each device fails over to the other brokers, in order after its own (the device on
+    /// broker 1 of 3 to brokers 2 and 0); false: each device has its broker only.
+    pub failover: bool,
     /// One passage per device every `interval.0` to `interval.1`, uniformly at random.
     pub interval: (Duration, Duration),
     /// One passage in this many is followed by a violation with two images (0: none).
@@ -163,6 +168,7 @@ impl FleetConfig {
             inventory_prefix: "SIM".into(),
             topic_prefix: "anpr/v1".into(),
             brokers,
+            failover: false,
             interval: (Duration::from_secs(2), Duration::from_secs(10)),
             violation_one_in: 20,
             seed: 1,
@@ -313,10 +319,22 @@ impl Fleet {
             inventory: String::new(),
             source,
         })?;
+        // Where devices connect: each broker, or its proxy.
+        let addresses: Vec<(String, u16)> = if proxies.is_empty() {
+            cfg.brokers.clone()
+        } else {
+            proxies
+                .iter()
+                .map(|p| (p.local_addr().ip().to_string(), p.local_addr().port()))
+                .collect()
+        };
         for (i, d) in devices.iter().enumerate() {
-            let (host, port) = match proxies.get(i % cfg.brokers.len()) {
-                Some(p) => (p.local_addr().ip().to_string(), p.local_addr().port()),
-                None => cfg.brokers[i % cfg.brokers.len()].clone(),
+            let n = addresses.len();
+            let (host, port) = addresses[i % n].clone();
+            let failover = if cfg.failover {
+                (1..n).map(|k| addresses[(i + k) % n].clone()).collect()
+            } else {
+                Vec::new()
             };
             let files = pki
                 .device(&d.inventory)
@@ -332,6 +350,7 @@ impl Fleet {
             let ucfg = UplinkConfig {
                 host,
                 port,
+                failover,
                 tls: Some(tls),
                 client_id: format!("anpr-{}", d.inventory),
                 topics: anpr_types::Topics::new(&cfg.topic_prefix, &d.inventory),
@@ -395,6 +414,12 @@ impl Fleet {
             p.append_errors += d.append_errors.load(Ordering::Relaxed);
         }
         p
+    }
+
+    /// Each device's broker now, `host:port` (see [`Counters::broker`]), in device order.
+    #[must_use]
+    pub fn brokers_now(&self) -> Vec<String> {
+        self.devices.iter().map(|d| d.counters.broker()).collect()
     }
 
     /// Time since the fleet started recording.

@@ -187,6 +187,8 @@ struct Ready {
     initial: QueueStats,
     host: String,
     port: u16,
+    /// The further brokers of `[uplink] failover`.
+    failover: Vec<(String, u16)>,
     tls: Option<anpr_pki::ClientTls>,
     /// The device's signing key and the central receiver's public key (`[security]`).
     signer: anpr_trust::SigningKey,
@@ -223,6 +225,10 @@ fn start(cfg: &Config) -> Result<Ready> {
     let initial = queue.stats()?;
     drop(queue);
     let (host, port) = cfg.uplink.host_port().map_err(anyhow::Error::msg)?;
+    let failover = cfg
+        .uplink
+        .failover_host_ports()
+        .map_err(anyhow::Error::msg)?;
     let tls = match cfg.uplink.tls_files() {
         Some((ca, cert, key)) => Some(
             anpr_pki::ClientTls::load(&anpr_pki::TlsFiles { ca, cert, key })
@@ -247,6 +253,7 @@ fn start(cfg: &Config) -> Result<Ready> {
         initial,
         host,
         port,
+        failover,
         tls,
         signer,
         central_key,
@@ -281,6 +288,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         initial,
         host,
         port,
+        failover,
         tls,
         signer,
         central_key,
@@ -290,6 +298,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
     let uplink_cfg = UplinkConfig {
         host,
         port,
+        failover,
         tls,
         client_id: format!("anpr-{}", cfg.device.inventory),
         topics: Topics::new(&cfg.uplink.topic_prefix, &cfg.device.inventory),

@@ -148,10 +148,12 @@ fn link(o: &mut String, snap: &Snapshot) {
         o,
         "<h2 id=\"link\">Link and backlog</h2><table>\
          <tr><th>Link to the central side</th><td id=\"link-state\" class=\"{class}\">{state}</td></tr>\
+         <tr><th>Broker</th><td id=\"link-broker\">{}</td></tr>\
          <tr><th>This run: sent / acknowledged / sent again</th><td id=\"link-counts\">{} / {} / {}</td></tr>\
          <tr><th>This run: images sent / acknowledged</th><td>{} / {}</td></tr>\
          <tr><th>This run: connection errors</th><td>{}</td></tr>\
          <tr><th>This run: acknowledgements refused (bad signature)</th><td id=\"bad-acks\"{}>{}</td></tr>",
+        escape(&l.broker),
         l.published,
         l.acked,
         l.resent,

@@ -83,6 +83,9 @@ pub struct DeviceFigures {
 #[derive(Debug, Clone, Default)]
 pub struct LinkFigures {
     pub connected: bool,
+    /// `host:port` of the broker the link is on or trying (`[uplink] broker`, or one of
+    /// `failover` after a move).
+    pub broker: String,
     pub published: u64,
     pub acked: u64,
     pub resent: u64,
@@ -163,6 +166,7 @@ impl Snapshot {
             },
             link: LinkFigures {
                 connected: u.connected.load(Ordering::Relaxed),
+                broker: u.broker(),
                 published: load(&u.published),
                 acked: load(&u.acked),
                 resent: load(&u.resent),

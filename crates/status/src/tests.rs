@@ -89,6 +89,7 @@ fn snapshot() -> Snapshot {
         },
         link: LinkFigures {
             connected: true,
+            broker: "10.0.0.2:8883".into(),
             published: 6,
             acked: 4,
             bad_acks: 3,
@@ -306,6 +307,7 @@ fn the_page_shows_cameras_backlog_recent_events_and_faults() {
     assert!(html.contains(r#"<span class="state ok" data-camera="cam1">live</span>"#));
     assert!(html.contains(r#"<img src="/camera/cam1/snapshot.jpg""#));
     assert!(html.contains(r#"<td id="link-state" class="ok">connected</td>"#));
+    assert!(html.contains(r#"<td id="link-broker">10.0.0.2:8883</td>"#));
     assert!(
         html.contains(r#"<td id="bad-acks" class="bad">3</td>"#),
         "refused acknowledgements shown, marked bad: {html}"

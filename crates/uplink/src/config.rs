@@ -36,6 +36,10 @@ pub enum UplinkError {
 pub struct UplinkConfig {
     pub host: String,
     pub port: u16,
+    /// Further brokers `(host, port)` of the same central side, tried in order after `host`
+    /// when the link cannot be made (see `link::Brokers`); empty: `host` only. The TLS
+    /// settings are the same for all.
+    pub failover: Vec<(String, u16)>,
     /// TLS with the device's certificate (checked when it was loaded); `None` is plain MQTT,
     /// which the device's configuration allows only with `allow_plaintext`.
     pub tls: Option<anpr_pki::ClientTls>,
@@ -63,6 +67,7 @@ impl UplinkConfig {
         Self {
             host: "127.0.0.1".into(),
             port,
+            failover: Vec::new(),
             tls: None,
             client_id: "anpr-KZ-TEST".into(),
             topics: Topics::new("anpr/v1", "KZ-TEST"),
@@ -93,6 +98,8 @@ pub enum Mode {
 #[derive(Debug, Default)]
 pub struct Counters {
     pub connected: AtomicBool,
+    /// See [`Counters::broker`].
+    broker: std::sync::Mutex<String>,
     pub published: AtomicU64,
     pub acked: AtomicU64,
     pub duplicate_acks: AtomicU64,
@@ -130,6 +137,23 @@ impl Counters {
     /// Reports a fault that happened (see [`FaultBoard::raise`]) on the health channel.
     pub fn raise_fault(&self, code: &str, message: &str) {
         self.faults.raise(code, message);
+    }
+
+    /// `host:port` of the broker the link is on, or is trying (it moves along
+    /// [`UplinkConfig::failover`] when a broker cannot be reached); empty before the start.
+    #[must_use]
+    pub fn broker(&self) -> String {
+        self.broker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_broker(&self, broker: String) {
+        *self
+            .broker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = broker;
     }
 }
 

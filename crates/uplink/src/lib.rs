@@ -44,6 +44,13 @@
 //!   up to 30 s while refused (each wait jittered between half and all of it), and every
 //!   subscription is made again on every connection. (A NATS MQTT listener refuses a QoS 1
 //!   subscription when making its JetStream consumer times out, e.g. under mass connects.)
+//! - Failover: with further brokers ([`UplinkConfig::failover`], the other nodes of a NATS
+//!   cluster), the link moves to the next of `host`, `failover[0]`, `failover[1]`, ...,
+//!   `host` again after two failures in a row without a ConnAck between them (a dropped
+//!   connection, a refused or failed connect, no ConnAck within 5 s), with the same client
+//!   id, TLS settings and clean session; each move is logged as a warning and the broker in
+//!   use is [`Counters::broker`]. The new connection is a reconnect like any other: the rows
+//!   in flight go again on it.
 //! - Supervised: the uplink never ends on a failure. A link failure is retried every half
 //!   second; a queue failure (cannot open, read or write) raises an `uplink` fault and is
 //!   retried after 1 s, doubling up to 30 s, with a fresh connection to the queue.

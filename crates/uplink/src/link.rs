@@ -7,6 +7,13 @@
 //!
 //! The poll task forwards what arrives ([`LinkEvent`]) on an unbounded channel; it ends when
 //! the session loop drops its end, or when [`Link::close`] has sent the disconnect.
+//!
+//! Failover ([`Brokers`]): after [`MOVE_AFTER`] failures in a row without a ConnAck between
+//! them (a connection that drops counts as one, so does each attempt that fails or gets no
+//! ConnAck within rumqttc's connect timeout of 5 s), the poll task gives the event loop the
+//! options of the next broker of the list (`host`, then each of `failover`, then `host`
+//! again): the same client, so nothing the session loop holds changes; the new connection is
+//! a clean session like any reconnect, and the rows in flight go again on it.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +31,8 @@ use crate::faults::FaultBoard;
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// How long closing waits for the goodbye (last health, disconnect) to go out.
 const CLOSE_WAIT: Duration = Duration::from_millis(300);
+/// Failures in a row (no ConnAck between) after which the link moves to the next broker.
+pub(crate) const MOVE_AFTER: u32 = 2;
 
 /// What the poll task saw.
 #[derive(Debug)]
@@ -32,6 +41,67 @@ pub(crate) enum LinkEvent {
     Incoming(Packet),
     /// The connection failed or dropped; the task tries again by itself.
     Down(String),
+    /// After that failure the task moved to the next broker of the list.
+    Moved {
+        /// `host:port` of the broker given up.
+        from: String,
+        /// `host:port` of the broker tried next.
+        to: String,
+        /// The last failure, in words.
+        error: String,
+    },
+}
+
+/// The brokers a link connects to, in order (`host`, then each of `failover`), and when to
+/// move from one to the next: after [`MOVE_AFTER`] failures in a row, going back to the
+/// first after the last. A ConnAck resets the count, so the link stays on a broker that
+/// answers. Sans-IO: the poll task tells it what happened.
+#[derive(Debug)]
+pub(crate) struct Brokers {
+    list: Vec<(String, u16)>,
+    current: usize,
+    failures: u32,
+}
+
+impl Brokers {
+    /// `cfg.host:cfg.port` first, then `cfg.failover`.
+    pub fn new(cfg: &UplinkConfig) -> Self {
+        let mut list = vec![(cfg.host.clone(), cfg.port)];
+        list.extend(cfg.failover.iter().cloned());
+        Self {
+            list,
+            current: 0,
+            failures: 0,
+        }
+    }
+
+    /// Where the list stands now (0: `host`).
+    pub fn index(&self) -> usize {
+        self.current
+    }
+
+    /// `host:port` of the broker at `index` of the list.
+    pub fn name(&self, index: usize) -> String {
+        let (host, port) = &self.list[index];
+        format!("{host}:{port}")
+    }
+
+    /// A connection came up (a ConnAck).
+    pub fn connected(&mut self) {
+        self.failures = 0;
+    }
+
+    /// A connection attempt failed or the connection dropped: whether the link moves to the
+    /// next broker now (never with one broker).
+    pub fn failed(&mut self) -> bool {
+        self.failures += 1;
+        if self.failures < MOVE_AFTER || self.list.len() < 2 {
+            return false;
+        }
+        self.failures = 0;
+        self.current = (self.current + 1) % self.list.len();
+        true
+    }
 }
 
 /// The client and the poll task of one MQTT connection (reconnected by rumqttc as needed).
@@ -43,28 +113,19 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Starts the client and its poll task (connecting in the background).
+    /// Starts the client and its poll task (connecting in the background to `cfg.host`, then
+    /// moving along `cfg.failover` as [`Brokers`] says).
     pub fn start(cfg: &UplinkConfig) -> Self {
-        let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
-        if let Some(tls) = &cfg.tls {
-            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                tls.config(),
-            )));
-        }
-        opts.set_keep_alive(Duration::from_secs(5));
-        opts.set_clean_session(true);
-        opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
-        opts.set_inflight(u16::try_from(cfg.max_inflight.clamp(1, 1000)).unwrap_or(100));
-        opts.set_last_will(LastWill::new(
-            cfg.topics.health(),
-            r#"{"status":"offline"}"#,
-            QoS::AtLeastOnce,
-            true,
-        ));
-        let (client, eventloop) = AsyncClient::new(opts, cfg.max_inflight * 2 + 16);
+        let brokers = Brokers::new(cfg);
+        let options: Vec<MqttOptions> = brokers
+            .list
+            .iter()
+            .map(|(host, port)| options(cfg, host, *port))
+            .collect();
+        let (client, eventloop) = AsyncClient::new(options[0].clone(), cfg.max_inflight * 2 + 16);
         let (tx, events) = mpsc::unbounded_channel();
         let (closing, closing_rx) = watch::channel(false);
-        let task = tokio::spawn(poll(eventloop, tx, closing_rx));
+        let task = tokio::spawn(poll(eventloop, brokers, options, tx, closing_rx));
         Self {
             client,
             events,
@@ -90,20 +151,61 @@ impl Link {
     }
 }
 
+/// The client's options for the broker at `host:port`: TLS with the device's certificate
+/// when it has one (the server name checked is `host`), keepalive, clean session, last will,
+/// packet size; the same for every broker of the list but the address.
+fn options(cfg: &UplinkConfig, host: &str, port: u16) -> MqttOptions {
+    let mut opts = MqttOptions::new(&cfg.client_id, host, port);
+    if let Some(tls) = &cfg.tls {
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.config(),
+        )));
+    }
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_clean_session(true);
+    opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
+    opts.set_inflight(u16::try_from(cfg.max_inflight.clamp(1, 1000)).unwrap_or(100));
+    opts.set_last_will(LastWill::new(
+        cfg.topics.health(),
+        r#"{"status":"offline"}"#,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    opts
+}
+
+/// Polls the event loop; `options` holds the client's options for each broker of `brokers`.
 async fn poll(
     mut eventloop: EventLoop,
+    mut brokers: Brokers,
+    options: Vec<MqttOptions>,
     tx: mpsc::UnboundedSender<LinkEvent>,
     closing: watch::Receiver<bool>,
 ) {
     loop {
         let forwarded = match eventloop.poll().await {
-            Ok(Event::Incoming(p)) => tx.send(LinkEvent::Incoming(p)),
+            Ok(Event::Incoming(p)) => {
+                if matches!(p, Packet::ConnAck(_)) {
+                    brokers.connected();
+                }
+                tx.send(LinkEvent::Incoming(p))
+            }
             Ok(Event::Outgoing(_)) => Ok(()),
             Err(e) => {
                 if *closing.borrow() {
                     return;
                 }
-                let sent = tx.send(LinkEvent::Down(e.to_string()));
+                let error = e.to_string();
+                let mut sent = tx.send(LinkEvent::Down(error.clone()));
+                let from = brokers.index();
+                if brokers.failed() {
+                    eventloop.mqtt_options = options[brokers.index()].clone();
+                    sent = sent.and(tx.send(LinkEvent::Moved {
+                        from: brokers.name(from),
+                        to: brokers.name(brokers.index()),
+                        error,
+                    }));
+                }
                 tokio::time::sleep(RECONNECT_PAUSE).await;
                 sent
             }
@@ -314,7 +416,7 @@ mod tests {
 
     use rumqttc::{QoS, SubscribeReasonCode};
 
-    use super::{RESUBSCRIBE_MAX, Subscriptions};
+    use super::{Brokers, RESUBSCRIBE_MAX, Subscriptions};
     use crate::faults::FaultBoard;
 
     const OK: SubscribeReasonCode = SubscribeReasonCode::Success(QoS::AtLeastOnce);
@@ -461,6 +563,37 @@ mod tests {
         // Back to the first wait: 1 s scaled by 0.75.
         assert_eq!(subs.owed(t + Duration::from_millis(749)), None);
         assert_eq!(subs.owed(t + Duration::from_millis(750)), Some(vec![0]));
+    }
+
+    #[test]
+    fn the_link_moves_to_the_next_broker_after_two_failures_in_a_row_and_wraps_around() {
+        let mut cfg = crate::config::UplinkConfig::for_test(std::path::Path::new("q"), 1883);
+        cfg.failover = vec![("10.0.0.2".into(), 8883), ("10.0.0.3".into(), 8884)];
+        let mut b = Brokers::new(&cfg);
+        let names: Vec<String> = (0..3).map(|i| b.name(i)).collect();
+        assert_eq!(names, ["127.0.0.1:1883", "10.0.0.2:8883", "10.0.0.3:8884"]);
+        assert_eq!(b.index(), 0);
+        // One failure (a connection that drops) stays; the second in a row moves on.
+        assert!(!b.failed());
+        assert!(b.failed());
+        assert_eq!(b.index(), 1);
+        // A ConnAck between failures starts the count over: the link stays where it works.
+        assert!(!b.failed());
+        b.connected();
+        assert!(!b.failed());
+        b.connected();
+        assert_eq!(b.index(), 1);
+        // Past the last broker: back to the first.
+        let moves: Vec<(bool, usize)> = (0..4).map(|_| (b.failed(), b.index())).collect();
+        assert_eq!(moves, [(false, 1), (true, 2), (false, 2), (true, 0)]);
+    }
+
+    #[test]
+    fn a_link_with_one_broker_never_moves() {
+        let cfg = crate::config::UplinkConfig::for_test(std::path::Path::new("q"), 1883);
+        let mut b = Brokers::new(&cfg);
+        assert!((0..5).all(|_| !b.failed()));
+        assert_eq!(b.index(), 0);
     }
 
     #[test]

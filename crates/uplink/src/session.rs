@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Command, Counters, Delivered, Mode, UplinkConfig, UplinkError};
 use crate::health::HealthState;
-use crate::link::{Link, LinkEvent, Subscriptions};
+use crate::link::{Link, LinkEvent, MOVE_AFTER, Subscriptions};
 use crate::queue::{Fetch, Fetched, QueueThread};
 use crate::window::{Class, Verdict, Wanted, Window, WindowConfig};
 
@@ -200,6 +200,7 @@ impl Session {
     ) -> Self {
         let ack_topic = cfg.topics.ack();
         let cmd_root = cfg.topics.cmd();
+        counters.set_broker(format!("{}:{}", cfg.host, cfg.port));
         Self {
             link: Link::start(&cfg),
             queue: QueueThread::new(cfg.queue.clone()),
@@ -239,7 +240,7 @@ impl Session {
                 self.subscriptions.connected();
                 self.subscriptions.subscribe_if_due(&self.link.client, now);
                 self.counters.connected.store(true, Ordering::SeqCst);
-                tracing::info!(broker = %format!("{}:{}", self.cfg.host, self.cfg.port), "Uplink connected.");
+                tracing::info!(broker = %self.counters.broker(), "Uplink connected.");
             }
             LinkEvent::Incoming(Packet::SubAck(ack)) => {
                 self.subscriptions.answered(
@@ -295,6 +296,15 @@ impl Session {
                     .fetch_add(1, Ordering::SeqCst);
                 self.window.disconnected();
                 self.last_read = None;
+            }
+            LinkEvent::Moved { from, to, error } => {
+                tracing::warn!(
+                    from = %from,
+                    to = %to,
+                    error = %error,
+                    "Uplink moves to the next broker (`from` failed {MOVE_AFTER} times in a row without a ConnAck, the last with `error`); events stay queued and go again through `to`."
+                );
+                self.counters.set_broker(to);
             }
         }
     }
@@ -352,6 +362,8 @@ impl Session {
         self.counters.connected.store(false, Ordering::SeqCst);
         self.window.disconnected();
         self.link = Link::start(&self.cfg);
+        self.counters
+            .set_broker(format!("{}:{}", self.cfg.host, self.cfg.port));
     }
 
     /// One pass, unless a failure's backoff is still running; returns true when a drain ends.

@@ -63,6 +63,7 @@ async fn idle_uplinks_cpu() {
         let cfg = UplinkConfig {
             host: "127.0.0.1".into(),
             port,
+            failover: Vec::new(),
             tls: None,
             client_id: format!("anpr-{inventory}"),
             topics: Topics::new("anpr/v1", &inventory),
