@@ -55,6 +55,8 @@ pub struct DemoConfig {
     pub nodes: usize,
     /// A fault injected a third of the way through the recording, repaired 10 s later.
     pub fault: Option<Fault>,
+    /// Each device given the other nodes as its failover list ([`FleetConfig::failover`]).
+    pub failover: bool,
     /// Working folder: the PKI of each fleet size in `<work>/pki-<devices>`, the run in
     /// `<work>/run` (emptied at start).
     pub work: PathBuf,
@@ -229,6 +231,7 @@ impl Demo {
             Duration::from_secs(cfg.seconds),
         );
         fleet.seed = cfg.seed;
+        fleet.failover = cfg.failover;
         let (pki, issued, took) = tokio::task::block_in_place(|| {
             prepare_folders(&run, &pki_dir, &fleet.inventory_prefix, cfg.devices)
         })?;

@@ -65,6 +65,10 @@ struct DemoArgs {
     nodes: usize,
     #[arg(long, value_enum)]
     fault: Option<Fault>,
+    /// Give each device the other NATS nodes as its `[uplink] failover` list (in order after
+    /// its own): a device whose node is down moves to the next instead of waiting for it.
+    #[arg(long)]
+    failover: bool,
     /// Write the report (per device and in total, with the resources) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -196,6 +200,7 @@ fn demo(a: &DemoArgs) -> Result<ExitStatus> {
             Fault::Postgres => demo::Fault::Postgres,
             Fault::Objects => demo::Fault::Objects,
         }),
+        failover: a.failover,
         work: a.work.clone(),
         drain: Duration::from_secs(a.drain),
         seed: a.seed,
