@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use anpr_types::geometry::{RingProblem, simple_ring};
+
 /// A point in relative frame coordinates (0–1, origin top-left, `y` down).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Point {
@@ -71,7 +73,8 @@ pub fn validate_polygon(points: &[Point]) -> Result<(), PolygonError> {
     ring(points).map(|_| ())
 }
 
-/// The points of a valid polygon without repeats, in order.
+/// The points of a valid polygon without repeats, in order. The outline is checked by
+/// [`simple_ring`], the same check the configuration makes when it is loaded.
 fn ring(points: &[Point]) -> Result<Vec<Point>, PolygonError> {
     if let Some((index, point)) = points.iter().enumerate().find(|(_, p)| !p.in_frame()) {
         return Err(PolygonError::OutsideFrame {
@@ -79,67 +82,19 @@ fn ring(points: &[Point]) -> Result<Vec<Point>, PolygonError> {
             point: *point,
         });
     }
-    let mut ring: Vec<Point> = Vec::with_capacity(points.len());
-    for p in points {
-        if ring.last() != Some(p) {
-            ring.push(*p);
+    simple_ring(points).map_err(|problem| match problem {
+        RingProblem::TooFewPoints { distinct } => PolygonError::TooFewPoints { distinct },
+        RingProblem::NoArea => PolygonError::NoArea,
+        RingProblem::EdgesCross { first, second } => {
+            PolygonError::SelfIntersecting { first, second }
         }
-    }
-    while ring.len() > 1 && ring.first() == ring.last() {
-        ring.pop();
-    }
-    let mut distinct: Vec<Point> = Vec::new();
-    for p in &ring {
-        if !distinct.contains(p) {
-            distinct.push(*p);
-        }
-    }
-    if distinct.len() < 3 {
-        return Err(PolygonError::TooFewPoints {
-            distinct: distinct.len(),
-        });
-    }
-    let n = ring.len();
-    let edge = |i: usize| (ring[i], ring[(i + 1) % n]);
-    for i in 0..n {
-        for j in i + 1..n {
-            let (a1, a2) = edge(i);
-            let (b1, b2) = edge(j);
-            let adjacent = j == i + 1 || (i == 0 && j == n - 1);
-            let bad = if adjacent {
-                // Neighbouring edges share a corner; they must not fold back onto each other.
-                let (shared, a_far, b_far) = if j == i + 1 {
-                    (a2, a1, b2)
-                } else {
-                    (a1, a2, b1)
-                };
-                cross(shared, a_far, b_far) == 0.0 && dot(shared, a_far, b_far) > 0.0
-            } else {
-                segments_intersect(a1, a2, b1, b2)
-            };
-            if bad {
-                return Err(PolygonError::SelfIntersecting {
-                    first: i,
-                    second: j,
-                });
-            }
-        }
-    }
-    if signed_area(&ring).abs() < 1e-9 {
-        return Err(PolygonError::NoArea);
-    }
-    Ok(ring)
+    })
 }
 
-fn signed_area(ring: &[Point]) -> f64 {
-    let n = ring.len();
-    (0..n)
-        .map(|i| {
-            let (a, b) = (ring[i], ring[(i + 1) % n]);
-            f64::from(a.x) * f64::from(b.y) - f64::from(b.x) * f64::from(a.y)
-        })
-        .sum::<f64>()
-        / 2.0
+impl From<Point> for anpr_types::geometry::Point {
+    fn from(p: Point) -> Self {
+        [f64::from(p.x), f64::from(p.y)]
+    }
 }
 
 /// Cross product of `a → b` and `a → c`, in f64 so that the sign is reliable for points
@@ -147,11 +102,6 @@ fn signed_area(ring: &[Point]) -> f64 {
 fn cross(a: Point, b: Point, c: Point) -> f64 {
     let (ax, ay) = (f64::from(a.x), f64::from(a.y));
     (f64::from(b.x) - ax) * (f64::from(c.y) - ay) - (f64::from(b.y) - ay) * (f64::from(c.x) - ax)
-}
-
-fn dot(a: Point, b: Point, c: Point) -> f64 {
-    let (ax, ay) = (f64::from(a.x), f64::from(a.y));
-    (f64::from(b.x) - ax) * (f64::from(c.x) - ax) + (f64::from(b.y) - ay) * (f64::from(c.y) - ay)
 }
 
 fn on_segment(a: Point, b: Point, p: Point) -> bool {

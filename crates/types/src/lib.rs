@@ -4,12 +4,14 @@
 //! Contract: this crate does no I/O and pulls in no runtime (no GStreamer, ONNX Runtime or
 //! tokio). The JSON form of [`Event`] is the wire schema `anpr.event/1`; a field is only ever
 //! added (never renamed or retyped) within a schema version, so receivers may rely on it.
-//! [`sample`] makes whole, made-up events for the fleet simulator and the tests.
+//! [`sample`] makes whole, made-up events for the fleet simulator and the tests; [`geometry`]
+//! holds the one check of a zone's outline that the configuration and the tracker share.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod geometry;
 pub mod html;
 pub mod sample;
 pub mod uri;
