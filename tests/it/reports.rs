@@ -286,3 +286,33 @@ async fn the_bench_page_shows_the_figures_bench_prints_and_its_charts() {
         "frames per second over the run"
     );
 }
+
+/// `bench --parallel-frames 2`: two recognizers take the frames in turn; every frame asked for
+/// is counted once, and the report says how they ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_with_two_frames_at_a_time_counts_every_frame_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    write_clip_with(&manifest_with(1), &clip).unwrap();
+    let config = config(dir.path());
+    let json = dir.path().join("bench.json");
+    let text = anpr(&[
+        "bench".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--frames".as_ref(),
+        "7".as_ref(),
+        "--parallel-frames".as_ref(),
+        "2".as_ref(),
+        "--json".as_ref(),
+        json.as_os_str(),
+        clip.as_os_str(),
+    ]);
+    assert!(text.contains("7 frames"), "{text}");
+    assert!(text.contains("2 frames at a time"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["frames"], 7, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["parallel_frames"], 2, "{report}");
+}

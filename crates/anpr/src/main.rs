@@ -363,6 +363,10 @@ struct BenchArgs {
     /// Run the stages one after the other on one thread (as `models.concurrent = false`).
     #[arg(long)]
     sequential: bool,
+    /// Frames recognised at a time, each by its own recognizer on a thread of its own, 1 to 4
+    /// (default: the config's `models.parallel_frames`).
+    #[arg(long)]
+    parallel_frames: Option<usize>,
     /// Stop after this many frames.
     #[arg(long)]
     frames: Option<u64>,

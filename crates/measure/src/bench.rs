@@ -66,6 +66,8 @@ pub struct BenchReport {
     pub vehicle_detector: bool,
     /// Whether the vehicle detector ran on its own thread beside the plate stages.
     pub concurrent: bool,
+    /// Frames recognised at the same time, each by a recognizer on a thread of its own.
+    pub parallel_frames: usize,
     /// Every frame's figures, for the charts of the HTML report (not in the JSON).
     #[serde(skip)]
     pub samples: Samples,
@@ -112,7 +114,7 @@ impl std::fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "  models: plate detector, plate reader{}; {} intra-op thread(s) per session{}",
+            "  models: plate detector, plate reader{}; {} intra-op thread(s) per session{}{}",
             if self.vehicle_detector {
                 ", vehicle detector"
             } else {
@@ -123,6 +125,14 @@ impl std::fmt::Display for BenchReport {
                 "; vehicle detector on its own thread"
             } else {
                 "; stages one after the other"
+            },
+            if self.parallel_frames > 1 {
+                format!(
+                    "; {} frames at a time, each by its own recognizer",
+                    self.parallel_frames
+                )
+            } else {
+                String::new()
             }
         )?;
         writeln!(
@@ -198,11 +208,13 @@ pub fn scale_to_width(frame: RgbFrame, width: u32) -> RgbFrame {
     }
 }
 
-/// Benchmarks the recognizer on a video file or an image folder; `limit` stops after that
+/// Benchmarks the recognizers on a video file or an image folder; `limit` stops after that
 /// many frames, `width` scales every frame to that width first (outside the timings, as a
-/// camera of that resolution would deliver it). A progress line goes to stderr every 2 s.
+/// camera of that resolution would deliver it). Each of `recs` recognises frames on a thread of
+/// its own, taking the next frame when it is free (`anpr bench --parallel-frames`, as the
+/// device's `[models] parallel_frames`). A progress line goes to stderr every 2 s.
 pub fn run(
-    rec: &mut Recognizer,
+    recs: &mut [Recognizer],
     input: &Path,
     limit: Option<u64>,
     width: Option<u32>,
@@ -263,41 +275,70 @@ pub fn run(
     let cpu0 = cpu_seconds();
     let start = Instant::now();
     let mut shown = Instant::now();
-    for item in &rx {
-        if limit.is_some_and(|l| frames + failed >= l) {
-            break;
+    let has_vehicle_detector = recs.iter().any(Recognizer::has_vehicle_detector);
+    let parallel_frames = recs.len();
+    // The frames still to take (all of the input without a limit), shared by the workers.
+    let input_frames = std::sync::Mutex::new((rx, limit.unwrap_or(u64::MAX)));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for rec in recs.iter_mut() {
+            let (input_frames, done_tx) = (&input_frames, done_tx.clone());
+            scope.spawn(move || {
+                loop {
+                    let item = {
+                        let mut taken = input_frames
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if taken.1 == 0 {
+                            break;
+                        }
+                        taken.1 -= 1;
+                        match taken.0.recv() {
+                            Ok(item) => item,
+                            Err(_) => break,
+                        }
+                    };
+                    let outcome = item.and_then(|frame| {
+                        let t = Instant::now();
+                        let size = (frame.width, frame.height);
+                        rec.process(&frame)
+                            .map(|r| (r, t.elapsed(), size))
+                            .map_err(|e| e.to_string())
+                    });
+                    if done_tx.send(outcome).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-        let Ok(frame) = item else {
-            failed += 1;
-            continue;
-        };
-        size = (frame.width, frame.height);
-        let t = Instant::now();
-        match rec.process(&frame) {
-            Ok(r) => {
-                samples.total_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                samples.done_s.push(start.elapsed().as_secs_f64());
-                samples.vehicle_ms.push(r.timings.vehicle_ms);
-                samples.plate_detect_ms.push(r.timings.plate_detect_ms);
-                samples.plate_read_ms.push(r.timings.plate_read_ms);
-                frames += 1;
+        drop(done_tx);
+        for outcome in &done_rx {
+            let Ok((r, took, frame_size)) = outcome else {
+                failed += 1;
+                continue;
+            };
+            size = frame_size;
+            samples.total_ms.push(took.as_secs_f64() * 1000.0);
+            samples.done_s.push(start.elapsed().as_secs_f64());
+            samples.vehicle_ms.push(r.timings.vehicle_ms);
+            samples.plate_detect_ms.push(r.timings.plate_detect_ms);
+            samples.plate_read_ms.push(r.timings.plate_read_ms);
+            frames += 1;
+            if shown.elapsed() >= Duration::from_secs(2) {
+                shown = Instant::now();
+                let done = frames + failed;
+                let of = total.map_or_else(String::new, |t| format!("/{t}"));
+                eprintln!(
+                    "bench: frame {done}{of}, {:.2} fps, last frame {:.0} ms",
+                    frames as f64 / start.elapsed().as_secs_f64(),
+                    samples.total_ms.last().copied().unwrap_or(0.0)
+                );
             }
-            Err(_) => failed += 1,
         }
-        if shown.elapsed() >= Duration::from_secs(2) {
-            shown = Instant::now();
-            let done = frames + failed;
-            let of = total.map_or_else(String::new, |t| format!("/{t}"));
-            eprintln!(
-                "bench: frame {done}{of}, {:.2} fps, last frame {:.0} ms",
-                frames as f64 / start.elapsed().as_secs_f64(),
-                samples.total_ms.last().copied().unwrap_or(0.0)
-            );
-        }
-    }
+    });
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
-    drop(rx);
+    drop(input_frames);
     let _ = producer.join();
     if frames == 0 {
         bail!("no frame of {} could be processed", input.display());
@@ -317,8 +358,9 @@ pub fn run(
         plate_read_ms: Percentiles::of(samples.plate_read_ms.clone()),
         total_ms: Percentiles::of(samples.total_ms.clone()),
         intra_threads,
-        vehicle_detector: rec.has_vehicle_detector(),
+        vehicle_detector: has_vehicle_detector,
         concurrent,
+        parallel_frames,
         samples,
     })
 }

@@ -28,10 +28,18 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitStatus> {
     // The same check of the files against their pinned sha256 as every other loader.
     anpr_pipeline::verify_models(&cfg)?;
     anpr_vision::init_runtime(&cfg.models.path(&cfg.models.onnxruntime))?;
+    let parallel = args
+        .parallel_frames
+        .unwrap_or(cfg.models.parallel_frames as usize);
+    if !(1..=4).contains(&parallel) {
+        return Err(Usage("--parallel-frames must be 1 to 4".into()).into());
+    }
     let (threads, concurrent) = (rc.intra_threads, rc.concurrent);
-    let mut rec = anpr_vision::Recognizer::new(rc)?;
+    let mut recs = (0..parallel)
+        .map(|_| anpr_vision::Recognizer::new(rc.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
     let report = anpr_measure::bench::run(
-        &mut rec,
+        &mut recs,
         &args.input,
         args.frames,
         args.width,

@@ -211,6 +211,7 @@ mod tests {
             intra_threads: 1,
             vehicle_detector: false,
             concurrent: false,
+            parallel_frames: 1,
             samples: Samples {
                 vehicle_ms: vec![0.0; 40],
                 plate_detect_ms: t.clone(),
