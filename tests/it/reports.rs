@@ -243,20 +243,16 @@ async fn the_eval_page_of_real_photos_shows_the_counts_eval_prints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_page_shows_the_figures_bench_prints_and_its_charts() {
     let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.mp4");
-    write_clip_with(&manifest_with(1), &clip).unwrap();
-    let config = config(dir.path());
     let html = dir.path().join("bench.html");
-    let text = anpr(&[
-        "bench".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--frames".as_ref(),
-        "6".as_ref(),
-        "--html".as_ref(),
-        html.as_os_str(),
-        clip.as_os_str(),
-    ]);
+    let text = bench_clip(
+        dir.path(),
+        &[
+            "--frames".as_ref(),
+            "6".as_ref(),
+            "--html".as_ref(),
+            html.as_os_str(),
+        ],
+    );
     let dom = util::chromium_dom(format!("file://{}", html.display())).await;
     let summary = &dom[dom.find("id=\"summary\"").unwrap()..];
     for line in text.lines().take(3) {
@@ -292,22 +288,18 @@ async fn the_bench_page_shows_the_figures_bench_prints_and_its_charts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_with_two_frames_at_a_time_counts_every_frame_once() {
     let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("clip.mp4");
-    write_clip_with(&manifest_with(1), &clip).unwrap();
-    let config = config(dir.path());
     let json = dir.path().join("bench.json");
-    let text = anpr(&[
-        "bench".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--frames".as_ref(),
-        "7".as_ref(),
-        "--parallel-frames".as_ref(),
-        "2".as_ref(),
-        "--json".as_ref(),
-        json.as_os_str(),
-        clip.as_os_str(),
-    ]);
+    let text = bench_clip(
+        dir.path(),
+        &[
+            "--frames".as_ref(),
+            "7".as_ref(),
+            "--parallel-frames".as_ref(),
+            "2".as_ref(),
+            "--json".as_ref(),
+            json.as_os_str(),
+        ],
+    );
     assert!(text.contains("7 frames"), "{text}");
     assert!(text.contains("2 frames at a time"), "{text}");
     let report: serde_json::Value =
@@ -315,4 +307,16 @@ async fn bench_with_two_frames_at_a_time_counts_every_frame_once() {
     assert_eq!(report["frames"], 7, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
     assert_eq!(report["parallel_frames"], 2, "{report}");
+}
+
+/// `anpr bench` with `args` on a generated one-vehicle clip written into `dir`, with the test
+/// config; what it printed.
+fn bench_clip(dir: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let clip = dir.join("clip.mp4");
+    write_clip_with(&manifest_with(1), &clip).unwrap();
+    let config = config(dir);
+    let mut all = vec!["bench".as_ref(), "--config".as_ref(), config.as_os_str()];
+    all.extend_from_slice(args);
+    all.push(clip.as_os_str());
+    anpr(&all)
 }
