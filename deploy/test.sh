@@ -5,6 +5,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash deploy/setup.sh --no-build
+# One clean build, no edit loop: incremental caches would only double the disk it takes.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 echo "[test] cargo fmt --check"
 cargo fmt --all --check
 echo "[test] cargo clippy --all-targets -- -D warnings"
