@@ -268,20 +268,34 @@ impl NatsCluster {
         for n in &mut cluster.nodes {
             n.proc.spawn()?;
         }
-        for i in 0..cluster.nodes.len() {
-            cluster.wait_healthy(i)?;
-        }
+        cluster.wait_healthy(0..cluster.nodes.len())?;
         Ok(cluster)
     }
 
-    fn wait_healthy(&mut self, i: usize) -> Result<(), ClusterError> {
-        let node = &mut self.nodes[i];
-        let http = node.ports.http;
-        node.proc.wait_ready(
-            READY_SECONDS,
-            "its /healthz did not answer 200: JetStream has no meta leader or this node is not current",
-            || http_status(http, "/healthz") == Some(200),
-        )
+    /// Waits until each node of `which` is healthy, watching all of them at once: a node that
+    /// exits (a port taken meanwhile) is seen at once, not after the others' time runs out
+    /// waiting for a meta leader it was needed to elect.
+    fn wait_healthy(&mut self, which: std::ops::Range<usize>) -> Result<(), ClusterError> {
+        const WHY: &str = "its /healthz did not answer 200: JetStream has no meta leader or this node is not current";
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(READY_SECONDS);
+        let mut healthy = vec![false; which.len()];
+        loop {
+            for (k, i) in which.clone().enumerate() {
+                let node = &mut self.nodes[i];
+                node.proc.check_running()?;
+                healthy[k] = healthy[k] || http_status(node.ports.http, "/healthz") == Some(200);
+            }
+            if let Some(k) = healthy.iter().position(|h| !h) {
+                if std::time::Instant::now() >= end {
+                    return Err(self.nodes[which.start + k]
+                        .proc
+                        .not_ready(READY_SECONDS, WHY));
+                }
+            } else {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// The options it was started with.
@@ -353,7 +367,7 @@ impl NatsCluster {
     /// again: rejoined the cluster and caught up with its streams.
     pub fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
         self.nodes[i].proc.spawn()?;
-        self.wait_healthy(i)
+        self.wait_healthy(i..i + 1)
     }
 
     /// Lets in `devices` instead of the devices given at start (new certificates, or one

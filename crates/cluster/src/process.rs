@@ -141,28 +141,39 @@ impl Proc {
     ) -> Result<(), ClusterError> {
         let end = Instant::now() + Duration::from_secs(seconds);
         loop {
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                self.child = None;
-                return Err(ClusterError::Exited {
-                    what: self.what.clone(),
-                    status: status.to_string(),
-                    log: self.log.clone(),
-                });
-            }
+            self.check_running()?;
             if ready() {
                 return Ok(());
             }
             if Instant::now() >= end {
-                return Err(ClusterError::NotReady {
-                    what: self.what.clone(),
-                    seconds,
-                    why: why.to_string(),
-                    log: self.log.clone(),
-                });
+                return Err(self.not_ready(seconds, why));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// An error if the process has exited (naming its status and log).
+    pub fn check_running(&mut self) -> Result<(), ClusterError> {
+        if let Some(c) = self.child.as_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            self.child = None;
+            return Err(ClusterError::Exited {
+                what: self.what.clone(),
+                status: status.to_string(),
+                log: self.log.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The error of a process not ready after `seconds`, `why` saying what was waited for.
+    pub fn not_ready(&self, seconds: u64, why: &str) -> ClusterError {
+        ClusterError::NotReady {
+            what: self.what.clone(),
+            seconds,
+            why: why.to_string(),
+            log: self.log.clone(),
         }
     }
 }
