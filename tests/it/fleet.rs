@@ -10,7 +10,10 @@
 //!   mid-run: the same device code, no broker-specific branch;
 //! - on the same cluster with the devices given the other nodes as failover (`[uplink]
 //!   failover`) and one node killed early and kept down: its devices move to the next node and
-//!   deliver everything there.
+//!   deliver everything there;
+//! - `anpr fleet demo` itself, with its devices split over two child processes (`--processes
+//!   2`, what a fleet beyond one process's open-file limit does): the parts' recordings are
+//!   reported as one fleet.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -293,4 +296,49 @@ async fn devices_whose_nats_node_stays_down_fail_over_to_the_next_node_and_lose_
     );
     let report = cluster.report(finished).await;
     assert_stored_once(&report, 80);
+}
+
+/// `anpr fleet demo --processes 2`: both parts record, the report holds every device once, in
+/// order, with its broker, and is clean; the simulator's resources are the two processes'.
+#[test]
+fn a_fleet_demo_split_over_two_processes_reports_every_device_once_and_loses_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let json = work.path().join("report.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_anpr"))
+        .args(["fleet", "demo", "--devices", "9", "--seconds", "10"])
+        .args(["--nodes", "1", "--replicas", "1", "--processes", "2"])
+        .arg("--work")
+        .arg(work.path())
+        .arg("--json")
+        .arg(&json)
+        .env("ANPR_LOG", "off")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("fleet simulator (2 processes)"), "{stdout}");
+    assert!(
+        work.path()
+            .join("run/part-1/queues/SIM-00009.sqlite")
+            .exists()
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let devices: Vec<&str> = report["report"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["inventory"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=9).map(|i| format!("SIM-{i:05}")).collect();
+    assert_eq!(devices, expected);
+    let total = &report["report"]["total"];
+    assert!(total["recorded"].as_u64().unwrap() > 0, "{total}");
+    assert_eq!(total["stored"], total["recorded"], "{total}");
+    for zero in ["lost", "duplicates", "undelivered", "unknown", "pending"] {
+        assert_eq!(total[zero], 0, "{zero}: {total}");
+    }
 }

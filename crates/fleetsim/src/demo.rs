@@ -4,7 +4,9 @@
 //! # Contract
 //!
 //! - [`Demo::start`] checks the settings and the open-file limit (about 5 files per device
-//!   plus 512: each device's queue and its connection), empties `<work>/run`, opens the PKI
+//!   plus 512: each device's queue and its connection) and chooses the processes the devices
+//!   run in ([`DemoConfig::processes`]: as few as the limit allows unless given), empties
+//!   `<work>/run`, opens the PKI
 //!   kept for this fleet size in `<work>/pki-<devices>` (made there the first time), issues the
 //!   device identities it lacks, starts the engines of [`anpr_cluster`] (a NATS cluster of
 //!   [`DemoConfig::nodes`] nodes with its MQTT listener, PostgreSQL, the object store) in
@@ -15,12 +17,19 @@
 //!   --key … --stream-replicas … --name replica-<i>`, the object store's keys in
 //!   `ANPR_S3_ACCESS_KEY` and `ANPR_S3_SECRET_KEY`, its output in `<work>/run/replica-<i>.log`.
 //! - [`Demo::run`] starts the fleet ([`Fleet::start`]) on the NATS cluster's MQTT ports, lets
-//!   it record for [`DemoConfig::seconds`], and reports a [`Step::Tick`] every 5 s. With a
+//!   it record for [`DemoConfig::seconds`], and reports a [`Step::Tick`] every 5 s. A fleet
+//!   split over processes runs as child processes, `<exe> fleet devices …` ([`PartConfig`],
+//!   [`run_part`]): part `k` holds devices `first .. first + n` in `<work>/run/part-<k>`
+//!   (each device on the broker it would have in one process), its log in
+//!   `<work>/run/part-<k>.log`; the demo sums their progress lines, waits until every part
+//!   records before its clock starts, and reports their recordings as one fleet. A part that
+//!   exits early or does not finish its drain fails the demo, naming its log. With a
 //!   [`Fault`], the fault is injected at the first tick a third of the way through the
 //!   recording and repaired at the first tick 10 s later (or when the recording ends). Then
 //!   the fleet drains for at most [`DemoConfig::drain`], and the report counts what the
 //!   central side stored (its PostgreSQL and object store, [`ArchiveDb`]).
-//! - Resources ([`PartUsage`]): the CPU time of each part's processes and of their direct
+//! - Resources ([`PartUsage`]): the CPU time of the processes of each part of the demo (the
+//!   simulator: this process, or its child processes when split) and of their direct
 //!   children (PostgreSQL's backends), read from `/proc` and averaged over the run in cores,
 //!   and their resident memory and threads, summed over the processes and the peak taken over
 //!   the samples (one per tick). A replaced process (a killed replica) keeps the CPU time it
@@ -33,6 +42,7 @@
 
 mod central;
 mod meter;
+mod parts;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -40,6 +50,8 @@ use std::time::{Duration, Instant};
 use self::central::Central;
 use self::meter::Meter;
 pub use self::meter::PartUsage;
+use self::parts::Parts;
+pub use self::parts::{PartConfig, PartLine, run_part};
 use crate::{ArchiveDb, Fleet, FleetConfig, FleetError, FleetReport, Progress};
 
 /// What the demo runs.
@@ -64,8 +76,12 @@ pub struct DemoConfig {
     pub drain: Duration,
     /// Seed of the recording times.
     pub seed: u64,
-    /// The `anpr` executable, run as `<exe> fleet receiver …` for each replica.
+    /// The `anpr` executable, run as `<exe> fleet receiver …` for each replica (and as
+    /// `<exe> fleet devices …` for each part of a split fleet).
     pub exe: PathBuf,
+    /// Processes the simulated devices are split over (`None`: as few as the open-file limit
+    /// allows; 1: this process).
+    pub processes: Option<usize>,
 }
 
 /// A fault the demo injects.
@@ -153,7 +169,7 @@ pub enum DemoError {
         nodes: usize,
     },
     #[error(
-        "{devices} devices need about {need} open files and the limit is {limit}; raise it (`ulimit -n {need}`) or run fewer devices"
+        "{devices} devices in one process need about {need} open files and the limit is {limit}; raise it (`ulimit -n {need}`), run fewer devices, or split them over more processes"
     )]
     OpenFiles {
         devices: usize,
@@ -192,6 +208,12 @@ pub enum DemoError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the fleet's part from device {first} failed: {why}; its log is {}", log.display())]
+    Part {
+        first: usize,
+        log: PathBuf,
+        why: String,
+    },
     #[error(transparent)]
     Cluster(#[from] anpr_cluster::ClusterError),
     #[error(transparent)]
@@ -207,6 +229,30 @@ pub struct Demo {
     objects: anpr_fleet::ObjectStoreConfig,
     fault: Option<Fault>,
     drain: Duration,
+    processes: usize,
+    exe: PathBuf,
+}
+
+/// The simulated devices: in this process, or split over child processes.
+enum Sim {
+    Here(Box<Fleet>),
+    Parts { parts: Parts, started: Instant },
+}
+
+impl Sim {
+    fn elapsed(&self) -> Duration {
+        match self {
+            Self::Here(f) => f.elapsed(),
+            Self::Parts { started, .. } => started.elapsed(),
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        match self {
+            Self::Here(f) => f.progress(),
+            Self::Parts { parts, .. } => parts.progress(),
+        }
+    }
 }
 
 impl Demo {
@@ -220,7 +266,7 @@ impl Demo {
                 nodes: cfg.nodes,
             });
         }
-        check_open_files(cfg.devices)?;
+        let processes = processes_for(cfg.devices, cfg.processes, open_file_limit())?;
         let pki_dir = cfg.work.join(format!("pki-{}", cfg.devices));
         let run = cfg.work.join("run");
         let mut fleet = FleetConfig::new(
@@ -296,6 +342,8 @@ impl Demo {
             objects,
             fault: cfg.fault,
             drain: cfg.drain,
+            processes,
+            exe: cfg.exe,
         })
     }
 
@@ -309,13 +357,33 @@ impl Demo {
             objects,
             fault,
             drain,
+            processes,
+            exe,
         } = self;
         let devices = cfg.devices;
         let seconds = cfg.duration.as_secs();
         let postgres = central.pg.url();
-        let fleet = Fleet::start(cfg).await?;
+        let fleet = if processes > 1 {
+            // A part creates its queues and loads its identities before it records: a minute,
+            // and a second more for every 50 of its devices.
+            let ready = Duration::from_secs(60 + (devices / processes / 50) as u64);
+            let parts = Parts::start(&exe, part_configs(&cfg, processes, drain), ready).await?;
+            Sim::Parts {
+                parts,
+                started: Instant::now(),
+            }
+        } else {
+            Sim::Here(Box::new(Fleet::start(cfg).await?))
+        };
         on_step(Step::Recording { devices, seconds });
-        let mut meter = Meter::new(&central.parts());
+        let parts_of = |central: &Central, fleet: &Sim| {
+            let mut parts = central.parts();
+            if let Sim::Parts { parts: p, .. } = fleet {
+                parts[0] = (format!("fleet simulator ({processes} processes)"), p.pids());
+            }
+            parts
+        };
+        let mut meter = Meter::new(&parts_of(&central, &fleet));
         let fault_at = Duration::from_secs(seconds / 3);
         let repair_at = fault_at + Duration::from_secs(10);
         let (mut faulted, mut repaired) = (fault.is_none(), fault.is_none());
@@ -337,7 +405,7 @@ impl Demo {
                 }
             }
             let progress = fleet.progress();
-            meter.sample(&central.parts());
+            meter.sample(&parts_of(&central, &fleet));
             on_step(Step::Tick {
                 elapsed: fleet.elapsed(),
                 progress,
@@ -349,14 +417,19 @@ impl Demo {
             on_step(Step::Repaired(f));
         }
         on_step(Step::Draining { drain });
-        let finished = fleet.finish(drain).await?;
-        meter.sample(&central.parts());
+        let parts = parts_of(&central, &fleet);
+        let recording = match fleet {
+            Sim::Here(f) => f.finish(drain).await?.recording(),
+            // Each part drains on its own clock, started a little after this one's.
+            Sim::Parts { parts, .. } => parts.finish(drain + Duration::from_mins(1)).await?,
+        };
+        meter.sample(&parts);
         let oracle = ArchiveDb {
             postgres,
             objects: Some(objects),
         };
-        let report = finished.report(&oracle).await?;
-        let usage = meter.finish(&central.parts());
+        let report = recording.report(&oracle).await?;
+        let usage = meter.finish(&parts);
         tokio::task::block_in_place(|| drop(central));
         Ok(Outcome { report, usage })
     }
@@ -394,22 +467,70 @@ fn prepare_folders(
     Ok((pki, issued, t.elapsed()))
 }
 
-/// The open-file limit must hold each device's queue (about 3 files) and its connection.
-fn check_open_files(devices: usize) -> Result<(), DemoError> {
+/// The parts of a fleet split over `processes`: part `k` in `<run>/part-<k>`, with its own
+/// seed, its recording in `<run>/part-<k>.json`.
+fn part_configs(cfg: &FleetConfig, processes: usize, drain: Duration) -> Vec<PartConfig> {
+    parts::split(cfg.devices, processes)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (first, devices))| PartConfig {
+            pki: cfg.pki.clone(),
+            dir: cfg.dir.join(format!("part-{k}")),
+            first,
+            devices,
+            brokers: cfg
+                .brokers
+                .iter()
+                .map(|(h, p)| format!("{h}:{p}"))
+                .collect(),
+            failover: cfg.failover,
+            seconds: cfg.duration.as_secs(),
+            drain_s: drain.as_secs(),
+            seed: cfg.seed.wrapping_add(k as u64),
+            out: cfg.dir.join(format!("part-{k}.json")),
+        })
+        .collect()
+}
+
+/// Open files a process holding `devices` devices needs: each device's queue (its database,
+/// WAL and shared memory) and its connection, and some to spare.
+fn files_needed(devices: usize) -> usize {
+    devices * 5 + 512
+}
+
+/// This process's soft limit of open files (children inherit it), if it can be read.
+fn open_file_limit() -> Option<usize> {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft: Option<usize> = limits
+    limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
         .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok());
-    let need = devices * 5 + 512;
-    match soft {
-        Some(limit) if limit < need => Err(DemoError::OpenFiles {
-            devices,
-            need,
+        .and_then(|v| v.parse().ok())
+}
+
+/// The processes the devices run in: `asked`, if each part fits the open-file `limit`, or
+/// (none asked) as few as fit it.
+fn processes_for(
+    devices: usize,
+    asked: Option<usize>,
+    limit: Option<usize>,
+) -> Result<usize, DemoError> {
+    let processes = match (asked, limit) {
+        (Some(p), _) => p.max(1),
+        (None, None) => 1,
+        (None, Some(limit)) => {
+            let per = limit.saturating_sub(files_needed(0)) / 5;
+            devices.div_ceil(per.max(1))
+        }
+    };
+    let per = devices.div_ceil(processes);
+    match limit {
+        Some(limit) if limit < files_needed(per) => Err(DemoError::OpenFiles {
+            devices: per,
+            need: files_needed(per),
             limit,
         }),
-        _ => Ok(()),
+        _ => Ok(processes),
     }
 }
 
@@ -419,9 +540,24 @@ mod tests {
 
     #[test]
     fn a_fleet_beyond_the_open_file_limit_is_refused_with_the_limit_to_raise() {
-        assert!(check_open_files(1).is_ok());
-        let err = check_open_files(usize::MAX / 10).unwrap_err();
+        assert_eq!(processes_for(1, Some(1), Some(1024)).unwrap(), 1);
+        let err = processes_for(5000, Some(1), Some(20_000)).unwrap_err();
+        assert!(
+            matches!(err, DemoError::OpenFiles { devices: 5000, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("ulimit -n 25512"), "{err}");
+        let err = processes_for(10, None, Some(100)).unwrap_err();
         assert!(matches!(err, DemoError::OpenFiles { .. }), "{err}");
-        assert!(err.to_string().contains("ulimit -n"), "{err}");
+    }
+
+    #[test]
+    fn without_a_count_the_devices_take_as_few_processes_as_the_limit_allows() {
+        assert_eq!(processes_for(1000, None, Some(20_000)).unwrap(), 1);
+        assert_eq!(processes_for(3897, None, Some(20_000)).unwrap(), 1);
+        assert_eq!(processes_for(5000, None, Some(20_000)).unwrap(), 2);
+        assert_eq!(processes_for(10_000, None, Some(20_000)).unwrap(), 3);
+        assert_eq!(processes_for(5000, None, None).unwrap(), 1);
+        assert_eq!(processes_for(5000, Some(4), Some(20_000)).unwrap(), 4);
     }
 }

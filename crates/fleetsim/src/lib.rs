@@ -32,7 +32,10 @@
 //!   other store), duplicates (stored rows beyond one per event: 0 when
 //!   the receiver deduplicates), lost (recorded and not stored), images recorded, stored with
 //!   the sha256 recorded, and stored with another; and the capture-to-stored latency
-//!   percentiles (the stored `received_at` minus `captured_at`).
+//!   percentiles (the stored `received_at` minus `captured_at`). [`Finished::recording`]
+//!   gives what the fleet recorded as a serializable [`Recording`] (each device's queue file
+//!   and the events it committed), and [`Recording::merge`] joins those of a fleet split over
+//!   processes ([`FleetConfig::first`]) into one, reported the same way.
 //! - The fleet demo ([`demo`], `anpr fleet demo`): the distributed central side
 //!   ([`anpr_cluster`]) and receiver replicas started on loopback, a fleet run against them
 //!   with one fault injected if asked, and the report with the CPU and memory of each part;
@@ -117,6 +120,8 @@ pub enum FleetError {
     Oracle(OracleError),
     #[error("cannot start the append pool: {0}")]
     Thread(std::io::Error),
+    #[error("broker {broker:?} is not `host:port`; give each broker as 127.0.0.1:1883")]
+    Broker { broker: String },
 }
 
 /// What the fleet is.
@@ -127,6 +132,10 @@ pub struct FleetConfig {
     /// The PKI (made with [`anpr_pki::Pki::init`]); missing device identities are issued in it.
     pub pki: PathBuf,
     pub devices: usize,
+    /// Index of this fleet's first device in a fleet split over processes (0 otherwise):
+    /// its devices are `first` .. `first + devices`, and device `i` takes broker `i` mod the
+    /// number of brokers, as it would in one process.
+    pub first: usize,
     /// Inventory numbers are `<prefix>-00001`, `<prefix>-00002`, ...
     pub inventory_prefix: String,
     /// The devices' topic prefix, `anpr/v1`.
@@ -165,6 +174,7 @@ impl FleetConfig {
             dir: dir.to_path_buf(),
             pki: pki.to_path_buf(),
             devices,
+            first: 0,
             inventory_prefix: "SIM".into(),
             topic_prefix: "anpr/v1".into(),
             brokers,
@@ -179,10 +189,11 @@ impl FleetConfig {
         }
     }
 
-    /// The inventory number of device `i` (0-based).
+    /// The inventory number of this fleet's device `i` (0-based, counted from
+    /// [`FleetConfig::first`]).
     #[must_use]
     pub fn inventory(&self, i: usize) -> String {
-        inventory(&self.inventory_prefix, i)
+        inventory(&self.inventory_prefix, self.first + i)
     }
 
     /// Every device's inventory number.
@@ -258,7 +269,7 @@ pub(crate) struct Device {
 }
 
 /// Live figures of a running fleet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Progress {
     /// Events committed to the queues.
     pub recorded: u64,
@@ -270,6 +281,19 @@ pub struct Progress {
     pub resent: u64,
     pub connection_errors: u64,
     pub append_errors: u64,
+}
+
+impl Progress {
+    /// Adds the figures of another part of a fleet split over processes.
+    pub fn add(&mut self, o: &Self) {
+        self.recorded += o.recorded;
+        self.acknowledged += o.acknowledged;
+        self.images_acknowledged += o.images_acknowledged;
+        self.connected += o.connected;
+        self.resent += o.resent;
+        self.connection_errors += o.connection_errors;
+        self.append_errors += o.append_errors;
+    }
 }
 
 /// A running fleet.
@@ -329,6 +353,7 @@ impl Fleet {
                 .collect()
         };
         for (i, d) in devices.iter().enumerate() {
+            let i = cfg.first + i;
             let n = addresses.len();
             let (host, port) = addresses[i % n].clone();
             let failover = if cfg.failover {
@@ -471,7 +496,7 @@ impl Fleet {
 
 /// Loads the central key, issues what is missing and creates every queue.
 fn prepare(cfg: &FleetConfig) -> Result<(anpr_trust::VerifyingKey, Vec<Arc<Device>>), FleetError> {
-    let issued = ensure_identities(&cfg.pki, &cfg.inventory_prefix, cfg.devices)?;
+    let issued = ensure_identities(&cfg.pki, &cfg.inventory_prefix, cfg.first + cfg.devices)?;
     if issued > 0 {
         tracing::info!(issued, "Device identities issued.");
     }
@@ -504,7 +529,7 @@ fn prepare(cfg: &FleetConfig) -> Result<(anpr_trust::VerifyingKey, Vec<Arc<Devic
             inventory: inv.clone(),
             source,
         })?;
-        let (host, port) = &cfg.brokers[i % cfg.brokers.len()];
+        let (host, port) = &cfg.brokers[(cfg.first + i) % cfg.brokers.len()];
         devices.push(Arc::new(Device {
             inventory: inv,
             queue,
@@ -562,6 +587,78 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// What the fleet recorded, to be reported (or saved, and reported with the other parts
+    /// of a fleet split over processes).
+    #[must_use]
+    pub fn recording(&self) -> Recording {
+        Recording {
+            devices: self
+                .devices
+                .iter()
+                .map(|d| DeviceRecording {
+                    inventory: d.inventory.clone(),
+                    broker: d.broker.clone(),
+                    queue: d.queue.clone(),
+                    recorded: d
+                        .recorded
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone(),
+                    append_errors: d.append_errors.load(Ordering::Relaxed),
+                })
+                .collect(),
+            recorded_s: self.recorded_s,
+            drained_s: self.drained_s,
+        }
+    }
+
+    /// The report ([`Recording::report`]).
+    pub async fn report(&self, oracle: &impl StoredOracle) -> Result<FleetReport, FleetError> {
+        self.recording().report(oracle).await
+    }
+}
+
+/// What a stopped fleet recorded: each device's queue file and the events it committed.
+/// Serializable, so the parts of a fleet split over processes are reported as one.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Recording {
+    devices: Vec<DeviceRecording>,
+    recorded_s: f64,
+    drained_s: f64,
+}
+
+/// One device's part of a [`Recording`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct DeviceRecording {
+    pub inventory: String,
+    /// The broker it was given, `host:port`.
+    pub broker: String,
+    pub queue: PathBuf,
+    /// What its queue committed, in order.
+    pub recorded: Vec<record::Recorded>,
+    pub append_errors: u64,
+}
+
+impl Recording {
+    /// Devices in the recording.
+    #[must_use]
+    pub fn devices(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// The parts of one fleet as one recording: the devices in order of the parts, and the
+    /// longest recording and drain.
+    #[must_use]
+    pub fn merge(parts: Vec<Self>) -> Self {
+        let mut out = Self::default();
+        for p in parts {
+            out.devices.extend(p.devices);
+            out.recorded_s = out.recorded_s.max(p.recorded_s);
+            out.drained_s = out.drained_s.max(p.drained_s);
+        }
+        out
+    }
+
     /// The report: each device's queue read for what it committed and what was acknowledged,
     /// and `oracle` asked what the central side stored.
     pub async fn report(&self, oracle: &impl StoredOracle) -> Result<FleetReport, FleetError> {
@@ -570,10 +667,11 @@ impl Finished {
             .stored(&inventories)
             .await
             .map_err(FleetError::Oracle)?;
-        let devices = self.devices.clone();
-        let (recorded_s, drained_s) = (self.recorded_s, self.drained_s);
-        tokio::task::spawn_blocking(move || report::build(&devices, stored, recorded_s, drained_s))
-            .await
-            .map_err(|e| FleetError::Thread(std::io::Error::other(e.to_string())))?
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            report::build(&this.devices, stored, this.recorded_s, this.drained_s)
+        })
+        .await
+        .map_err(|e| FleetError::Thread(std::io::Error::other(e.to_string())))?
     }
 }

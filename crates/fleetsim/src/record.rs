@@ -18,7 +18,7 @@ use crate::rng::Rng;
 use crate::{Device, FleetConfig, FleetError};
 
 /// What a queue committed: one event, with the sha256 of each of its images.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Recorded {
     pub seq: u64,
     pub event_id: Uuid,

@@ -3,14 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::oracle::StoredEvent;
-use crate::{Device, FleetError};
+use crate::{DeviceRecording, FleetError};
 
 /// Counts of one device, or of the whole fleet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -113,7 +111,7 @@ impl FleetReport {
 }
 
 pub(crate) fn build(
-    devices: &Arc<Vec<Arc<Device>>>,
+    devices: &[DeviceRecording],
     stored: Vec<StoredEvent>,
     recorded_s: f64,
     drain_s: f64,
@@ -136,7 +134,7 @@ pub(crate) fn build(
     let mut latencies = Vec::new();
     let mut out = Vec::with_capacity(devices.len());
     let mut total = Counts::default();
-    for d in devices.iter() {
+    for d in devices {
         let counts = device_counts(
             d,
             by_device.remove(&d.inventory).unwrap_or_default(),
@@ -174,7 +172,7 @@ pub(crate) fn build(
 /// The counts of one device: its queue read for what was acknowledged, its recordings
 /// compared with the rows stored.
 fn device_counts(
-    d: &Device,
+    d: &DeviceRecording,
     stored: Vec<StoredEvent>,
     latencies: &mut Vec<f64>,
 ) -> Result<Counts, FleetError> {
@@ -185,15 +183,12 @@ fn device_counts(
     let store = anpr_store::Store::open(&d.queue).map_err(queue_err)?;
     let stats = store.stats().map_err(queue_err)?;
     let images_pending = store.pending_evidence_count().map_err(queue_err)?;
-    let recorded = d
-        .recorded
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let recorded = &d.recorded;
     let mut c = Counts {
         recorded: recorded.len() as u64,
         acknowledged: stats.delivered,
         pending: stats.pending,
-        append_errors: d.append_errors.load(Ordering::Relaxed),
+        append_errors: d.append_errors,
         ..Counts::default()
     };
     let mut rows: HashMap<Uuid, Vec<StoredEvent>> = HashMap::new();
@@ -202,7 +197,7 @@ fn device_counts(
     }
     let ids: HashSet<Uuid> = recorded.iter().map(|r| r.event_id).collect();
     c.unknown = rows.keys().filter(|id| !ids.contains(id)).count() as u64;
-    for r in recorded.iter() {
+    for r in recorded {
         if r.kind == anpr_types::EventKind::Violation {
             c.violations += 1;
         }

@@ -51,8 +51,10 @@
 //!   id, TLS settings and clean session; each move is logged as a warning and the broker in
 //!   use is [`Counters::broker`]. The new connection is a reconnect like any other: the rows
 //!   in flight go again on it.
-//! - Supervised: the uplink never ends on a failure. A link failure is retried every half
-//!   second; a queue failure (cannot open, read or write) raises an `uplink` fault and is
+//! - Supervised: the uplink never ends on a failure. A link failure is retried after half a
+//!   second, doubling with each further round of its brokers up to 15 s (each wait jittered
+//!   between half and all of it, so that devices cut off together do not all come back at
+//!   once); a queue failure (cannot open, read or write) raises an `uplink` fault and is
 //!   retried after 1 s, doubling up to 30 s, with a fresh connection to the queue.
 //!   [`run_with_commands`] returns only when [`Mode`] says stop or a drain ends.
 //!

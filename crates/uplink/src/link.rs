@@ -14,6 +14,12 @@
 //! options of the next broker of the list (`host`, then each of `failover`, then `host`
 //! again): the same client, so nothing the session loop holds changes; the new connection is
 //! a clean session like any reconnect, and the rows in flight go again on it.
+//!
+//! Reconnects back off ([`Brokers::pause`]): half a second after the first failure since a
+//! ConnAck, doubling with each further round of the broker list (each failure with one
+//! broker) up to 15 s, each wait jittered between half and all of it. A fleet cut off together (a broker restarted, the central link back) then
+//! comes back spread out instead of in one storm of TLS handshakes that the broker cannot
+//! finish within the connect timeout, which makes every device fail and try again at once.
 
 use std::time::{Duration, Instant};
 
@@ -27,8 +33,10 @@ use tokio::task::JoinHandle;
 use crate::config::{MAX_PACKET, UplinkConfig};
 use crate::faults::FaultBoard;
 
-/// Pause before the event loop tries to connect again after an error.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+/// Pause before the event loop tries to connect again after the first error since a
+/// ConnAck; it doubles with each further failure in a row, up to [`RECONNECT_MAX`].
+pub(crate) const RECONNECT_FIRST: Duration = Duration::from_millis(500);
+pub(crate) const RECONNECT_MAX: Duration = Duration::from_secs(15);
 /// How long closing waits for the goodbye (last health, disconnect) to go out.
 const CLOSE_WAIT: Duration = Duration::from_millis(300);
 /// Failures in a row (no ConnAck between) after which the link moves to the next broker.
@@ -60,7 +68,10 @@ pub(crate) enum LinkEvent {
 pub(crate) struct Brokers {
     list: Vec<(String, u16)>,
     current: usize,
+    /// Failures in a row on the current broker.
     failures: u32,
+    /// Failures in a row on any broker (the reconnect backoff's count).
+    streak: u32,
 }
 
 impl Brokers {
@@ -72,6 +83,7 @@ impl Brokers {
             list,
             current: 0,
             failures: 0,
+            streak: 0,
         }
     }
 
@@ -89,12 +101,28 @@ impl Brokers {
     /// A connection came up (a ConnAck).
     pub fn connected(&mut self) {
         self.failures = 0;
+        self.streak = 0;
+    }
+
+    /// The wait before the next attempt, after a failure: [`RECONNECT_FIRST`] after the first
+    /// failure since a ConnAck, doubling with each further round of the list (as many
+    /// failures as there are brokers, so a move to the next broker is not held back by the
+    /// failures on the last) up to [`RECONNECT_MAX`], jittered between half and all of it by
+    /// `jitter` in `[0, 1)`.
+    pub fn pause(&self, jitter: f64) -> Duration {
+        let rounds = self.streak.saturating_sub(1) / self.list.len().max(1) as u32;
+        let doublings = rounds.min(16);
+        let wait = RECONNECT_FIRST
+            .saturating_mul(1 << doublings)
+            .min(RECONNECT_MAX);
+        wait.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
     }
 
     /// A connection attempt failed or the connection dropped: whether the link moves to the
     /// next broker now (never with one broker).
     pub fn failed(&mut self) -> bool {
         self.failures += 1;
+        self.streak = self.streak.saturating_add(1);
         if self.failures < MOVE_AFTER || self.list.len() < 2 {
             return false;
         }
@@ -206,7 +234,7 @@ async fn poll(
                         error,
                     }));
                 }
-                tokio::time::sleep(RECONNECT_PAUSE).await;
+                tokio::time::sleep(brokers.pause(jitter())).await;
                 sent
             }
         };
@@ -215,6 +243,19 @@ async fn poll(
             return;
         }
     }
+}
+
+/// A number in `[0, 1)` that differs from call to call and device to device (for jitter).
+pub(crate) fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// First wait before a refused subscription is asked for again on the same connection; it
@@ -416,7 +457,7 @@ mod tests {
 
     use rumqttc::{QoS, SubscribeReasonCode};
 
-    use super::{Brokers, RESUBSCRIBE_MAX, Subscriptions};
+    use super::{Brokers, RECONNECT_MAX, RESUBSCRIBE_MAX, Subscriptions};
     use crate::faults::FaultBoard;
 
     const OK: SubscribeReasonCode = SubscribeReasonCode::Success(QoS::AtLeastOnce);
@@ -594,6 +635,48 @@ mod tests {
         let mut b = Brokers::new(&cfg);
         assert!((0..5).all(|_| !b.failed()));
         assert_eq!(b.index(), 0);
+    }
+
+    #[test]
+    fn reconnects_back_off_doubling_each_round_of_the_brokers_up_to_the_cap_and_start_over_at_a_connack()
+     {
+        // All of each wait (jitter near 1), in ms, after each of `n` failures in a row.
+        let waits = |b: &mut Brokers, n: usize| -> Vec<u64> {
+            (0..n)
+                .map(|_| {
+                    b.failed();
+                    b.pause(0.999_999).as_millis().div_ceil(10) as u64 * 10
+                })
+                .collect()
+        };
+        let mut cfg = crate::config::UplinkConfig::for_test(std::path::Path::new("q"), 1883);
+        // One broker: 0.5, 1, 2, 4, 8 s, then 15 s however long it fails.
+        let mut one = Brokers::new(&cfg);
+        assert_eq!(
+            waits(&mut one, 8),
+            [500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]
+        );
+        // Two brokers: each wait twice (a move to the other broker comes as fast as the
+        // failure that led to it).
+        cfg.failover = vec![("10.0.0.2".into(), 8883)];
+        let mut b = Brokers::new(&cfg);
+        assert_eq!(
+            waits(&mut b, 10),
+            [500, 500, 1000, 1000, 2000, 2000, 4000, 4000, 8000, 8000]
+        );
+        waits(&mut b, 2);
+        // Jitter takes between half and all of the wait.
+        assert_eq!(b.pause(0.0), Duration::from_millis(7500));
+        assert_eq!(b.pause(0.5), Duration::from_millis(11250));
+        // A ConnAck starts the count over.
+        b.connected();
+        b.failed();
+        assert_eq!(b.pause(0.0), Duration::from_millis(250));
+        // A thousand failures stay at the cap.
+        (0..1000).for_each(|_| {
+            b.failed();
+        });
+        assert_eq!(b.pause(0.0), RECONNECT_MAX / 2);
     }
 
     #[test]

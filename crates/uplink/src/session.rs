@@ -26,7 +26,6 @@
 //! meanwhile (its own task polls it) and health goes on being published from the last figures
 //! read. The loop returns only when the mode says stop, or a drain ends.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,7 +38,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Command, Counters, Delivered, Mode, UplinkConfig, UplinkError};
 use crate::health::HealthState;
-use crate::link::{Link, LinkEvent, MOVE_AFTER, Subscriptions};
+use crate::link::{Link, LinkEvent, MOVE_AFTER, Subscriptions, jitter};
 use crate::queue::{Fetch, Fetched, QueueThread};
 use crate::window::{Class, Verdict, Wanted, Window, WindowConfig};
 
@@ -69,18 +68,6 @@ impl LastRead {
             && now.saturating_duration_since(self.at) < FULL_READ_EVERY
             && self.wanted == *wanted
     }
-}
-
-/// A number in `[0, 1)` that differs from call to call and device to device (for jitter).
-fn jitter() -> f64 {
-    let mut h = std::hash::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Runs the uplink until `mode` says stop (or a drain completes).

@@ -11,6 +11,8 @@
 //!   file holds its arguments and its printing.
 //! - `anpr fleet receiver` runs one replica of the scaled receiver (`anpr-fleet`) until
 //!   SIGTERM or Ctrl-C, for a real deployment.
+//! - `anpr fleet devices` runs one part of a demo's fleet split over processes (the demo
+//!   starts it; `anpr_fleetsim::demo::run_part`), printing a JSON line as it goes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +36,10 @@ enum FleetCommand {
     Demo(DemoArgs),
     /// Run one replica of the scaled receiver until SIGTERM or Ctrl-C.
     Receiver(ReceiverArgs),
+    /// Run one part of a fleet demo's simulated devices (started by `fleet demo` when the
+    /// devices are split over processes); prints one JSON line every 5 s.
+    #[command(hide = true)]
+    Devices(DevicesArgs),
 }
 
 /// A fault the demo injects a third of the way through the recording, repaired 10 s later.
@@ -82,6 +88,39 @@ struct DemoArgs {
     /// Seed of the recording times.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Processes the simulated devices are split over (each holds about five open files a
+    /// device). Default: as few as this shell's open-file limit (`ulimit -n`) allows.
+    #[arg(long)]
+    processes: Option<usize>,
+}
+
+#[derive(Args)]
+struct DevicesArgs {
+    /// The fleet's PKI, every identity already issued.
+    #[arg(long)]
+    pki: PathBuf,
+    /// The part's folder (its queues go in `<dir>/queues`, which must not exist).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Index of the part's first device in the fleet.
+    #[arg(long)]
+    first: usize,
+    #[arg(long)]
+    devices: usize,
+    /// Brokers, `host:port`, comma-separated.
+    #[arg(long, required = true, value_delimiter = ',')]
+    brokers: Vec<String>,
+    #[arg(long)]
+    failover: bool,
+    #[arg(long)]
+    seconds: u64,
+    #[arg(long)]
+    drain: u64,
+    #[arg(long)]
+    seed: u64,
+    /// Where the part's recording is written (JSON).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -129,7 +168,30 @@ pub(crate) fn fleet(args: &FleetArgs) -> Result<ExitStatus> {
     match &args.command {
         FleetCommand::Demo(a) => demo(a),
         FleetCommand::Receiver(a) => receiver(a),
+        FleetCommand::Devices(a) => devices(a),
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn devices(a: &DevicesArgs) -> Result<ExitStatus> {
+    let cfg = demo::PartConfig {
+        pki: a.pki.clone(),
+        dir: a.dir.clone(),
+        first: a.first,
+        devices: a.devices,
+        brokers: a.brokers.clone(),
+        failover: a.failover,
+        seconds: a.seconds,
+        drain_s: a.drain,
+        seed: a.seed,
+        out: a.out.clone(),
+    };
+    super::runtime()?.block_on(demo::run_part(cfg, |line| {
+        if let Ok(text) = serde_json::to_string(&line) {
+            println!("{text}");
+        }
+    }))?;
+    Ok(ExitStatus::Success)
 }
 
 #[allow(clippy::print_stdout)]
@@ -205,6 +267,7 @@ fn demo(a: &DemoArgs) -> Result<ExitStatus> {
         drain: Duration::from_secs(a.drain),
         seed: a.seed,
         exe: std::env::current_exe().context("cannot find the anpr executable to run replicas")?,
+        processes: a.processes,
     };
     let runtime = super::runtime()?;
     let demo = runtime
