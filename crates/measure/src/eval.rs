@@ -65,6 +65,11 @@ pub struct Scores {
     /// Type reported for the vehicle carrying each labelled plate (the smallest vehicle box
     /// holding the plate's centre), counted by type.
     pub vehicle_types: BTreeMap<String, usize>,
+    /// Found plates whose reading was flagged low-confidence, and how many of those were
+    /// exact: a misread the device flags goes to a person, one it does not flag is taken as
+    /// read.
+    pub flagged: usize,
+    pub flagged_exact: usize,
     /// Plates narrower than [`SMALL_PLATE_PX`] (by the label box).
     pub small: SizeScores,
     /// The other plates.
@@ -110,6 +115,8 @@ impl Scores {
         self.ms_total += o.ms_total;
         self.vehicle_found += o.vehicle_found;
         self.extra_boxes += o.extra_boxes;
+        self.flagged += o.flagged;
+        self.flagged_exact += o.flagged_exact;
         for (k, n) in &o.vehicle_types {
             *self.vehicle_types.entry(k.clone()).or_default() += n;
         }
@@ -167,6 +174,7 @@ pub fn predict(
                     .map(|p| ReadDetail {
                         char_confidences: p.char_confidences.clone(),
                         view: views.next().unwrap_or_default(),
+                        low_confidence: p.low_confidence,
                     })
                     .collect(),
                 plates: r.plates.into_iter().map(|p| (p.bbox, p.text)).collect(),
@@ -262,10 +270,15 @@ pub fn score(samples: &[Sample], predictions: &[Option<Prediction>]) -> BTreeMap
             .iter()
             .filter(|(b, _)| b.iou(&s.bbox) < MATCH_IOU)
             .count();
-        if let Some((_, text)) = matching_plate(s, pred).map(|i| &pred.plates[i]) {
+        if let Some(i) = matching_plate(s, pred) {
+            let text = &pred.plates[i].1;
             g.detected += 1;
             g.exact += usize::from(*text == s.text);
             g.within_one += usize::from(edit_distance(text, &s.text) <= 1);
+            if pred.reads.get(i).is_some_and(|r| r.low_confidence) {
+                g.flagged += 1;
+                g.flagged_exact += usize::from(*text == s.text);
+            }
         }
     }
     let mut all = Scores::default();
@@ -320,6 +333,7 @@ pub fn table(
             let _ = writeln!(out, "{name:<8} {:<9} {}", "types", types.join(", "));
         }
         size_row(&mut out, name, "rust", s);
+        flag_row(&mut out, name, s);
         if let Some(b) = baseline.and_then(|b| b.get(name)) {
             row(&mut out, name, "python", b);
             size_row(&mut out, name, "python", b);
@@ -334,6 +348,25 @@ pub fn table(
         }
     }
     out
+}
+
+/// The low-confidence line of one set in [`table`]: of the plates found, how many readings
+/// were flagged and how many of those were exact, and the misreads left unflagged.
+fn flag_row(out: &mut String, name: &str, s: &Scores) {
+    use std::fmt::Write;
+    let misread = s.detected - s.exact;
+    let flagged_wrong = s.flagged - s.flagged_exact;
+    let _ = writeln!(
+        out,
+        "{name:<8} {:<9} {} of {} found flagged ({} exact); misreads flagged {} of {}, unflagged {}",
+        "flagged",
+        s.flagged,
+        s.detected,
+        s.flagged_exact,
+        flagged_wrong,
+        misread,
+        misread - flagged_wrong
+    );
 }
 
 /// The small/large line of one set in [`table`]: counts and rates of plates narrower than
@@ -583,9 +616,38 @@ mod tests {
             reads: vec![ReadDetail {
                 char_confidences: vec![0.9; text.len()],
                 view: "margin".into(),
+                low_confidence: false,
             }],
             ..Prediction::default()
         }
+    }
+
+    #[test]
+    fn flagged_readings_are_counted_with_the_misreads_they_catch_and_those_they_miss() {
+        let samples = [
+            sample("kz", "123ABC01"),
+            sample("kz", "456DEF02"),
+            sample("kz", "789GHI03"),
+            sample("kz", "111JKL04"),
+        ];
+        let flagged = |text: &str| {
+            let mut p = plate(10.0, 100.0, text);
+            p.reads[0].low_confidence = true;
+            p
+        };
+        let preds = vec![
+            Some(flagged("123ABC01")),
+            Some(flagged("E456DEF")),
+            Some(plate(10.0, 100.0, "789GH103")),
+            Some(plate(10.0, 100.0, "111JKL04")),
+        ];
+        let s = score(&samples, &preds);
+        assert_eq!((s["kz"].flagged, s["kz"].flagged_exact), (2, 1));
+        let text = table(&s, None);
+        assert!(
+            text.contains("2 of 4 found flagged (1 exact); misreads flagged 1 of 2, unflagged 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub struct ReadDetail {
     /// The view of the plate box that won (`line`, `margin`, `stretched`, `rows`, …); empty
     /// when not known.
     pub view: String,
+    /// The reading was flagged low-confidence (the event's `plate.low_confidence`: a list
+    /// match on it is to be confirmed by a person).
+    pub low_confidence: bool,
 }
 
 /// Parses the text of a predictions file: JSON lines in the `anpr detect` format, blank lines
@@ -154,5 +157,6 @@ fn read_detail(item: &serde_json::Value) -> ReadDetail {
             })
             .unwrap_or_default(),
         view: item["view"].as_str().unwrap_or_default().to_string(),
+        low_confidence: item["low_confidence"].as_bool().unwrap_or(false),
     }
 }

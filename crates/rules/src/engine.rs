@@ -17,8 +17,8 @@ pub struct PassageFacts {
     /// `read`.
     pub plate: String,
     pub plate_status: PlateStatus,
-    /// The plate was read under a regional grammar and no plate format fits it well (the
-    /// event's `plate.low_confidence`): a list match on it is only to be confirmed.
+    /// The read is not sure (the event's `plate.low_confidence`: no plate format fits it
+    /// well, or a character of it is doubtful): a list match on it is only to be confirmed.
     pub plate_low_confidence: bool,
     pub vehicle_class: VehicleClass,
     /// Direction of crossing the camera's line, by the camera's direction names; `None` when
@@ -154,7 +154,7 @@ fn check_rule(rule: &Rule, facts: &PassageFacts, lists: &Lists, out: &mut Vec<Vi
                     ));
                 }
                 if facts.plate_low_confidence {
-                    doubts.push(format!("low-confidence read: {read} fits no plate format"));
+                    doubts.push(format!("low-confidence read: {read}"));
                 }
                 let reason = if doubts.is_empty() {
                     format!("{name}: {what}")
@@ -162,7 +162,7 @@ fn check_rule(rule: &Rule, facts: &PassageFacts, lists: &Lists, out: &mut Vec<Vi
                     format!("{name}: {what}; {} (to be confirmed)", doubts.join("; "))
                 };
                 let mut matched = list.to_match(&hit);
-                // A read no plate format fits is not a certain match, even letter for letter.
+                // A read the device is not sure of is not a certain match, even letter for letter.
                 matched.fuzzy |= facts.plate_low_confidence;
                 out.push(violation(reason, entry.priority, Some(matched)));
             }

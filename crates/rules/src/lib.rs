@@ -8,8 +8,8 @@
 //! - A plate matches a list exactly, or "fuzzily" when the read differs from a listed plate by
 //!   exactly one look-alike character ([`LOOK_ALIKES`]); a fuzzy match is flagged in
 //!   [`ListMatch::fuzzy`](anpr_types::ListMatch) and in the reason, to be confirmed by a person.
-//!   A read flagged low-confidence (a regional grammar's formats checked and none fits well:
-//!   [`PassageFacts::plate_low_confidence`]) still fires on a list, since a wanted vehicle must
+//!   A read flagged low-confidence (no plate format fits it well, or a character of it is
+//!   doubtful: [`PassageFacts::plate_low_confidence`]) still fires on a list, since a wanted vehicle must
 //!   not be missed, but never as a certain match: it is flagged `fuzzy` and its reason says
 //!   why, whether its text matched exactly or by a look-alike.
 //!   Lookup costs a few dozen hash probes whatever the size of the list.

@@ -245,13 +245,13 @@ fn a_low_confidence_read_on_a_list_fires_only_as_a_match_to_be_confirmed() {
     );
     assert_eq!(
         v[0].reason,
-        "wanted: stolen vehicle; low-confidence read: 123ABC01 fits no plate format (to be confirmed)"
+        "wanted: stolen vehicle; low-confidence read: 123ABC01 (to be confirmed)"
     );
     f.plate = "BOX123".into();
     let v = rules.check(&f, &lists);
     assert_eq!(
         v[0].reason,
-        "wanted: listed; look-alike match: read BOX123, listed B0X123; low-confidence read: BOX123 fits no plate format (to be confirmed)"
+        "wanted: listed; look-alike match: read BOX123, listed B0X123; low-confidence read: BOX123 (to be confirmed)"
     );
     assert!(v[0].list.as_ref().unwrap().fuzzy);
 }

@@ -143,9 +143,11 @@ pub struct PlateRead {
     pub region: Option<String>,
     /// Confidence of country and type, 0–1 (0: no format fits).
     pub format_confidence: f32,
-    /// The grammar's formats were checked and none fits well (`kz` mode): the text is the
-    /// reader's unconstrained reading, less sure than one a format confirms. Never set in
-    /// generic mode, where no format is assumed.
+    /// The reading is not sure: in `kz` mode, no plate format fits well (the text is the
+    /// reader's unconstrained reading) or a character of it is below even odds even counted
+    /// with its look-alikes (a character the formats needed where the reader saw none of its
+    /// shape, such as the flag band taken for a letter); in generic mode, a character the
+    /// reader gave less than even odds.
     #[serde(default, skip_serializing_if = "is_false")]
     pub low_confidence: bool,
 }
@@ -393,10 +395,12 @@ pub struct EventPlate {
     /// `read`, `unreadable` or `absent`; the text is empty unless `read`.
     #[serde(default)]
     pub status: PlateStatus,
-    /// True when the text was read under a regional plate grammar (`kz`) and no plate format
-    /// of it fits well: the reader's unconstrained reading, less sure than one a format
-    /// confirms, to be checked by a person before it is relied on. Absent otherwise (and
-    /// always in generic mode, where no format is assumed).
+    /// True when the read is not sure, to be checked by a person before it is relied on:
+    /// under a regional plate grammar (`kz`), no plate format of it fits well (the text is the
+    /// reader's unconstrained reading) or one of its characters is below even odds even
+    /// counted with its look-alikes (`O`/`0`, `I`/`1`, ...: a character the formats needed
+    /// where the reader saw none of that shape); in generic mode, a character the reader gave
+    /// less than even odds. Absent otherwise.
     #[serde(default, skip_serializing_if = "is_false")]
     pub low_confidence: bool,
 }

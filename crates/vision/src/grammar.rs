@@ -356,6 +356,24 @@ pub fn symbol_char(s: u8) -> char {
     }
 }
 
+/// The symbols that look like symbol `s`, itself included, one bit each (bit `t` for symbol
+/// `t`): the look-alike pairs the grammar corrects (`O`/`0`, `I`/`1`, `B`/`8`, `S`/`5`, …),
+/// both ways.
+#[must_use]
+pub fn look_alikes(s: u8) -> u64 {
+    let c = symbol_char(s);
+    (0..PLATE_SYMBOLS as u8)
+        .filter(|&t| {
+            let o = symbol_char(t);
+            t == s
+                || as_digit(o) == Some(c)
+                || as_letter(o) == Some(c)
+                || as_digit(c) == Some(o)
+                || as_letter(c) == Some(o)
+        })
+        .fold(0, |mask, t| mask | 1 << t)
+}
+
 /// Set of plate symbols, one bit each.
 type Mask = u64;
 

@@ -347,6 +347,7 @@ mod tests {
                 reads: vec![ReadDetail {
                     char_confidences: vec![0.9, 0.5, 0.4, 0.9, 0.8],
                     view: "stretched".into(),
+                    low_confidence: false,
                 }],
                 ..Prediction::default()
             }),

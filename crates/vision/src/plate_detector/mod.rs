@@ -143,7 +143,7 @@ fn plate_read(read: crate::CtcDecoded, d: &Detection, cfg: &RecognizerConfig) ->
         plate_type: info.plate_type.map(str::to_string),
         region: info.region,
         format_confidence: info.confidence,
-        low_confidence: read.fit == FormatFit::NoFormat,
+        low_confidence: read.fit == FormatFit::NoFormat || read.doubtful,
     }
 }
 

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 
 use ndarray::ArrayView2;
 
-use super::ctc::{CtcDecoded, FormatFit};
-use crate::grammar::{FormatAutomaton, PLATE_SYMBOLS, plate_symbol, symbol_char};
+use super::ctc::{CtcDecoded, EVEN_ODDS, FormatFit};
+use crate::grammar::{FormatAutomaton, PLATE_SYMBOLS, look_alikes, plate_symbol, symbol_char};
 
 /// Readings kept after each time step.
 pub const BEAM_WIDTH: usize = 16;
@@ -48,6 +48,8 @@ const FLOOR: f32 = 1e-5;
 pub struct SymbolMap {
     /// `(class, symbol + 1)` for every class that is a plate character.
     chars: Vec<(usize, u8)>,
+    /// [`look_alikes`] of each symbol.
+    shapes: [u64; PLATE_SYMBOLS],
 }
 
 impl SymbolMap {
@@ -68,7 +70,22 @@ impl SymbolMap {
                 plate_symbol(c).map(|sym| (i + 1, sym + 1))
             })
             .collect();
-        Self { chars }
+        Self {
+            chars,
+            shapes: std::array::from_fn(|s| look_alikes(s as u8)),
+        }
+    }
+
+    /// The probability of each symbol's shape at one folded step: the symbol's and its
+    /// look-alikes' summed.
+    fn shapes(&self, q: &[f32; PLATE_SYMBOLS + 1]) -> [f32; PLATE_SYMBOLS] {
+        std::array::from_fn(|s| {
+            let mask = self.shapes[s];
+            (0..PLATE_SYMBOLS)
+                .filter(|t| mask >> t & 1 == 1)
+                .map(|t| q[t + 1])
+                .sum()
+        })
     }
 
     /// Folds one step's class probabilities into `out[0]` (no character) and `out[1..=36]`.
@@ -118,6 +135,9 @@ struct Beam {
     state: u32,
     /// Per-character confidence: the highest step probability of the character.
     conf: Vec<f32>,
+    /// Per-character confidence of its shape: the highest step probability of the character
+    /// and its look-alikes together.
+    shape: Vec<f32>,
 }
 
 impl Beam {
@@ -132,6 +152,8 @@ pub struct BeamReading {
     /// Plate symbols (see [`plate_symbol`]), flag band included.
     pub symbols: Vec<u8>,
     pub conf: Vec<f32>,
+    /// Per symbol: the highest step probability of it and its look-alikes together.
+    pub shape: Vec<f32>,
     pub log_prob: f32,
     /// Leading symbols that are the flag band (constrained readings only).
     pub flag: usize,
@@ -166,11 +188,12 @@ pub fn beam_search(
     map: &SymbolMap,
     automaton: Option<&FormatAutomaton>,
 ) -> Option<BeamReading> {
-    search(&fold_all(probs, map), automaton)
+    search(&fold_all(probs, map), map, automaton)
 }
 
 fn search(
     folded: &[[f32; PLATE_SYMBOLS + 1]],
+    map: &SymbolMap,
     automaton: Option<&FormatAutomaton>,
 ) -> Option<BeamReading> {
     let mut beams: HashMap<Vec<u8>, Beam> = HashMap::new();
@@ -181,10 +204,12 @@ fn search(
             char: f32::NEG_INFINITY,
             state: automaton.map_or(0, FormatAutomaton::start),
             conf: Vec::new(),
+            shape: Vec::new(),
         },
     );
     for &q in folded {
         let lq = q.map(|p| if p > 0.0 { p.ln() } else { f32::NEG_INFINITY });
+        let shapes = map.shapes(&q);
         let mut next: HashMap<Vec<u8>, Beam> = HashMap::with_capacity(beams.len() * 4);
         for (prefix, b) in &beams {
             let total = b.total();
@@ -196,8 +221,10 @@ fn search(
                     char: f32::NEG_INFINITY,
                     state: b.state,
                     conf: b.conf.clone(),
+                    shape: b.shape.clone(),
                 });
                 merge_conf(&mut e.conf, &b.conf);
+                merge_conf(&mut e.shape, &b.shape);
                 e.blank = lse(e.blank, total + lq[0]);
                 // The last character repeated: same prefix.
                 if let Some(l) = last {
@@ -205,6 +232,9 @@ fn search(
                     e.char = lse(e.char, b.char + lq[li]);
                     if let Some(c) = e.conf.last_mut() {
                         *c = c.max(q[li]);
+                    }
+                    if let Some(c) = e.shape.last_mut() {
+                        *c = c.max(shapes[usize::from(l)]);
                     }
                 }
             }
@@ -230,13 +260,17 @@ fn search(
                 longer.push(s);
                 let mut conf = b.conf.clone();
                 conf.push(q[si]);
+                let mut shape = b.shape.clone();
+                shape.push(shapes[usize::from(s)]);
                 let e = next.entry(longer).or_insert_with(|| Beam {
                     blank: f32::NEG_INFINITY,
                     char: f32::NEG_INFINITY,
                     state,
                     conf: Vec::new(),
+                    shape: Vec::new(),
                 });
                 merge_conf(&mut e.conf, &conf);
+                merge_conf(&mut e.shape, &shape);
                 e.char = lse(e.char, from + lq[si]);
             }
         }
@@ -255,6 +289,7 @@ fn search(
             Some(BeamReading {
                 log_prob: b.total(),
                 conf: b.conf,
+                shape: b.shape,
                 symbols,
                 flag,
             })
@@ -283,6 +318,7 @@ fn to_decoded(r: &BeamReading, fit: FormatFit) -> CtcDecoded {
         confidence,
         log_prob: Some(r.log_prob),
         fit,
+        doubtful: r.shape[r.flag..].iter().any(|&p| p < EVEN_ODDS),
         view: String::new(),
     }
 }
@@ -297,8 +333,8 @@ pub fn ctc_format_decode(
     automaton: &FormatAutomaton,
 ) -> CtcDecoded {
     let folded = fold_all(probs, map);
-    let free = search(&folded, None);
-    let valid = search(&folded, Some(automaton));
+    let free = search(&folded, map, None);
+    let valid = search(&folded, map, Some(automaton));
     match (valid, free) {
         (Some(v), Some(f)) if v.symbols == f.symbols => to_decoded(&v, FormatFit::Fits),
         (Some(v), Some(f)) if v.log_prob >= f.log_prob + NO_FIT_RATIO.ln() => {
@@ -410,6 +446,47 @@ mod tests {
         assert_eq!(d.fit, FormatFit::Corrected);
         assert!((d.char_confidences[0] - 0.38).abs() < 1e-5);
         assert!(d.log_prob.unwrap() < 0.0);
+    }
+
+    #[test]
+    fn a_corrected_look_alike_is_not_doubtful_and_a_letter_the_formats_needed_is() {
+        // The look-alike swaps above: I read for 1 and O for 0, each at odds above even for
+        // its shape (I or 1 together 0.98), so the reading is not doubtful.
+        let mut steps = sure("_23ABC_1");
+        steps[0] = vec![('I', 0.6), ('1', 0.38)];
+        steps[6] = vec![('O', 0.7), ('0', 0.28)];
+        let d = decode(&steps);
+        assert_eq!(d.text, "123ABC01");
+        assert!(!d.doubtful);
+        // The 1993 format `L NNN LLL` completed from `222YCA` and a flag band the reader
+        // half took for an E (0.2): the E is what the formats needed, the reader saw no E
+        // or look-alike there at even odds, so the reading is doubtful.
+        let mut steps = vec![vec![('E', 0.2)], vec![('_', 1.0)]];
+        steps.extend(sure("2_2_2YCA"));
+        let d = decode(&steps);
+        assert_eq!(d.text, "E222YCA");
+        assert_eq!(d.fit, FormatFit::Corrected);
+        assert!(d.doubtful);
+        // The same plate with its E read surely is not.
+        let d = decode(&sure("E_2_2_2YCA"));
+        assert_eq!((d.text.as_str(), d.doubtful), ("E222YCA", false));
+    }
+
+    #[test]
+    fn look_alike_groups_hold_the_pairs_the_formats_correct_both_ways() {
+        let group = |c: char| -> String {
+            let mask = look_alikes(plate_symbol(c).unwrap());
+            (0..PLATE_SYMBOLS as u8)
+                .filter(|t| mask >> t & 1 == 1)
+                .map(symbol_char)
+                .collect()
+        };
+        assert_eq!(group('O'), "0O");
+        assert_eq!(group('0'), "0DOQ");
+        assert_eq!(group('1'), "1IL");
+        assert_eq!(group('I'), "1I");
+        assert_eq!(group('E'), "E");
+        assert_eq!(group('H'), "H");
     }
 
     #[test]

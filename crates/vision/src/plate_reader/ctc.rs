@@ -6,6 +6,10 @@ use ndarray::ArrayView2;
 /// without trying the second.
 pub const SURE: f32 = 0.8;
 
+/// A character below even odds is doubtful ([`CtcDecoded::doubtful`]): the reader more
+/// likely saw something else there. A property of probabilities, not a value fitted to photos.
+pub const EVEN_ODDS: f32 = 0.5;
+
 /// Text decoded from CTC probabilities, with one confidence per kept character.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CtcDecoded {
@@ -17,6 +21,12 @@ pub struct CtcDecoded {
     pub log_prob: Option<f32>,
     /// Whether the text fits the active grammar's formats.
     pub fit: FormatFit,
+    /// A character of the text is below [`EVEN_ODDS`]. Greedy decoding: the reader's own best
+    /// class at its steps. Format-aware decoding: the character *and its look-alikes* together
+    /// (`O` and `0`, `I` and `1`, ...; [`crate::grammar::look_alikes`]), so a look-alike the
+    /// formats corrected is not doubtful, but a character the formats needed where the reader
+    /// saw no glyph of that shape (the flag band read as a letter to complete a format) is.
+    pub doubtful: bool,
     /// Which view of the box won ([`crate::plate_reader::view_name`]: `line`, `margin`,
     /// `stretched`, `rows`, with ` deskewed` after it when read from a deskewed copy); empty
     /// until the reader sets it.
@@ -60,6 +70,7 @@ pub fn ctc_greedy_decode(probs: &ArrayView2<'_, f32>, dict: &[String]) -> CtcDec
             for ch in s.chars().filter(char::is_ascii_alphanumeric) {
                 out.text.push(ch.to_ascii_uppercase());
                 out.char_confidences.push(p);
+                out.doubtful |= p < EVEN_ODDS;
             }
         }
         prev = best;
@@ -114,6 +125,15 @@ mod tests {
         assert_eq!(d.text, "11AB");
         assert_eq!(d.char_confidences.len(), 4);
         assert!((d.confidence - 0.9).abs() < 1e-6);
+        assert!(!d.doubtful);
+        // The A's best class below even odds (0.45 against the blank's 0.3 and the 1's 0.25):
+        // the reading is doubtful.
+        probs[[4, 2]] = 0.45;
+        probs[[4, 0]] = 0.3;
+        probs[[4, 1]] = 0.25;
+        let d = ctc_greedy_decode(&probs.view(), &dict);
+        assert_eq!(d.text, "11AB");
+        assert!(d.doubtful);
     }
 
     #[test]

@@ -293,6 +293,7 @@ impl PlateReader {
             both.view = "rows".into();
             both.text.push_str(&low.text);
             both.char_confidences.extend(low.char_confidences);
+            both.doubtful |= low.doubtful;
             both.confidence =
                 both.char_confidences.iter().sum::<f32>() / both.char_confidences.len() as f32;
             return Ok(Some(both));
