@@ -106,9 +106,21 @@ async fn eval_page_shows_what_eval_prints(dataset: &Path) -> serde_json::Value {
 
     let score_rows = table_rows(&dom, "scores");
     let size_rows = table_rows(&dom, "sizes");
-    let mut seen = (0, 0);
+    let flag_rows = table_rows(&dom, "flagged");
+    let mut seen = (0, 0, 0);
     for line in text.lines() {
         let tokens: Vec<&str> = line.split_whitespace().collect();
+        if tokens.len() >= 3 && tokens[1] == "flagged" {
+            // `N of M found flagged (K exact); misreads flagged F of W, unflagged U`
+            let got = numbers(&tokens[2..].join(" "));
+            let row = flag_rows
+                .iter()
+                .find(|r| r[0] == tokens[0])
+                .unwrap_or_else(|| panic!("no flag row for {}: {flag_rows:?}", tokens[0]));
+            assert_eq!(numbers(&row[1..].join(" ")), got, "{line}");
+            seen.2 += 1;
+            continue;
+        }
         if tokens.len() < 3 || tokens[1] != "rust" {
             continue;
         }
@@ -134,8 +146,8 @@ async fn eval_page_shows_what_eval_prints(dataset: &Path) -> serde_json::Value {
     let sets = scores.as_object().unwrap().len();
     assert_eq!(
         seen,
-        (sets, sets),
-        "a score row and a size row per set: {text}"
+        (sets, sets, sets),
+        "a score row, a size row and a flag row per set: {text}"
     );
 
     let all = &scores["all"];

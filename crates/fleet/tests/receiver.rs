@@ -17,8 +17,11 @@ use rumqttc::{AsyncClient, MqttOptions, QoS, TlsConfiguration, Transport};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-/// Longest any condition of a test is waited for.
-const DEADLINE: Duration = Duration::from_mins(1);
+/// Longest any condition of a test is waited for. Two minutes: run after the rest of the
+/// test suite on a 2-core machine, the 3-node cluster of
+/// `replicas_ride_out_a_nats_node_killed_and_a_replica_killed_mid_run` twice did not serve
+/// within one (once at start, once after its node came back); alone the file passes in 30 s.
+const DEADLINE: Duration = Duration::from_mins(2);
 
 /// The engines of one test and the PKI they trust.
 struct Rig {

@@ -43,6 +43,7 @@ pub fn eval_page(p: &EvalPage<'_>) -> String {
     );
     scores_table(&mut body, p.scores, p.baseline);
     sizes_table(&mut body, p.scores, p.baseline);
+    flagged_table(&mut body, p.scores);
     confusion_table(&mut body, &confusion);
     misses_table(&mut body, &missed);
     page("anpr eval", &body)
@@ -132,6 +133,36 @@ fn sizes_table(
             );
         }
         out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+}
+
+/// The device's low-confidence flags per set, with the same figures as the text's `flagged`
+/// lines: found plates flagged, how many of those were exact, the misreads flagged and those
+/// left unflagged.
+fn flagged_table(out: &mut String, scores: &BTreeMap<String, Scores>) {
+    out.push_str(
+        "<h2>Low-confidence flags</h2>\n<p class=\"note\">A reading the device flags \
+         (<code>plate.low_confidence</code>) goes to a person when it matches a list; an \
+         unflagged misread is taken as read.</p>\n<table id=\"flagged\">\n<tr>\
+         <th class=\"l\">set</th><th>flagged</th><th>found</th><th>flagged exact</th>\
+         <th>misreads flagged</th><th>misreads</th><th>misreads unflagged</th></tr>\n",
+    );
+    for (name, s) in scores {
+        let misread = s.detected - s.exact;
+        let flagged_wrong = s.flagged - s.flagged_exact;
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td></tr>",
+            escape(name),
+            s.flagged,
+            s.detected,
+            s.flagged_exact,
+            flagged_wrong,
+            misread,
+            misread - flagged_wrong
+        );
     }
     out.push_str("</table>\n");
 }
@@ -265,7 +296,9 @@ fn misses_table(out: &mut String, missed: &[Miss<'_>]) {
          not processed. The crop is the label box with a margin; under each character read is \
          its confidence in percent; the view is the cut of the box whose reading won \
          (<code>line</code>, <code>margin</code>, <code>stretched</code>, <code>rows</code>; \
-         <code>deskewed</code> when read straightened).</p>",
+         <code>deskewed</code> when read straightened); <em>flagged</em> marks a reading the \
+         device reported low-confidence (<code>plate.low_confidence</code>: a list match on it \
+         goes to a person), so an unflagged misread is one the device took as read.</p>",
         missed.len()
     );
     if missed.is_empty() {
@@ -274,7 +307,8 @@ fn misses_table(out: &mut String, missed: &[Miss<'_>]) {
     out.push_str(
         "<table id=\"misses\" class=\"miss\">\n<tr><th class=\"l\">plate</th>\
          <th class=\"l\">image</th><th class=\"l\">set</th><th>width px</th>\
-         <th class=\"l\">truth</th><th class=\"l\">read</th><th class=\"l\">view</th></tr>\n",
+         <th class=\"l\">truth</th><th class=\"l\">read</th><th class=\"l\">view</th>\
+         <th class=\"l\">flagged</th></tr>\n",
     );
     for m in missed {
         let s = m.sample;
@@ -291,11 +325,16 @@ fn misses_table(out: &mut String, missed: &[Miss<'_>]) {
             .map(|d| d.view.as_str())
             .filter(|v| !v.is_empty())
             .map_or_else(|| "<span class=\"none\">–</span>".to_string(), escape);
+        let flagged = match (m.read, m.detail) {
+            (Some(_), Some(d)) if d.low_confidence => "flagged",
+            (Some(_), _) => "no",
+            (None, _) => "<span class=\"none\">–</span>",
+        };
         let _ = writeln!(
             out,
             "<tr><td class=\"l\">{crop}</td><td class=\"l\" title=\"{}\">{}</td>\
              <td class=\"l\">{}</td><td>{:.0}</td><td class=\"l plate\">{}</td>\
-             <td class=\"l\">{}</td><td class=\"l\">{view}</td></tr>",
+             <td class=\"l\">{}</td><td class=\"l\">{view}</td><td class=\"l\">{flagged}</td></tr>",
             escape(&s.image.display().to_string()),
             escape(&name),
             escape(&s.group),
@@ -347,7 +386,7 @@ mod tests {
                 reads: vec![ReadDetail {
                     char_confidences: vec![0.9, 0.5, 0.4, 0.9, 0.8],
                     view: "stretched".into(),
-                    low_confidence: false,
+                    low_confidence: true,
                 }],
                 ..Prediction::default()
             }),
@@ -372,6 +411,10 @@ mod tests {
         );
         assert!(html.contains("image not processed"));
         assert!(html.contains("stretched"));
+        assert!(
+            html.contains("<td class=\"l\">stretched</td><td class=\"l\">flagged</td>"),
+            "the misread is shown flagged low-confidence"
+        );
         assert!(html.contains("title=\"0.500\""), "a character's confidence");
         assert!(html.contains("id=\"confusion\""));
         assert!(
