@@ -17,9 +17,10 @@
 //!
 //! Reconnects back off ([`Brokers::pause`]): half a second after the first failure since a
 //! ConnAck, doubling with each further round of the broker list (each failure with one
-//! broker) up to 15 s, each wait jittered between half and all of it. A fleet cut off together (a broker restarted, the central link back) then
-//! comes back spread out instead of in one storm of TLS handshakes that the broker cannot
-//! finish within the connect timeout, which makes every device fail and try again at once.
+//! broker) up to 15 s, each wait jittered between half and all of it. A fleet cut off
+//! together (a broker restarted, the central link back) then comes back spread out instead
+//! of in one storm of TLS handshakes that the broker cannot finish within the connect
+//! timeout, which makes every device fail and try again at once.
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,8 @@ use crate::config::{MAX_PACKET, UplinkConfig};
 use crate::faults::FaultBoard;
 
 /// Pause before the event loop tries to connect again after the first error since a
-/// ConnAck; it doubles with each further failure in a row, up to [`RECONNECT_MAX`].
+/// ConnAck; it doubles with each further round of the broker list, up to [`RECONNECT_MAX`]
+/// ([`Brokers::pause`]).
 pub(crate) const RECONNECT_FIRST: Duration = Duration::from_millis(500);
 pub(crate) const RECONNECT_MAX: Duration = Duration::from_secs(15);
 /// How long closing waits for the goodbye (last health, disconnect) to go out.
