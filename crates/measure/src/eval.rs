@@ -102,6 +102,21 @@ impl Scores {
     pub fn vehicle_rate(&self) -> f64 {
         pct(self.vehicle_found, self.images)
     }
+    /// The low-confidence figures in the order `eval` prints them: found plates flagged,
+    /// found plates, flagged and exact, misreads flagged, misreads, misreads unflagged.
+    #[must_use]
+    pub fn flag_figures(&self) -> [usize; 6] {
+        let misread = self.detected - self.exact;
+        let flagged_wrong = self.flagged - self.flagged_exact;
+        [
+            self.flagged,
+            self.detected,
+            self.flagged_exact,
+            flagged_wrong,
+            misread,
+            misread - flagged_wrong,
+        ]
+    }
     #[must_use]
     pub fn ms_per_image(&self) -> f64 {
         self.ms_total / self.images.max(1) as f64
@@ -354,18 +369,11 @@ pub fn table(
 /// were flagged and how many of those were exact, and the misreads left unflagged.
 fn flag_row(out: &mut String, name: &str, s: &Scores) {
     use std::fmt::Write;
-    let misread = s.detected - s.exact;
-    let flagged_wrong = s.flagged - s.flagged_exact;
+    let [flagged, found, flagged_exact, caught, misread, missed] = s.flag_figures();
     let _ = writeln!(
         out,
-        "{name:<8} {:<9} {} of {} found flagged ({} exact); misreads flagged {} of {}, unflagged {}",
+        "{name:<8} {:<9} {flagged} of {found} found flagged ({flagged_exact} exact); misreads flagged {caught} of {misread}, unflagged {missed}",
         "flagged",
-        s.flagged,
-        s.detected,
-        s.flagged_exact,
-        flagged_wrong,
-        misread,
-        misread - flagged_wrong
     );
 }
 

@@ -149,20 +149,11 @@ fn flagged_table(out: &mut String, scores: &BTreeMap<String, Scores>) {
          <th>misreads flagged</th><th>misreads</th><th>misreads unflagged</th></tr>\n",
     );
     for (name, s) in scores {
-        let misread = s.detected - s.exact;
-        let flagged_wrong = s.flagged - s.flagged_exact;
-        let _ = writeln!(
-            out,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td></tr>",
-            escape(name),
-            s.flagged,
-            s.detected,
-            s.flagged_exact,
-            flagged_wrong,
-            misread,
-            misread - flagged_wrong
-        );
+        let _ = write!(out, "<tr><td class=\"l\">{}</td>", escape(name));
+        for n in s.flag_figures() {
+            let _ = write!(out, "<td>{n}</td>");
+        }
+        out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
 }
