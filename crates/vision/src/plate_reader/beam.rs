@@ -114,11 +114,28 @@ fn lse(a: f32, b: f32) -> f32 {
     m + ((a - m).exp() + (b - m).exp()).ln()
 }
 
+/// How sure the reader was of one character: the highest step probability of the character
+/// itself, and of its shape (the character and its look-alikes together, [`look_alikes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CharConf {
+    pub own: f32,
+    pub shape: f32,
+}
+
+impl CharConf {
+    fn max(self, o: Self) -> Self {
+        Self {
+            own: self.own.max(o.own),
+            shape: self.shape.max(o.shape),
+        }
+    }
+}
+
 /// Merges the per-character confidences of another way to the same prefix: each character
-/// keeps the highest step probability either way saw for it.
-fn merge_conf(into: &mut Vec<f32>, from: &[f32]) {
+/// keeps the highest step probabilities either way saw for it.
+fn merge_conf(into: &mut Vec<CharConf>, from: &[CharConf]) {
     if into.len() < from.len() {
-        into.resize(from.len(), 0.0);
+        into.resize(from.len(), CharConf::default());
     }
     for (a, &b) in into.iter_mut().zip(from) {
         *a = a.max(b);
@@ -133,11 +150,8 @@ struct Beam {
     char: f32,
     /// Automaton state after the prefix (0 when unconstrained).
     state: u32,
-    /// Per-character confidence: the highest step probability of the character.
-    conf: Vec<f32>,
-    /// Per-character confidence of its shape: the highest step probability of the character
-    /// and its look-alikes together.
-    shape: Vec<f32>,
+    /// Per-character confidence.
+    conf: Vec<CharConf>,
 }
 
 impl Beam {
@@ -151,9 +165,7 @@ impl Beam {
 pub struct BeamReading {
     /// Plate symbols (see [`plate_symbol`]), flag band included.
     pub symbols: Vec<u8>,
-    pub conf: Vec<f32>,
-    /// Per symbol: the highest step probability of it and its look-alikes together.
-    pub shape: Vec<f32>,
+    pub conf: Vec<CharConf>,
     pub log_prob: f32,
     /// Leading symbols that are the flag band (constrained readings only).
     pub flag: usize,
@@ -204,7 +216,6 @@ fn search(
             char: f32::NEG_INFINITY,
             state: automaton.map_or(0, FormatAutomaton::start),
             conf: Vec::new(),
-            shape: Vec::new(),
         },
     );
     for &q in folded {
@@ -221,20 +232,18 @@ fn search(
                     char: f32::NEG_INFINITY,
                     state: b.state,
                     conf: b.conf.clone(),
-                    shape: b.shape.clone(),
                 });
                 merge_conf(&mut e.conf, &b.conf);
-                merge_conf(&mut e.shape, &b.shape);
                 e.blank = lse(e.blank, total + lq[0]);
                 // The last character repeated: same prefix.
                 if let Some(l) = last {
                     let li = usize::from(l) + 1;
                     e.char = lse(e.char, b.char + lq[li]);
                     if let Some(c) = e.conf.last_mut() {
-                        *c = c.max(q[li]);
-                    }
-                    if let Some(c) = e.shape.last_mut() {
-                        *c = c.max(shapes[usize::from(l)]);
+                        *c = c.max(CharConf {
+                            own: q[li],
+                            shape: shapes[usize::from(l)],
+                        });
                     }
                 }
             }
@@ -259,18 +268,17 @@ fn search(
                 let mut longer = prefix.clone();
                 longer.push(s);
                 let mut conf = b.conf.clone();
-                conf.push(q[si]);
-                let mut shape = b.shape.clone();
-                shape.push(shapes[usize::from(s)]);
+                conf.push(CharConf {
+                    own: q[si],
+                    shape: shapes[usize::from(s)],
+                });
                 let e = next.entry(longer).or_insert_with(|| Beam {
                     blank: f32::NEG_INFINITY,
                     char: f32::NEG_INFINITY,
                     state,
                     conf: Vec::new(),
-                    shape: Vec::new(),
                 });
                 merge_conf(&mut e.conf, &conf);
-                merge_conf(&mut e.shape, &shape);
                 e.char = lse(e.char, from + lq[si]);
             }
         }
@@ -289,7 +297,6 @@ fn search(
             Some(BeamReading {
                 log_prob: b.total(),
                 conf: b.conf,
-                shape: b.shape,
                 symbols,
                 flag,
             })
@@ -306,7 +313,8 @@ fn to_decoded(r: &BeamReading, fit: FormatFit) -> CtcDecoded {
         .iter()
         .map(|&s| symbol_char(s))
         .collect();
-    let char_confidences = r.conf[r.flag..].to_vec();
+    let kept = &r.conf[r.flag..];
+    let char_confidences: Vec<f32> = kept.iter().map(|c| c.own).collect();
     let confidence = if char_confidences.is_empty() {
         0.0
     } else {
@@ -318,7 +326,7 @@ fn to_decoded(r: &BeamReading, fit: FormatFit) -> CtcDecoded {
         confidence,
         log_prob: Some(r.log_prob),
         fit,
-        doubtful: r.shape[r.flag..].iter().any(|&p| p < EVEN_ODDS),
+        doubtful: kept.iter().any(|c| c.shape < EVEN_ODDS),
         view: String::new(),
     }
 }
