@@ -154,3 +154,99 @@ fn make_kz_eval_set() {
         std::fs::write(dir.join(set).join("labels.txt"), text).unwrap();
     }
 }
+
+/// Writes the openalpr photos (`../shared/data/openalpr/eu` and `us`, read where they are) with
+/// a Kazakhstan plate drawn over each labelled plate (`anpr_scene::road::kz_photo_sample`: the
+/// road set's texts and layouts at the old plate's millimetres per pixel, dimmed to its light)
+/// to the folder `KZ_PHOTO_DIR`, as the sets `kz_photo_eu` and `kz_photo_us`, in the format
+/// `anpr eval --dataset` reads. The photos are under the benchmark's licence: the set is for
+/// scoring on this machine, never for the repository.
+/// `KZ_PHOTO_DIR=DIR cargo test -p anpr --test it make_kz_photo_set -- --ignored`.
+#[test]
+#[ignore = "writes a data set from ../shared/data; run by hand with KZ_PHOTO_DIR set"]
+fn make_kz_photo_set() {
+    let dir = std::path::PathBuf::from(std::env::var("KZ_PHOTO_DIR").unwrap());
+    let fonts = anpr_scene::road::KzFonts::load().unwrap();
+    let mut index = 0;
+    for region in ["eu", "us"] {
+        let src = util::repo().join("../shared/data/openalpr").join(region);
+        let set = format!("kz_photo_{region}");
+        std::fs::create_dir_all(dir.join(&set)).unwrap();
+        let mut labels: Vec<_> = std::fs::read_dir(&src)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+            .collect();
+        labels.sort();
+        let mut text = String::new();
+        for path in labels {
+            let line = std::fs::read_to_string(&path).unwrap();
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let n = |k: usize| f[k].parse::<u32>().unwrap();
+            let photo = image::open(src.join(f[0])).unwrap().to_rgb8();
+            let Some(s) = anpr_scene::road::kz_photo_sample(
+                &fonts,
+                SET_SEED,
+                index,
+                &photo,
+                [n(1), n(2), n(3), n(4)],
+            ) else {
+                continue;
+            };
+            index += 1;
+            let name = format!("kz_{}.jpg", f[0].trim_end_matches(".jpg"));
+            s.image.save(dir.join(&set).join(&name)).unwrap();
+            let [x, y, w, h] = s.plate_box;
+            writeln!(text, "{name}\t{x}\t{y}\t{w}\t{h}\t{}", s.text).unwrap();
+        }
+        std::fs::write(dir.join(&set).join("labels.txt"), text).unwrap();
+    }
+}
+
+/// A two-row plate whose box is wider than the plate (a detector's box around a plate recess,
+/// 2.2:1 where the plate is 1.4:1) is still read as two rows in `kz` mode.
+#[test]
+fn a_two_row_plate_in_a_wide_box_is_read_as_two_rows_in_kz_mode() {
+    init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
+    let mut reader = PlateReader::load(&util::models_dir().join("plate_reader.onnx"), 1).unwrap();
+    reader.set_grammar(GrammarMode::Kz);
+    let fonts = anpr_scene::road::KzFonts::load().unwrap();
+    // A dark bumper around the plate's place, as on the rear of a car.
+    let photo = image::RgbImage::from_fn(640, 360, |_, y| {
+        let v = 40 + (y / 12) as u8;
+        image::Rgb([v, v, v + 4])
+    });
+    let mut read_as_rows = 0;
+    // Indices 0-2, 10-12: the two-row plates of the set's layout.
+    for index in [0u32, 1, 2, 10, 11, 12] {
+        let s =
+            anpr_scene::road::kz_photo_sample(&fonts, SET_SEED, index, &photo, [250, 150, 150, 75])
+                .unwrap();
+        assert!(s.two_row);
+        let [x, y, w, h] = s.plate_box;
+        let wide = h as f32 * 2.2;
+        let bbox = BBox {
+            x: x as f32 + w as f32 / 2.0 - wide / 2.0,
+            y: y as f32,
+            w: wide,
+            h: h as f32,
+        };
+        let frame = RgbFrame {
+            width: s.image.width(),
+            height: s.image.height(),
+            data: s.image.into_raw(),
+        };
+        let read = reader.read(&frame, &bbox).unwrap();
+        eprintln!(
+            "{} in a box of {:.0}x{h}: {} ({})",
+            s.text, wide, read.text, read.view
+        );
+        if read.view == "rows" && read.text == s.text {
+            read_as_rows += 1;
+        }
+    }
+    assert!(
+        read_as_rows >= 5,
+        "only {read_as_rows} of 6 read as two rows"
+    );
+}

@@ -56,6 +56,14 @@ impl KzFonts {
             condensed,
         })
     }
+
+    /// The condensed bold two times in three (when installed), the plain bold otherwise.
+    pub(super) fn pick(&self, rng: &mut Rng) -> &FontVec {
+        match (&self.condensed, rng.below(3)) {
+            (Some(c), 0 | 1) => c,
+            _ => &self.bold,
+        }
+    }
 }
 
 /// One labelled frame of the set.
@@ -75,16 +83,16 @@ pub struct KzSample {
 }
 
 /// A small seeded generator (PCG-style LCG), so that the set is the same on every machine.
-struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64, index: u32) -> Self {
+    pub(super) fn new(seed: u64, index: u32) -> Self {
         let mut r = Self(seed ^ (u64::from(index) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         r.below(2);
         r
     }
 
-    fn below(&mut self, m: u32) -> u32 {
+    pub(super) fn below(&mut self, m: u32) -> u32 {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -93,14 +101,14 @@ impl Rng {
     }
 
     /// A value between `lo` and `hi`.
-    fn range(&mut self, lo: f32, hi: f32) -> f32 {
+    pub(super) fn range(&mut self, lo: f32, hi: f32) -> f32 {
         lo + (hi - lo) * self.below(10_000) as f32 / 9_999.0
     }
 }
 
 /// A plate text of the 2012 private (three letters) or legal-entity (two letters) format, with
 /// a doubled letter when `doubled`, and none otherwise.
-fn plate_text(rng: &mut Rng, doubled: bool) -> String {
+pub(super) fn plate_text(rng: &mut Rng, doubled: bool) -> String {
     let letter = |rng: &mut Rng| char::from(LETTERS[rng.below(26) as usize]);
     let digits: String = (0..3)
         .map(|_| char::from(b'0' + rng.below(10) as u8))
@@ -217,7 +225,7 @@ fn region_box(
 
 /// Draws a Kazakhstan plate `w` wide with its top-left corner at `(x, y)`: one row (520 × 112
 /// mm) or two rows (280 × 200 mm). Returns its height.
-pub(crate) fn draw_kz_plate(
+pub(super) fn draw_kz_plate(
     img: &mut RgbImage,
     font: &FontVec,
     text: &str,
@@ -335,10 +343,7 @@ pub fn kz_sample(fonts: &KzFonts, seed: u64, index: u32) -> KzSample {
     let doubled = index.is_multiple_of(2);
     let two_row = index % 10 < 3;
     let text = plate_text(&mut rng, doubled);
-    let font = match (&fonts.condensed, rng.below(3)) {
-        (Some(c), 0 | 1) => c,
-        _ => &fonts.bold,
-    };
+    let font = fonts.pick(&mut rng);
     let plate_width = if two_row {
         100 + rng.below(101)
     } else {

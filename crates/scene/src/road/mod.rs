@@ -32,6 +32,7 @@
 //!   manifest is missing, unreadable or different from today's scene ([`SCENE_VERSION`]).
 
 mod bus;
+mod kz_photo;
 mod kz_set;
 mod manifest;
 mod paint;
@@ -49,6 +50,7 @@ use anyhow::{Context, Result};
 use crate::encode::write_mp4;
 use crate::font::load_font;
 
+pub use kz_photo::kz_photo_sample;
 pub use kz_set::{KzFonts, KzSample, kz_sample};
 pub use manifest::{
     Direction, FAR_WIDTH, FAR_Y, HORIZON, Lane, LaneZone, NEAR_WIDTH, NEAR_Y, PixelBox, Placement,

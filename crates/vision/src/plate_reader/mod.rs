@@ -22,8 +22,8 @@
 //! [`crate::skew::estimate_slope`]) is also read from a deskewed copy of its box, and the surer
 //! of the slanted and the deskewed readings is kept.
 //!
-//! A box closer to a square than [`TWO_ROW_ASPECT`] may hold two rows of characters (motorcycle,
-//! trailer and square European plates): the gap between the rows is found as the row with the
+//! A box closer to a square than [`TWO_ROW_ASPECT`] ([`REGIONAL_TWO_ROW_ASPECT`] in a regional
+//! mode) may hold two rows of characters (motorcycle, trailer and square European plates): the gap between the rows is found as the row with the
 //! least edge energy in the middle band of the box, each row is read on its own, and the top row
 //! followed by the bottom row is the reading when both rows read with every character at least
 //! [`ROW_SURE`]. In a regional mode the two rows are decoded together through the formats
@@ -40,7 +40,7 @@ pub mod skew;
 pub use beam::{BEAM_WIDTH, NO_FIT_RATIO, SymbolMap, ctc_format_decode};
 pub use crop::{CropView, MIN_CONTENT_WIDTH, VIEWS, prepare_crop, prepare_crop_wide};
 pub use ctc::{CtcDecoded, FormatFit, SURE, ctc_greedy_decode, looks_like_a_plate};
-pub use rows::{ROW_SURE, TWO_ROW_ASPECT, join_rows, row_gap};
+pub use rows::{REGIONAL_TWO_ROW_ASPECT, ROW_SURE, TWO_ROW_ASPECT, join_rows, row_gap};
 
 use std::path::{Path, PathBuf};
 
@@ -189,7 +189,7 @@ impl PlateReader {
     /// one-row reading ([`rank`]): the rows of a two-row plate read as one line are a fragment
     /// no format fits, and the one-row reading of a plate that only looks squarish wins.
     pub fn read(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
-        if bbox.w < bbox.h * TWO_ROW_ASPECT
+        if bbox.w < bbox.h * self.two_row_aspect()
             && let Some(rows) = self.read_two_rows(frame, bbox)?
         {
             if self.formats.is_none() || (rows.fit == FormatFit::Fits && weakest(&rows) >= SURE) {
@@ -201,10 +201,20 @@ impl PlateReader {
         self.read_one_row(frame, bbox)
     }
 
+    /// Width over height below which a box is also read as two rows: [`TWO_ROW_ASPECT`], or
+    /// [`REGIONAL_TWO_ROW_ASPECT`] where the formats decide between the readings.
+    fn two_row_aspect(&self) -> f32 {
+        if self.formats.is_some() {
+            REGIONAL_TWO_ROW_ASPECT
+        } else {
+            TWO_ROW_ASPECT
+        }
+    }
+
     /// Reads a box that may hold a plate the detector is unsure of, cheaply: as two rows when
     /// it is squarish and they read, otherwise from the first of [`VIEWS`] only.
     pub fn read_quick(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
-        if bbox.w < bbox.h * TWO_ROW_ASPECT
+        if bbox.w < bbox.h * self.two_row_aspect()
             && let Some(rows) = self.read_two_rows(frame, bbox)?
         {
             return Ok(rows);

@@ -7,6 +7,14 @@ use ndarray::{Array2, ArrayView2, Axis};
 /// are 2:1 in North America and 4–5:1 elsewhere; two-row plates about 1.3–1.5:1).
 pub const TWO_ROW_ASPECT: f32 = 1.8;
 
+/// The same bound where a country's formats are known (`kz` mode): the geometric mean of the
+/// one-row plate's aspect (520 × 112 mm, 4.6:1) and the two-row plate's (280 × 200 mm, 1.4:1),
+/// the point as far from either in ratio. A detector box is often wider than the plate it holds
+/// (a plate recess, a frame), and 1.8 left those of two-row plates read as one line. The wider
+/// bound costs no reading of one-row plates: there the two-row reading is ranked against the
+/// one-row reading, the fit to the formats first.
+pub const REGIONAL_TWO_ROW_ASPECT: f32 = 2.5;
+
 /// Least confidence of every character of both rows for a two-row reading to be taken.
 pub const ROW_SURE: f32 = 0.5;
 
