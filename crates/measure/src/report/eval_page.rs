@@ -286,7 +286,8 @@ fn misses_table(out: &mut String, missed: &[Miss<'_>]) {
          <p class=\"note\">Every labelled plate not read exactly: not found, misread, or its image \
          not processed. The crop is the label box with a margin; under each character read is \
          its confidence in percent; the view is the cut of the box whose reading won \
-         (<code>line</code>, <code>margin</code>, <code>stretched</code>, <code>rows</code>; \
+         (<code>line</code>, <code>margin</code>, <code>stretched</code>, <code>wide</code>, \
+         <code>rows</code>; \
          <code>deskewed</code> when read straightened); <em>flagged</em> marks a reading the \
          device reported low-confidence (<code>plate.low_confidence</code>: a list match on it \
          goes to a person), so an unflagged misread is one the device took as read.</p>",

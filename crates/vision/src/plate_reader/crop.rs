@@ -87,6 +87,19 @@ pub const VIEWS: [CropView; 3] = [
     },
 ];
 
+/// In a regional mode, a fourth view, read only when [`VIEWS`] leave the reading unsettled: the
+/// box with a fifth of its width added on each side. A plate detector trained on plates without
+/// a region box often ends its box before it (the Kazakhstan plate's region code is in a box on
+/// its right fifth, 0.815–0.98 of the plate's width); the formats need that code, so a reading
+/// without it is corrected into another format or fits none. Read wider, the region code is
+/// there; the ranking of readings (the fit to the formats first) decides between the views.
+pub const WIDE_VIEW: CropView = CropView {
+    margin_x: 0.2,
+    margin_y: 0.12,
+    pad: 0.5,
+    stretch: false,
+};
+
 /// Width in input columns the plate's content is stretched to at least in a regional grammar:
 /// the recognizer gives one time step per 8 columns, and CTC needs a blank step between two
 /// equal characters to read both, so about two steps per character, for up to 10 characters

@@ -16,7 +16,9 @@
 //! character. As soon as every character of a reading is sure ([`SURE`]), no further view is
 //! read. In a regional mode a reading that is a valid plate as the reader read it comes first,
 //! then one the formats corrected, then one no format fits; only the first kind stops early.
-//! Two-row plates are decoded there as one line through the formats ([`join_rows`]).
+//! Two-row plates are decoded there as one line through the formats ([`join_rows`]), and a
+//! reading still unsettled after the three views is read once more from the box widened by a
+//! fifth on each side ([`WIDE_VIEW`]: the region box a detector's box often leaves out).
 //!
 //! A plate whose character rows slant by more than [`SKEWED`] (dy/dx, measured by
 //! [`crate::skew::estimate_slope`]) is also read from a deskewed copy of its box, and the surer
@@ -38,7 +40,7 @@ mod rows;
 pub mod skew;
 
 pub use beam::{BEAM_WIDTH, NO_FIT_RATIO, SymbolMap, ctc_format_decode};
-pub use crop::{CropView, MIN_CONTENT_WIDTH, VIEWS, prepare_crop, prepare_crop_wide};
+pub use crop::{CropView, MIN_CONTENT_WIDTH, VIEWS, WIDE_VIEW, prepare_crop, prepare_crop_wide};
 pub use ctc::{CtcDecoded, FormatFit, SURE, ctc_greedy_decode, looks_like_a_plate};
 pub use rows::{REGIONAL_TWO_ROW_ASPECT, ROW_SURE, TWO_ROW_ASPECT, join_rows, row_gap};
 
@@ -56,7 +58,7 @@ use ctc::weakest;
 pub const SKEWED: f32 = 0.07;
 
 /// The name of a view in reports: `line`, `margin` and `stretched` for [`VIEWS`] in order,
-/// `rows` for a row of a two-row plate, `other` for any other.
+/// `wide` for [`WIDE_VIEW`], `rows` for a row of a two-row plate, `other` for any other.
 #[must_use]
 pub fn view_name(view: CropView) -> &'static str {
     match VIEWS.iter().position(|v| *v == view) {
@@ -64,6 +66,7 @@ pub fn view_name(view: CropView) -> &'static str {
         Some(1) => "margin",
         Some(_) => "stretched",
         None if view == ROW_VIEW => "rows",
+        None if view == WIDE_VIEW => "wide",
         None => "other",
     }
 }
@@ -239,10 +242,12 @@ impl PlateReader {
         })
     }
 
-    /// Reads `bbox` from [`VIEWS`], stopping early when the first is sure.
+    /// Reads `bbox` from [`VIEWS`] (and [`WIDE_VIEW`] in a regional mode), stopping early when
+    /// one is sure.
     fn read_views(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
         let mut best: Option<CtcDecoded> = None;
-        for view in VIEWS {
+        let wide = self.formats.is_some().then_some(WIDE_VIEW);
+        for view in VIEWS.into_iter().chain(wide) {
             if best
                 .as_ref()
                 .is_some_and(|b| weakest(b) >= SURE && rank(b).0 == 2)
