@@ -11,7 +11,8 @@
 //!   same millimetres per pixel, centred on the old plate. A plate that would not fit the photo
 //!   is shrunk to fit it.
 //! - The old plate is covered first by continuing the rows above and below it over it (so
-//!   none of its characters show), and the new plate is dimmed to the old plate's light and softened like the photo.
+//!   none of its characters show), and the new plate is dimmed to the old plate's light and
+//!   softened like the photo.
 //! - The texts and layouts are those of the road set ([`super::kz_sample`]).
 //!
 //! The photos themselves are never part of this crate: the caller reads them from wherever

@@ -25,13 +25,13 @@
 //! of the slanted and the deskewed readings is kept.
 //!
 //! A box closer to a square than [`TWO_ROW_ASPECT`] ([`REGIONAL_TWO_ROW_ASPECT`] in a regional
-//! mode) may hold two rows of characters (motorcycle, trailer and square European plates): the gap between the rows is found as the row with the
-//! least edge energy in the middle band of the box, each row is read on its own, and the top row
-//! followed by the bottom row is the reading when both rows read with every character at least
-//! [`ROW_SURE`]. In a regional mode the two rows are decoded together through the formats
-//! instead, and that reading is also taken when a row alone reads unsurely (the flag band beside
-//! the top row, the region box beside the bottom one) as long as a format fits it; it is then
-//! ranked against the one-row reading of the box.
+//! mode) may hold two rows of characters (motorcycle, trailer and square European plates): the
+//! gap between the rows is found as the row with the least edge energy in the middle band of the
+//! box, each row is read on its own, and the top row followed by the bottom row is the reading
+//! when both rows read with every character at least [`ROW_SURE`]. In a regional mode the two
+//! rows are decoded together through the formats instead, and that reading is also taken when a
+//! row alone reads unsurely (the flag band beside the top row, the region box beside the bottom
+//! one) as long as a format fits it; it is then ranked against the one-row reading of the box.
 
 pub mod beam;
 mod crop;
