@@ -98,6 +98,28 @@ fn a_config_with_an_unknown_key_or_a_wrong_type_exits_with_a_message_naming_file
     }
 }
 
+/// A vehicle-type ban naming only types the vehicle detector never reports (`van`: COCO has
+/// no such class) could never raise a violation: the device does not start, and says which
+/// rule, which types it does report and what to do.
+#[test]
+fn a_vehicle_type_ban_on_types_never_reported_stops_the_start_naming_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = util::write_config(dir.path(), "INV-1", "clip.mp4", "mqtt://127.0.0.1:1");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[rule]]\nname = \"no-vans\"\nkind = \"vehicle-type-ban\"\nclasses = [\"van\"]\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = anpr(&["run", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("rule `no-vans`") && err.contains("it reports car, motorcycle, bus, truck"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// A file that does not open ends the run; a live camera that does not open is a fault the
 /// device keeps trying to clear (`rtsp::an_rtsp_camera_that_does_not_open_...`).
 #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anpr_config::Config;
-use anpr_types::ModelHash;
+use anpr_types::{ModelHash, VehicleClass};
 use anpr_vision::integrity::{PinnedFile, verify};
 use anpr_vision::{GrammarMode, Recognizer, RecognizerConfig, init_runtime};
 use anyhow::Result;
@@ -99,4 +99,93 @@ pub fn load_recognizer(cfg: &Config) -> Result<Recognizer> {
 pub fn open_recognizer(cfg: &Config) -> Result<Recognizer> {
     init_runtime(&cfg.models.path(&cfg.models.onnxruntime))?;
     Ok(Recognizer::new(recognizer_config(cfg))?)
+}
+
+/// Checks every `vehicle-type-ban` rule against the types the vehicle detector in use reports
+/// (`reported`, empty without a vehicle detector). A rule naming none of them could never
+/// raise a violation, so it is an error that names the rule, the types reported and the fix;
+/// the types a rule names that are never reported (`van`, `tractor-trailer`, `special` with the
+/// COCO detector) are returned per rule, for the log.
+pub fn check_type_bans(
+    rules: &[anpr_config::Rule],
+    reported: &[VehicleClass],
+) -> Result<Vec<(String, Vec<VehicleClass>)>> {
+    let mut unreported = Vec::new();
+    for rule in rules
+        .iter()
+        .filter(|r| r.kind == anpr_config::RuleKind::VehicleTypeBan)
+    {
+        let never: Vec<VehicleClass> = rule
+            .classes
+            .iter()
+            .copied()
+            .filter(|c| !reported.contains(c))
+            .collect();
+        if never.len() == rule.classes.len() {
+            let names =
+                |cs: &[VehicleClass]| cs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
+            anyhow::bail!(
+                "rule `{}` bans {} only, which the vehicle detector in use never reports ({}): it could never raise a violation. Add a type it reports to `classes` (a tractor-trailer is reported as `truck`, a van as `car`, `truck` or `bus`), or remove the rule",
+                rule.name,
+                names(&rule.classes),
+                if reported.is_empty() {
+                    "no vehicle detector is installed, so every vehicle is `unknown`; run models/fetch.sh".to_string()
+                } else {
+                    format!("it reports {}", names(reported))
+                }
+            );
+        }
+        if !never.is_empty() {
+            unreported.push((rule.name.clone(), never));
+        }
+    }
+    Ok(unreported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str) -> Vec<anpr_config::Rule> {
+        #[derive(serde::Deserialize)]
+        struct Rules {
+            rule: Vec<anpr_config::Rule>,
+        }
+        toml::from_str::<Rules>(text).unwrap().rule
+    }
+
+    const COCO: &[VehicleClass] = &[
+        VehicleClass::Car,
+        VehicleClass::Motorcycle,
+        VehicleClass::Bus,
+        VehicleClass::Truck,
+    ];
+
+    #[test]
+    fn a_type_ban_naming_no_reported_type_is_an_error_naming_the_rule_and_the_fix() {
+        let r = rules(
+            "[[rule]]\nname = \"vans\"\nkind = \"vehicle-type-ban\"\nclasses = [\"van\", \"special\"]\n",
+        );
+        let e = check_type_bans(&r, COCO).unwrap_err().to_string();
+        assert!(
+            e.contains("rule `vans`") && e.contains("van, special"),
+            "{e}"
+        );
+        assert!(e.contains("car, motorcycle, bus, truck"), "{e}");
+        let e = check_type_bans(&r, &[]).unwrap_err().to_string();
+        assert!(e.contains("models/fetch.sh"), "{e}");
+    }
+
+    #[test]
+    fn a_type_ban_naming_a_reported_type_passes_and_lists_the_rest() {
+        let r = rules(
+            "[[rule]]\nname = \"heavy\"\nkind = \"vehicle-type-ban\"\nclasses = [\"truck\", \"tractor-trailer\"]\n\n[[rule]]\nname = \"buses\"\nkind = \"vehicle-type-ban\"\nclasses = [\"bus\"]\n\n[[rule]]\nname = \"no-plate\"\nkind = \"plate-missing\"\n",
+        );
+        assert_eq!(
+            check_type_bans(&r, COCO).unwrap(),
+            vec![("heavy".to_string(), vec![VehicleClass::TractorTrailer])]
+        );
+        // Without a vehicle detector only the type bans fail; other rules do not care.
+        assert!(check_type_bans(&r[2..], &[]).unwrap().is_empty());
+    }
 }

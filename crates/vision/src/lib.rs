@@ -36,13 +36,13 @@ pub use plate_reader::{
     looks_like_a_plate, row_gap, skew,
 };
 pub use runtime::{RunOn, init_runtime, runtime_environment};
-pub use vehicle_detector::{coco_vehicle_class, vehicle_class};
+pub use vehicle_detector::{coco_vehicle_class, reported_classes, vehicle_class};
 pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, letterbox_rect, nms};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anpr_types::{PlateRead, RgbFrame, VehicleDetection};
+use anpr_types::{PlateRead, RgbFrame, VehicleClass, VehicleDetection};
 
 /// Errors of the recognition stage.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +207,17 @@ impl Recognizer {
     #[must_use]
     pub fn has_vehicle_detector(&self) -> bool {
         self.vehicles.is_some()
+    }
+
+    /// The vehicle types this recognizer can report besides `unknown`: none without a vehicle
+    /// detector ([`reported_classes`]).
+    #[must_use]
+    pub fn vehicle_classes(&self) -> Vec<VehicleClass> {
+        if self.vehicles.is_some() {
+            reported_classes()
+        } else {
+            Vec::new()
+        }
     }
 
     /// Finds and reads every plate in a frame, and the vehicles when a detector is loaded.

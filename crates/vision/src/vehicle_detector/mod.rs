@@ -20,6 +20,14 @@ pub fn coco_vehicle_class(class: usize) -> Option<VehicleClass> {
     }
 }
 
+/// The types the detector can report besides `unknown`: those [`coco_vehicle_class`] maps
+/// COCO's 80 classes to (`car`, `motorcycle`, `bus`, `truck`). `van`, `tractor-trailer` and
+/// `special` are not among them: COCO has no such classes.
+#[must_use]
+pub fn reported_classes() -> Vec<VehicleClass> {
+    (0..80).filter_map(coco_vehicle_class).collect()
+}
+
 /// The type to report for a vehicle found with `confidence`: its class when the detector is
 /// sure enough (`least`, or `least_heavy` for a bus or a truck), `unknown` otherwise.
 ///
@@ -97,6 +105,15 @@ mod tests {
             VehicleClass::Bus
         );
         assert_eq!(coco_vehicle_class(7), Some(VehicleClass::Truck));
+        assert_eq!(
+            reported_classes(),
+            [
+                VehicleClass::Car,
+                VehicleClass::Motorcycle,
+                VehicleClass::Bus,
+                VehicleClass::Truck
+            ]
+        );
         assert_eq!(coco_vehicle_class(0), None, "a person is not a vehicle");
     }
 }
