@@ -100,7 +100,7 @@ pub const WIDE_VIEW: CropView = CropView {
     stretch: false,
 };
 
-/// Width in input columns the plate's content is stretched to at least in a regional grammar:
+/// Width in input columns the plate's content is stretched to at least, in every mode:
 /// the recognizer gives one time step per 8 columns, and CTC needs a blank step between two
 /// equal characters to read both, so about two steps per character, for up to 10 characters
 /// (a 9-character plate with the flag band's `KZ` before it, counted as one wide symbol), is

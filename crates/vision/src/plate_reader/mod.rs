@@ -1,7 +1,7 @@
 //! Plate reading with a PP-OCR text-line recognizer and CTC decoding: greedy in generic mode,
 //! a beam search constrained by the plate formats in a regional mode ([`beam`],
-//! [`PlateReader::set_grammar`]; there narrow crops are also stretched to
-//! [`MIN_CONTENT_WIDTH`] columns so doubled letters have time steps for the blank between them).
+//! [`PlateReader::set_grammar`]). In every mode narrow crops are stretched to
+//! [`MIN_CONTENT_WIDTH`] columns so doubled letters have time steps for the blank between them.
 //!
 //! The recognizer takes `[1, 3, 48, W]` BGR normalised to -1…1 and returns
 //! `[1, T, classes]` probabilities; class 0 is the CTC blank, then the dictionary stored in
@@ -80,9 +80,6 @@ pub struct PlateReader {
     symbols: SymbolMap,
     /// The active grammar's formats; `None` in generic mode (greedy decoding).
     formats: Option<FormatAutomaton>,
-    /// Least width of a plate's content in the input ([`MIN_CONTENT_WIDTH`] in a regional
-    /// grammar, 0 in generic mode).
-    min_content: usize,
 }
 
 /// Decodes one view's `[T, classes]` probabilities: format-aware when `formats` is set,
@@ -161,20 +158,13 @@ impl PlateReader {
             symbols: SymbolMap::new(&dict),
             dict,
             formats: None,
-            min_content: 0,
         })
     }
 
     /// Decodes with the formats of `mode` from now on: format-aware beam search for a regional
-    /// mode, greedy decoding in generic mode. A regional mode also stretches narrow crops to
-    /// [`MIN_CONTENT_WIDTH`] so a doubled letter has room for the blank between its two.
+    /// mode, greedy decoding in generic mode.
     pub fn set_grammar(&mut self, mode: GrammarMode) {
         self.formats = FormatAutomaton::for_mode(mode);
-        self.min_content = if self.formats.is_some() {
-            MIN_CONTENT_WIDTH
-        } else {
-            0
-        };
     }
 
     /// Whether a regional grammar is active (format-aware decoding).
@@ -341,7 +331,7 @@ impl PlateReader {
         bbox: &BBox,
         view: CropView,
     ) -> Result<ndarray::ArrayD<f32>, VisionError> {
-        let tensor = prepare_crop_wide(frame, bbox, view, self.min_content);
+        let tensor = prepare_crop_wide(frame, bbox, view, MIN_CONTENT_WIDTH);
         crate::runtime::run_first_output(
             &mut self.session,
             &self.input,
@@ -364,7 +354,7 @@ impl PlateReader {
         bbox: &BBox,
         view: CropView,
     ) -> Result<CtcDecoded, VisionError> {
-        let tensor = prepare_crop_wide(frame, bbox, view, self.min_content);
+        let tensor = prepare_crop_wide(frame, bbox, view, MIN_CONTENT_WIDTH);
         let (dict, symbols, formats) = (&self.dict, &self.symbols, self.formats.as_ref());
         crate::runtime::run_first_output(
             &mut self.session,
