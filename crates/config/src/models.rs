@@ -33,9 +33,10 @@ pub enum SecondLook {
     /// Never.
     Off,
     /// Vehicles on which no plate was found.
-    #[default]
     Missing,
-    /// Those, and vehicles with only small plates (re-read from the box found there).
+    /// Those, and vehicles with only small plates not read surely (re-read from the box found
+    /// there).
+    #[default]
     Small,
 }
 
@@ -111,11 +112,11 @@ pub struct Models {
     pub parallel_frames: u32,
     /// Look again for the plates of vehicles the plate detector found no plate on: the
     /// detector runs once more on each such vehicle's crop, at twice the first pass's scale, at
-    /// most two vehicles per frame, only on frames where the vehicle detector runs. `missing`
-    /// (default): vehicles with no plate found; `small`: also those with only plates under
-    /// 32×32 px as the detector saw the frame, read again from the box found there (the surer
-    /// reading kept); `off`. A frame where every vehicle has a plate (that is not small) costs
-    /// nothing more.
+    /// most two vehicles per frame, only on frames where the vehicle detector runs. `missing`:
+    /// vehicles with no plate found; `small` (default): also those with only plates under
+    /// 32×32 px as the detector saw the frame and with a character the reader was not sure of,
+    /// read again from the box found there (the surer reading kept); `off`. A frame where every
+    /// vehicle has a plate that is not small or was read surely costs nothing more.
     #[serde(default)]
     pub second_look: SecondLook,
     /// Run the vehicle detector on one recognised frame in this many (1 = every one, at most
@@ -284,10 +285,10 @@ mod tests {
     }
 
     #[test]
-    fn the_second_look_defaults_to_vehicles_without_a_plate() {
-        assert_eq!(models("").unwrap().second_look, SecondLook::Missing);
-        let m = models("second_look = \"small\"").unwrap();
-        assert_eq!(m.second_look, SecondLook::Small);
+    fn the_second_look_defaults_to_small_plates_read_unsurely() {
+        assert_eq!(models("").unwrap().second_look, SecondLook::Small);
+        let m = models("second_look = \"missing\"").unwrap();
+        assert_eq!(m.second_look, SecondLook::Missing);
         let err = models("second_look = true").unwrap_err().to_string();
         assert!(err.contains("second_look"), "{err}");
     }

@@ -123,8 +123,8 @@ pub struct RecognizerConfig {
     /// Run the vehicle detector on its own thread, beside plate detection and reading.
     pub concurrent: bool,
     /// Look again, at a higher resolution, for the plates of vehicles the plate detector found
-    /// no plate on (or only a small one) ([`plate_detector::second_look`]); only on frames
-    /// where the vehicle detector runs.
+    /// no plate on (or only a small one not read surely) ([`plate_detector::second_look`]);
+    /// only on frames where the vehicle detector runs.
     pub second_look: SecondLook,
     /// Where ONNX Runtime runs the models.
     pub execution_provider: ExecutionProvider,

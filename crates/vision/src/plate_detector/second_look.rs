@@ -8,10 +8,13 @@
 //! thresholds. The criteria are arithmetic on the detector's input size and the frame size:
 //! - a vehicle is looked at again when no plate of the first pass has its centre in the
 //!   vehicle's box ([`SecondLook::Missing`]), or also when it has only plates that are small
-//!   *as the detector saw them* ([`SecondLook::Small`]): smaller than [`SMALL_AREA`] (32×32 px)
-//!   in its input, the size below which detectors of this kind lose most of their recall and
-//!   localisation (the "small object" of the COCO benchmark they are measured on); a small
-//!   plate found again there is read from the new box too, and the surer reading kept;
+//!   *as the detector saw them* and that the reader was not sure of ([`SecondLook::Small`], the
+//!   default): smaller than [`SMALL_AREA`] (32×32 px) in its input, the size below which
+//!   detectors of this kind lose most of their recall and localisation (the "small object" of
+//!   the COCO benchmark they are measured on), with a character below the reader's
+//!   [`SURE`](crate::plate_reader::SURE) (the bound at which the reader reads no further view:
+//!   a reading it stops at gains nothing from another box); a small plate found again there is
+//!   read from the new box too, and the surer reading kept;
 //! - and only when its crop can be seen at least [`MIN_GAIN`] times the first pass's scale: a
 //!   vehicle that fills nearly the whole frame would be seen as the first pass saw it.
 //!
@@ -39,10 +42,10 @@ pub enum SecondLook {
     /// None.
     Off,
     /// Vehicles on which the first pass found no plate.
-    #[default]
     Missing,
-    /// Those, and vehicles on which it found only small plates (which are read again from the
-    /// box found at the higher resolution, the surer reading kept).
+    /// Those, and vehicles on which it found only small plates not read surely (which are read
+    /// again from the box found at the higher resolution, the surer reading kept).
+    #[default]
     Small,
 }
 
@@ -84,6 +87,19 @@ pub fn is_small(plate: &BBox, size: (u32, u32), input: usize) -> bool {
     plate.area() * s * s < SMALL_AREA
 }
 
+/// Whether a plate of the first pass is worth seeing again in [`SecondLook::Small`]: small as
+/// the detector saw it ([`is_small`]) and read with a character below the reader's
+/// [`SURE`](crate::plate_reader::SURE).
+#[must_use]
+pub fn worth_seeing_again(plate: &PlateRead, size: (u32, u32), input: usize) -> bool {
+    let sure = !plate.char_confidences.is_empty()
+        && plate
+            .char_confidences
+            .iter()
+            .all(|&c| c >= crate::plate_reader::SURE);
+    is_small(&plate.bbox, size, input) && !sure
+}
+
 /// The regions to look at again in a frame of `size` for a detector of input side `input`,
 /// given the vehicles and the plates of the first pass (see the module's criteria).
 #[must_use]
@@ -105,7 +121,7 @@ pub fn regions(
             plates
                 .iter()
                 .filter(|p| v.bbox.contains_centre_of(&p.bbox))
-                .all(|p| mode == SecondLook::Small && is_small(&p.bbox, size, input))
+                .all(|p| mode == SecondLook::Small && worth_seeing_again(p, size, input))
         })
         .filter_map(|v| {
             let b = &v.bbox;
@@ -274,8 +290,10 @@ mod tests {
             vehicle(700.0, 200.0, 300.0, 250.0),
             vehicle(1000.0, 100.0, 200.0, 150.0),
         ];
-        // The first has a small plate, the other two none.
-        let plates = [plate(250.0, 330.0, 60.0, 30.0)];
+        // The first has a small plate read unsurely, the other two none.
+        let mut small = plate(250.0, 330.0, 60.0, 30.0);
+        small.char_confidences[2] = 0.6;
+        let plates = [small];
         assert_eq!(
             regions(SecondLook::Missing, HD, 640, &vehicles, &plates).len(),
             MAX_REGIONS,
@@ -295,6 +313,21 @@ mod tests {
             "the box with a margin of a tenth on each side"
         );
         assert_eq!(r[1].x, 670);
+    }
+
+    #[test]
+    fn a_small_plate_read_surely_costs_no_second_look() {
+        let vehicles = [vehicle(100.0, 100.0, 400.0, 300.0)];
+        let sure = plate(250.0, 330.0, 60.0, 30.0);
+        assert!(regions(SecondLook::Small, HD, 640, &vehicles, &[sure.clone()]).is_empty());
+        let mut unsure = sure;
+        unsure.char_confidences[0] = 0.79;
+        assert_eq!(
+            regions(SecondLook::Small, HD, 640, &vehicles, &[unsure.clone()]).len(),
+            1
+        );
+        unsure.char_confidences.clear();
+        assert!(worth_seeing_again(&unsure, HD, 640), "no characters read");
     }
 
     #[test]
