@@ -318,16 +318,18 @@ mod tests {
     #[test]
     fn a_small_plate_read_surely_costs_no_second_look() {
         let vehicles = [vehicle(100.0, 100.0, 400.0, 300.0)];
-        let sure = plate(250.0, 330.0, 60.0, 30.0);
-        assert!(regions(SecondLook::Small, HD, 640, &vehicles, &[sure.clone()]).is_empty());
-        let mut unsure = sure;
-        unsure.char_confidences[0] = 0.79;
+        let mut plates = [plate(250.0, 330.0, 60.0, 30.0)];
+        assert!(regions(SecondLook::Small, HD, 640, &vehicles, &plates).is_empty());
+        plates[0].char_confidences[0] = 0.79;
         assert_eq!(
-            regions(SecondLook::Small, HD, 640, &vehicles, &[unsure.clone()]).len(),
+            regions(SecondLook::Small, HD, 640, &vehicles, &plates).len(),
             1
         );
-        unsure.char_confidences.clear();
-        assert!(worth_seeing_again(&unsure, HD, 640), "no characters read");
+        plates[0].char_confidences.clear();
+        assert!(
+            worth_seeing_again(&plates[0], HD, 640),
+            "no characters read"
+        );
     }
 
     #[test]
