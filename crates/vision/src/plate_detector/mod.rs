@@ -7,8 +7,9 @@
 //! ([`crate::yolo`]).
 //!
 //! With `second_look` set, vehicles the first pass found no plate on, or only a small one it
-//! did not read surely ([`second_look`]), are looked at again: the detector runs on each such vehicle's crop, which
-//! its letterbox enlarges, and what it finds there is merged with the first pass.
+//! did not read surely ([`second_look`]), are looked at again: the detector runs on each such
+//! vehicle's crop, which its letterbox enlarges, and what it finds there is merged with the
+//! first pass.
 
 pub mod second_look;
 
@@ -196,8 +197,8 @@ pub(crate) fn look_again(
             .position(|p| p.bbox.iou(&d.bbox) > WEAK_OVERLAP);
         match same {
             // A plate already found and read. In `small` mode, a small one not read surely and
-            // seen again at a higher resolution is read from the box found there too, and the surer reading
-            // kept (the reader's own rule for choosing between views).
+            // seen again at a higher resolution is read from the box found there too, and the
+            // surer reading kept (the reader's own rule for choosing between views).
             Some(i) => {
                 if cfg.second_look == SecondLook::Small
                     && d.score >= cfg.plate_confidence
