@@ -119,15 +119,17 @@ fn reads_as_a_format(read: &crate::CtcDecoded) -> bool {
 /// How sure a reading is, for choosing between two of one plate: one a plate format fits (or
 /// generic mode) first, then the surer least certain character.
 fn surety(p: &PlateRead) -> (bool, f32) {
+    (!p.low_confidence && !p.text.is_empty(), weakest_char(p))
+}
+
+/// The confidence of the least certain character of a plate's reading; 0 when none was read.
+pub(crate) fn weakest_char(p: &PlateRead) -> f32 {
     let weakest = p
         .char_confidences
         .iter()
         .copied()
         .fold(f32::INFINITY, f32::min);
-    (
-        !p.low_confidence && !p.text.is_empty(),
-        if weakest.is_finite() { weakest } else { 0.0 },
-    )
+    if weakest.is_finite() { weakest } else { 0.0 }
 }
 
 /// The plate record of a reading of box `d`.

@@ -92,12 +92,7 @@ pub fn is_small(plate: &BBox, size: (u32, u32), input: usize) -> bool {
 /// [`SURE`](crate::plate_reader::SURE).
 #[must_use]
 pub fn worth_seeing_again(plate: &PlateRead, size: (u32, u32), input: usize) -> bool {
-    let sure = !plate.char_confidences.is_empty()
-        && plate
-            .char_confidences
-            .iter()
-            .all(|&c| c >= crate::plate_reader::SURE);
-    is_small(&plate.bbox, size, input) && !sure
+    is_small(&plate.bbox, size, input) && super::weakest_char(plate) < crate::plate_reader::SURE
 }
 
 /// The regions to look at again in a frame of `size` for a detector of input side `input`,
