@@ -19,6 +19,8 @@ use std::time::Instant;
 
 use anpr_types::{PlateRead, RgbFrame, VehicleDetection};
 
+use crate::grammar::{GrammarMode, NORTH_AMERICAN_ASPECT, north_american_zeros};
+use crate::plate_reader::read_as_rows;
 use crate::{
     Detection, FormatFit, PlateReader, RecognizerConfig, Timings, VisionError, YoloDetector,
     interpret, looks_like_a_plate, ms,
@@ -132,9 +134,23 @@ pub(crate) fn weakest_char(p: &PlateRead) -> f32 {
     if weakest.is_finite() { weakest } else { 0.0 }
 }
 
+/// Whether generic mode reports a reading of box `d` as a North American plate: one row, in a
+/// box narrower than [`NORTH_AMERICAN_ASPECT`]. A regional mode's formats decide `O` and `0`
+/// themselves, and a plate read as two rows is no North American plate.
+fn north_american(read: &crate::CtcDecoded, d: &Detection, cfg: &RecognizerConfig) -> bool {
+    cfg.grammar == GrammarMode::Generic
+        && !read_as_rows(&read.view)
+        && d.bbox.w < NORTH_AMERICAN_ASPECT * d.bbox.h
+}
+
 /// The plate record of a reading of box `d`.
 fn plate_read(read: crate::CtcDecoded, d: &Detection, cfg: &RecognizerConfig) -> PlateRead {
-    let info = interpret(&read.text, cfg.grammar);
+    let text = if north_american(&read, d, cfg) {
+        north_american_zeros(&read.text)
+    } else {
+        read.text.clone()
+    };
+    let info = interpret(&text, cfg.grammar);
     PlateRead {
         text: info.text,
         confidence: read.confidence,
@@ -308,5 +324,40 @@ mod tests {
         assert!(!plate_read(read("123ABC01", FormatFit::Corrected), &d, &kz).low_confidence);
         let generic = cfg(GrammarMode::Generic);
         assert!(!plate_read(read("ABCDE", FormatFit::Unchecked), &d, &generic).low_confidence);
+    }
+
+    #[test]
+    fn generic_mode_reports_the_round_character_of_a_north_american_plate_as_the_digit() {
+        let boxed = |w: f32, h: f32| Detection {
+            bbox: BBox {
+                x: 0.0,
+                y: 0.0,
+                w,
+                h,
+            },
+            score: 0.9,
+            class: 0,
+        };
+        let read = |view: &str| CtcDecoded {
+            text: "CHOP8Y".into(),
+            char_confidences: vec![0.9; 6],
+            confidence: 0.9,
+            view: view.into(),
+            ..CtcDecoded::default()
+        };
+        let generic = cfg(GrammarMode::Generic);
+        // A 2:1 box, straight or deskewed: the digit, and the reading as it was kept beside it.
+        for view in ["line", "margin deskewed"] {
+            let p = plate_read(read(view), &boxed(100.0, 50.0), &generic);
+            assert_eq!((p.text.as_str(), p.raw_text.as_str()), ("CH0P8Y", "CHOP8Y"));
+        }
+        // A European plate's box, even seen from the side (3:1), keeps its letter.
+        let p = plate_read(read("line"), &boxed(120.0, 40.0), &generic);
+        assert_eq!(p.text, "CHOP8Y");
+        // Two rows are no North American plate; a regional mode's formats decide for themselves.
+        let p = plate_read(read("rows"), &boxed(100.0, 50.0), &generic);
+        assert_eq!(p.text, "CHOP8Y");
+        let p = plate_read(read("line"), &boxed(100.0, 50.0), &cfg(GrammarMode::Kz));
+        assert_eq!(p.text, "CHOP8Y");
     }
 }

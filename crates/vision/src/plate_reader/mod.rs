@@ -71,6 +71,13 @@ pub fn view_name(view: CropView) -> &'static str {
     }
 }
 
+/// Whether a reading's `view` (its [`view_name`], ` deskewed` perhaps after it) is the two rows
+/// of a two-row plate.
+#[must_use]
+pub fn read_as_rows(view: &str) -> bool {
+    view.split(' ').next() == Some(view_name(ROW_VIEW))
+}
+
 /// The plate reader session and its dictionary.
 pub struct PlateReader {
     session: Session,
