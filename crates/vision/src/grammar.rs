@@ -13,7 +13,8 @@
 //! In generic mode (the default, for images from unknown countries) nothing is corrected: a text
 //! that fits a format exactly is labelled with it, anything else is reported as read, except
 //! that a plate shaped like a North American one reports `O` as `0`
-//! ([`north_american_zeros`], [`NORTH_AMERICAN_ASPECT`]). In the
+//! ([`north_american_zeros`], [`NORTH_AMERICAN_ASPECT`]), and another one-row plate's final
+//! `O` or `0` is of the kind of the character before it ([`final_round_glyph`]). In the
 //! regional mode (`kz`) a text that fits no format exactly may be corrected, but only when one
 //! single format fits with the fewest look-alike swaps; a leading `KZ` read from the flag band is
 //! dropped when the rest is a Kazakhstan plate.
@@ -317,6 +318,30 @@ pub const NORTH_AMERICAN_ASPECT: f32 = 2.35;
 #[must_use]
 pub fn north_american_zeros(text: &str) -> String {
     text.replace('O', "0")
+}
+
+/// `text` with a final `O` or `0` of the kind of the character before it: the letter after a
+/// letter, the digit after a digit. For one-row plates that are not North American in generic
+/// mode.
+///
+/// The reader tells `O` from `0` by the neighbouring characters as much as by the glyph (many
+/// fonts draw them alike), and the last character has a neighbour on one side only. One-row
+/// formats end in a group of at least two characters of one kind: two or three letters
+/// (Slovakia, Italy, France, Britain, Poland, Kyrgyzstan, Kazakhstan's 1993 series) or two to
+/// four digits (Czechia, Germany, Russia, Kazakhstan's region code). A single final digit after
+/// letters is rare (two Dutch series; German and Swiss single-digit numbers never `0`), so the
+/// character before the last tells the last one's kind.
+#[must_use]
+pub fn final_round_glyph(text: &str) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    if let [.., before, last @ ('O' | '0')] = chars.as_mut_slice() {
+        if before.is_ascii_alphabetic() {
+            *last = 'O';
+        } else if before.is_ascii_digit() {
+            *last = '0';
+        }
+    }
+    chars.into_iter().collect()
 }
 
 /// Interprets a plate text read by the OCR.

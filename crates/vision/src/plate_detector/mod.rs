@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anpr_types::{PlateRead, RgbFrame, VehicleDetection};
 
-use crate::grammar::{GrammarMode, NORTH_AMERICAN_ASPECT, north_american_zeros};
+use crate::grammar::{GrammarMode, NORTH_AMERICAN_ASPECT, final_round_glyph, north_american_zeros};
 use crate::plate_reader::read_as_rows;
 use crate::{
     Detection, FormatFit, PlateReader, RecognizerConfig, Timings, VisionError, YoloDetector,
@@ -134,22 +134,24 @@ pub(crate) fn weakest_char(p: &PlateRead) -> f32 {
     if weakest.is_finite() { weakest } else { 0.0 }
 }
 
-/// Whether generic mode reports a reading of box `d` as a North American plate: one row, in a
-/// box narrower than [`NORTH_AMERICAN_ASPECT`]. A regional mode's formats decide `O` and `0`
-/// themselves, and a plate read as two rows is no North American plate.
-fn north_american(read: &crate::CtcDecoded, d: &Detection, cfg: &RecognizerConfig) -> bool {
-    cfg.grammar == GrammarMode::Generic
-        && !read_as_rows(&read.view)
-        && d.bbox.w < NORTH_AMERICAN_ASPECT * d.bbox.h
+/// The text generic mode reports for a reading of box `d`. A one-row plate in a box narrower
+/// than [`NORTH_AMERICAN_ASPECT`] is a North American plate ([`north_american_zeros`]); another
+/// one-row plate's final round glyph is of the kind of the character before it
+/// ([`final_round_glyph`]). A regional mode's formats decide `O` and `0` themselves, and two
+/// rows are read as they are.
+fn generic_text(read: &crate::CtcDecoded, d: &Detection, cfg: &RecognizerConfig) -> String {
+    if cfg.grammar != GrammarMode::Generic || read_as_rows(&read.view) {
+        read.text.clone()
+    } else if d.bbox.w < NORTH_AMERICAN_ASPECT * d.bbox.h {
+        north_american_zeros(&read.text)
+    } else {
+        final_round_glyph(&read.text)
+    }
 }
 
 /// The plate record of a reading of box `d`.
 fn plate_read(read: crate::CtcDecoded, d: &Detection, cfg: &RecognizerConfig) -> PlateRead {
-    let text = if north_american(&read, d, cfg) {
-        north_american_zeros(&read.text)
-    } else {
-        read.text.clone()
-    };
+    let text = generic_text(&read, d, cfg);
     let info = interpret(&text, cfg.grammar);
     PlateRead {
         text: info.text,
@@ -327,7 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn generic_mode_reports_the_round_character_of_a_north_american_plate_as_the_digit() {
+    fn generic_mode_reads_round_glyphs_by_the_plate_s_shape_and_neighbours() {
         let boxed = |w: f32, h: f32| Detection {
             bbox: BBox {
                 x: 0.0,
@@ -354,6 +356,19 @@ mod tests {
         // A European plate's box, even seen from the side (3:1), keeps its letter.
         let p = plate_read(read("line"), &boxed(120.0, 40.0), &generic);
         assert_eq!(p.text, "CHOP8Y");
+        // There the final round glyph is of the kind of the character before it.
+        let last = |text: &str| {
+            let r = CtcDecoded {
+                text: text.into(),
+                view: "line".into(),
+                ..CtcDecoded::default()
+            };
+            plate_read(r, &boxed(130.0, 30.0), &generic).text
+        };
+        assert_eq!(last("RK340A0"), "RK340AO");
+        assert_eq!(last("M123O"), "M1230");
+        assert_eq!(last("RK0990"), "RK0990", "only the last character");
+        assert_eq!(last("4B04979"), "4B04979");
         // Two rows are no North American plate; a regional mode's formats decide for themselves.
         let p = plate_read(read("rows"), &boxed(100.0, 50.0), &generic);
         assert_eq!(p.text, "CHOP8Y");
