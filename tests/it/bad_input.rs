@@ -24,6 +24,7 @@ fn recognizer_config(plate_detector: std::path::PathBuf) -> RecognizerConfig {
         vehicle_class_confidence: 0.5,
         heavy_vehicle_class_confidence: 0.65,
         grammar: anpr_vision::GrammarMode::Generic,
+        round_glyph: anpr_vision::RoundGlyph::ByPlate,
         concurrent: true,
         second_look: anpr_vision::SecondLook::Missing,
         execution_provider: anpr_vision::ExecutionProvider::Cpu,

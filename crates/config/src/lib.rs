@@ -38,7 +38,9 @@ pub use device::{Device, Profile};
 pub use error::ConfigError;
 pub use geometry::Point;
 pub use gnss::{Gnss, GnssSource};
-pub use models::{ExecutionProvider, Grammar, ModelPins, Models, PlateDetectorVariant, SecondLook};
+pub use models::{
+    ExecutionProvider, Grammar, ModelPins, Models, PlateDetectorVariant, RoundGlyph, SecondLook,
+};
 pub use rules::{DEFAULT_PRIORITY, ListConfig, Rule, RuleKind, TimeWindow};
 pub use security::Security;
 pub use status::Status;

@@ -26,6 +26,18 @@ pub enum Grammar {
     Kz,
 }
 
+/// How generic mode reports the round glyph `O`/`0` (`round_glyph`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoundGlyph {
+    /// As the plate tells: `0` on a plate shaped like a North American one, and a final one of
+    /// the kind of the character before it on other one-row plates.
+    #[default]
+    ByPlate,
+    /// As the reader read it.
+    AsRead,
+}
+
 /// Which vehicles the plate detector looks at again (`second_look`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -100,6 +112,13 @@ pub struct Models {
     /// Plate grammar: `generic` (default) or `kz`.
     #[serde(default)]
     pub grammar: Grammar,
+    /// Generic mode only: `by-plate` (default) reports the round glyph `O`/`0` as `0` on a
+    /// one-row plate shaped like a North American one (a box narrower than 2.35:1), and a final
+    /// one on another one-row plate as the kind of the character before it; `as-read` reports
+    /// every reading as the reader read it (for plates whose formats end in a single digit
+    /// after letters, such as two Dutch series).
+    #[serde(default)]
+    pub round_glyph: RoundGlyph,
     /// Run the vehicle detector on a second thread beside plate detection and reading
     /// (default true); false runs the stages one after the other on one thread.
     #[serde(default = "default_true")]
@@ -282,6 +301,15 @@ mod tests {
 
     fn models(text: &str) -> Result<Models, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    #[test]
+    fn the_round_glyph_is_read_by_the_plate_unless_asked_otherwise() {
+        assert_eq!(models("").unwrap().round_glyph, RoundGlyph::ByPlate);
+        let m = models("round_glyph = \"as-read\"").unwrap();
+        assert_eq!(m.round_glyph, RoundGlyph::AsRead);
+        let err = models("round_glyph = \"zero\"").unwrap_err().to_string();
+        assert!(err.contains("round_glyph"), "{err}");
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
             anpr_config::Grammar::Generic => GrammarMode::Generic,
             anpr_config::Grammar::Kz => GrammarMode::Kz,
         },
+        round_glyph: match m.round_glyph {
+            anpr_config::RoundGlyph::ByPlate => anpr_vision::RoundGlyph::ByPlate,
+            anpr_config::RoundGlyph::AsRead => anpr_vision::RoundGlyph::AsRead,
+        },
         concurrent: m.concurrent,
         second_look: match m.second_look {
             anpr_config::SecondLook::Off => anpr_vision::SecondLook::Off,

@@ -299,6 +299,16 @@ fn info(text: String, fits: &[(&'static Format, String, usize)]) -> PlateInfo {
     }
 }
 
+/// How generic mode reports the round glyph `O`/`0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoundGlyph {
+    /// As the plate tells ([`north_american_zeros`], [`final_round_glyph`]).
+    #[default]
+    ByPlate,
+    /// As the reader read it.
+    AsRead,
+}
+
 /// Width-to-height ratio of a plate box below which a plate read as one row is taken for a
 /// North American one in generic mode ([`north_american_zeros`]).
 ///

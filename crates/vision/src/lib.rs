@@ -29,7 +29,7 @@ mod runtime;
 pub mod vehicle_detector;
 pub mod yolo;
 
-pub use grammar::{FormatAutomaton, GrammarMode, PlateInfo, interpret};
+pub use grammar::{FormatAutomaton, GrammarMode, PlateInfo, RoundGlyph, interpret};
 pub use plate_detector::SecondLook;
 pub use plate_reader::{
     CtcDecoded, FormatFit, PlateReader, SymbolMap, ctc_format_decode, ctc_greedy_decode,
@@ -120,6 +120,8 @@ pub struct RecognizerConfig {
     pub heavy_vehicle_class_confidence: f32,
     /// How plate texts are checked against known formats.
     pub grammar: GrammarMode,
+    /// How generic mode reports the round glyph `O`/`0`.
+    pub round_glyph: RoundGlyph,
     /// Run the vehicle detector on its own thread, beside plate detection and reading.
     pub concurrent: bool,
     /// Look again, at a higher resolution, for the plates of vehicles the plate detector found

@@ -19,7 +19,9 @@ use std::time::Instant;
 
 use anpr_types::{PlateRead, RgbFrame, VehicleDetection};
 
-use crate::grammar::{GrammarMode, NORTH_AMERICAN_ASPECT, final_round_glyph, north_american_zeros};
+use crate::grammar::{
+    GrammarMode, NORTH_AMERICAN_ASPECT, RoundGlyph, final_round_glyph, north_american_zeros,
+};
 use crate::plate_reader::read_as_rows;
 use crate::{
     Detection, FormatFit, PlateReader, RecognizerConfig, Timings, VisionError, YoloDetector,
@@ -137,10 +139,13 @@ pub(crate) fn weakest_char(p: &PlateRead) -> f32 {
 /// The text generic mode reports for a reading of box `d`. A one-row plate in a box narrower
 /// than [`NORTH_AMERICAN_ASPECT`] is a North American plate ([`north_american_zeros`]); another
 /// one-row plate's final round glyph is of the kind of the character before it
-/// ([`final_round_glyph`]). A regional mode's formats decide `O` and `0` themselves, and two
-/// rows are read as they are.
+/// ([`final_round_glyph`]). A regional mode's formats decide `O` and `0` themselves, two rows
+/// are read as they are, and so is everything with [`RoundGlyph::AsRead`].
 fn generic_text(read: &crate::CtcDecoded, d: &Detection, cfg: &RecognizerConfig) -> String {
-    if cfg.grammar != GrammarMode::Generic || read_as_rows(&read.view) {
+    if cfg.grammar != GrammarMode::Generic
+        || cfg.round_glyph == RoundGlyph::AsRead
+        || read_as_rows(&read.view)
+    {
         read.text.clone()
     } else if d.bbox.w < NORTH_AMERICAN_ASPECT * d.bbox.h {
         north_american_zeros(&read.text)
@@ -265,6 +270,7 @@ mod tests {
             vehicle_class_confidence: 0.5,
             heavy_vehicle_class_confidence: 0.65,
             grammar,
+            round_glyph: RoundGlyph::ByPlate,
             concurrent: false,
             second_look: SecondLook::Missing,
             execution_provider: ExecutionProvider::Cpu,
@@ -369,6 +375,13 @@ mod tests {
         assert_eq!(last("M123O"), "M1230");
         assert_eq!(last("RK0990"), "RK0990", "only the last character");
         assert_eq!(last("4B04979"), "4B04979");
+        // Asked for, every reading is reported as read.
+        let as_read = RecognizerConfig {
+            round_glyph: RoundGlyph::AsRead,
+            ..generic.clone()
+        };
+        let p = plate_read(read("line"), &boxed(100.0, 50.0), &as_read);
+        assert_eq!(p.text, "CHOP8Y");
         // Two rows are no North American plate; a regional mode's formats decide for themselves.
         let p = plate_read(read("rows"), &boxed(100.0, 50.0), &generic);
         assert_eq!(p.text, "CHOP8Y");
