@@ -337,7 +337,7 @@ pub fn north_american_zeros(text: &str) -> String {
 /// The reader tells `O` from `0` by the neighbouring characters as much as by the glyph (many
 /// fonts draw them alike), and the last character has a neighbour on one side only. One-row
 /// formats end in a group of at least two characters of one kind: two or three letters
-/// (Slovakia, Italy, France, Britain, Poland, Kyrgyzstan, Kazakhstan's 1993 series) or two to
+/// (Slovakia, Italy, France, Britain, Kyrgyzstan, Kazakhstan's 1993 series) or two to
 /// four digits (Czechia, Germany, Russia, Kazakhstan's region code). A single final digit after
 /// letters is rare (two Dutch series; German and Swiss single-digit numbers never `0`), so the
 /// character before the last tells the last one's kind.
