@@ -27,11 +27,15 @@
 //! A box closer to a square than [`TWO_ROW_ASPECT`] ([`REGIONAL_TWO_ROW_ASPECT`] in a regional
 //! mode) may hold two rows of characters (motorcycle, trailer and square European plates): the
 //! gap between the rows is found as the row with the least edge energy in the middle band of the
-//! box, each row is read on its own, and the top row followed by the bottom row is the reading
-//! when both rows read with every character at least [`ROW_SURE`]. In a regional mode the two
-//! rows are decoded together through the formats instead, and that reading is also taken when a
-//! row alone reads unsurely (the flag band beside the top row, the region box beside the bottom
-//! one) as long as a format fits it; it is then ranked against the one-row reading of the box.
+//! box, each row is read on its own (cut out with no blank space before it, and the top row
+//! without the flag column at its left, [`without_flag_column`]), and the top row followed by
+//! the bottom row is the reading when both rows read with every character at least
+//! [`ROW_SURE`]. In a regional mode the two rows are decoded together through the formats
+//! instead, and that reading is also taken when a row alone reads unsurely (the region box
+//! beside the bottom row) as long as a format fits it; it is then ranked against the one-row
+//! reading of the box. There a box squarish enough to be a two-row plate by its shape is cut at
+//! its calmest middle row even when that row is not clearly a gap (a small, blurred plate), and
+//! that reading is kept only when it is a plate of the formats as read ([`calmest_row`]).
 
 pub mod beam;
 mod crop;
@@ -42,7 +46,10 @@ pub mod skew;
 pub use beam::{BEAM_WIDTH, NO_FIT_RATIO, SymbolMap, ctc_format_decode};
 pub use crop::{CropView, MIN_CONTENT_WIDTH, VIEWS, WIDE_VIEW, prepare_crop, prepare_crop_wide};
 pub use ctc::{CtcDecoded, FormatFit, SURE, ctc_greedy_decode, looks_like_a_plate};
-pub use rows::{REGIONAL_TWO_ROW_ASPECT, ROW_SURE, TWO_ROW_ASPECT, join_rows, row_gap};
+pub use rows::{
+    REGIONAL_TWO_ROW_ASPECT, ROW_SURE, TWO_ROW_ASPECT, calmest_row, join_rows, row_gap,
+    without_flag_column,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -260,19 +267,28 @@ impl PlateReader {
     }
 
     /// Reads the two rows of a squarish plate, top then bottom; `None` when no gap between
-    /// rows is found or a row does not read surely.
+    /// rows is found or a row does not read surely. In a regional mode a box squarish enough to be
+    /// a two-row plate by its shape alone ([`TWO_ROW_ASPECT`]) whose calmest middle row is not
+    /// clearly a gap (a small or blurred plate) is still cut there, and the reading kept only
+    /// when the two rows together are a plate of the formats as read.
     fn read_two_rows(
         &mut self,
         frame: &RgbFrame,
         bbox: &BBox,
     ) -> Result<Option<CtcDecoded>, VisionError> {
-        let Some(gap) = row_gap(frame, bbox) else {
+        let Some((gap, clear)) = calmest_row(frame, bbox) else {
             return Ok(None);
         };
-        let top = BBox {
-            h: gap - bbox.y,
-            ..*bbox
-        };
+        if !clear && (self.formats.is_none() || bbox.w >= bbox.h * TWO_ROW_ASPECT) {
+            return Ok(None);
+        }
+        let top = without_flag_column(
+            frame,
+            &BBox {
+                h: gap - bbox.y,
+                ..*bbox
+            },
+        );
         let bottom = BBox {
             y: gap,
             h: bbox.y + bbox.h - gap,
@@ -321,7 +337,9 @@ impl PlateReader {
         // box's frame beside the bottom row's letters) is still taken when the two rows
         // together make a plate of the formats.
         let joint = ctc_format_decode(&joint.view(), &self.symbols, formats);
-        if !rows_sure && joint.fit == FormatFit::NoFormat {
+        if (!rows_sure && joint.fit == FormatFit::NoFormat)
+            || (!clear && joint.fit != FormatFit::Fits)
+        {
             return Ok(None);
         }
         Ok(Some(CtcDecoded {
