@@ -15,9 +15,11 @@
 //! that a plate shaped like a North American one reports `O` as `0`
 //! ([`north_american_zeros`], [`NORTH_AMERICAN_ASPECT`]), and another one-row plate's final
 //! `O` or `0` is of the kind of the character before it ([`final_round_glyph`]). In the
-//! regional mode (`kz`) a text that fits no format exactly may be corrected, but only when one
-//! single format fits with the fewest look-alike swaps; a leading `KZ` read from the flag band is
-//! dropped when the rest is a Kazakhstan plate.
+//! regional mode (`kz`) a text that fits no format exactly may be corrected, but only when the
+//! formats that fit with the fewest look-alike swaps all give one text, or, when they give
+//! several, the Kazakhstan formats among them give one (the country's own plates are the most
+//! of those on its roads); a leading `KZ` read from the flag band is dropped when the rest is a
+//! Kazakhstan plate.
 
 /// How much the grammar may assume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -354,6 +356,12 @@ pub fn final_round_glyph(text: &str) -> String {
     chars.into_iter().collect()
 }
 
+/// `fits` when they all correct the text into one and the same plate (and there is one).
+fn single_correction<'a, T>(fits: &'a [(T, String, usize)]) -> Option<&'a [(T, String, usize)]> {
+    let first = &fits.first()?.1;
+    fits.iter().all(|f| &f.1 == first).then_some(fits)
+}
+
 /// Interprets a plate text read by the OCR.
 #[must_use]
 pub fn interpret(raw: &str, mode: GrammarMode) -> PlateInfo {
@@ -382,9 +390,15 @@ pub fn interpret(raw: &str, mode: GrammarMode) -> PlateInfo {
             continue;
         };
         fits.retain(|f| f.2 == best);
-        let distinct: std::collections::BTreeSet<&String> = fits.iter().map(|f| &f.1).collect();
-        if distinct.len() == 1 {
-            return info(raw.to_string(), &fits);
+        if let Some(one) = single_correction(&fits) {
+            return info(raw.to_string(), one);
+        }
+        // Corrections into several countries' plates with as few swaps: on a Kazakhstan road
+        // the country's own plates are the most of those seen, so one single Kazakhstan
+        // correction is taken (`02300H11`: `023OOH11`, not the Russian `O230OH11`).
+        let home: Vec<_> = fits.iter().filter(|f| f.0.country == "KZ").cloned().collect();
+        if let Some(one) = single_correction(&home) {
+            return info(raw.to_string(), one);
         }
     }
     info(raw.to_string(), &[])
@@ -668,6 +682,20 @@ mod tests {
         assert_eq!(p.country, Some("KZ"));
         // `8` in a letter slot could be B; `0` in the region is fine: one fit.
         assert_eq!(interpret("1238CD05", GrammarMode::Kz).text, "123BCD05");
+    }
+
+    #[test]
+    fn kz_mode_takes_the_kazakh_correction_when_a_neighbour_s_needs_as_many_swaps() {
+        // Two swaps either way: `023OOH11` (Kazakhstan 2012) or `O230OH11` (Russia).
+        let p = interpret("02300H11", GrammarMode::Kz);
+        assert_eq!(p.text, "023OOH11");
+        assert_eq!(p.country, Some("KZ"));
+        assert_eq!(p.corrections, 2);
+        // A Russian plate read as it is stays Russian, and a correction only a Russian format
+        // takes is still made.
+        assert_eq!(interpret("A123BC77", GrammarMode::Kz).country, Some("RU"));
+        let p = interpret("A123BC7B", GrammarMode::Kz);
+        assert_eq!((p.text.as_str(), p.country), ("A123BC78", Some("RU")));
     }
 
     #[test]
