@@ -396,7 +396,11 @@ pub fn interpret(raw: &str, mode: GrammarMode) -> PlateInfo {
         // Corrections into several countries' plates with as few swaps: on a Kazakhstan road
         // the country's own plates are the most of those seen, so one single Kazakhstan
         // correction is taken (`02300H11`: `023OOH11`, not the Russian `O230OH11`).
-        let home: Vec<_> = fits.iter().filter(|f| f.0.country == "KZ").cloned().collect();
+        let home: Vec<_> = fits
+            .iter()
+            .filter(|f| f.0.country == "KZ")
+            .cloned()
+            .collect();
         if let Some(one) = single_correction(&home) {
             return info(raw.to_string(), one);
         }
