@@ -357,7 +357,7 @@ pub fn final_round_glyph(text: &str) -> String {
 }
 
 /// `fits` when they all correct the text into one and the same plate (and there is one).
-fn single_correction<'a, T>(fits: &'a [(T, String, usize)]) -> Option<&'a [(T, String, usize)]> {
+fn single_correction<T>(fits: &[(T, String, usize)]) -> Option<&[(T, String, usize)]> {
     let first = &fits.first()?.1;
     fits.iter().all(|f| &f.1 == first).then_some(fits)
 }
