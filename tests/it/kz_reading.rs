@@ -60,11 +60,7 @@ fn read_each(
         for &w in WIDTHS {
             let (img, [x, y, bw, bh]) = anpr_scene::one_row_plate(text, w).unwrap();
             let (img, x, bw) = squeeze(img, x, bw, s);
-            let frame = RgbFrame {
-                width: img.width(),
-                height: img.height(),
-                data: img.into_raw(),
-            };
+            let frame = frame_of(img);
             let bbox = BBox {
                 x: x as f32,
                 y: y as f32,
@@ -214,19 +210,33 @@ fn make_kz_photo_set() {
     }
 }
 
-/// A two-row plate whose box is wider than the plate (a detector's box around a plate recess,
-/// 2.2:1 where the plate is 1.4:1) is still read as two rows in `kz` mode.
-#[test]
-fn a_two_row_plate_in_a_wide_box_is_read_as_two_rows_in_kz_mode() {
+/// A reader in `kz` mode, the fonts of the drawn plates, and a dark bumper to draw them over
+/// (the rear of a car around the plate's place).
+fn kz_reader_fonts_and_bumper() -> (PlateReader, anpr_scene::road::KzFonts, image::RgbImage) {
     init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
     let mut reader = PlateReader::load(&util::models_dir().join("plate_reader.onnx"), 1).unwrap();
     reader.set_grammar(GrammarMode::Kz);
     let fonts = anpr_scene::road::KzFonts::load().unwrap();
-    // A dark bumper around the plate's place, as on the rear of a car.
-    let photo = image::RgbImage::from_fn(640, 360, |_, y| {
+    let bumper = image::RgbImage::from_fn(640, 360, |_, y| {
         let v = 40 + (y / 12) as u8;
         image::Rgb([v, v, v + 4])
     });
+    (reader, fonts, bumper)
+}
+
+fn frame_of(image: image::RgbImage) -> RgbFrame {
+    RgbFrame {
+        width: image.width(),
+        height: image.height(),
+        data: image.into_raw(),
+    }
+}
+
+/// A two-row plate whose box is wider than the plate (a detector's box around a plate recess,
+/// 2.2:1 where the plate is 1.4:1) is still read as two rows in `kz` mode.
+#[test]
+fn a_two_row_plate_in_a_wide_box_is_read_as_two_rows_in_kz_mode() {
+    let (mut reader, fonts, photo) = kz_reader_fonts_and_bumper();
     let mut read_as_rows = 0;
     // Indices 0-2, 10-12: the two-row plates of the set's layout.
     for index in [0u32, 1, 2, 10, 11, 12] {
@@ -242,12 +252,7 @@ fn a_two_row_plate_in_a_wide_box_is_read_as_two_rows_in_kz_mode() {
             w: wide,
             h: h as f32,
         };
-        let frame = RgbFrame {
-            width: s.image.width(),
-            height: s.image.height(),
-            data: s.image.into_raw(),
-        };
-        let read = reader.read(&frame, &bbox).unwrap();
+        let read = reader.read(&frame_of(s.image), &bbox).unwrap();
         eprintln!(
             "{} in a box of {:.0}x{h}: {} ({})",
             s.text, wide, read.text, read.view
@@ -292,14 +297,7 @@ fn characters_of_plates_in_narrow_boxes_survive_in_generic_mode() {
 /// read from their own boxes in `kz` mode.
 #[test]
 fn two_row_plates_read_without_the_flag_column_and_keep_doubled_letters_in_kz_mode() {
-    init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
-    let mut reader = PlateReader::load(&util::models_dir().join("plate_reader.onnx"), 1).unwrap();
-    reader.set_grammar(GrammarMode::Kz);
-    let fonts = anpr_scene::road::KzFonts::load().unwrap();
-    let photo = image::RgbImage::from_fn(640, 360, |_, y| {
-        let v = 40 + (y / 12) as u8;
-        image::Rgb([v, v, v + 4])
-    });
+    let (mut reader, fonts, photo) = kz_reader_fonts_and_bumper();
     let (mut right, mut n, mut misses) = (0, 0, Vec::new());
     for index in (0u32..80).filter(|i| i % 10 < 3) {
         for lw in [64u32, 96, 140] {
@@ -314,12 +312,7 @@ fn two_row_plates_read_without_the_flag_column_and_keep_doubled_letters_in_kz_mo
                 w: w as f32,
                 h: h as f32,
             };
-            let frame = RgbFrame {
-                width: s.image.width(),
-                height: s.image.height(),
-                data: s.image.into_raw(),
-            };
-            let read = reader.read(&frame, &bbox).unwrap();
+            let read = reader.read(&frame_of(s.image), &bbox).unwrap();
             n += 1;
             if read.text == s.text {
                 right += 1;
