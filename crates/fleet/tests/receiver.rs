@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anpr_cluster::{NatsCluster, NatsOptions, ObjectStore as S3, Postgres};
@@ -149,6 +151,8 @@ struct Device {
     /// What was sent and is not acknowledged yet (events by seq; images by sha256), sent
     /// again every [`RESEND`] as the device's uplink does at its ack timeout.
     unacked: HashMap<(u64, Option<String>), (String, Vec<u8>)>,
+    /// How many times the broker refused the ack subscription (each asked for again).
+    refusals: Arc<AtomicUsize>,
 }
 
 /// How long the test device waits for an ack before sending again.
@@ -174,6 +178,8 @@ impl Device {
         let (up_tx, mut up) = mpsc::unbounded_channel();
         let ack_topic = format!("anpr/v1/{inventory}/ack");
         let sub = client.clone();
+        let refusals = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::clone(&refusals);
         // As the device's uplink does: subscribe on every connection (a clean session forgets
         // its subscriptions when the link drops, a node killed for instance).
         tokio::spawn(async move {
@@ -182,8 +188,23 @@ impl Device {
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
                         let _ = sub.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
                     }
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
-                        let _ = up_tx.send(());
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a))) => {
+                        if a.return_codes
+                            .iter()
+                            .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
+                        {
+                            let _ = up_tx.send(());
+                        } else {
+                            // Refused (a NATS MQTT listener refuses QoS 1 subscriptions while
+                            // JetStream is slow to make their consumers, as on a loaded
+                            // machine): asked for again, as the device's uplink does.
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            let (sub, topic) = (sub.clone(), ack_topic.clone());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                let _ = sub.subscribe(topic, QoS::AtLeastOnce).await;
+                            });
+                        }
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                         if let Ok(ack) = serde_json::from_slice::<Ack>(&p.payload) {
@@ -203,6 +224,7 @@ impl Device {
             client,
             acks,
             unacked: HashMap::new(),
+            refusals,
         }
     }
 
@@ -249,7 +271,8 @@ impl Device {
         while !done(got) {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "acks so far: {got:?}"
+                "acks so far: {got:?}; ack subscription refused {} times",
+                self.refusals.load(Ordering::Relaxed)
             );
             let Ok(ack) = tokio::time::timeout_at(resend, self.acks.recv()).await else {
                 for (topic, body) in self.unacked.values() {
