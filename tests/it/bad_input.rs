@@ -17,6 +17,8 @@ fn recognizer_config(plate_detector: std::path::PathBuf) -> RecognizerConfig {
         plate_detector,
         plate_reader: models.join("plate_reader.onnx"),
         vehicle_detector: None,
+        vehicle_types: None,
+        vehicle_type_confidence: 0.5,
         intra_threads: 1,
         plate_confidence: 0.35,
         plate_candidate_confidence: 0.05,
@@ -99,9 +101,10 @@ fn a_config_with_an_unknown_key_or_a_wrong_type_exits_with_a_message_naming_file
     }
 }
 
-/// A vehicle-type ban naming only types the vehicle detector never reports (`van`: COCO has
-/// no such class) could never raise a violation: the device does not start, and says which
-/// rule, which types it does report and what to do.
+/// A vehicle-type ban naming only types the vehicle models never report (`van`, without the
+/// type classifier: COCO has no such class) could never raise a violation: the device does not
+/// start, and says which rule, which types it does report and what to do. With the classifier
+/// installed (as `models/fetch.sh` does) vans are reported, and the same rule is accepted.
 #[test]
 fn a_vehicle_type_ban_on_types_never_reported_stops_the_start_naming_the_rule() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,15 +113,38 @@ fn a_vehicle_type_ban_on_types_never_reported_stops_the_start_naming_the_rule() 
     text.push_str(
         "\n[[rule]]\nname = \"no-vans\"\nkind = \"vehicle-type-ban\"\nclasses = [\"van\"]\n",
     );
-    std::fs::write(&config, text).unwrap();
-    let out = anpr(&["run", "--config", config.to_str().unwrap()]);
+    std::fs::write(&config, &text).unwrap();
+    let without = dir.path().join("without-classifier.toml");
+    assert!(text.contains("[models]\n"), "{text}");
+    std::fs::write(
+        &without,
+        text.replace("[models]\n", "[models]\nvehicle_types = \"absent.onnx\"\n"),
+    )
+    .unwrap();
+    let out = anpr(&["run", "--config", without.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("rule `no-vans`") && err.contains("it reports car, motorcycle, bus, truck"),
         "{err}"
     );
+    assert!(err.contains("models/fetch.sh"), "the fix is named: {err}");
     assert!(!err.contains("panicked"), "{err}");
+    // With the classifier the rule passes the check; the run ends on the missing clip instead.
+    let out = anpr(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--drain-timeout",
+        "0",
+    ]);
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{err}");
+    assert!(!err.contains("rule `no-vans`"), "{err}");
+    assert!(stdout.contains("does not open"), "{stdout}");
 }
 
 /// A file that does not open ends the run; a live camera that does not open is a fault the

@@ -84,6 +84,11 @@ pub struct Models {
     pub plate_reader: PathBuf,
     #[serde(default = "default_vehicle_detector")]
     pub vehicle_detector: PathBuf,
+    /// The ImageNet classifier that names the vehicle types the detector has no class for
+    /// (`van`, `tractor-trailer`, `special`) and tells pickups from lorries; run on each
+    /// vehicle found. A missing file leaves the detector's types (with a warning).
+    #[serde(default = "default_vehicle_types")]
+    pub vehicle_types: PathBuf,
     /// ONNX Runtime shared library; `ORT_DYLIB_PATH` overrides it.
     #[serde(default = "default_onnxruntime")]
     pub onnxruntime: PathBuf,
@@ -109,6 +114,10 @@ pub struct Models {
     /// of their own (class bans, weighing stations): default 0.65.
     #[serde(default = "default_heavy_vehicle_class_conf")]
     pub heavy_vehicle_class_confidence: f32,
+    /// Least share of the type classifier's probability for its type to replace the
+    /// detector's (default 0.5: more than all other types together).
+    #[serde(default = "default_vehicle_type_conf")]
+    pub vehicle_type_confidence: f32,
     /// Plate grammar: `generic` (default) or `kz`.
     #[serde(default)]
     pub grammar: Grammar,
@@ -163,18 +172,21 @@ pub struct ModelPins {
     pub plate_detector: Option<String>,
     pub plate_reader: Option<String>,
     pub vehicle_detector: Option<String>,
+    pub vehicle_types: Option<String>,
     /// The ONNX Runtime library (also when `ORT_DYLIB_PATH` points elsewhere).
     pub onnxruntime: Option<String>,
 }
 
 impl ModelPins {
-    /// The pins by name: `plate_detector`, `plate_reader`, `vehicle_detector`, `onnxruntime`.
+    /// The pins by name: `plate_detector`, `plate_reader`, `vehicle_detector`,
+    /// `vehicle_types`, `onnxruntime`.
     #[must_use]
-    pub fn entries(&self) -> [(&'static str, Option<&str>); 4] {
+    pub fn entries(&self) -> [(&'static str, Option<&str>); 5] {
         [
             ("plate_detector", self.plate_detector.as_deref()),
             ("plate_reader", self.plate_reader.as_deref()),
             ("vehicle_detector", self.vehicle_detector.as_deref()),
+            ("vehicle_types", self.vehicle_types.as_deref()),
             ("onnxruntime", self.onnxruntime.as_deref()),
         ]
     }
@@ -203,6 +215,12 @@ fn default_plate_reader() -> PathBuf {
 }
 fn default_vehicle_detector() -> PathBuf {
     PathBuf::from("vehicle_detector.onnx")
+}
+fn default_vehicle_types() -> PathBuf {
+    PathBuf::from("vehicle_types.onnx")
+}
+fn default_vehicle_type_conf() -> f32 {
+    0.5
 }
 fn default_onnxruntime() -> PathBuf {
     PathBuf::from("libonnxruntime.so")
@@ -269,6 +287,10 @@ impl Models {
             (
                 "models.heavy_vehicle_class_confidence",
                 self.heavy_vehicle_class_confidence,
+            ),
+            (
+                "models.vehicle_type_confidence",
+                self.vehicle_type_confidence,
             ),
         ] {
             if !(0.0..1.0).contains(&v) {

@@ -99,6 +99,8 @@ pub fn run(
                     })).collect::<Vec<_>>(),
                     "timings_ms": {
                         "vehicle": r.timings.vehicle_ms,
+                        // Part of vehicle, not added to it.
+                        "vehicle_types": r.timings.vehicle_type_ms,
                         "plate_detect": r.timings.plate_detect_ms,
                         "plate_read": r.timings.plate_read_ms,
                         // Part of plate_detect and plate_read, not added to them.

@@ -18,6 +18,8 @@ pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
         plate_detector: m.path(m.plate_detector_file()),
         plate_reader: m.path(&m.plate_reader),
         vehicle_detector: Some(m.path(&m.vehicle_detector)),
+        vehicle_types: Some(m.path(&m.vehicle_types)),
+        vehicle_type_confidence: m.vehicle_type_confidence,
         intra_threads: m.intra_threads,
         plate_confidence: m.plate_confidence,
         plate_candidate_confidence: m.plate_candidate_confidence,
@@ -52,8 +54,8 @@ fn runtime_library(cfg: &Config) -> PathBuf {
         .map_or_else(|| cfg.models.path(&cfg.models.onnxruntime), PathBuf::from)
 }
 
-/// Hashes every file recognition loads (the three models, the vehicle detector only when its
-/// file exists, and the ONNX Runtime library) and checks each against its pin:
+/// Hashes every file recognition loads (the plate models, the vehicle detector and its type
+/// classifier only when their files exist, and the ONNX Runtime library) and checks each against its pin:
 /// `[models.sha256]` of the config, else `SHA256SUMS` of the models directory. Their hashes
 /// when all match; else an error naming the file, both hashes and the fix.
 pub fn verify_models(cfg: &Config) -> Result<Vec<ModelHash>> {
@@ -72,6 +74,10 @@ pub fn verify_models(cfg: &Config) -> Result<Vec<ModelHash>> {
     let vehicles = m.path(&m.vehicle_detector);
     if vehicles.exists() {
         files.push(("vehicle_detector", vehicles));
+        let types = m.path(&m.vehicle_types);
+        if types.exists() {
+            files.push(("vehicle_types", types));
+        }
     }
     files.push(("onnxruntime", runtime_library(cfg)));
     let files: Vec<PinnedFile> = files
@@ -109,7 +115,7 @@ pub fn open_recognizer(cfg: &Config) -> Result<Recognizer> {
 /// (`reported`, empty without a vehicle detector). A rule naming none of them could never
 /// raise a violation, so it is an error that names the rule, the types reported and the fix;
 /// the types a rule names that are never reported (`van`, `tractor-trailer`, `special` with the
-/// COCO detector) are returned per rule, for the log.
+/// COCO detector alone, without the type classifier) are returned per rule, for the log.
 pub fn check_type_bans(
     rules: &[anpr_config::Rule],
     reported: &[VehicleClass],
@@ -129,7 +135,7 @@ pub fn check_type_bans(
             let names =
                 |cs: &[VehicleClass]| cs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ");
             anyhow::bail!(
-                "rule `{}` bans {} only, which the vehicle detector in use never reports ({}): it could never raise a violation. Add a type it reports to `classes` (a tractor-trailer is reported as `truck`, a van as `car`, `truck` or `bus`), or remove the rule",
+                "rule `{}` bans {} only, which the vehicle models in use never report ({}): it could never raise a violation. Install the type classifier (`models/fetch.sh` makes `models.vehicle_types`), which names vans, tractor-trailers and special vehicles, or add a type the detector reports to `classes` (without the classifier a tractor-trailer is reported as `truck`, a van as `car`, `truck` or `bus`), or remove the rule",
                 rule.name,
                 names(&rule.classes),
                 if reported.is_empty() {

@@ -69,12 +69,11 @@ impl BBox {
 
 /// Vehicle type as the transport inspection counts it.
 ///
-/// The vehicle detector in use (YOLOv5s on COCO's classes, `models/vehicle_detector.md`)
-/// reports only `car`, `motorcycle`, `bus` and `truck`, and `unknown` when it is not sure
-/// enough. `van`, `tractor-trailer` and `special` are reserved for a type classifier: rules
-/// may name them and receivers must accept them, but no current model reports them (a van
-/// comes out as `car`, `truck`, `bus` or `unknown`, a tractor-trailer as `truck`, and COCO's
-/// `truck` includes pickups).
+/// The vehicle detector (YOLOv5s on COCO's classes, `models/vehicle_detector.md`) reports
+/// `car`, `motorcycle`, `bus` and `truck`, and `unknown` when it is not sure enough; the type
+/// classifier run on each vehicle it finds (an ImageNet classifier,
+/// `models/vehicle_types.md`) also names `van`, `tractor-trailer` and `special`, and tells
+/// pickups (`car`) from lorries. Without the classifier those three are never reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
@@ -745,7 +744,8 @@ pub struct ChainHead {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ModelHash {
-    /// What it is: `plate_detector`, `plate_reader`, `vehicle_detector`, `onnxruntime`.
+    /// What it is: `plate_detector`, `plate_reader`, `vehicle_detector`, `vehicle_types`,
+    /// `onnxruntime`.
     pub name: String,
     /// Lower-case hex sha256 of the file's bytes.
     pub sha256: String,

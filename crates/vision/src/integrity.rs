@@ -29,7 +29,8 @@ pub const SUMS_FILE: &str = "SHA256SUMS";
 /// One file to check before it is loaded.
 #[derive(Debug, Clone)]
 pub struct PinnedFile {
-    /// What it is: `plate_detector`, `plate_reader`, `vehicle_detector`, `onnxruntime`.
+    /// What it is: `plate_detector`, `plate_reader`, `vehicle_detector`, `vehicle_types`,
+    /// `onnxruntime`.
     pub name: String,
     pub path: PathBuf,
     /// The pin given by the configuration (it takes precedence over `SHA256SUMS`).

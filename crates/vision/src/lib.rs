@@ -14,8 +14,9 @@
 //!
 //! One module per model, each with its pre- and post-processing: [`plate_detector`] (which
 //! boxes are plates), [`plate_reader`] (crops, views, two-row and slanted plates, CTC decoding)
-//! and [`vehicle_detector`] (COCO classes to vehicle types); the two detectors share the YOLO
-//! letterbox, box decoding and NMS of [`yolo`]. With `second_look`, once both detectors have
+//! and [`vehicle_detector`] (COCO classes to vehicle types), with [`vehicle_types`] (an
+//! ImageNet classifier naming the types COCO has no class for: van, tractor-trailer, special);
+//! the two detectors share the YOLO letterbox, box decoding and NMS of [`yolo`]. With `second_look`, once both detectors have
 //! run, vehicles with no plate found on them (or only a small one) are looked at again by the
 //! plate detector at a higher resolution ([`plate_detector::second_look`]). [`grammar`] reads
 //! country, type and region from a plate text.
@@ -27,6 +28,7 @@ pub mod plate_reader;
 pub mod resize;
 mod runtime;
 pub mod vehicle_detector;
+pub mod vehicle_types;
 pub mod yolo;
 
 pub use grammar::{FormatAutomaton, GrammarMode, PlateInfo, RoundGlyph, interpret};
@@ -37,6 +39,7 @@ pub use plate_reader::{
 };
 pub use runtime::{RunOn, init_runtime, runtime_environment};
 pub use vehicle_detector::{coco_vehicle_class, reported_classes, vehicle_class};
+pub use vehicle_types::{TypeClassifier, imagenet_vehicle_class, type_from_probs};
 pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, letterbox_rect, nms};
 
 use std::path::{Path, PathBuf};
@@ -107,6 +110,11 @@ pub struct RecognizerConfig {
     /// A COCO-class YOLO detector; `None` or a missing file means vehicles are not detected
     /// and every event reports the class `unknown`.
     pub vehicle_detector: Option<PathBuf>,
+    /// An ImageNet-1k classifier run on each vehicle found ([`vehicle_types`]); `None` or a
+    /// missing file means the detector's types alone are reported.
+    pub vehicle_types: Option<PathBuf>,
+    /// Least share of the classifier's probability for its type to replace the detector's.
+    pub vehicle_type_confidence: f32,
     pub intra_threads: usize,
     pub plate_confidence: f32,
     /// Detector confidence from which a box is read and kept when its reading
@@ -146,7 +154,10 @@ pub enum ExecutionProvider {
 /// Per-stage timings of one frame, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timings {
+    /// Vehicle detection, the type classifier's included.
     pub vehicle_ms: f64,
+    /// The part of `vehicle_ms` spent on the type classifier.
+    pub vehicle_type_ms: f64,
     /// Plate detection, the second look's included.
     pub plate_detect_ms: f64,
     /// Plate reading, the second look's included.
@@ -172,8 +183,32 @@ pub struct FrameResult {
 pub struct Recognizer {
     plates: YoloDetector,
     reader: PlateReader,
-    vehicles: Option<YoloDetector>,
+    vehicles: Option<Vehicles>,
     cfg: RecognizerConfig,
+}
+
+/// The vehicle detector and, when installed, the type classifier that looks at what it finds.
+struct Vehicles {
+    detector: YoloDetector,
+    types: Option<TypeClassifier>,
+}
+
+impl Vehicles {
+    /// Vehicles in the frame with their types, the milliseconds it took and the part of them
+    /// the classifier took.
+    fn find(
+        &mut self,
+        frame: &RgbFrame,
+        cfg: &RecognizerConfig,
+    ) -> Result<(Vec<VehicleDetection>, f64, f64), VisionError> {
+        let (mut found, detect_ms) =
+            vehicle_detector::find_vehicles(&mut self.detector, frame, cfg)?;
+        let type_ms = match &mut self.types {
+            Some(t) => t.classify(frame, &mut found, cfg.vehicle_type_confidence)?,
+            None => 0.0,
+        };
+        Ok((found, detect_ms + type_ms, type_ms))
+    }
 }
 
 impl Recognizer {
@@ -189,11 +224,25 @@ impl Recognizer {
         let plates = YoloDetector::load(&cfg.plate_detector, "plate detector", run)?;
         let mut reader = PlateReader::load(&cfg.plate_reader, run)?;
         reader.set_grammar(cfg.grammar);
-        let vehicles = match &cfg.vehicle_detector {
+        let detector = match &cfg.vehicle_detector {
             Some(p) if p.exists() => Some(YoloDetector::load(p, "vehicle detector", run)?),
             Some(p) => {
                 tracing::warn!(path = %p.display(), "No vehicle detector model; vehicles are reported as `unknown`.");
                 None
+            }
+            None => None,
+        };
+        let vehicles = match detector {
+            Some(detector) => {
+                let types = match &cfg.vehicle_types {
+                    Some(p) if p.exists() => Some(TypeClassifier::load(p, run)?),
+                    Some(p) => {
+                        tracing::warn!(path = %p.display(), "No vehicle type classifier; vans, tractor-trailers and special vehicles are not told apart (run `models/fetch.sh`).");
+                        None
+                    }
+                    None => None,
+                };
+                Some(Vehicles { detector, types })
             }
             None => None,
         };
@@ -211,15 +260,29 @@ impl Recognizer {
         self.vehicles.is_some()
     }
 
+    /// Whether the vehicle type classifier is loaded (it runs only with the detector).
+    #[must_use]
+    pub fn has_type_classifier(&self) -> bool {
+        self.vehicles.as_ref().is_some_and(|v| v.types.is_some())
+    }
+
     /// The vehicle types this recognizer can report besides `unknown`: none without a vehicle
-    /// detector ([`reported_classes`]).
+    /// detector ([`reported_classes`]), and with the type classifier those it names too
+    /// ([`vehicle_types::classified_types`]).
     #[must_use]
     pub fn vehicle_classes(&self) -> Vec<VehicleClass> {
-        if self.vehicles.is_some() {
-            reported_classes()
-        } else {
-            Vec::new()
+        let Some(v) = &self.vehicles else {
+            return Vec::new();
+        };
+        let mut classes = reported_classes();
+        if v.types.is_some() {
+            for c in vehicle_types::classified_types() {
+                if !classes.contains(&c) {
+                    classes.push(c);
+                }
+            }
         }
+        classes
     }
 
     /// Finds and reads every plate in a frame, and the vehicles when a detector is loaded.
@@ -254,7 +317,7 @@ impl Recognizer {
         let mut plate_views = Vec::new();
         let (found_vehicles, found_plates) = match vehicle_det.as_mut().filter(|_| vehicles) {
             Some(det) if cfg.concurrent => std::thread::scope(|s| {
-                let v = s.spawn(|| vehicle_detector::find_vehicles(det, frame, cfg));
+                let v = s.spawn(|| det.find(frame, cfg));
                 let p = plate_detector::find_plates(
                     plate_det,
                     reader,
@@ -272,9 +335,7 @@ impl Recognizer {
                 (v, p)
             }),
             det => (
-                det.map_or(Ok((Vec::new(), 0.0)), |d| {
-                    vehicle_detector::find_vehicles(d, frame, cfg)
-                }),
+                det.map_or(Ok((Vec::new(), 0.0, 0.0)), |d| d.find(frame, cfg)),
                 plate_detector::find_plates(
                     plate_det,
                     reader,
@@ -285,9 +346,10 @@ impl Recognizer {
                 ),
             ),
         };
-        let (vehicles, vehicle_ms) = found_vehicles?;
+        let (vehicles, vehicle_ms, vehicle_type_ms) = found_vehicles?;
         let mut plates = found_plates?;
         timings.vehicle_ms = vehicle_ms;
+        timings.vehicle_type_ms = vehicle_type_ms;
         if cfg.second_look != SecondLook::Off && !vehicles.is_empty() {
             plate_detector::look_again(
                 plate_det,

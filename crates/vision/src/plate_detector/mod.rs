@@ -263,6 +263,8 @@ mod tests {
             plate_detector: "p.onnx".into(),
             plate_reader: "r.onnx".into(),
             vehicle_detector: None,
+            vehicle_types: None,
+            vehicle_type_confidence: 0.5,
             intra_threads: 1,
             plate_confidence: 0.35,
             plate_candidate_confidence: 0.05,
