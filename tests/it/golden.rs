@@ -1,5 +1,6 @@
-//! Snapshot tests on golden tensors: raw outputs of the real plate detector and plate reader for
-//! a drawn plate, stored in `tests/golden/`, and what the Rust post-processing makes of them.
+//! Snapshot tests on golden tensors: raw outputs of the real plate detector, plate reader and
+//! vehicle type classifier for a drawn plate, stored in `tests/golden/`, and what the Rust
+//! post-processing makes of them.
 //!
 //! Two kinds of check:
 //! - the stored tensors decode to the stored boxes and text (box decoding, NMS and CTC decoding
@@ -321,5 +322,64 @@ fn the_models_fed_by_the_rust_pre_processing_still_give_the_golden_tensors() {
                 step[c]
             );
         }
+    }
+}
+
+/// The type classifier's window in the drawn frame: the square around the plate's box.
+fn classifier_window() -> (RgbFrame, (usize, usize, usize, usize)) {
+    let (frame, plate) = scene();
+    let window = anpr_vision::vehicle_types::square_window(&plate, frame.width, frame.height);
+    (frame, window)
+}
+
+/// The type classifier's five likeliest ImageNet classes for [`classifier_window`], stored in
+/// `tests/golden/vehicle_types.txt` (`top CLASS PROBABILITY` lines), written again with
+/// `ANPR_UPDATE_GOLDEN`.
+#[test]
+fn the_type_classifier_fed_by_the_rust_pre_processing_still_gives_the_golden_probabilities() {
+    let dir = util::models_dir();
+    init_runtime(&dir.join("libonnxruntime.so")).unwrap();
+    let mut classifier =
+        anpr_vision::TypeClassifier::load(&dir.join("vehicle_types.onnx"), 1).unwrap();
+    let (frame, window) = classifier_window();
+    let probs = classifier.probabilities(&frame, &[window]).unwrap();
+    assert_eq!(probs.len(), 1);
+    let probs = &probs[0];
+    assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-3, "a softmax");
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let path = golden("vehicle_types.txt");
+    if std::env::var_os("ANPR_UPDATE_GOLDEN").is_some() {
+        let mut f = format!(
+            "# The type classifier on the square around the drawn plate {TEXT} (tests/it/golden.rs).\nwindow {} {} {} {}\n",
+            window.0, window.1, window.2, window.3
+        );
+        for &c in &order[..5] {
+            writeln!(f, "top {c} {}", probs[c]).unwrap();
+        }
+        std::fs::write(&path, f).unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let stored_window: Vec<usize> = tagged(&text, "window")[0]
+        .iter()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(
+        stored_window,
+        [window.0, window.1, window.2, window.3],
+        "the window is where it was"
+    );
+    let top: Vec<(usize, f32)> = tagged(&text, "top")
+        .iter()
+        .map(|w| (w[0].parse().unwrap(), w[1].parse().unwrap()))
+        .collect();
+    assert_eq!(top.len(), 5);
+    assert_eq!(order[0], top[0].0, "the likeliest class: {} now", order[0]);
+    for &(c, p) in &top {
+        assert!(
+            (probs[c] - p).abs() <= 2e-3,
+            "class {c}: {} now, {p} stored",
+            probs[c]
+        );
     }
 }

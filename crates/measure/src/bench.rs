@@ -64,6 +64,9 @@ pub struct BenchReport {
     pub total_ms: Percentiles,
     pub intra_threads: usize,
     pub vehicle_detector: bool,
+    /// Whether the vehicle type classifier ran on the vehicles found (its time is in
+    /// `vehicle_ms`).
+    pub type_classifier: bool,
     /// Whether the vehicle detector ran on its own thread beside the plate stages.
     pub concurrent: bool,
     /// Frames recognised at the same time, each by a recognizer on a thread of its own.
@@ -115,10 +118,10 @@ impl std::fmt::Display for BenchReport {
         writeln!(
             f,
             "  models: plate detector, plate reader{}; {} intra-op thread(s) per session{}{}",
-            if self.vehicle_detector {
-                ", vehicle detector"
-            } else {
-                ""
+            match (self.vehicle_detector, self.type_classifier) {
+                (true, true) => ", vehicle detector and type classifier",
+                (true, false) => ", vehicle detector",
+                (false, _) => "",
             },
             self.intra_threads,
             if self.concurrent && self.vehicle_detector {
@@ -276,6 +279,7 @@ pub fn run(
     let start = Instant::now();
     let mut shown = Instant::now();
     let has_vehicle_detector = recs.iter().any(Recognizer::has_vehicle_detector);
+    let has_type_classifier = recs.iter().any(Recognizer::has_type_classifier);
     let parallel_frames = recs.len();
     // The frames still to take (all of the input without a limit), shared by the workers.
     let input_frames = std::sync::Mutex::new((rx, limit.unwrap_or(u64::MAX)));
@@ -359,6 +363,7 @@ pub fn run(
         total_ms: Percentiles::of(samples.total_ms.clone()),
         intra_threads,
         vehicle_detector: has_vehicle_detector,
+        type_classifier: has_type_classifier,
         concurrent,
         parallel_frames,
         samples,

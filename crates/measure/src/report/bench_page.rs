@@ -210,6 +210,7 @@ mod tests {
             total_ms: Percentiles::of(t.clone()),
             intra_threads: 1,
             vehicle_detector: false,
+            type_classifier: false,
             concurrent: false,
             parallel_frames: 1,
             samples: Samples {

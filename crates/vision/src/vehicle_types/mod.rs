@@ -209,13 +209,12 @@ impl TypeClassifier {
             area(b).total_cmp(&area(a))
         });
         chosen.truncate(MAX_PER_FRAME);
-        let windows: Vec<_> = chosen
-            .iter()
-            .map(|&i| square_window(&vehicles[i].bbox, frame.width, frame.height))
-            .collect();
-        let probs = self.probabilities(frame, &windows)?;
-        for (&i, p) in chosen.iter().zip(&probs) {
-            if let Some((class, _)) = type_from_probs(p, least) {
+        // One vehicle a run: a batch takes no less time on one thread, and ONNX Runtime keeps
+        // the memory of the largest batch it ran for the rest of the session.
+        for i in chosen {
+            let window = square_window(&vehicles[i].bbox, frame.width, frame.height);
+            let probs = self.probabilities(frame, &[window])?;
+            if let Some((class, _)) = probs.first().and_then(|p| type_from_probs(p, least)) {
                 vehicles[i].class = class;
             }
         }
