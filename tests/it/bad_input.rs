@@ -73,6 +73,35 @@ fn a_model_with_the_wrong_input_shape_is_rejected_with_what_was_expected() {
     assert!(err.to_string().contains("expected"), "{err}");
 }
 
+/// Another model where the type classifier belongs (the plate detector, a valid ONNX model
+/// with an image input) is refused at load, naming the classifier, what it expects and the fix;
+/// a missing classifier only leaves the detector's types.
+#[test]
+fn a_wrong_or_missing_type_classifier_is_refused_or_left_out_by_name() {
+    init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
+    let models = util::models_dir();
+    let mut cfg = recognizer_config(models.join("plate_detector.onnx"));
+    cfg.vehicle_detector = Some(models.join("vehicle_detector.onnx"));
+    cfg.vehicle_types = Some(models.join("plate_detector.onnx"));
+    let err = Recognizer::new(cfg.clone()).err().unwrap();
+    assert!(matches!(err, VisionError::ModelShape { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("vehicle type classifier")
+            && msg.contains("[N, 3, 224, 224]")
+            && msg.contains("models/fetch.sh"),
+        "{msg}"
+    );
+    cfg.vehicle_types = Some("/nonexistent/vehicle_types.onnx".into());
+    let rec = Recognizer::new(cfg.clone()).unwrap();
+    assert!(rec.has_vehicle_detector() && !rec.has_type_classifier());
+    assert!(!rec.vehicle_classes().contains(&anpr_types::VehicleClass::Van));
+    cfg.vehicle_types = Some(models.join("vehicle_types.onnx"));
+    let rec = Recognizer::new(cfg).unwrap();
+    assert!(rec.has_type_classifier());
+    assert!(rec.vehicle_classes().contains(&anpr_types::VehicleClass::Van));
+}
+
 fn anpr(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_anpr"))
         .args(args)
