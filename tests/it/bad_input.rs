@@ -95,11 +95,17 @@ fn a_wrong_or_missing_type_classifier_is_refused_or_left_out_by_name() {
     cfg.vehicle_types = Some("/nonexistent/vehicle_types.onnx".into());
     let rec = Recognizer::new(cfg.clone()).unwrap();
     assert!(rec.has_vehicle_detector() && !rec.has_type_classifier());
-    assert!(!rec.vehicle_classes().contains(&anpr_types::VehicleClass::Van));
+    assert!(
+        !rec.vehicle_classes()
+            .contains(&anpr_types::VehicleClass::Van)
+    );
     cfg.vehicle_types = Some(models.join("vehicle_types.onnx"));
     let rec = Recognizer::new(cfg).unwrap();
     assert!(rec.has_type_classifier());
-    assert!(rec.vehicle_classes().contains(&anpr_types::VehicleClass::Van));
+    assert!(
+        rec.vehicle_classes()
+            .contains(&anpr_types::VehicleClass::Van)
+    );
 }
 
 fn anpr(args: &[&str]) -> std::process::Output {

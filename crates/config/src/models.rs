@@ -115,7 +115,8 @@ pub struct Models {
     #[serde(default = "default_heavy_vehicle_class_conf")]
     pub heavy_vehicle_class_confidence: f32,
     /// Least share of the type classifier's probability for its type to replace the
-    /// detector's (default 0.5: more than all other types together).
+    /// detector's (default 0.5: at least half of all the probability); a heavy type (`bus`,
+    /// `truck`, `tractor-trailer`) needs `heavy_vehicle_class_confidence` too.
     #[serde(default = "default_vehicle_type_conf")]
     pub vehicle_type_confidence: f32,
     /// Plate grammar: `generic` (default) or `kz`.

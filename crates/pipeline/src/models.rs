@@ -111,8 +111,9 @@ pub fn open_recognizer(cfg: &Config) -> Result<Recognizer> {
     Ok(Recognizer::new(recognizer_config(cfg))?)
 }
 
-/// Checks every `vehicle-type-ban` rule against the types the vehicle detector in use reports
-/// (`reported`, empty without a vehicle detector). A rule naming none of them could never
+/// Checks every `vehicle-type-ban` rule against the types the vehicle models in use report
+/// (`reported`: the detector's and, when installed, the type classifier's; empty without a
+/// vehicle detector). A rule naming none of them could never
 /// raise a violation, so it is an error that names the rule, the types reported and the fix;
 /// the types a rule names that are never reported (`van`, `tractor-trailer`, `special` with the
 /// COCO detector alone, without the type classifier) are returned per rule, for the log.

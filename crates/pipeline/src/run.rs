@@ -210,14 +210,14 @@ fn start(cfg: &Config) -> Result<Ready> {
     for _ in &cfg.cameras {
         recognizers.push(crate::open_recognizer(cfg)?);
     }
-    // A vehicle-type ban naming only types the vehicle detector never reports would never fire.
+    // A vehicle-type ban naming only types the vehicle models never report would never fire.
     if let Some(r) = recognizers.first() {
         for (rule, never) in crate::models::check_type_bans(&cfg.rules, &r.vehicle_classes())? {
             let never: Vec<&str> = never.iter().map(|c| c.as_str()).collect();
             tracing::warn!(
                 rule = %rule,
                 never = %never.join(", "),
-                "A vehicle-type ban names types the vehicle detector never reports; it fires only on the others."
+                "A vehicle-type ban names types the vehicle models in use never report (install the type classifier with models/fetch.sh for vans, tractor-trailers and special vehicles); it fires only on the others."
             );
         }
     }

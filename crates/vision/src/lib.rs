@@ -204,7 +204,12 @@ impl Vehicles {
         let (mut found, detect_ms) =
             vehicle_detector::find_vehicles(&mut self.detector, frame, cfg)?;
         let type_ms = match &mut self.types {
-            Some(t) => t.classify(frame, &mut found, cfg.vehicle_type_confidence)?,
+            Some(t) => t.classify(
+                frame,
+                &mut found,
+                cfg.vehicle_type_confidence,
+                cfg.heavy_vehicle_class_confidence,
+            )?,
             None => 0.0,
         };
         Ok((found, detect_ms + type_ms, type_ms))

@@ -21,7 +21,8 @@
 //! - Every plate lies inside the part of the rear it is mounted on ([`Placement::body_box`])
 //!   with a margin all round, and wholly above the bumper ([`Placement::bumper_box`]): a plate
 //!   touching the bumper loses its last character to the plate reader.
-//! - Two types, told apart by the COCO vehicle detector (`models/vehicle_detector.onnx`): a
+//! - Two types, told apart by the COCO vehicle detector (`models/vehicle_detector.onnx`, with
+//!   the type classifier `models/vehicle_types.onnx` after it): a
 //!   box truck (`truck`) and a bus (`bus`). On the default scene, encoded and decoded again,
 //!   every vehicle is classed as its type at 0.65 or more on every frame from 15 before to 15
 //!   after its crossing; the exceptions elsewhere are frames at the ends of the view, and V3

@@ -9,8 +9,9 @@
 //! kept inside the frame), the view ImageNet's photos give of an object. ImageNet's road
 //! vehicle classes are grouped into the device's types ([`imagenet_vehicle_class`], by what each
 //! class is, not by what scored well on the photos at hand); a vehicle takes the type whose
-//! classes hold at least `least` of the probability (0.5 by default: more than all the
-//! others together), and otherwise keeps the detector's type. Vehicles smaller than
+//! classes hold at least `least` of the probability (0.5 by default: at least half of it),
+//! and for a heavy type (bus, truck, tractor-trailer) at least `least_heavy` too, as the
+//! detector's heavy types need; otherwise it keeps the detector's type. Vehicles smaller than
 //! [`MIN_SIDE`] pixels are not looked at.
 
 use std::path::{Path, PathBuf};
@@ -69,10 +70,11 @@ pub fn classified_types() -> Vec<VehicleClass> {
     types
 }
 
-/// The type holding at least `least` of the probability in `probs` (ImageNet-1k class
-/// probabilities), with that share; `None` when no type does.
+/// The type holding the most of the probability in `probs` (ImageNet-1k class probabilities)
+/// when it holds at least `least` of it, or for a heavy type (bus, truck, tractor-trailer)
+/// at least `least_heavy` too, with that share; `None` otherwise.
 #[must_use]
-pub fn type_from_probs(probs: &[f32], least: f32) -> Option<(VehicleClass, f32)> {
+pub fn type_from_probs(probs: &[f32], least: f32, least_heavy: f32) -> Option<(VehicleClass, f32)> {
     let mut sums: Vec<(VehicleClass, f32)> = Vec::new();
     for (i, p) in probs.iter().enumerate() {
         if let Some(c) = imagenet_vehicle_class(i) {
@@ -84,14 +86,23 @@ pub fn type_from_probs(probs: &[f32], least: f32) -> Option<(VehicleClass, f32)>
     }
     sums.into_iter()
         .max_by(|a, b| a.1.total_cmp(&b.1))
-        .filter(|(_, s)| *s >= least)
+        .filter(|(c, s)| {
+            let heavy = matches!(
+                c,
+                VehicleClass::Bus | VehicleClass::Truck | VehicleClass::TractorTrailer
+            );
+            *s >= least && (!heavy || *s >= least_heavy)
+        })
 }
 
 /// The square window `(x, y, side, side)` of a `fw`×`fh` frame that the classifier sees for a
 /// vehicle in `bbox`: centred on the box, as wide as its longer side, moved (and if need be
-/// shrunk) to lie inside the frame.
+/// shrunk) to lie inside the frame. An empty frame gives an empty window.
 #[must_use]
 pub fn square_window(bbox: &BBox, fw: u32, fh: u32) -> (usize, usize, usize, usize) {
+    if fw == 0 || fh == 0 {
+        return (0, 0, 0, 0);
+    }
     let side = bbox.w.max(bbox.h).min(fw.min(fh) as f32).max(1.0);
     let cx = bbox.x + bbox.w / 2.0;
     let cy = bbox.y + bbox.h / 2.0;
@@ -120,8 +131,11 @@ impl TypeClassifier {
             role: "vehicle type classifier",
             message,
         };
-        let (input, dims) = crate::runtime::first_input(&session)
-            .ok_or_else(|| shape_err("the model has no input".into()))?;
+        let (input, dims) = crate::runtime::first_input(&session).ok_or_else(|| {
+            shape_err(
+                "the model has no input; install the classifier with `models/fetch.sh`".into(),
+            )
+        })?;
         if dims.len() != 4 || dims[1..] != [3, INPUT as i64, INPUT as i64] {
             return Err(shape_err(format!(
                 "expected an input [N, 3, {INPUT}, {INPUT}], found {dims:?}; install the classifier with `models/fetch.sh`"
@@ -138,7 +152,7 @@ impl TypeClassifier {
             .unwrap_or_default();
         if out.len() != 2 || out[1] != CLASSES as i64 {
             return Err(shape_err(format!(
-                "expected an output [N, {CLASSES}] (ImageNet-1k probabilities), found {out:?}"
+                "expected an output [N, {CLASSES}] (ImageNet-1k probabilities), found {out:?}; install the classifier with `models/fetch.sh`"
             )));
         }
         Ok(Self {
@@ -148,7 +162,8 @@ impl TypeClassifier {
         })
     }
 
-    /// ImageNet-1k probabilities for each window of `frame`, one row per window.
+    /// ImageNet-1k probabilities for each window `(x, y, width, height)` of `frame`, one row
+    /// per window; a window that is empty or not inside the frame is an error.
     pub fn probabilities(
         &mut self,
         frame: &RgbFrame,
@@ -156,6 +171,26 @@ impl TypeClassifier {
     ) -> Result<Vec<Vec<f32>>, VisionError> {
         if windows.is_empty() {
             return Ok(Vec::new());
+        }
+        let (fw, fh) = (frame.width as usize, frame.height as usize);
+        if frame.data.len() != fw * fh * 3 {
+            return Err(VisionError::BadFrame {
+                width: frame.width,
+                height: frame.height,
+                message: "its buffer does not match its size".into(),
+            });
+        }
+        if let Some(w) = windows
+            .iter()
+            .find(|w| w.2 == 0 || w.3 == 0 || w.0 + w.2 > fw || w.1 + w.3 > fh)
+        {
+            return Err(VisionError::BadFrame {
+                width: frame.width,
+                height: frame.height,
+                message: format!(
+                    "the window {w:?} (x, y, width, height) is empty or not inside it"
+                ),
+            });
         }
         let plane = INPUT * INPUT;
         let mut tensor = ndarray::Array4::<f32>::zeros((windows.len(), 3, INPUT, INPUT));
@@ -192,13 +227,15 @@ impl TypeClassifier {
     }
 
     /// Gives the vehicles of `frame` (at most [`MAX_PER_FRAME`] of the largest, each at least
-    /// [`MIN_SIDE`] pixels on both sides) the type the classifier is sure of (at least `least`
-    /// of the probability); the others keep theirs. Returns the milliseconds it took.
+    /// [`MIN_SIDE`] pixels on both sides) the type the classifier is sure of
+    /// ([`type_from_probs`] with `least` and `least_heavy`); the others keep theirs. Returns
+    /// the milliseconds it took.
     pub fn classify(
         &mut self,
         frame: &RgbFrame,
         vehicles: &mut [VehicleDetection],
         least: f32,
+        least_heavy: f32,
     ) -> Result<f64, VisionError> {
         let t = Instant::now();
         let mut chosen: Vec<usize> = (0..vehicles.len())
@@ -214,7 +251,10 @@ impl TypeClassifier {
         for i in chosen {
             let window = square_window(&vehicles[i].bbox, frame.width, frame.height);
             let probs = self.probabilities(frame, &[window])?;
-            if let Some((class, _)) = probs.first().and_then(|p| type_from_probs(p, least)) {
+            if let Some((class, _)) = probs
+                .first()
+                .and_then(|p| type_from_probs(p, least, least_heavy))
+            {
                 vehicles[i].class = class;
             }
         }
@@ -238,27 +278,37 @@ mod tests {
     fn the_type_is_the_one_holding_most_of_the_probability_when_it_holds_enough() {
         // Minivan 0.3 + cab 0.3: a car, though no single class is sure.
         assert_eq!(
-            type_from_probs(&probs(&[(656, 0.3), (468, 0.3), (867, 0.2)]), 0.5),
+            type_from_probs(&probs(&[(656, 0.3), (468, 0.3), (867, 0.2)]), 0.5, 0.65),
             Some((VehicleClass::Car, 0.6))
         );
         assert_eq!(
-            type_from_probs(&probs(&[(867, 0.7), (675, 0.1)]), 0.5),
+            type_from_probs(&probs(&[(867, 0.7), (675, 0.1)]), 0.5, 0.65),
             Some((VehicleClass::TractorTrailer, 0.7))
         );
         assert_eq!(
-            type_from_probs(&probs(&[(407, 0.3), (555, 0.3)]), 0.5).map(|t| t.0),
+            type_from_probs(&probs(&[(407, 0.3), (555, 0.3)]), 0.5, 0.65).map(|t| t.0),
             Some(VehicleClass::Special),
             "an ambulance and a fire engine are both special"
         );
         assert_eq!(
-            type_from_probs(&probs(&[(734, 0.45), (656, 0.4)]), 0.5),
+            type_from_probs(&probs(&[(734, 0.45), (656, 0.4)]), 0.5, 0.65),
             None,
             "not sure enough: the detector's type stays"
         );
         assert_eq!(
-            type_from_probs(&probs(&[(581, 0.9)]), 0.5),
+            type_from_probs(&probs(&[(581, 0.9)]), 0.5, 0.65),
             None,
             "a grille is part of a vehicle, not a type"
+        );
+        assert_eq!(
+            type_from_probs(&probs(&[(675, 0.6)]), 0.5, 0.65),
+            None,
+            "a heavy type needs the heavy types' confidence too"
+        );
+        assert_eq!(
+            type_from_probs(&probs(&[(734, 0.6)]), 0.5, 0.65),
+            Some((VehicleClass::Van, 0.6)),
+            "a van is not heavy"
         );
     }
 
@@ -304,5 +354,6 @@ mod tests {
             corner.0 + corner.2 <= 1280 && corner.1 + corner.3 <= 720,
             "{corner:?}"
         );
+        assert_eq!(square_window(&b(0.0, 0.0, 10.0, 10.0), 0, 0), (0, 0, 0, 0));
     }
 }
