@@ -166,6 +166,14 @@ fn a_vehicle_type_ban_on_types_never_reported_stops_the_start_naming_the_rule() 
     assert!(err.contains("models/fetch.sh"), "the fix is named: {err}");
     assert!(!err.contains("panicked"), "{err}");
     // With the classifier the rule passes the check; the run ends on the missing clip instead.
+    let (code, stdout, err) = run_without_draining(&config);
+    assert_eq!(code, Some(1), "{stdout}\n{err}");
+    assert!(!err.contains("rule `no-vans`"), "{err}");
+    assert!(stdout.contains("does not open"), "{stdout}");
+}
+
+/// `anpr run --config CONFIG --drain-timeout 0`: its exit code, stdout and stderr.
+fn run_without_draining(config: &std::path::Path) -> (Option<i32>, String, String) {
     let out = anpr(&[
         "run",
         "--config",
@@ -173,13 +181,11 @@ fn a_vehicle_type_ban_on_types_never_reported_stops_the_start_naming_the_rule() 
         "--drain-timeout",
         "0",
     ]);
-    let (stdout, err) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{err}");
-    assert!(!err.contains("rule `no-vans`"), "{err}");
-    assert!(stdout.contains("does not open"), "{stdout}");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A file that does not open ends the run; a live camera that does not open is a fault the
@@ -190,16 +196,8 @@ fn a_camera_that_does_not_open_is_reported_by_name_without_a_crash() {
     {
         let uri = "/nonexistent/road.mp4".to_string();
         let config = util::write_config(dir.path(), "INV-1", &uri, "mqtt://127.0.0.1:1");
-        let out = anpr(&[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--drain-timeout",
-            "0",
-        ]);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        let (code, stdout, stderr) = run_without_draining(&config);
+        assert_eq!(code, Some(1), "{stdout}\n{stderr}");
         assert!(
             stdout.contains("camera cam1")
                 && stdout.contains(&uri)

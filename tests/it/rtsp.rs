@@ -451,6 +451,7 @@ async fn an_rtsp_camera_that_does_not_open_is_a_fault_naming_it_and_the_device_k
             "plate_detector",
             "plate_reader",
             "vehicle_detector",
+            "vehicle_types",
             "onnxruntime"
         ]
     );

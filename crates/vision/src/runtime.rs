@@ -93,6 +93,20 @@ pub(crate) fn first_input(session: &ort::session::Session) -> Option<(String, Ve
     Some((input.name().to_string(), dims))
 }
 
+/// The dimensions of the first output of `session` (-1 where free); empty for a model without
+/// outputs or whose first output is not a tensor.
+pub(crate) fn first_output_dims(session: &ort::session::Session) -> Vec<i64> {
+    session
+        .outputs()
+        .first()
+        .and_then(|o| {
+            o.dtype()
+                .tensor_shape()
+                .map(|s| s.iter().copied().collect())
+        })
+        .unwrap_or_default()
+}
+
 /// Runs `session` on one f32 input and hands the first output to `read`, mapping every ONNX
 /// Runtime error to [`VisionError::Inference`] naming the model.
 pub(crate) fn run_first_output<T>(

@@ -138,14 +138,9 @@ impl PlateReader {
             .and_then(|m| m.custom("character"))
             .ok_or_else(|| shape_err("the model has no `character` dictionary in its metadata; use a PP-OCR recognizer exported with its dictionary".into()))?;
         let mut dict: Vec<String> = dict_text.lines().map(str::to_string).collect();
-        let classes = session
-            .outputs()
-            .first()
-            .and_then(|o| {
-                o.dtype()
-                    .tensor_shape()
-                    .and_then(|s| s.iter().last().copied())
-            })
+        let classes = crate::runtime::first_output_dims(&session)
+            .last()
+            .copied()
             .unwrap_or(-1);
         if classes > 0 {
             let classes = classes as usize;

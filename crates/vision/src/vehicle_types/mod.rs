@@ -141,15 +141,7 @@ impl TypeClassifier {
                 "expected an input [N, 3, {INPUT}, {INPUT}], found {dims:?}; install the classifier with `models/fetch.sh`"
             )));
         }
-        let out: Vec<i64> = session
-            .outputs()
-            .first()
-            .and_then(|o| {
-                o.dtype()
-                    .tensor_shape()
-                    .map(|s| s.iter().copied().collect())
-            })
-            .unwrap_or_default();
+        let out = crate::runtime::first_output_dims(&session);
         if out.len() != 2 || out[1] != CLASSES as i64 {
             return Err(shape_err(format!(
                 "expected an output [N, {CLASSES}] (ImageNet-1k probabilities), found {out:?}; install the classifier with `models/fetch.sh`"

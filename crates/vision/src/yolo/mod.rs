@@ -86,15 +86,7 @@ impl YoloDetector {
                 "expected a square input [1, 3, S, S] or one free in height and width, found {dims:?}; export the model with a fixed imgsz or dynamic height and width"
             )));
         }
-        let out_dims: Vec<i64> = session
-            .outputs()
-            .first()
-            .and_then(|o| {
-                o.dtype()
-                    .tensor_shape()
-                    .map(|s| s.iter().copied().collect())
-            })
-            .unwrap_or_default();
+        let out_dims = crate::runtime::first_output_dims(&session);
         let meta = |key: &str| session.metadata().ok().and_then(|m| m.custom(key));
         let size = if free {
             trained_size(meta("imgsz").as_deref()).ok_or_else(|| {
