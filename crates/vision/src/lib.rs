@@ -16,10 +16,11 @@
 //! boxes are plates), [`plate_reader`] (crops, views, two-row and slanted plates, CTC decoding)
 //! and [`vehicle_detector`] (COCO classes to vehicle types), with [`vehicle_types`] (an
 //! ImageNet classifier naming the types COCO has no class for: van, tractor-trailer, special);
-//! the two detectors share the YOLO letterbox, box decoding and NMS of [`yolo`]. With `second_look`, once both detectors have
-//! run, vehicles with no plate found on them (or only a small one) are looked at again by the
-//! plate detector at a higher resolution ([`plate_detector::second_look`]). [`grammar`] reads
-//! country, type and region from a plate text.
+//! the two detectors share the YOLO letterbox, box decoding and NMS of [`yolo`]. With
+//! `second_look`, once both detectors have run, vehicles with no plate found on them (or only a
+//! small one) are looked at again by the plate detector at a higher resolution
+//! ([`plate_detector::second_look`]). [`grammar`] reads country, type and region from a plate
+//! text.
 
 pub mod grammar;
 pub mod integrity;
@@ -113,7 +114,8 @@ pub struct RecognizerConfig {
     /// An ImageNet-1k classifier run on each vehicle found ([`vehicle_types`]); `None` or a
     /// missing file means the detector's types alone are reported.
     pub vehicle_types: Option<PathBuf>,
-    /// Least share of the classifier's probability for its type to replace the detector's.
+    /// Least share of the classifier's probability for its type to replace the detector's (a
+    /// heavy type needs `heavy_vehicle_class_confidence` too).
     pub vehicle_type_confidence: f32,
     pub intra_threads: usize,
     pub plate_confidence: f32,

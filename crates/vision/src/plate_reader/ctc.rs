@@ -21,7 +21,7 @@ pub struct CtcDecoded {
     pub log_prob: Option<f32>,
     /// Whether the text fits the active grammar's formats.
     pub fit: FormatFit,
-    /// A character of the text is below [`EVEN_ODDS`]. Greedy decoding: the reader's own best
+    /// A character of the text is below `EVEN_ODDS`. Greedy decoding: the reader's own best
     /// class at its steps. Format-aware decoding: the character *and its look-alikes* together
     /// (`O` and `0`, `I` and `1`, ...; [`crate::grammar::look_alikes`]), so a look-alike the
     /// formats corrected is not doubtful, but a character the formats needed where the reader

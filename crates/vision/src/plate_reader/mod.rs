@@ -185,10 +185,10 @@ impl PlateReader {
     /// Reads the plate inside `bbox` from each of [`VIEWS`]; keeps the reading whose least
     /// certain character is the most certain.
     ///
-    /// A squarish box is first read as two rows ([`PlateReader::read_two_rows`]). In generic
+    /// A squarish box is first read as two rows (`PlateReader::read_two_rows`). In generic
     /// mode that reading is taken whenever it is made; in a regional mode it is taken at once
     /// only when it is a valid plate as read and sure, and otherwise ranked against the
-    /// one-row reading ([`rank`]): the rows of a two-row plate read as one line are a fragment
+    /// one-row reading (`rank`): the rows of a two-row plate read as one line are a fragment
     /// no format fits, and the one-row reading of a plate that only looks squarish wins.
     pub fn read(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
         if bbox.w < bbox.h * self.two_row_aspect()

@@ -87,7 +87,7 @@ fn is_flag_blue(p: [u8; 3]) -> bool {
 /// The top row `top` of a two-row plate without the flag column at its left: the flag, and the
 /// `KZ` mark or country letters under it, are not characters, and the reader would read the
 /// mark as one (`K969` for `969`). The flag is found by colour in the upper part of the row:
-/// columns in the left [`FLAG_MAX_SHARE`] of the box at least [`FLAG_BLUE`] flag-blue; the
+/// columns in the left `FLAG_MAX_SHARE` of the box at least `FLAG_BLUE` flag-blue; the
 /// row is cut after the rightmost of them. A row with no flag is returned as it is.
 #[must_use]
 pub fn without_flag_column(frame: &RgbFrame, top: &BBox) -> BBox {
