@@ -23,8 +23,12 @@
 #                                (${ANPR_CALIB_VIDEO:-var/demo/demo.mp4},
 #                                ${ANPR_CALIB_SCENE:-var/scene/scene.mp4}, made with `anpr
 #                                make-demo [--scene]` when absent), never on the evaluation photos
+#   models/vehicle_detector.int8.onnx  the vehicle detector quantized to INT8
+#                                (models/quantize_vehicles.py: the same calibration; the decode
+#                                head, detection convolutions and stem in float); not made for
+#                                ANPR_VEHICLE_SIZE=640
 #   models/libonnxruntime.so     ONNX Runtime 1.31.1 (onnxruntime==1.31.1 wheel)
-#   models/SHA256SUMS            sha256 of the six files as installed (after conversion), in
+#   models/SHA256SUMS            sha256 of the seven files as installed (after conversion), in
 #                                `sha256sum` format: the pins the device checks each file
 #                                against whenever it loads them (docs/security.md). Written again
 #                                when missing or out of date, so a machine that already has the
@@ -237,6 +241,33 @@ else
   install_file "$rout/vehicle_detector.onnx" "$here/vehicle_detector.onnx"
 fi
 
+# Vehicle detector, INT8: quantized once from the installed vehicle detector by
+# models/quantize_vehicles.py, calibrated on the same generated clips as the plate detector's
+# INT8 build; the rebuilt decode head, the detection convolutions and the stem stay in float.
+# Only for a head rebuilt by models/resize_yolov5.py (not the original 640 px export). Cached by
+# the sha256 of the float model, of both quantization scripts and of the two clips.
+if [ "$VEH_SIZE" = 640 ]; then
+  rm -f "$here/vehicle_detector.int8.onnx"
+  say "no INT8 vehicle detector for the original 640 px export (ANPR_VEHICLE_SIZE=640)"
+else
+  vkey=$(printf '%s %s %s %s %s' "$(sha256sum "$here/vehicle_detector.onnx" | cut -d' ' -f1)" "$(sha256sum "$here/quantize_vehicles.py" | cut -d' ' -f1)" "$(sha256sum "$here/quantize.py" | cut -d' ' -f1)" "$(sha256sum "$calib" | cut -d' ' -f1)" "$(sha256sum "$scene" | cut -d' ' -f1)" | sha256sum | cut -d' ' -f1)
+  vout="$cache/out/vehicle-int8-$vkey"
+  if [ ! -f "$vout/vehicle_detector.int8.onnx" ]; then
+    venv=$(quant_env)
+    say "quantizing the vehicle detector to INT8 (calibration: $calib $scene)"
+    work=$(mktemp -d)
+    started=$SECONDS
+    "$venv/bin/python" "$here/quantize_vehicles.py" "$here/vehicle_detector.onnx" "$work/vehicle_detector.int8.onnx" "$calib" "$scene" >"$work/quantize.log" 2>&1 \
+      || { cat "$work/quantize.log"; exit 1; }
+    { grep -E '^agreement' "$work/quantize.log" || true; } | while read -r line; do say "$line"; done
+    say "quantized in $((SECONDS - started)) s"
+    mkdir -p "$vout"
+    mv "$work/vehicle_detector.int8.onnx" "$vout/vehicle_detector.int8.onnx"
+    rm -rf "$work"
+  fi
+  install_file "$vout/vehicle_detector.int8.onnx" "$here/vehicle_detector.int8.onnx"
+fi
+
 # Vehicle type classifier: EfficientNet-Lite0 (ImageNet-1k) from its PyTorch checkpoint, converted
 # once in the conversion environment (torch is already there for the plate detector; ONNX
 # Runtime, added for quantization, checks the export). Cached by the sha256 of both wheels and
@@ -262,7 +293,9 @@ install_file "$tout/vehicle_types.onnx" "$here/vehicle_types.onnx"
 
 # Pins of what is installed now, for the device to check at every load.
 sums="$here/SHA256SUMS"
-(cd "$here" && sha256sum plate_detector.onnx plate_detector.int8.onnx plate_reader.onnx vehicle_detector.onnx vehicle_types.onnx libonnxruntime.so) > "$sums.tmp"
+installed=(plate_detector.onnx plate_detector.int8.onnx plate_reader.onnx vehicle_detector.onnx vehicle_types.onnx libonnxruntime.so)
+[ -f "$here/vehicle_detector.int8.onnx" ] && installed+=(vehicle_detector.int8.onnx)
+(cd "$here" && sha256sum "${installed[@]}") > "$sums.tmp"
 if [ -f "$sums" ] && cmp -s "$sums.tmp" "$sums"; then
   rm -f "$sums.tmp"
 else

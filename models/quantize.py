@@ -49,19 +49,21 @@ PLATE_CONF = 0.35
 MIN_AGREEMENT = 0.9
 
 
-def letterbox(bgr):
+def letterbox(bgr, size=SIZE):
     """The device's letterbox (crates/vision/src/yolo/letterbox.rs): RGB, 0-1, centred on grey."""
     h, w = bgr.shape[:2]
-    scale = min(SIZE / w, SIZE / h)
+    scale = min(size / w, size / h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     rgb = cv2.cvtColor(cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-    out = np.full((SIZE, SIZE, 3), 114, np.uint8)
-    ox, oy = (SIZE - nw) // 2, (SIZE - nh) // 2
+    out = np.full((size, size, 3), 114, np.uint8)
+    ox, oy = (size - nw) // 2, (size - nh) // 2
     out[oy : oy + nh, ox : ox + nw] = rgb
     return (out.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
 
 
-def frames(clips):
+def frames(clips, size=SIZE):
+    """Letterboxed calibration frames of every clip (and a zoomed, relit crop of each), and the
+    check frames of the first clip between them."""
     calib, check = [], []
     for n, clip in enumerate(clips):
         cap = cv2.VideoCapture(clip)
@@ -73,9 +75,9 @@ def frames(clips):
             if not ok:
                 break
             if i % CALIB_STEP == 0:
-                calib.append(letterbox(bgr))
+                calib.append(letterbox(bgr, size))
             elif i % CALIB_STEP == CHECK_OFFSET and n == 0:
-                check.append(letterbox(bgr))
+                check.append(letterbox(bgr, size))
             i += 1
         cap.release()
     if len(calib) < 16:
@@ -83,10 +85,10 @@ def frames(clips):
     if len(calib) > MAX_CALIB:
         calib = calib[:: -(-len(calib) // MAX_CALIB)]
     rng = np.random.default_rng(SEED)
-    return calib + [crop(x, rng) for x in calib], check
+    return calib + [crop(x, rng, size) for x in calib], check
 
 
-def crop(x, rng):
+def crop(x, rng, size=SIZE):
     """A random crop of a letterboxed frame's picture, 1/1.3 to 1/2.5 of its size, lit 0.6-1.3x
     plus -30 to 30 grey levels, letterboxed again."""
     img = (x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8)[:, :, ::-1]
@@ -98,7 +100,7 @@ def crop(x, rng):
     x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
     part = img[y0 : y0 + ch, x0 : x0 + cw].astype(np.float32)
     part = np.clip(part * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
-    return letterbox(part)
+    return letterbox(part, size)
 
 
 def head_decode_nodes(model):

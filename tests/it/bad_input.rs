@@ -172,6 +172,44 @@ fn a_vehicle_type_ban_on_types_never_reported_stops_the_start_naming_the_rule() 
     assert!(stdout.contains("does not open"), "{stdout}");
 }
 
+/// An INT8 detector asked for by `*_variant = "int8"` whose file is missing stops the start with
+/// an error naming the file and `models/fetch.sh`: the device does not fall back to the float
+/// model, nor (for vehicles) run without a vehicle detector, unasked.
+#[test]
+fn a_missing_int8_detector_asked_for_stops_the_start_naming_the_file_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = util::write_config(dir.path(), "INV-1", "clip.mp4", "mqtt://127.0.0.1:1");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("[models]\n"), "{text}");
+    for (keys, file) in [
+        (
+            "plate_detector_variant = \"int8\"\nplate_detector_int8 = \"absent-plates.int8.onnx\"\n",
+            "absent-plates.int8.onnx",
+        ),
+        (
+            "vehicle_detector_variant = \"int8\"\nvehicle_detector_int8 = \"absent-vehicles.int8.onnx\"\n",
+            "absent-vehicles.int8.onnx",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            text.replace("[models]\n", &format!("[models]\n{keys}")),
+        )
+        .unwrap();
+        let (code, stdout, err) = run_without_draining(&config);
+        assert_ne!(code, Some(0), "{stdout}\n{err}");
+        assert!(
+            err.contains(file) && err.contains("models/fetch.sh"),
+            "the file and the fix are named: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            !stdout.contains("does not open"),
+            "it stopped before the camera: {stdout}"
+        );
+    }
+}
+
 /// `anpr run --config CONFIG --drain-timeout 0`: its exit code, stdout and stderr.
 fn run_without_draining(config: &std::path::Path) -> (Option<i32>, String, String) {
     let out = anpr(&[

@@ -39,7 +39,7 @@ pub use error::ConfigError;
 pub use geometry::Point;
 pub use gnss::{Gnss, GnssSource};
 pub use models::{
-    ExecutionProvider, Grammar, ModelPins, Models, PlateDetectorVariant, RoundGlyph, SecondLook,
+    ExecutionProvider, Grammar, ModelPins, ModelVariant, Models, RoundGlyph, SecondLook,
 };
 pub use rules::{DEFAULT_PRIORITY, ListConfig, Rule, RuleKind, TimeWindow};
 pub use security::Security;

@@ -52,15 +52,17 @@ pub enum SecondLook {
     Small,
 }
 
-/// Which build of the plate detector runs.
+/// Which build of a detector runs (`plate_detector_variant`, `vehicle_detector_variant`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum PlateDetectorVariant {
-    /// The float model converted from the checkpoint (`plate_detector`).
+pub enum ModelVariant {
+    /// The float model converted from the published weights (`plate_detector`,
+    /// `vehicle_detector`).
     #[default]
     Float,
     /// The INT8 model `models/fetch.sh` makes from it by static quantization
-    /// (`plate_detector_int8`; `models/plate_detector.md`).
+    /// (`plate_detector_int8`, `vehicle_detector_int8`; `models/plate_detector.md`,
+    /// `models/vehicle_detector.md`).
     Int8,
 }
 
@@ -79,11 +81,19 @@ pub struct Models {
     /// Which plate detector runs: `float` (default, `plate_detector`) or `int8`
     /// (`plate_detector_int8`).
     #[serde(default)]
-    pub plate_detector_variant: PlateDetectorVariant,
+    pub plate_detector_variant: ModelVariant,
     #[serde(default = "default_plate_reader")]
     pub plate_reader: PathBuf,
     #[serde(default = "default_vehicle_detector")]
     pub vehicle_detector: PathBuf,
+    /// The INT8 vehicle detector `models/fetch.sh` quantizes from `vehicle_detector`.
+    #[serde(default = "default_vehicle_detector_int8")]
+    pub vehicle_detector_int8: PathBuf,
+    /// Which vehicle detector runs: `float` (default, `vehicle_detector`) or `int8`
+    /// (`vehicle_detector_int8`, about half the time; a missing file is then an error, not
+    /// a device without vehicles).
+    #[serde(default)]
+    pub vehicle_detector_variant: ModelVariant,
     /// The ImageNet classifier that names the vehicle types the detector has no class for
     /// (`van`, `tractor-trailer`, `special`) and tells pickups from lorries; run on each
     /// vehicle found. A missing file leaves the detector's types (with a warning).
@@ -211,6 +221,9 @@ fn default_plate_detector() -> PathBuf {
 fn default_plate_detector_int8() -> PathBuf {
     PathBuf::from("plate_detector.int8.onnx")
 }
+fn default_vehicle_detector_int8() -> PathBuf {
+    PathBuf::from("vehicle_detector.int8.onnx")
+}
 fn default_plate_reader() -> PathBuf {
     PathBuf::from("plate_reader.onnx")
 }
@@ -256,8 +269,17 @@ impl Models {
     #[must_use]
     pub fn plate_detector_file(&self) -> &Path {
         match self.plate_detector_variant {
-            PlateDetectorVariant::Float => &self.plate_detector,
-            PlateDetectorVariant::Int8 => &self.plate_detector_int8,
+            ModelVariant::Float => &self.plate_detector,
+            ModelVariant::Int8 => &self.plate_detector_int8,
+        }
+    }
+
+    /// The vehicle detector file `vehicle_detector_variant` selects, relative to `dir`.
+    #[must_use]
+    pub fn vehicle_detector_file(&self) -> &Path {
+        match self.vehicle_detector_variant {
+            ModelVariant::Float => &self.vehicle_detector,
+            ModelVariant::Int8 => &self.vehicle_detector_int8,
         }
     }
 
@@ -347,7 +369,7 @@ mod tests {
     #[test]
     fn the_plate_detector_variant_selects_the_file_and_defaults_to_float() {
         let m = models("").unwrap();
-        assert_eq!(m.plate_detector_variant, PlateDetectorVariant::Float);
+        assert_eq!(m.plate_detector_variant, ModelVariant::Float);
         assert_eq!(m.plate_detector_file(), Path::new("plate_detector.onnx"));
         let m = models("plate_detector_variant = \"int8\"").unwrap();
         assert_eq!(
@@ -358,6 +380,30 @@ mod tests {
             models("plate_detector_variant = \"int8\"\nplate_detector_int8 = \"q.onnx\"").unwrap();
         assert_eq!(m.plate_detector_file(), Path::new("q.onnx"));
         let err = models("plate_detector_variant = \"int4\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("float") && err.contains("int8"), "{err}");
+    }
+
+    #[test]
+    fn the_vehicle_detector_variant_selects_the_file_and_defaults_to_float() {
+        let m = models("").unwrap();
+        assert_eq!(m.vehicle_detector_variant, ModelVariant::Float);
+        assert_eq!(
+            m.vehicle_detector_file(),
+            Path::new("vehicle_detector.onnx")
+        );
+        let m = models("vehicle_detector_variant = \"int8\"").unwrap();
+        assert_eq!(
+            m.vehicle_detector_file(),
+            Path::new("vehicle_detector.int8.onnx")
+        );
+        // Each detector's variant is its own choice.
+        assert_eq!(m.plate_detector_file(), Path::new("plate_detector.onnx"));
+        let m = models("vehicle_detector_variant = \"int8\"\nvehicle_detector_int8 = \"v.onnx\"")
+            .unwrap();
+        assert_eq!(m.vehicle_detector_file(), Path::new("v.onnx"));
+        let err = models("vehicle_detector_variant = \"fp16\"")
             .unwrap_err()
             .to_string();
         assert!(err.contains("float") && err.contains("int8"), "{err}");

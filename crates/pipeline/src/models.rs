@@ -17,7 +17,7 @@ pub fn recognizer_config(cfg: &Config) -> RecognizerConfig {
     RecognizerConfig {
         plate_detector: m.path(m.plate_detector_file()),
         plate_reader: m.path(&m.plate_reader),
-        vehicle_detector: Some(m.path(&m.vehicle_detector)),
+        vehicle_detector: Some(m.path(m.vehicle_detector_file())),
         vehicle_types: Some(m.path(&m.vehicle_types)),
         vehicle_type_confidence: m.vehicle_type_confidence,
         intra_threads: m.intra_threads,
@@ -55,7 +55,8 @@ fn runtime_library(cfg: &Config) -> PathBuf {
 }
 
 /// Hashes every file recognition loads (the plate models, the vehicle detector and its type
-/// classifier only when their files exist, and the ONNX Runtime library) and checks each against its pin:
+/// classifier only when their files exist, the INT8 vehicle detector always when chosen, and
+/// the ONNX Runtime library) and checks each against its pin:
 /// `[models.sha256]` of the config, else `SHA256SUMS` of the models directory. Their hashes
 /// when all match; else an error naming the file, both hashes and the fix.
 pub fn verify_models(cfg: &Config) -> Result<Vec<ModelHash>> {
@@ -71,8 +72,10 @@ pub fn verify_models(cfg: &Config) -> Result<Vec<ModelHash>> {
         ("plate_detector", m.path(m.plate_detector_file())),
         ("plate_reader", m.path(&m.plate_reader)),
     ];
-    let vehicles = m.path(&m.vehicle_detector);
-    if vehicles.exists() {
+    let vehicles = m.path(m.vehicle_detector_file());
+    // The float detector is optional (without it vehicles are `unknown`); the INT8 one is asked
+    // for by name, so a missing file is an error that names `models/fetch.sh`.
+    if vehicles.exists() || m.vehicle_detector_variant == anpr_config::ModelVariant::Int8 {
         files.push(("vehicle_detector", vehicles));
         let types = m.path(&m.vehicle_types);
         if types.exists() {
