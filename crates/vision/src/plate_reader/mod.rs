@@ -1,7 +1,9 @@
 //! Plate reading with a PP-OCR text-line recognizer and CTC decoding: greedy in generic mode,
 //! a beam search constrained by the plate formats in a regional mode ([`beam`],
 //! [`PlateReader::set_grammar`]). In every mode narrow crops are stretched to
-//! [`MIN_CONTENT_WIDTH`] columns so doubled letters have time steps for the blank between them.
+//! [`MIN_CONTENT_WIDTH`] columns so doubled letters have time steps for the blank between them
+//! (the bottom row of a two-row plate, where its letters are, to
+//! [`BOTTOM_ROW_MIN_CONTENT_WIDTH`]).
 //!
 //! The recognizer takes `[1, 3, 48, W]` BGR normalised to -1…1 and returns
 //! `[1, T, classes]` probabilities; class 0 is the CTC blank, then the dictionary stored in
@@ -44,7 +46,10 @@ mod rows;
 pub mod skew;
 
 pub use beam::{BEAM_WIDTH, NO_FIT_RATIO, SymbolMap, ctc_format_decode};
-pub use crop::{CropView, MIN_CONTENT_WIDTH, VIEWS, WIDE_VIEW, prepare_crop, prepare_crop_wide};
+pub use crop::{
+    BOTTOM_ROW_MIN_CONTENT_WIDTH, CropView, MIN_CONTENT_WIDTH, VIEWS, WIDE_VIEW, prepare_crop,
+    prepare_crop_wide,
+};
 pub use ctc::{CtcDecoded, FormatFit, SURE, ctc_greedy_decode, looks_like_a_plate};
 pub use rows::{
     REGIONAL_TWO_ROW_ASPECT, ROW_SURE, TWO_ROW_ASPECT, calmest_row, join_rows, row_gap,
@@ -289,8 +294,8 @@ impl PlateReader {
             h: bbox.y + bbox.h - gap,
             ..*bbox
         };
-        let upper = self.raw_output(frame, &top, ROW_VIEW)?;
-        let lower = self.raw_output(frame, &bottom, ROW_VIEW)?;
+        let upper = self.raw_output_min(frame, &top, ROW_VIEW, MIN_CONTENT_WIDTH)?;
+        let lower = self.raw_output_min(frame, &bottom, ROW_VIEW, BOTTOM_ROW_MIN_CONTENT_WIDTH)?;
         let as_steps = |a: ndarray::ArrayD<f32>| {
             let shape = a.shape().to_vec();
             a.into_shape_with_order((shape[1], shape[2]))
@@ -351,7 +356,18 @@ impl PlateReader {
         bbox: &BBox,
         view: CropView,
     ) -> Result<ndarray::ArrayD<f32>, VisionError> {
-        let tensor = prepare_crop_wide(frame, bbox, view, MIN_CONTENT_WIDTH);
+        self.raw_output_min(frame, bbox, view, MIN_CONTENT_WIDTH)
+    }
+
+    /// [`PlateReader::raw_output`] with the content stretched to at least `min` columns.
+    fn raw_output_min(
+        &mut self,
+        frame: &RgbFrame,
+        bbox: &BBox,
+        view: CropView,
+        min: usize,
+    ) -> Result<ndarray::ArrayD<f32>, VisionError> {
+        let tensor = prepare_crop_wide(frame, bbox, view, min);
         crate::runtime::run_first_output(
             &mut self.session,
             &self.input,
