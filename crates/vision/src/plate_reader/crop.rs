@@ -134,6 +134,25 @@ pub fn prepare_crop_wide(
     view: CropView,
     min_content: usize,
 ) -> Array4<f32> {
+    crop_tensor(frame, bbox, view, min_content).0
+}
+
+/// The bottom row of a two-row plate as the recognizer input: cut out as [`ROW_VIEW`] says,
+/// stretched to at least [`BOTTOM_ROW_MIN_CONTENT_WIDTH`] columns, and with two thin strokes
+/// standing side by side parted ([`part_thin_strokes`]).
+#[must_use]
+pub fn prepare_bottom_row(frame: &RgbFrame, bbox: &BBox) -> Array4<f32> {
+    let (t, content) = crop_tensor(frame, bbox, ROW_VIEW, BOTTOM_ROW_MIN_CONTENT_WIDTH);
+    part_thin_strokes(&t, content)
+}
+
+/// [`prepare_crop_wide`], and the columns of the input the plate's content fills.
+fn crop_tensor(
+    frame: &RgbFrame,
+    bbox: &BBox,
+    view: CropView,
+    min_content: usize,
+) -> (Array4<f32>, std::ops::Range<usize>) {
     let mx = bbox.w * view.margin_x;
     let my = bbox.h * view.margin_y;
     let x0 = (bbox.x - mx).max(0.0) as usize;
@@ -166,7 +185,140 @@ pub fn prepare_crop_wide(
     if view.stretch {
         stretch_contrast(&mut t, pad..pad + rw);
     }
-    t
+    (t, pad..pad + rw)
+}
+
+/// Width, in input columns, below which a run of dark columns is a thin stroke (`I`, `1`, the
+/// stem of `T`, `J` or `L` between its top and bottom fifths): under 0.3 of the input height,
+/// where every other character of a plate font is wider.
+const THIN_STROKE: usize = HEIGHT * 3 / 10;
+/// Least distance, in input columns, from the start of one thin stroke to the start of the
+/// next: five of the recognizer's time steps (8 columns each). A stroke at any offset touches
+/// two steps, and CTC needs a blank step between two equal characters: two, one, and the
+/// second stroke's two. (Measured: at four steps one of the two doubled `I` of the Kazakhstan
+/// photo set was still merged, at five and six neither.)
+const STROKE_PITCH: usize = 40;
+/// Least width, in input columns, of a stroke: narrower runs of dark columns are specks.
+const MIN_STROKE: usize = 3;
+
+/// Parts two thin strokes standing side by side: where two thin runs of dark columns (see
+/// [`THIN_STROKE`]; a column is dark when a pixel of its middle three fifths is darker than
+/// halfway between the content's 10th and 90th grey percentiles) follow each other closer than
+/// [`STROKE_PITCH`], columns of the content's light level are put in the gap between them.
+///
+/// A doubled `I` (`861IIS04`) is two strokes a few columns apart: the recognizer gives the
+/// pair fewer time steps than two characters and a blank need, and CTC merges them into one
+/// `I` at any stretch that keeps the row's shape. Spacing out only pairs of thin strokes leaves
+/// every wider character, and the gaps beside it, as they were. `content` is the columns of
+/// `t` the plate fills; the result is at least as wide as `t`, and as wide when nothing is
+/// parted.
+#[must_use]
+pub(crate) fn part_thin_strokes(t: &Array4<f32>, content: std::ops::Range<usize>) -> Array4<f32> {
+    let (h, width) = (t.shape()[2], t.shape()[3]);
+    let grey = |y: usize, x: usize| (t[[0, 0, y, x]] + t[[0, 1, y, x]] + t[[0, 2, y, x]]) / 3.0;
+    let (band_lo, band_hi) = (h / 5, h - h / 5);
+    let mut levels: Vec<f32> = content
+        .clone()
+        .flat_map(|x| (band_lo..band_hi).map(move |y| (y, x)))
+        .map(|(y, x)| grey(y, x))
+        .collect();
+    if levels.len() < 10 {
+        return t.clone();
+    }
+    levels.sort_by(f32::total_cmp);
+    let (dark, light) = (levels[levels.len() / 10], levels[levels.len() * 9 / 10]);
+    if light - dark < 0.2 {
+        return t.clone();
+    }
+    let threshold = f32::midpoint(dark, light);
+    // Dark pixels of each content column within the band.
+    let dark_rows: Vec<usize> = content
+        .clone()
+        .map(|x| {
+            (band_lo..band_hi)
+                .filter(|&y| grey(y, x) < threshold)
+                .count()
+        })
+        .collect();
+    let inked: Vec<bool> = dark_rows.iter().map(|&n| n > 0).collect();
+    // Runs of dark columns, as (first, end) in content columns.
+    let mut runs = Vec::new();
+    let mut start = None;
+    for (i, &ink) in inked.iter().chain(std::iter::once(&false)).enumerate() {
+        match (ink, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                runs.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    // Columns to put in before content column `at`.
+    let mut inserts: Vec<(usize, usize)> = Vec::new();
+    // A run at either end of the content is the plate's edge or a character the crop cut.
+    let edge = (content.len() * 3).div_ceil(100);
+    runs.retain(|&(s, e)| s > edge && e + edge < content.len());
+    // A thin stroke: a few columns wide, and dark down most of the band in one of them (a
+    // speck or the end of a serif is not).
+    let tall = (band_hi - band_lo) * 3 / 5;
+    let is_stroke = |s: usize, e: usize| {
+        (MIN_STROKE..THIN_STROKE).contains(&(e - s)) && dark_rows[s..e].iter().any(|&n| n >= tall)
+    };
+    // Rows dark across most of the content: the plate's frame or the edge of the row above,
+    // not a part of a character.
+    let (outer_lo, outer_hi) = (h / 10, h - h / 10);
+    let across: Vec<bool> = (0..h)
+        .map(|y| {
+            content.clone().filter(|&x| grey(y, x) < threshold).count() * 10 >= content.len() * 7
+        })
+        .collect();
+    // Two strokes joined above or below the band (the arms of `U`, `H`'s bar is within it) are
+    // one character: the middle of the gap between them is dark somewhere.
+    let joined = |a1: usize, b0: usize| {
+        let x = content.start + usize::midpoint(a1, b0);
+        (outer_lo..outer_hi).any(|y| !across[y] && grey(y, x) < threshold)
+    };
+    for pair in runs.windows(2) {
+        let ((a0, a1), (b0, b1)) = (pair[0], pair[1]);
+        if is_stroke(a0, a1) && is_stroke(b0, b1) && b0 - a0 < STROKE_PITCH && !joined(a1, b0) {
+            inserts.push((usize::midpoint(a1, b0), STROKE_PITCH - (b0 - a0)));
+        }
+    }
+    let added: usize = inserts.iter().map(|&(_, n)| n).sum();
+    if added == 0 {
+        return t.clone();
+    }
+    let new_width = (width + added).min(MAX_WIDTH);
+    let mut out = Array4::<f32>::zeros((1, 3, h, new_width));
+    let mut dst = 0;
+    let mut next = inserts.iter().peekable();
+    for x in 0..width {
+        if let Some(&&(at, n)) = next.peek()
+            && x == content.start + at
+        {
+            for _ in 0..n {
+                if dst < new_width {
+                    for c in 0..3 {
+                        for y in 0..h {
+                            out[[0, c, y, dst]] = light;
+                        }
+                    }
+                }
+                dst += 1;
+            }
+            next.next();
+        }
+        if dst < new_width {
+            for c in 0..3 {
+                for y in 0..h {
+                    out[[0, c, y, dst]] = t[[0, c, y, x]];
+                }
+            }
+        }
+        dst += 1;
+    }
+    out
 }
 
 /// Stretches the grey levels of columns `content` so that their darkest and lightest 2% reach
@@ -225,6 +377,87 @@ mod tests {
             data: vec![240; (w * h * 3) as usize],
         };
         assert_eq!(left_band_width(&white, 0, 100, 0, 20), 0);
+    }
+
+    /// A white row `width` columns wide, 48 high, with black ink where `ink(y, x)` says.
+    fn row(width: usize, ink: impl Fn(usize, usize) -> bool) -> Array4<f32> {
+        let mut t = Array4::<f32>::from_elem((1, 3, HEIGHT, width), 1.0);
+        for y in 0..HEIGHT {
+            for x in 0..width {
+                if ink(y, x) {
+                    for c in 0..3 {
+                        t[[0, c, y, x]] = -1.0;
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    /// Columns of `t` with ink in its middle row.
+    fn inked_columns(t: &Array4<f32>) -> Vec<usize> {
+        (0..t.shape()[3])
+            .filter(|&x| t[[0, 0, HEIGHT / 2, x]] < 0.0)
+            .collect()
+    }
+
+    #[test]
+    fn two_thin_strokes_side_by_side_are_parted_to_the_stroke_pitch() {
+        // `IIS`: two 6-column strokes 8 columns apart, then a wide character.
+        let letters = |y: usize, x: usize| {
+            (3..45).contains(&y)
+                && ((40..46).contains(&x) || (54..60).contains(&x) || (70..100).contains(&x))
+        };
+        let t = row(240, letters);
+        let parted = part_thin_strokes(&t, 0..240);
+        let inked = inked_columns(&parted);
+        let starts: Vec<usize> = inked
+            .iter()
+            .enumerate()
+            .filter(|&(i, &x)| i == 0 || inked[i - 1] + 1 != x)
+            .map(|(_, &x)| x)
+            .collect();
+        assert_eq!(starts.len(), 3, "three characters still: {starts:?}");
+        assert_eq!(starts[1] - starts[0], STROKE_PITCH, "the strokes parted");
+        assert_eq!(
+            starts[2] - starts[1],
+            70 - 54,
+            "the wide character keeps its distance"
+        );
+        assert_eq!(parted.shape()[3], 240 + STROKE_PITCH - 14);
+        // What was put in is the row's light level, top to bottom.
+        assert!((47..54).all(|x| (0..HEIGHT).all(|y| parted[[0, 1, y, x]] == 1.0)));
+    }
+
+    #[test]
+    fn wide_characters_the_arms_of_a_u_and_specks_are_left_as_they_are() {
+        // Two wide characters close together.
+        let wide = row(240, |y, x| {
+            (3..45).contains(&y) && ((40..70).contains(&x) || (74..104).contains(&x))
+        });
+        assert_eq!(part_thin_strokes(&wide, 0..240), wide);
+        // `U`: two thin arms joined below the middle band.
+        let u = row(240, |y, x| {
+            (3..45).contains(&y) && ((40..46).contains(&x) || (56..62).contains(&x))
+                || (38..45).contains(&y) && (40..62).contains(&x)
+        });
+        assert_eq!(part_thin_strokes(&u, 0..240), u);
+        // A one-column speck beside a stroke, and strokes already a pitch apart.
+        let speck = row(240, |y, x| {
+            (3..45).contains(&y) && (x == 40 || (44..50).contains(&x))
+        });
+        assert_eq!(part_thin_strokes(&speck, 0..240), speck);
+        let apart = row(240, |y, x| {
+            (3..45).contains(&y) && ((40..46).contains(&x) || (80..86).contains(&x))
+        });
+        assert_eq!(part_thin_strokes(&apart, 0..240), apart);
+        // A plate's frame line across the row does not join two strokes.
+        let framed = row(240, |y, x| {
+            (3..45).contains(&y)
+                && ((40..46).contains(&x) || (54..60).contains(&x) || (70..100).contains(&x))
+                || y == 43
+        });
+        assert!(part_thin_strokes(&framed, 0..240).shape()[3] > 240);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! [`PlateReader::set_grammar`]). In every mode narrow crops are stretched to
 //! [`MIN_CONTENT_WIDTH`] columns so doubled letters have time steps for the blank between them
 //! (the bottom row of a two-row plate, where its letters are, to
-//! [`BOTTOM_ROW_MIN_CONTENT_WIDTH`]).
+//! [`BOTTOM_ROW_MIN_CONTENT_WIDTH`], and two thin strokes side by side there, a doubled `I`,
+//! parted: [`prepare_bottom_row`]).
 //!
 //! The recognizer takes `[1, 3, 48, W]` BGR normalised to -1…1 and returns
 //! `[1, T, classes]` probabilities; class 0 is the CTC blank, then the dictionary stored in
@@ -47,8 +48,8 @@ pub mod skew;
 
 pub use beam::{BEAM_WIDTH, NO_FIT_RATIO, SymbolMap, ctc_format_decode};
 pub use crop::{
-    BOTTOM_ROW_MIN_CONTENT_WIDTH, CropView, MIN_CONTENT_WIDTH, VIEWS, WIDE_VIEW, prepare_crop,
-    prepare_crop_wide,
+    BOTTOM_ROW_MIN_CONTENT_WIDTH, CropView, MIN_CONTENT_WIDTH, VIEWS, WIDE_VIEW,
+    prepare_bottom_row, prepare_crop, prepare_crop_wide,
 };
 pub use ctc::{CtcDecoded, FormatFit, SURE, ctc_greedy_decode, looks_like_a_plate};
 pub use rows::{
@@ -65,6 +66,7 @@ use crate::VisionError;
 use crate::grammar::{FormatAutomaton, GrammarMode};
 use crop::{HEIGHT, ROW_VIEW};
 use ctc::weakest;
+use ndarray::Array4;
 
 /// Slope (dy/dx) of the character rows from which a plate is also read deskewed (about 4°).
 pub const SKEWED: f32 = 0.07;
@@ -295,7 +297,7 @@ impl PlateReader {
             ..*bbox
         };
         let upper = self.raw_output_min(frame, &top, ROW_VIEW, MIN_CONTENT_WIDTH)?;
-        let lower = self.raw_output_min(frame, &bottom, ROW_VIEW, BOTTOM_ROW_MIN_CONTENT_WIDTH)?;
+        let lower = self.run_raw(&prepare_bottom_row(frame, &bottom))?;
         let as_steps = |a: ndarray::ArrayD<f32>| {
             let shape = a.shape().to_vec();
             a.into_shape_with_order((shape[1], shape[2]))
@@ -367,11 +369,15 @@ impl PlateReader {
         view: CropView,
         min: usize,
     ) -> Result<ndarray::ArrayD<f32>, VisionError> {
-        let tensor = prepare_crop_wide(frame, bbox, view, min);
+        self.run_raw(&prepare_crop_wide(frame, bbox, view, min))
+    }
+
+    /// The recognizer's raw output `[1, T, classes]` for an input tensor.
+    fn run_raw(&mut self, tensor: &Array4<f32>) -> Result<ndarray::ArrayD<f32>, VisionError> {
         crate::runtime::run_first_output(
             &mut self.session,
             &self.input,
-            &tensor,
+            tensor,
             &self.path,
             |out| Ok(out.to_owned()),
         )
