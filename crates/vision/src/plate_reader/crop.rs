@@ -2,7 +2,7 @@
 //! -1…1), and which views of a box are read.
 
 use anpr_types::{BBox, RgbFrame};
-use ndarray::Array4;
+use ndarray::{Array4, Axis, Slice};
 
 /// Height of the recognizer input.
 pub(crate) const HEIGHT: usize = 48;
@@ -143,7 +143,7 @@ pub fn prepare_crop_wide(
 #[must_use]
 pub fn prepare_bottom_row(frame: &RgbFrame, bbox: &BBox) -> Array4<f32> {
     let (t, content) = crop_tensor(frame, bbox, ROW_VIEW, BOTTOM_ROW_MIN_CONTENT_WIDTH);
-    part_thin_strokes(&t, content)
+    part_thin_strokes(t, content)
 }
 
 /// [`prepare_crop_wide`], and the columns of the input the plate's content fills.
@@ -213,22 +213,60 @@ const MIN_STROKE: usize = 3;
 /// `t` the plate fills; the result is at least as wide as `t`, and as wide when nothing is
 /// parted.
 #[must_use]
-pub(crate) fn part_thin_strokes(t: &Array4<f32>, content: std::ops::Range<usize>) -> Array4<f32> {
-    let (h, width) = (t.shape()[2], t.shape()[3]);
-    let grey = |y: usize, x: usize| (t[[0, 0, y, x]] + t[[0, 1, y, x]] + t[[0, 2, y, x]]) / 3.0;
+pub(crate) fn part_thin_strokes(t: Array4<f32>, content: std::ops::Range<usize>) -> Array4<f32> {
+    let Some((light, gaps)) = stroke_gaps(&t, &content) else {
+        return t;
+    };
+    let mut parts = Vec::with_capacity(2 * gaps.len() + 1);
+    let mut from = 0;
+    let blanks: Vec<Array4<f32>> = gaps
+        .iter()
+        .map(|&(_, n)| Array4::from_elem((1, 3, t.shape()[2], n), light))
+        .collect();
+    for (&(at, _), blank) in gaps.iter().zip(&blanks) {
+        let at = content.start + at;
+        parts.push(t.slice_axis(Axis(3), Slice::from(from..at)));
+        parts.push(blank.view());
+        from = at;
+    }
+    parts.push(t.slice_axis(Axis(3), Slice::from(from..)));
+    let Ok(out) = ndarray::concatenate(Axis(3), &parts) else {
+        return t;
+    };
+    // The recognizer takes a tensor in standard layout only, which `concatenate` along the
+    // last axis does not give.
+    let width = out.shape()[3].min(MAX_WIDTH);
+    out.slice_axis(Axis(3), Slice::from(..width))
+        .as_standard_layout()
+        .into_owned()
+}
+
+/// Grey level of input pixel (`y`, `x`): the mean of its three channels.
+fn grey(t: &Array4<f32>, y: usize, x: usize) -> f32 {
+    (t[[0, 0, y, x]] + t[[0, 1, y, x]] + t[[0, 2, y, x]]) / 3.0
+}
+
+/// Where [`part_thin_strokes`] puts columns in, and their level: the row's light level and, for
+/// each pair of thin strokes to part, (content column to put them in before, how many). `None`
+/// when there is nothing to part.
+fn stroke_gaps(
+    t: &Array4<f32>,
+    content: &std::ops::Range<usize>,
+) -> Option<(f32, Vec<(usize, usize)>)> {
+    let h = t.shape()[2];
     let (band_lo, band_hi) = (h / 5, h - h / 5);
     let mut levels: Vec<f32> = content
         .clone()
-        .flat_map(|x| (band_lo..band_hi).map(move |y| (y, x)))
-        .map(|(y, x)| grey(y, x))
+        .flat_map(|x| (band_lo..band_hi).map(move |y| grey(t, y, x)))
         .collect();
     if levels.len() < 10 {
-        return t.clone();
+        return None;
     }
-    levels.sort_by(f32::total_cmp);
-    let (dark, light) = (levels[levels.len() / 10], levels[levels.len() * 9 / 10]);
+    let n = levels.len();
+    let dark = *levels.select_nth_unstable_by(n / 10, f32::total_cmp).1;
+    let light = *levels.select_nth_unstable_by(n * 9 / 10, f32::total_cmp).1;
     if light - dark < 0.2 {
-        return t.clone();
+        return None;
     }
     let threshold = f32::midpoint(dark, light);
     // Dark pixels of each content column within the band.
@@ -236,16 +274,15 @@ pub(crate) fn part_thin_strokes(t: &Array4<f32>, content: std::ops::Range<usize>
         .clone()
         .map(|x| {
             (band_lo..band_hi)
-                .filter(|&y| grey(y, x) < threshold)
+                .filter(|&y| grey(t, y, x) < threshold)
                 .count()
         })
         .collect();
-    let inked: Vec<bool> = dark_rows.iter().map(|&n| n > 0).collect();
     // Runs of dark columns, as (first, end) in content columns.
     let mut runs = Vec::new();
     let mut start = None;
-    for (i, &ink) in inked.iter().chain(std::iter::once(&false)).enumerate() {
-        match (ink, start) {
+    for (i, &n) in dark_rows.iter().chain(std::iter::once(&0)).enumerate() {
+        match (n > 0, start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
                 runs.push((s, i));
@@ -254,8 +291,6 @@ pub(crate) fn part_thin_strokes(t: &Array4<f32>, content: std::ops::Range<usize>
             _ => {}
         }
     }
-    // Columns to put in before content column `at`.
-    let mut inserts: Vec<(usize, usize)> = Vec::new();
     // A run at either end of the content is the plate's edge or a character the crop cut.
     let edge = (content.len() * 3).div_ceil(100);
     runs.retain(|&(s, e)| s > edge && e + edge < content.len());
@@ -267,76 +302,52 @@ pub(crate) fn part_thin_strokes(t: &Array4<f32>, content: std::ops::Range<usize>
     };
     // Rows dark across most of the content: the plate's frame or the edge of the row above,
     // not a part of a character.
-    let (outer_lo, outer_hi) = (h / 10, h - h / 10);
     let across: Vec<bool> = (0..h)
         .map(|y| {
-            content.clone().filter(|&x| grey(y, x) < threshold).count() * 10 >= content.len() * 7
+            content
+                .clone()
+                .filter(|&x| grey(t, y, x) < threshold)
+                .count()
+                * 10
+                >= content.len() * 7
         })
         .collect();
-    // Two strokes joined above or below the band (the arms of `U`, `H`'s bar is within it) are
+    // Two strokes joined above or below the band (the arms of `U`; `H`'s bar is within it) are
     // one character: the middle of the gap between them is dark somewhere.
     let joined = |a1: usize, b0: usize| {
         let x = content.start + usize::midpoint(a1, b0);
-        (outer_lo..outer_hi).any(|y| !across[y] && grey(y, x) < threshold)
+        (h / 10..h - h / 10).any(|y| !across[y] && grey(t, y, x) < threshold)
     };
-    for pair in runs.windows(2) {
-        let ((a0, a1), (b0, b1)) = (pair[0], pair[1]);
-        if is_stroke(a0, a1) && is_stroke(b0, b1) && b0 - a0 < STROKE_PITCH && !joined(a1, b0) {
-            inserts.push((usize::midpoint(a1, b0), STROKE_PITCH - (b0 - a0)));
-        }
-    }
-    let added: usize = inserts.iter().map(|&(_, n)| n).sum();
-    if added == 0 {
-        return t.clone();
-    }
-    let new_width = (width + added).min(MAX_WIDTH);
-    let mut out = Array4::<f32>::zeros((1, 3, h, new_width));
-    let mut dst = 0;
-    let mut next = inserts.iter().peekable();
-    for x in 0..width {
-        if let Some(&&(at, n)) = next.peek()
-            && x == content.start + at
-        {
-            for _ in 0..n {
-                if dst < new_width {
-                    for c in 0..3 {
-                        for y in 0..h {
-                            out[[0, c, y, dst]] = light;
-                        }
-                    }
-                }
-                dst += 1;
-            }
-            next.next();
-        }
-        if dst < new_width {
-            for c in 0..3 {
-                for y in 0..h {
-                    out[[0, c, y, dst]] = t[[0, c, y, x]];
-                }
-            }
-        }
-        dst += 1;
-    }
-    out
+    let gaps: Vec<(usize, usize)> = runs
+        .windows(2)
+        .filter(|pair| {
+            let ((a0, a1), (b0, b1)) = (pair[0], pair[1]);
+            is_stroke(a0, a1) && is_stroke(b0, b1) && b0 - a0 < STROKE_PITCH && !joined(a1, b0)
+        })
+        .map(|pair| {
+            let ((a0, a1), (b0, _)) = (pair[0], pair[1]);
+            (usize::midpoint(a1, b0), STROKE_PITCH - (b0 - a0))
+        })
+        .collect();
+    (!gaps.is_empty()).then_some((light, gaps))
 }
 
 /// Stretches the grey levels of columns `content` so that their darkest and lightest 2% reach
 /// -1 and 1 (every channel by the same map, so colours keep their order).
 fn stretch_contrast(t: &mut Array4<f32>, content: std::ops::Range<usize>) {
     let (h, cols) = (t.shape()[2], content.len());
-    let mut grey = Vec::with_capacity(h * cols);
+    let mut levels = Vec::with_capacity(h * cols);
     for y in 0..h {
         for x in content.clone() {
-            grey.push((t[[0, 0, y, x]] + t[[0, 1, y, x]] + t[[0, 2, y, x]]) / 3.0);
+            levels.push(grey(t, y, x));
         }
     }
-    if grey.is_empty() {
+    if levels.is_empty() {
         return;
     }
-    grey.sort_by(f32::total_cmp);
-    let lo = grey[grey.len() / 50];
-    let hi = grey[grey.len() - 1 - grey.len() / 50];
+    levels.sort_by(f32::total_cmp);
+    let lo = levels[levels.len() / 50];
+    let hi = levels[levels.len() - 1 - levels.len() / 50];
     if hi - lo < 0.05 {
         return;
     }
@@ -409,7 +420,7 @@ mod tests {
                 && ((40..46).contains(&x) || (54..60).contains(&x) || (70..100).contains(&x))
         };
         let t = row(240, letters);
-        let parted = part_thin_strokes(&t, 0..240);
+        let parted = part_thin_strokes(t, 0..240);
         let inked = inked_columns(&parted);
         let starts: Vec<usize> = inked
             .iter()
@@ -425,6 +436,7 @@ mod tests {
             "the wide character keeps its distance"
         );
         assert_eq!(parted.shape()[3], 240 + STROKE_PITCH - 14);
+        assert!(parted.is_standard_layout(), "the recognizer's input layout");
         // What was put in is the row's light level, top to bottom.
         assert!((47..54).all(|x| (0..HEIGHT).all(|y| parted[[0, 1, y, x]] == 1.0)));
     }
@@ -435,29 +447,29 @@ mod tests {
         let wide = row(240, |y, x| {
             (3..45).contains(&y) && ((40..70).contains(&x) || (74..104).contains(&x))
         });
-        assert_eq!(part_thin_strokes(&wide, 0..240), wide);
+        assert_eq!(part_thin_strokes(wide.clone(), 0..240), wide);
         // `U`: two thin arms joined below the middle band.
         let u = row(240, |y, x| {
             (3..45).contains(&y) && ((40..46).contains(&x) || (56..62).contains(&x))
                 || (38..45).contains(&y) && (40..62).contains(&x)
         });
-        assert_eq!(part_thin_strokes(&u, 0..240), u);
+        assert_eq!(part_thin_strokes(u.clone(), 0..240), u);
         // A one-column speck beside a stroke, and strokes already a pitch apart.
         let speck = row(240, |y, x| {
             (3..45).contains(&y) && (x == 40 || (44..50).contains(&x))
         });
-        assert_eq!(part_thin_strokes(&speck, 0..240), speck);
+        assert_eq!(part_thin_strokes(speck.clone(), 0..240), speck);
         let apart = row(240, |y, x| {
             (3..45).contains(&y) && ((40..46).contains(&x) || (80..86).contains(&x))
         });
-        assert_eq!(part_thin_strokes(&apart, 0..240), apart);
+        assert_eq!(part_thin_strokes(apart.clone(), 0..240), apart);
         // A plate's frame line across the row does not join two strokes.
         let framed = row(240, |y, x| {
             (3..45).contains(&y)
                 && ((40..46).contains(&x) || (54..60).contains(&x) || (70..100).contains(&x))
                 || y == 43
         });
-        assert!(part_thin_strokes(&framed, 0..240).shape()[3] > 240);
+        assert!(part_thin_strokes(framed, 0..240).shape()[3] > 240);
     }
 
     #[test]
