@@ -327,7 +327,30 @@ fn to_decoded(r: &BeamReading, fit: FormatFit) -> CtcDecoded {
         log_prob: Some(r.log_prob),
         fit,
         doubtful: kept.iter().any(|c| c.shape < EVEN_ODDS),
+        correction_surety: None,
         view: String::new(),
+    }
+}
+
+/// The valid reading `v` as a correction of the reader's own most probable text `f`: see
+/// [`CtcDecoded::correction_surety`].
+fn corrected(v: &BeamReading, f: &BeamReading, map: &SymbolMap) -> CtcDecoded {
+    let swaps_only = v.symbols.len() == f.symbols.len()
+        && v.symbols
+            .iter()
+            .zip(&f.symbols)
+            .all(|(&a, &b)| map.shapes[usize::from(a)] >> b & 1 == 1);
+    let kept = &v.conf[v.flag..];
+    let shape = kept.iter().map(|c| c.shape).fold(1.0f32, f32::min);
+    let own = kept.iter().map(|c| c.own).fold(1.0f32, f32::min);
+    let surety = if swaps_only {
+        shape
+    } else {
+        own.min((v.log_prob - f.log_prob).exp())
+    };
+    CtcDecoded {
+        correction_surety: Some(surety),
+        ..to_decoded(v, FormatFit::Corrected)
     }
 }
 
@@ -346,7 +369,7 @@ pub fn ctc_format_decode(
     match (valid, free) {
         (Some(v), Some(f)) if v.symbols == f.symbols => to_decoded(&v, FormatFit::Fits),
         (Some(v), Some(f)) if v.log_prob >= f.log_prob + NO_FIT_RATIO.ln() => {
-            to_decoded(&v, FormatFit::Corrected)
+            corrected(&v, &f, map)
         }
         (Some(v), None) => to_decoded(&v, FormatFit::Corrected),
         (_, Some(f)) => to_decoded(&f, FormatFit::NoFormat),
@@ -454,6 +477,43 @@ mod tests {
         assert_eq!(d.fit, FormatFit::Corrected);
         assert!((d.char_confidences[0] - 0.38).abs() < 1e-5);
         assert!(d.log_prob.unwrap() < 0.0);
+    }
+
+    #[test]
+    fn a_look_alike_swap_is_a_surer_correction_than_a_dropped_character() {
+        use super::super::ctc::{surety, weakest};
+        // `578OTT05` read `5780TT05` (no format: three digits, then `0`, then letters) in two
+        // views of one plate, the `5` at 0.9. In the first the reader gave the `O` 0.2 where
+        // it saw `0`, and the formats correct it by swapping the look-alike; in the second
+        // only 0.001, and the likeliest valid plate drops the `5` instead (`780TT05`, another
+        // format).
+        let view = |o: f32| {
+            let mut steps = sure("5780T_T05");
+            steps[0] = vec![('5', 0.9)];
+            steps[3] = vec![('0', 0.98 - o), ('O', o)];
+            decode(&steps)
+        };
+        let (swap, dropped) = (view(0.2), view(0.001));
+        assert_eq!(
+            (swap.text.as_str(), swap.fit),
+            ("578OTT05", FormatFit::Corrected)
+        );
+        assert_eq!(
+            (dropped.text.as_str(), dropped.fit),
+            ("780TT05", FormatFit::Corrected)
+        );
+        // By the least certain character the dropped reading looks surer: the swapped `O`
+        // keeps its 0.2, the dropped `5` counts for nothing.
+        assert!(weakest(&dropped) > weakest(&swap));
+        // As corrections, the swap keeps every glyph the reader saw at its shape's
+        // probability (`0` or `O`: 0.98; the `5`: 0.9); the drop is only as sure as its odds
+        // against what the reader read (about 0.1 / 0.9).
+        assert!((surety(&swap) - 0.9).abs() < 1e-3, "{}", surety(&swap));
+        assert!(surety(&dropped) < 0.2, "{}", surety(&dropped));
+        // A reading the formats did not correct is as sure as its least certain character.
+        let fits = decode(&sure("578OTT05"));
+        assert_eq!((fits.fit, fits.correction_surety), (FormatFit::Fits, None));
+        assert!((surety(&fits) - weakest(&fits)).abs() < f32::EPSILON);
     }
 
     #[test]

@@ -27,6 +27,13 @@ pub struct CtcDecoded {
     /// formats corrected is not doubtful, but a character the formats needed where the reader
     /// saw no glyph of that shape (the flag band read as a letter to complete a format) is.
     pub doubtful: bool,
+    /// For a reading the formats corrected ([`FormatFit::Corrected`]): how sure the correction
+    /// is, for ranking it against other readings of the plate ([`surety`]). When it only puts
+    /// look-alikes in place of what the reader read (`O` for `0`), the least certain character
+    /// *shape* (the character and its look-alikes together); when it also drops or adds a
+    /// character, or changes one into another shape, at most the odds of the corrected text
+    /// against the reader's own. `None` for any other reading.
+    pub correction_surety: Option<f32>,
     /// Which view of the box won ([`crate::plate_reader::view_name`]: `line`, `margin`,
     /// `stretched`, `rows`, with ` deskewed` after it when read from a deskewed copy); empty
     /// until the reader sets it.
@@ -95,6 +102,18 @@ pub fn looks_like_a_plate(r: &CtcDecoded) -> bool {
 }
 
 /// Confidence of the least certain character (0 for an empty reading).
+/// How sure a reading is, for choosing between readings of one plate: its least certain
+/// character, or for a reading the formats corrected its [`CtcDecoded::correction_surety`].
+///
+/// The least certain character alone favours a correction that drops a character over one
+/// that swaps a look-alike: the swapped character keeps the reader's low probability for it
+/// (`O` at 0.01 where it saw `0`), while a dropped one counts for nothing, though both cost the
+/// text about as much probability. A swap of look-alikes is the reader's known confusion and
+/// keeps every glyph it saw; a dropped glyph is a plate it did not see.
+pub(crate) fn surety(r: &CtcDecoded) -> f32 {
+    r.correction_surety.unwrap_or_else(|| weakest(r))
+}
+
 pub(crate) fn weakest(r: &CtcDecoded) -> f32 {
     r.char_confidences
         .iter()

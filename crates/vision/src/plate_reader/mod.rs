@@ -65,7 +65,7 @@ use ort::session::Session;
 use crate::VisionError;
 use crate::grammar::{FormatAutomaton, GrammarMode};
 use crop::{HEIGHT, ROW_VIEW};
-use ctc::weakest;
+use ctc::{surety, weakest};
 use ndarray::Array4;
 
 /// Slope (dy/dx) of the character rows from which a plate is also read deskewed (about 4°).
@@ -119,15 +119,16 @@ fn decode(
 
 /// How good a reading is, for choosing between views: one the reader read as a valid plate by
 /// itself beats one the formats had to correct, which beats one no format fits; then the surer
-/// least certain character wins. (In generic mode every reading is `Unchecked`: only the
-/// weakest character counts, as before.)
+/// reading wins: the surer least certain character, and between corrections the surer
+/// correction (a look-alike swap before a dropped character, [`ctc::surety`]). (In generic
+/// mode every reading is `Unchecked`: only the weakest character counts, as before.)
 fn rank(r: &CtcDecoded) -> (u8, f32) {
     let fit = match r.fit {
         FormatFit::Fits | FormatFit::Unchecked => 2,
         FormatFit::Corrected => 1,
         FormatFit::NoFormat => 0,
     };
-    (fit, weakest(r))
+    (fit, surety(r))
 }
 
 impl PlateReader {
