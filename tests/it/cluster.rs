@@ -201,8 +201,8 @@ async fn nats_cluster_maps_certificates_to_users_with_the_acl_and_survives_a_nod
         )
         .await
         .unwrap();
-    // QoS 1 is at least once: the first message may come again after the restart (the device's
-    // session was resumed on another node); anything else before `two` is a fault.
+    // QoS 1 is at least once: the first message may come again after the restart; anything
+    // else before `two` is a fault.
     let m = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let m = events.next().await.unwrap();

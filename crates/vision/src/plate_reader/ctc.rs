@@ -101,7 +101,6 @@ pub fn looks_like_a_plate(r: &CtcDecoded) -> bool {
         && weakest(r) >= SURE
 }
 
-/// Confidence of the least certain character (0 for an empty reading).
 /// How sure a reading is, for choosing between readings of one plate: its least certain
 /// character, or for a reading the formats corrected its [`CtcDecoded::correction_surety`].
 ///
@@ -114,6 +113,7 @@ pub(crate) fn surety(r: &CtcDecoded) -> f32 {
     r.correction_surety.unwrap_or_else(|| weakest(r))
 }
 
+/// Confidence of the least certain character (0 for an empty reading).
 pub(crate) fn weakest(r: &CtcDecoded) -> f32 {
     r.char_confidences
         .iter()
