@@ -152,8 +152,8 @@ pub(crate) const PORT_TRIES: usize = 3;
 
 impl ClusterError {
     /// Whether the engine exited during start because a port given to it was in use: its log
-    /// says "address already in use" (NATS) or "Address already in use" (PostgreSQL). Such a
-    /// start is tried again on other ports.
+    /// says "address already in use" (NATS, SeaweedFS) or "Address already in use"
+    /// (PostgreSQL). Such a start is tried again on other ports.
     #[must_use]
     pub fn is_port_taken(&self) -> bool {
         match self {

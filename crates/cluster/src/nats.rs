@@ -487,6 +487,11 @@ mod tests {
             exited("LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use")
                 .is_port_taken()
         );
+        // SeaweedFS, as `weed server` logs it when its master port is taken (exit status 255).
+        assert!(
+            exited("F1202 13:38:43.222204 master.go:212 Master startup error: listen tcp 127.0.0.1:51393: bind: address already in use")
+                .is_port_taken()
+        );
         assert!(!exited("[FTL] error parsing config").is_port_taken());
         let missing = crate::ClusterError::Exited {
             what: "x".into(),

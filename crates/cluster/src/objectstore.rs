@@ -33,8 +33,23 @@ impl ObjectStore {
     /// Starts SeaweedFS in `<dir>/s3/` (data in `data/`, log `weed.log`, identities
     /// `s3.json`) and waits until its S3 gateway answers and an object written through its
     /// filer (`/anpr-cluster/ready`, outside every bucket) reads back. The access key is `anpr`, the secret
-    /// a new random one per start.
+    /// a new random one per start. A server that exits because one of its ports was taken
+    /// meanwhile is started again on other ports, with fresh data, three tries in all.
     pub fn start(dir: &Path) -> Result<Self, ClusterError> {
+        let mut tries = 1;
+        loop {
+            match Self::start_once(dir) {
+                Err(e) if e.is_port_taken() && tries < crate::PORT_TRIES => {
+                    tries += 1;
+                    // The failed server is stopped (dropped); its data named the old ports.
+                    let _ = std::fs::remove_dir_all(dir.join("s3"));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(dir: &Path) -> Result<Self, ClusterError> {
         let program = crate::weed_binary()?;
         let dir = dir.join("s3");
         make_dir(&dir.join("data"))?;
