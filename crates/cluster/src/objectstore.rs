@@ -41,7 +41,7 @@ impl ObjectStore {
             match Self::start_once(dir) {
                 Err(e) if e.is_port_taken() && tries < crate::PORT_TRIES => {
                     tries += 1;
-                    // The failed server is stopped (dropped); its data named the old ports.
+                    // The failed server is stopped (dropped); the next starts on fresh data.
                     let _ = std::fs::remove_dir_all(dir.join("s3"));
                 }
                 result => return result,
