@@ -150,6 +150,26 @@ pub enum ClusterError {
 /// another process before the engine bound it (the ports are found free, then released).
 pub(crate) const PORT_TRIES: usize = 3;
 
+/// Runs `start` on (a copy of) `input` until it does not fail for a taken port
+/// ([`ClusterError::is_port_taken`]), at most [`PORT_TRIES`] times, calling `clear` before each
+/// new try (the failed engine has been stopped by then: dropped with its result).
+pub(crate) fn on_free_ports<I: Clone, T>(
+    input: I,
+    mut start: impl FnMut(I) -> Result<T, ClusterError>,
+    mut clear: impl FnMut(),
+) -> Result<T, ClusterError> {
+    let mut tries = 1;
+    loop {
+        match start(input.clone()) {
+            Err(e) if e.is_port_taken() && tries < PORT_TRIES => {
+                tries += 1;
+                clear();
+            }
+            result => return result,
+        }
+    }
+}
+
 impl ClusterError {
     /// Whether the engine exited during start because a port given to it was in use: its log
     /// says "address already in use" (NATS, SeaweedFS) or "Address already in use"

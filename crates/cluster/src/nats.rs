@@ -206,21 +206,16 @@ impl NatsCluster {
     /// because one of its ports was taken meanwhile starts the whole cluster again on other
     /// ports, three tries in all.
     pub fn start(options: NatsOptions) -> Result<Self, ClusterError> {
-        let mut tries = 1;
-        let mut options = options;
-        loop {
-            let again = options.clone();
-            match Self::start_once(options) {
-                Err(e) if e.is_port_taken() && tries < crate::PORT_TRIES => {
-                    tries += 1;
-                    // The failed attempt's nodes are stopped (dropped); its JetStream state
-                    // would name peers that never formed a cluster.
-                    let _ = std::fs::remove_dir_all(again.dir.join("nats"));
-                    options = again;
-                }
-                result => return result,
-            }
-        }
+        let nats = options.dir.join("nats");
+        crate::on_free_ports(
+            options,
+            Self::start_once,
+            // The failed attempt's JetStream state would name peers that never formed a
+            // cluster.
+            || {
+                let _ = std::fs::remove_dir_all(&nats);
+            },
+        )
     }
 
     fn start_once(options: NatsOptions) -> Result<Self, ClusterError> {
@@ -499,5 +494,43 @@ mod tests {
             log: dir.path().join("none.log"),
         };
         assert!(!missing.is_port_taken());
+
+        // A start is tried again only for a taken port, at most three times in all.
+        let (mut calls, mut cleared) = (0, 0);
+        let r = crate::on_free_ports(
+            (),
+            |()| {
+                calls += 1;
+                if calls < 3 {
+                    Err(exited("bind: address already in use"))
+                } else {
+                    Ok(calls)
+                }
+            },
+            || cleared += 1,
+        );
+        assert_eq!((r.unwrap(), cleared), (3, 2));
+        let mut calls = 0;
+        let r: Result<(), _> = crate::on_free_ports(
+            (),
+            |()| {
+                calls += 1;
+                Err(exited("bind: address already in use"))
+            },
+            || {},
+        );
+        assert!(r.unwrap_err().is_port_taken());
+        assert_eq!(calls, crate::PORT_TRIES);
+        let mut calls = 0;
+        let r: Result<(), _> = crate::on_free_ports(
+            (),
+            |()| {
+                calls += 1;
+                Err(exited("[FTL] error parsing config"))
+            },
+            || {},
+        );
+        assert!(r.is_err());
+        assert_eq!(calls, 1, "any other failure is not tried again");
     }
 }

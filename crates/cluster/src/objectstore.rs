@@ -36,17 +36,10 @@ impl ObjectStore {
     /// a new random one per start. A server that exits because one of its ports was taken
     /// meanwhile is started again on other ports, with fresh data, three tries in all.
     pub fn start(dir: &Path) -> Result<Self, ClusterError> {
-        let mut tries = 1;
-        loop {
-            match Self::start_once(dir) {
-                Err(e) if e.is_port_taken() && tries < crate::PORT_TRIES => {
-                    tries += 1;
-                    // The failed server is stopped (dropped); the next starts on fresh data.
-                    let _ = std::fs::remove_dir_all(dir.join("s3"));
-                }
-                result => return result,
-            }
-        }
+        // Each try on fresh data.
+        crate::on_free_ports(dir, Self::start_once, || {
+            let _ = std::fs::remove_dir_all(dir.join("s3"));
+        })
     }
 
     fn start_once(dir: &Path) -> Result<Self, ClusterError> {
