@@ -1,8 +1,8 @@
 //! Plate reading with the real plate reader on plates drawn here.
 #![allow(clippy::unwrap_used)]
 
-use anpr_types::{BBox, RgbFrame};
-use anpr_vision::{PlateReader, init_runtime, row_gap};
+use anpr_types::{BBox, KnownPlate, RgbFrame};
+use anpr_vision::{PlateReader, Recognizer, RecognizerConfig, init_runtime, row_gap};
 
 use crate::util;
 
@@ -82,5 +82,64 @@ fn a_slanted_plate_is_read_after_its_slant_is_measured_and_undone() {
         );
         let read = reader.read(&slanted, &bbox).unwrap();
         assert_eq!(read.text, text, "{read:?}");
+    }
+}
+
+#[test]
+fn a_plate_its_track_has_read_is_confirmed_from_one_view_and_read_in_full_when_it_differs() {
+    init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
+    let models = util::models_dir();
+    let mut rec = Recognizer::new(RecognizerConfig {
+        plate_detector: models.join("plate_detector.onnx"),
+        plate_reader: models.join("plate_reader.onnx"),
+        vehicle_detector: None,
+        vehicle_types: None,
+        vehicle_type_confidence: 0.5,
+        intra_threads: 1,
+        plate_confidence: 0.35,
+        plate_candidate_confidence: 0.05,
+        vehicle_confidence: 0.35,
+        vehicle_class_confidence: 0.5,
+        heavy_vehicle_class_confidence: 0.65,
+        grammar: anpr_vision::GrammarMode::Kz,
+        round_glyph: anpr_vision::RoundGlyph::ByPlate,
+        concurrent: false,
+        second_look: anpr_vision::SecondLook::Off,
+        execution_provider: anpr_vision::ExecutionProvider::Cpu,
+    })
+    .unwrap();
+    let (plate, [px, py, ..]) = anpr_scene::one_row_plate("123ABC02", 200).unwrap();
+    let mut img = image::RgbImage::from_pixel(640, 360, image::Rgb([90, 95, 100]));
+    image::imageops::overlay(&mut img, &plate, 220, 150);
+    let image = frame(img);
+    let first = rec.process_known(&image, false, &[]).unwrap();
+    assert_eq!(first.plates.len(), 1, "{:?}", first.plates);
+    let read = &first.plates[0];
+    assert_eq!(read.text, "123ABC02", "{read:?}");
+    assert!(
+        (read.bbox.x - (220 + px) as f32).abs() < 20.0
+            && (read.bbox.y - (150 + py) as f32).abs() < 20.0
+    );
+    assert_eq!(first.timings.confirmed_reads, 0, "nothing known yet");
+    let known = |text: &str, dx: f32| KnownPlate {
+        bbox: BBox {
+            x: read.bbox.x + dx,
+            ..read.bbox
+        },
+        text: text.into(),
+    };
+    // Expected a little off where it is found: the one view reads the known text.
+    let again = rec
+        .process_known(&image, false, &[known("123ABC02", read.bbox.w * 0.2)])
+        .unwrap();
+    assert_eq!(again.timings.confirmed_reads, 1);
+    assert_eq!(again.plates[0].text, "123ABC02");
+    assert_eq!(again.plate_views[0], "line");
+    // Known as another text, or expected elsewhere: read from every view, as with nothing
+    // known, and reported as read.
+    for other in [known("123ABC03", 0.0), known("123ABC02", read.bbox.w * 2.0)] {
+        let full = rec.process_known(&image, false, &[other]).unwrap();
+        assert_eq!(full.timings.confirmed_reads, 0);
+        assert_eq!(full.plates[0].text, "123ABC02");
     }
 }

@@ -158,6 +158,14 @@ pub struct Models {
     /// vehicle has a plate that is not small or was read surely costs nothing more.
     #[serde(default)]
     pub second_look: SecondLook,
+    /// A plate its vehicle's track has read as one text in this many frames (that text holding
+    /// most of the track's vote) is read in later frames from the reader's first view only
+    /// when that view reads the same text; when it reads anything else, from every view as
+    /// before. Default 3; 0 reads every plate from every view in every frame. It changes what
+    /// the reader spends on plates read again and again as they cross the picture, not the
+    /// first readings of a plate (still photos are read as before).
+    #[serde(default = "default_known_plate_reads")]
+    pub known_plate_reads: u32,
     /// Run the vehicle detector on one recognised frame in this many (1 = every one, at most
     /// 10), and on every frame while a passage has no vehicle of a known type yet; a passage
     /// takes the most confident vehicle seen over its frames.
@@ -204,6 +212,9 @@ impl ModelPins {
 }
 
 fn default_vehicle_every() -> u32 {
+    3
+}
+fn default_known_plate_reads() -> u32 {
     3
 }
 fn default_parallel_frames() -> u32 {
@@ -291,6 +302,12 @@ impl Models {
             return Err(c.invalid(
                 "models.parallel_frames",
                 "must be between 1 and 4 (frames of one camera recognised at the same time; more than the cores only adds memory)",
+            ));
+        }
+        if self.known_plate_reads > 100 {
+            return Err(c.invalid(
+                "models.known_plate_reads",
+                "must be between 0 (every plate read from every view) and 100",
             ));
         }
         if self.intra_threads == 0 || self.intra_threads > 64 {

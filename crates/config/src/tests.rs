@@ -645,3 +645,21 @@ fn parallel_frames_default_to_one_and_stay_between_one_and_four() {
         assert!(msg.contains("between 1 and 4"), "{msg}");
     }
 }
+
+#[test]
+fn known_plates_are_confirmed_after_three_alike_reads_unless_turned_off() {
+    let cfg = parse(GOOD, Path::new("dev.toml")).unwrap();
+    assert_eq!(cfg.models.known_plate_reads, 3);
+    let off = GOOD.replace("[models]", "[models]\nknown_plate_reads = 0");
+    assert_eq!(
+        parse(&off, Path::new("dev.toml"))
+            .unwrap()
+            .models
+            .known_plate_reads,
+        0
+    );
+    let text = GOOD.replace("[models]", "[models]\nknown_plate_reads = 1000");
+    let msg = parse(&text, Path::new("dev.toml")).unwrap_err().to_string();
+    assert!(msg.contains("models.known_plate_reads"), "{msg}");
+    assert!(msg.contains("between 0"), "{msg}");
+}

@@ -30,6 +30,9 @@ pub struct DeviceCounters {
     /// Stream time of the latest frame handled, milliseconds (the longest over cameras).
     pub stream_ms: AtomicU64,
     pub plate_reads: AtomicU64,
+    /// Of the plate reads, those confirmed from the reader's first view as the text their
+    /// track had read before (`[models] known_plate_reads`).
+    pub plates_confirmed: AtomicU64,
     pub vehicles: AtomicU64,
     /// Events recorded: passages and violations.
     pub events: AtomicU64,
@@ -69,6 +72,8 @@ pub struct Summary {
     /// Stream time covered (the latest frame's timestamp), seconds.
     pub stream_s: f64,
     pub plate_reads: u64,
+    /// Of which confirmed from one view as their track's known text.
+    pub plates_confirmed: u64,
     pub vehicles: u64,
     /// Events recorded: passages and violations.
     pub events: u64,
@@ -471,6 +476,7 @@ pub async fn run(cfg: Config, opts: RunOptions) -> Result<Summary> {
         frames_skipped: c.frames_skipped.load(Ordering::Relaxed),
         stream_s: c.stream_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         plate_reads: c.plate_reads.load(Ordering::Relaxed),
+        plates_confirmed: c.plates_confirmed.load(Ordering::Relaxed),
         vehicles: c.vehicles.load(Ordering::Relaxed),
         events: stats.last_seq - initial.last_seq,
         violations: c.violations.load(Ordering::Relaxed),

@@ -174,6 +174,12 @@ impl Collector for View {
         )?;
         counter(
             e,
+            "anpr_plates_confirmed",
+            "Of the plates read, those confirmed from the reader's first view as the text their vehicle's track had read before (models.known_plate_reads), this run.",
+            dev.plates_confirmed,
+        )?;
+        counter(
+            e,
             "anpr_events_recorded",
             "Events (passages and violations) recorded into the queue, this run.",
             dev.events,

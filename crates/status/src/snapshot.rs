@@ -72,6 +72,8 @@ pub struct DeviceFigures {
     pub frames_recognised: u64,
     pub frames_skipped: u64,
     pub plate_reads: u64,
+    /// Of which confirmed from one view as their track's known text.
+    pub plates_confirmed: u64,
     pub events: u64,
     pub violations: u64,
     pub recognition_restarts: u64,
@@ -158,6 +160,7 @@ impl Snapshot {
                 frames_recognised: load(&d.frames),
                 frames_skipped: load(&d.frames_skipped),
                 plate_reads: load(&d.plate_reads),
+                plates_confirmed: load(&d.plates_confirmed),
                 events: load(&d.events),
                 violations: load(&d.violations),
                 recognition_restarts: load(&d.recognition_restarts),

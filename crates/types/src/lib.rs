@@ -119,6 +119,17 @@ pub struct VehicleDetection {
     pub bbox: BBox,
 }
 
+/// A plate a vehicle's track has already read the same way in several frames, where the
+/// tracker expects it in the next frame: the recognizer confirms such a plate from one view
+/// before it reads it from every view (`anpr_vision::Recognizer::process_known`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownPlate {
+    /// Where the plate is expected, in the frame's pixels.
+    pub bbox: BBox,
+    /// The text the track has read, as reported (`PlateRead::text`).
+    pub text: String,
+}
+
 /// A plate found and read in one frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlateRead {

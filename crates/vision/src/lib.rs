@@ -21,6 +21,12 @@
 //! small one) are looked at again by the plate detector at a higher resolution
 //! ([`plate_detector::second_look`]). [`grammar`] reads country, type and region from a plate
 //! text.
+//!
+//! A recognizer keeps nothing from one frame to the next. On video, the caller may pass the
+//! plates its tracker has already read alike in earlier frames ([`KnownPlate`],
+//! [`Recognizer::process_known`]): a plate found where one is expected is read from the
+//! reader's first view only when that view reads the known text, and from every view when it
+//! reads anything else, so what a frame reports is always what was read in it.
 
 pub mod grammar;
 pub mod integrity;
@@ -33,7 +39,7 @@ pub mod vehicle_types;
 pub mod yolo;
 
 pub use grammar::{FormatAutomaton, GrammarMode, PlateInfo, RoundGlyph, interpret};
-pub use plate_detector::SecondLook;
+pub use plate_detector::{KNOWN_OVERLAP, SecondLook};
 pub use plate_reader::{
     CtcDecoded, FormatFit, PlateReader, SymbolMap, ctc_format_decode, ctc_greedy_decode,
     looks_like_a_plate, row_gap, skew,
@@ -46,7 +52,7 @@ pub use yolo::{Detection, Letterbox, YoloDetector, letterbox, letterbox_rect, nm
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anpr_types::{PlateRead, RgbFrame, VehicleClass, VehicleDetection};
+use anpr_types::{KnownPlate, PlateRead, RgbFrame, VehicleClass, VehicleDetection};
 
 /// Errors of the recognition stage.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +174,9 @@ pub struct Timings {
     pub second_look_ms: f64,
     /// Vehicle crops the plate detector looked at again.
     pub second_looks: usize,
+    /// Plates read from one view only, that view reading the text their track had read
+    /// before ([`Recognizer::process_known`]).
+    pub confirmed_reads: usize,
 }
 
 /// What one frame showed.
@@ -304,6 +313,22 @@ impl Recognizer {
         frame: &RgbFrame,
         vehicles: bool,
     ) -> Result<FrameResult, VisionError> {
+        self.process_known(frame, vehicles, &[])
+    }
+
+    /// As [`Recognizer::process_with`], with the plates a tracker has already read alike in
+    /// earlier frames (`known`, where it expects them). A plate box the detector finds over a
+    /// known plate's box (IoU at least [`KNOWN_OVERLAP`]) is read from the reader's first view
+    /// only ([`PlateReader::read_quick`]) when that view reads the known text; when it reads
+    /// anything else, the box is read from every view as any other. The text a frame reports
+    /// is always what the reader read in that frame; what is saved is the further views of a
+    /// plate read again and again as it crosses the picture.
+    pub fn process_known(
+        &mut self,
+        frame: &RgbFrame,
+        vehicles: bool,
+        known: &[KnownPlate],
+    ) -> Result<FrameResult, VisionError> {
         if frame.width < 8
             || frame.height < 8
             || frame.data.len() != (frame.width * frame.height * 3) as usize
@@ -330,6 +355,7 @@ impl Recognizer {
                     reader,
                     frame,
                     cfg,
+                    known,
                     &mut timings,
                     &mut plate_views,
                 );
@@ -348,6 +374,7 @@ impl Recognizer {
                     reader,
                     frame,
                     cfg,
+                    known,
                     &mut timings,
                     &mut plate_views,
                 ),

@@ -57,7 +57,10 @@ fn print_summary(s: &anpr_pipeline::Summary) {
         s.stream_s,
         s.stream_s / s.elapsed.as_secs_f64().max(1e-9)
     );
-    println!("  plate reads        {} (per frame)", s.plate_reads);
+    println!(
+        "  plate reads        {} (per frame; {} confirmed from one view as their vehicle's known plate)",
+        s.plate_reads, s.plates_confirmed
+    );
     println!("  vehicles detected  {} (per frame)", s.vehicles);
     println!(
         "  events recorded    {} ({} passages, {} violations)",

@@ -140,7 +140,9 @@ impl<'a> Road<'a> {
 
     /// Counts a frame from the camera and, when the frame gate wants it, makes it a job for
     /// the recognizer: with the vehicle detector while a passage still lacks a vehicle of a
-    /// known type, and on one recognised frame in `vehicle_every` besides.
+    /// known type, and on one recognised frame in `vehicle_every` besides; with the plates
+    /// the tracker has read alike in `known_plate_reads` frames, for the recognizer to
+    /// confirm from one view.
     fn admit(&mut self, frame: Frame) -> Option<Job> {
         let counters = self.shared.counters.as_ref();
         if let Some(decoded) = self.status.take_decoded(frame.captured_at) {
@@ -160,9 +162,13 @@ impl<'a> Road<'a> {
                 .tracker
                 .needs_vehicle(self.shared.cfg.models.vehicle_class_confidence);
         self.recognised += 1;
+        let known = self
+            .tracker
+            .known_plates(frame.index, self.shared.cfg.models.known_plate_reads);
         Some(Job {
             frame,
             want_vehicles,
+            known,
         })
     }
 
@@ -173,6 +179,7 @@ impl<'a> Road<'a> {
         let Job {
             frame,
             want_vehicles,
+            ..
         } = job;
         let (id, counters) = (self.id, self.shared.counters.as_ref());
         let result = match result {
@@ -196,6 +203,9 @@ impl<'a> Road<'a> {
             result.plates.iter().filter(|p| !p.text.is_empty()).count() as u64,
             Ordering::Relaxed,
         );
+        counters
+            .plates_confirmed
+            .fetch_add(result.timings.confirmed_reads as u64, Ordering::Relaxed);
         counters
             .vehicles
             .fetch_add(result.vehicles.len() as u64, Ordering::Relaxed);

@@ -10,6 +10,7 @@ use std::thread::Scope;
 use std::time::{Duration, Instant};
 
 use anpr_ingest::Frame;
+use anpr_types::KnownPlate;
 use anpr_vision::{FrameResult, Recognizer, VisionError};
 use anyhow::{Result, anyhow};
 
@@ -18,6 +19,8 @@ pub(super) struct Job {
     pub frame: Frame,
     /// Whether the vehicle detector runs on this frame.
     pub want_vehicles: bool,
+    /// Plates the tracker has read alike before, where it expects them in this frame.
+    pub known: Vec<KnownPlate>,
 }
 
 /// A recognised frame: its job back, the result and how long the recognizer took.
@@ -29,7 +32,7 @@ pub(super) struct Done {
 
 fn recognise(rec: &mut Recognizer, job: Job) -> Done {
     let t = Instant::now();
-    let result = rec.process_with(&job.frame.image, job.want_vehicles);
+    let result = rec.process_known(&job.frame.image, job.want_vehicles, &job.known);
     Done {
         job,
         result,

@@ -15,6 +15,10 @@
 //!   was never confirmed ends silently.
 //! - Two plates read in the same frame never join the same track, and a track takes at most
 //!   one plate per frame.
+//! - [`VehicleTracker::known_plates`] names the plates open tracks have read as one text in
+//!   enough frames, where each is expected next, so that recognition can confirm them from one
+//!   view of the reader instead of reading them from every view again. It only reads the
+//!   tracker's state; what the tracker decides depends on the readings it is given, not on it.
 //! - Memory is bounded: each open track holds at most `max_texts` distinct texts and
 //!   [`FRAMES_PER_TRACK`] frames, and at most [`MAX_TRACKS`] tracks are open (a detection that
 //!   would open one more is ignored). See [`VehicleTracker::footprint`].
@@ -112,7 +116,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use anpr_types::{
-    BBox, PlateRead, PlateStatus, RgbFrame, TrackInfo, VehicleClass, VehicleDetection,
+    BBox, KnownPlate, PlateRead, PlateStatus, RgbFrame, TrackInfo, VehicleClass, VehicleDetection,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -473,6 +477,18 @@ impl VehicleTracker {
     #[must_use]
     pub fn needs_vehicle(&self, least: f32) -> bool {
         self.tracks.iter().any(|t| t.lacks_vehicle(least))
+    }
+
+    /// The plates open tracks have read as one text in at least `min_reads` frames (that text
+    /// holding most of the track's vote), each where its own motion puts it at frame `frame`:
+    /// what the recognizer may confirm from one view rather than read from every view
+    /// (`[models] known_plate_reads`). None while `min_reads` is 0.
+    #[must_use]
+    pub fn known_plates(&self, frame: u64, min_reads: u32) -> Vec<KnownPlate> {
+        self.tracks
+            .iter()
+            .filter_map(|t| t.known_plate(frame, min_reads))
+            .collect()
     }
 
     /// Vehicles in view as of the last frame: tracks matched in it, and confirmed tracks

@@ -652,3 +652,44 @@ fn the_vote_holds_a_bounded_number_of_texts_and_frames() {
     let out = t.flush();
     assert_eq!(out[0].text, "123ABC01");
 }
+
+#[test]
+fn a_plate_read_alike_in_enough_frames_is_known_where_its_motion_puts_it_next() {
+    let mut t = tracker(Scene::default());
+    let step = |t: &mut VehicleTracker, i: u64, text: &str| {
+        let v = [moving(i, 500.0, 100.0, 10.0)];
+        let p = [plate_on(text, &v[0], 0.9)];
+        t.step(
+            &FrameObservation::new(i, at(i), SIZE)
+                .with_vehicles(&v)
+                .with_plates(&p),
+        );
+    };
+    step(&mut t, 0, "ABC123");
+    step(&mut t, 1, "ABC123");
+    assert!(t.known_plates(2, 3).is_empty(), "two reads are not three");
+    step(&mut t, 2, "ABC123");
+    let known = t.known_plates(5, 3);
+    assert_eq!(known.len(), 1);
+    assert_eq!(known[0].text, "ABC123");
+    // Moving 10 px a frame: expected three frames on from where it was last seen.
+    let expected = plate_on("", &moving(5, 500.0, 100.0, 10.0), 0.0).bbox;
+    assert!(known[0].bbox.iou(&expected) > 0.9, "{:?}", known[0].bbox);
+    assert!(t.known_plates(5, 0).is_empty(), "0 turns it off");
+    assert!(t.known_plates(3, 4).is_empty());
+    // Other texts with more weight than it between them: no longer known.
+    for i in 3..7 {
+        step(&mut t, i, if i % 2 == 0 { "ABC128" } else { "A8C123" });
+    }
+    assert!(
+        t.known_plates(7, 3).is_empty(),
+        "the track's reads disagree"
+    );
+    // Not seen for longer than its plate is remembered: not known.
+    let mut t = tracker(Scene::default());
+    for i in 0..3 {
+        step(&mut t, i, "ABC123");
+    }
+    assert_eq!(t.known_plates(2 + track::PLATE_MEMORY, 3).len(), 1);
+    assert!(t.known_plates(3 + track::PLATE_MEMORY, 3).is_empty());
+}

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use anpr_types::{BBox, PlateRead, PlateStatus, RgbFrame, VehicleClass, VehicleDetection};
+use anpr_types::{
+    BBox, KnownPlate, PlateRead, PlateStatus, RgbFrame, VehicleClass, VehicleDetection,
+};
 
 use super::motion::{Edges, Motion};
 use super::{Moment, PlateShot, TrackId, VehiclePassage, VehicleShot, VehicleTrackerConfig};
@@ -222,6 +224,22 @@ impl Track {
     /// The leading text, if any read reached `min_chars`.
     pub(super) fn text(&self) -> Option<&str> {
         self.votes.leader().map(|v| v.text.as_str())
+    }
+
+    /// The plate this track has read as one text in at least `min_reads` frames, that text
+    /// holding more than half the weight of every read voted, with where the plate is expected
+    /// at `frame` by its own motion (seen within [`PLATE_MEMORY`] frames, its motion known).
+    pub(super) fn known_plate(&self, frame: u64, min_reads: u32) -> Option<KnownPlate> {
+        let leader = self.votes.leader()?;
+        if min_reads == 0 || leader.reads < min_reads || leader.weight <= self.votes.total / 2.0 {
+            return None;
+        }
+        let m = self.plate_motion.as_ref()?;
+        let (_, last) = self.plate_span?;
+        (m.has_velocity() && frame.saturating_sub(last) <= PLATE_MEMORY).then(|| KnownPlate {
+            bbox: m.predict(frame),
+            text: leader.text.clone(),
+        })
     }
 
     /// Whether no known-class detection with at least `least` confidence was seen.

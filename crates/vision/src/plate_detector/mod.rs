@@ -17,7 +17,7 @@ pub use second_look::SecondLook;
 
 use std::time::Instant;
 
-use anpr_types::{PlateRead, RgbFrame, VehicleDetection};
+use anpr_types::{KnownPlate, PlateRead, RgbFrame, VehicleDetection};
 
 use crate::grammar::{
     GrammarMode, NORTH_AMERICAN_ASPECT, RoundGlyph, final_round_glyph, north_american_zeros,
@@ -43,6 +43,7 @@ pub(crate) fn find_plates(
     reader: &mut PlateReader,
     frame: &RgbFrame,
     cfg: &RecognizerConfig,
+    known: &[KnownPlate],
     timings: &mut Timings,
     views: &mut Vec<String>,
 ) -> Result<Vec<PlateRead>, VisionError> {
@@ -51,9 +52,33 @@ pub(crate) fn find_plates(
     timings.plate_detect_ms = ms(t);
     let t = Instant::now();
     let mut plates = Vec::with_capacity(found.len());
-    read_found(reader, frame, cfg, found, &mut plates, views)?;
+    timings.confirmed_reads += read_found(reader, frame, cfg, found, known, &mut plates, views)?;
     timings.plate_read_ms = ms(t);
     Ok(plates)
+}
+
+/// Overlap (IoU) of a sure box with the box where a known plate is expected from which it is
+/// taken for that plate ([`Recognizer::process_known`](crate::Recognizer::process_known)). A
+/// plate predicted a few frames ahead is seldom exactly where it is found; a box that overlaps
+/// less is read from every view, which costs time, never a reading.
+pub const KNOWN_OVERLAP: f32 = 0.3;
+
+/// Reads sure box `d`: from the first view only when that view reads the text of a known
+/// plate expected there (the second value true), else from every view.
+fn read_sure(
+    reader: &mut PlateReader,
+    frame: &RgbFrame,
+    cfg: &RecognizerConfig,
+    d: &Detection,
+    known: &[KnownPlate],
+) -> Result<(crate::CtcDecoded, bool), VisionError> {
+    if let Some(k) = known.iter().find(|k| k.bbox.iou(&d.bbox) >= KNOWN_OVERLAP) {
+        let quick = reader.read_quick(frame, &d.bbox)?;
+        if !quick.text.is_empty() && plate_read(quick.clone(), d, cfg).text == k.text {
+            return Ok((quick, true));
+        }
+    }
+    Ok((reader.read(frame, &d.bbox)?, false))
 }
 
 /// The least detector score a box needs to be considered at all.
@@ -62,21 +87,25 @@ fn least_score(cfg: &RecognizerConfig) -> f32 {
 }
 
 /// Reads the boxes `found` (surest first) and adds those that are plates to `plates`: every
-/// sure box, and up to [`MAX_WEAK`] weak ones that overlap no plate and read like a plate;
-/// the view each was read from goes into `views`.
+/// sure box (one over a plate of `known` first from one view, [`read_sure`]), and up to
+/// [`MAX_WEAK`] weak ones that overlap no plate and read like a plate; the view each was read
+/// from goes into `views`. Returns how many sure boxes one view confirmed as known plates.
 fn read_found(
     reader: &mut PlateReader,
     frame: &RgbFrame,
     cfg: &RecognizerConfig,
     found: Vec<Detection>,
+    known: &[KnownPlate],
     plates: &mut Vec<PlateRead>,
     views: &mut Vec<String>,
-) -> Result<(), VisionError> {
+) -> Result<usize, VisionError> {
     let mut weak_left = MAX_WEAK;
+    let mut confirmed = 0;
     // Boxes come surest first: once one is weak, the rest are too.
     for d in found {
         if d.score >= cfg.plate_confidence {
-            let read = reader.read(frame, &d.bbox)?;
+            let (read, known) = read_sure(reader, frame, cfg, &d, known)?;
+            confirmed += usize::from(known);
             views.push(read.view.clone());
             plates.push(plate_read(read, &d, cfg));
             continue;
@@ -104,7 +133,7 @@ fn read_found(
             plates.push(plate_read(read, &d, cfg));
         }
     }
-    Ok(())
+    Ok(confirmed)
 }
 
 /// Whether a reading of a weak box is a plate of the regional grammar's formats exactly as the
@@ -243,7 +272,9 @@ pub(crate) fn look_again(
             None => fresh.push(d),
         }
     }
-    read_found(reader, frame, cfg, fresh, plates, views)?;
+    // Plates the first pass did not find are read from every view: a known plate missed
+    // there is a small or hard one.
+    read_found(reader, frame, cfg, fresh, &[], plates, views)?;
     let read_ms = ms(t);
     timings.plate_detect_ms += detect_ms;
     timings.plate_read_ms += read_ms;
