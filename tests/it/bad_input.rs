@@ -7,36 +7,14 @@ use std::time::Duration;
 use anpr_scene::clip::{manifest, manifest_with, save_frame_png, write_clip_with};
 use anpr_store::Store;
 use anpr_testkit::{BrokerOptions, BrokerPki, Mosquitto, free_port};
-use anpr_vision::{Recognizer, RecognizerConfig, VisionError, init_runtime};
+use anpr_vision::{Recognizer, VisionError, init_runtime};
 
 use crate::util;
-
-fn recognizer_config(plate_detector: std::path::PathBuf) -> RecognizerConfig {
-    let models = util::models_dir();
-    RecognizerConfig {
-        plate_detector,
-        plate_reader: models.join("plate_reader.onnx"),
-        vehicle_detector: None,
-        vehicle_types: None,
-        vehicle_type_confidence: 0.5,
-        intra_threads: 1,
-        plate_confidence: 0.35,
-        plate_candidate_confidence: 0.05,
-        vehicle_confidence: 0.35,
-        vehicle_class_confidence: 0.5,
-        heavy_vehicle_class_confidence: 0.65,
-        grammar: anpr_vision::GrammarMode::Generic,
-        round_glyph: anpr_vision::RoundGlyph::ByPlate,
-        concurrent: true,
-        second_look: anpr_vision::SecondLook::Missing,
-        execution_provider: anpr_vision::ExecutionProvider::Cpu,
-    }
-}
 
 #[test]
 fn a_missing_model_file_is_an_error_naming_the_file_and_the_fix() {
     init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
-    let err = Recognizer::new(recognizer_config("/nonexistent/plates.onnx".into()))
+    let err = Recognizer::new(util::recognizer_config("/nonexistent/plates.onnx".into()))
         .err()
         .unwrap();
     assert!(matches!(err, VisionError::ModelMissing { .. }), "{err}");
@@ -53,7 +31,7 @@ fn a_corrupt_model_file_is_an_error_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("plates.onnx");
     std::fs::write(&bad, b"this is not an ONNX model").unwrap();
-    let err = Recognizer::new(recognizer_config(bad.clone()))
+    let err = Recognizer::new(util::recognizer_config(bad.clone()))
         .err()
         .unwrap();
     assert!(matches!(err, VisionError::ModelLoad { .. }), "{err}");
@@ -64,7 +42,7 @@ fn a_corrupt_model_file_is_an_error_not_a_crash() {
 fn a_model_with_the_wrong_input_shape_is_rejected_with_what_was_expected() {
     init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
     // The plate reader is a valid ONNX model, but not a square-input detector.
-    let err = Recognizer::new(recognizer_config(
+    let err = Recognizer::new(util::recognizer_config(
         util::models_dir().join("plate_reader.onnx"),
     ))
     .err()
@@ -80,7 +58,7 @@ fn a_model_with_the_wrong_input_shape_is_rejected_with_what_was_expected() {
 fn a_wrong_or_missing_type_classifier_is_refused_or_left_out_by_name() {
     init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
     let models = util::models_dir();
-    let mut cfg = recognizer_config(models.join("plate_detector.onnx"));
+    let mut cfg = util::recognizer_config(models.join("plate_detector.onnx"));
     cfg.vehicle_detector = Some(models.join("vehicle_detector.onnx"));
     cfg.vehicle_types = Some(models.join("plate_detector.onnx"));
     let err = Recognizer::new(cfg.clone()).err().unwrap();

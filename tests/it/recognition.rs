@@ -90,22 +90,10 @@ fn a_plate_its_track_has_read_is_confirmed_from_one_view_and_read_in_full_when_i
     init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
     let models = util::models_dir();
     let mut rec = Recognizer::new(RecognizerConfig {
-        plate_detector: models.join("plate_detector.onnx"),
-        plate_reader: models.join("plate_reader.onnx"),
-        vehicle_detector: None,
-        vehicle_types: None,
-        vehicle_type_confidence: 0.5,
-        intra_threads: 1,
-        plate_confidence: 0.35,
-        plate_candidate_confidence: 0.05,
-        vehicle_confidence: 0.35,
-        vehicle_class_confidence: 0.5,
-        heavy_vehicle_class_confidence: 0.65,
         grammar: anpr_vision::GrammarMode::Kz,
-        round_glyph: anpr_vision::RoundGlyph::ByPlate,
         concurrent: false,
         second_look: anpr_vision::SecondLook::Off,
-        execution_provider: anpr_vision::ExecutionProvider::Cpu,
+        ..util::recognizer_config(models.join("plate_detector.onnx"))
     })
     .unwrap();
     let (plate, [px, py, ..]) = anpr_scene::one_row_plate("123ABC02", 200).unwrap();
@@ -134,12 +122,84 @@ fn a_plate_its_track_has_read_is_confirmed_from_one_view_and_read_in_full_when_i
         .unwrap();
     assert_eq!(again.timings.confirmed_reads, 1);
     assert_eq!(again.plates[0].text, "123ABC02");
-    assert_eq!(again.plate_views[0], "line");
+    assert_eq!(again.plate_views[0], "line known");
+    // Two plates expected there (two tracks): the one whose text the view reads.
+    let both = rec
+        .process_known(
+            &image,
+            false,
+            &[known("777KZA02", 0.0), known("123ABC02", 0.0)],
+        )
+        .unwrap();
+    assert_eq!(both.plate_views[0], "line known");
     // Known as another text, or expected elsewhere: read from every view, as with nothing
     // known, and reported as read.
     for other in [known("123ABC03", 0.0), known("123ABC02", read.bbox.w * 2.0)] {
         let full = rec.process_known(&image, false, &[other]).unwrap();
         assert_eq!(full.timings.confirmed_reads, 0);
         assert_eq!(full.plates[0].text, "123ABC02");
+        assert_eq!(full.plate_views, first.plate_views);
     }
+}
+
+#[test]
+fn a_box_read_in_full_after_its_quick_reading_reads_as_if_read_in_full_at_once() {
+    init_runtime(&util::models_dir().join("libonnxruntime.so")).unwrap();
+    let mut reader = PlateReader::load(&util::models_dir().join("plate_reader.onnx"), 1).unwrap();
+    // A drawn plate at a third of `width`, its contrast scaled by `contrast` and blurred by
+    // `blur`: small, washed-out and soft plates read unsurely from the first view.
+    let worn = |text: &str, width: u32, contrast: f32, blur: f32| {
+        let (img, [x, y, w, h]) = anpr_scene::one_row_plate(text, width).unwrap();
+        let mut small = image::imageops::resize(
+            &img,
+            img.width() / 3,
+            img.height() / 3,
+            image::imageops::FilterType::Triangle,
+        );
+        if blur > 0.0 {
+            small = image::imageops::blur(&small, blur);
+        }
+        for p in small.pixels_mut() {
+            for c in &mut p.0 {
+                *c = (128.0 + (f32::from(*c) - 128.0) * contrast) as u8;
+            }
+        }
+        (small, [x / 3, y / 3, w / 3, h / 3])
+    };
+    let plates = [
+        worn("123ABC01", 780, 1.0, 0.0),
+        worn("505AB17", 270, 0.3, 0.0),
+        worn("248EKM09", 210, 1.0, 1.5),
+        anpr_scene::two_row_plate("1234", "AB77", 200).unwrap(),
+    ];
+    let mut further = 0;
+    for mode in [
+        anpr_vision::GrammarMode::Generic,
+        anpr_vision::GrammarMode::Kz,
+    ] {
+        reader.set_grammar(mode);
+        for (img, [x, y, w, h]) in &plates {
+            let plate = frame(img.clone());
+            let bbox = BBox {
+                x: *x as f32,
+                y: *y as f32,
+                w: *w as f32,
+                h: *h as f32,
+            };
+            let whole = reader.read(&plate, &bbox).unwrap();
+            let quick = reader.read_quick(&plate, &bbox).unwrap();
+            further += usize::from(
+                quick
+                    .char_confidences
+                    .iter()
+                    .any(|&c| c < anpr_vision::plate_reader::SURE),
+            );
+            let after = reader.read_after(&plate, &bbox, quick).unwrap();
+            assert_eq!(after, whole, "{mode:?}");
+        }
+    }
+    assert!(
+        further > 0,
+        "no plate read unsurely from its first view: the further views are not exercised"
+    );
 }

@@ -36,6 +36,30 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
+/// A recognizer of the installed models with the plate detector `plate_detector`, no vehicle
+/// detector, generic mode and the default thresholds.
+pub fn recognizer_config(plate_detector: PathBuf) -> anpr_vision::RecognizerConfig {
+    let models = models_dir();
+    anpr_vision::RecognizerConfig {
+        plate_detector,
+        plate_reader: models.join("plate_reader.onnx"),
+        vehicle_detector: None,
+        vehicle_types: None,
+        vehicle_type_confidence: 0.5,
+        intra_threads: 1,
+        plate_confidence: 0.35,
+        plate_candidate_confidence: 0.05,
+        vehicle_confidence: 0.35,
+        vehicle_class_confidence: 0.5,
+        heavy_vehicle_class_confidence: 0.65,
+        grammar: anpr_vision::GrammarMode::Generic,
+        round_glyph: anpr_vision::RoundGlyph::ByPlate,
+        concurrent: true,
+        second_look: anpr_vision::SecondLook::Missing,
+        execution_provider: anpr_vision::ExecutionProvider::Cpu,
+    }
+}
+
 /// Where a test device's uplink goes, as its config's `[uplink]` lines say it.
 pub trait Link {
     /// `broker = ...` and the lines that go with it, for device `inventory`.

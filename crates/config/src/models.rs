@@ -159,11 +159,13 @@ pub struct Models {
     #[serde(default)]
     pub second_look: SecondLook,
     /// A plate its vehicle's track has read as one text in this many frames (that text holding
-    /// most of the track's vote) is read in later frames from the reader's first view only
-    /// when that view reads the same text; when it reads anything else, from every view as
-    /// before. Default 3; 0 reads every plate from every view in every frame. It changes what
-    /// the reader spends on plates read again and again as they cross the picture, not the
-    /// first readings of a plate (still photos are read as before).
+    /// more than half of the track's vote) is taken in later frames from the reader's first
+    /// view (its two rows when squarish) when that view reads the same text, neither doubtful
+    /// nor outside the formats; when it reads anything else, it is read from every view as
+    /// before. Default 3; 0 reads every plate from every view in every frame. It saves the
+    /// reader's further views of plates read again and again as they cross the picture; a
+    /// known text read from the first view is then no longer weighed against them. The first
+    /// readings of a plate, and still photos, are read as before.
     #[serde(default = "default_known_plate_reads")]
     pub known_plate_reads: u32,
     /// Run the vehicle detector on one recognised frame in this many (1 = every one, at most

@@ -647,7 +647,7 @@ fn parallel_frames_default_to_one_and_stay_between_one_and_four() {
 }
 
 #[test]
-fn known_plates_are_confirmed_after_three_alike_reads_unless_turned_off() {
+fn known_plate_reads_default_to_three_and_stay_between_zero_and_a_hundred() {
     let cfg = parse(GOOD, Path::new("dev.toml")).unwrap();
     assert_eq!(cfg.models.known_plate_reads, 3);
     let off = GOOD.replace("[models]", "[models]\nknown_plate_reads = 0");

@@ -43,7 +43,8 @@ fn main() -> anyhow::Result<()> {
         let want = recognised.is_multiple_of(every)
             || tracker.needs_vehicle(cfg.models.vehicle_class_confidence);
         recognised += 1;
-        let mut r = rec.process_with(&frame.image, want)?;
+        let known = tracker.known_plates(frame.index, cfg.models.known_plate_reads);
+        let mut r = rec.process_known(&frame.image, want, &known)?;
         let vehicles = r.vehicles.clone();
         r.plates
             .retain(|p| anpr_pipeline::plausible_plate(p, &vehicles));

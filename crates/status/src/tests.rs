@@ -83,6 +83,8 @@ fn snapshot() -> Snapshot {
         cameras: vec![camera("cam1", CameraState::Live)],
         device: DeviceFigures {
             frames_recognised: 30,
+            plate_reads: 12,
+            plates_confirmed: 9,
             events: 5,
             violations: 1,
             ..DeviceFigures::default()
@@ -203,6 +205,8 @@ fn every_figure_of_a_snapshot_is_encoded_with_its_labels() {
         get(r#"anpr_stage_latency_seconds_count{camera="cam1",stage="wait"}"#),
         0.0
     );
+    assert_eq!(get("anpr_plate_reads_total"), 12.0);
+    assert_eq!(get("anpr_plates_confirmed_total"), 9.0);
     assert_eq!(get("anpr_events_recorded_total"), 5.0);
     assert_eq!(get("anpr_violations_recorded_total"), 1.0);
     assert_eq!(get("anpr_uplink_connected"), 1.0);

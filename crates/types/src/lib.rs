@@ -120,8 +120,8 @@ pub struct VehicleDetection {
 }
 
 /// A plate a vehicle's track has already read the same way in several frames, where the
-/// tracker expects it in the next frame: the recognizer confirms such a plate from one view
-/// before it reads it from every view (`anpr_vision::Recognizer::process_known`).
+/// tracker expects it in the frame it is passed with: the recognizer confirms such a plate
+/// from one view before it reads it from every view (`anpr_vision::Recognizer::process_known`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnownPlate {
     /// Where the plate is expected, in the frame's pixels.

@@ -24,9 +24,9 @@
 //!
 //! A recognizer keeps nothing from one frame to the next. On video, the caller may pass the
 //! plates its tracker has already read alike in earlier frames ([`KnownPlate`],
-//! [`Recognizer::process_known`]): a plate found where one is expected is read from the
-//! reader's first view only when that view reads the known text, and from every view when it
-//! reads anything else, so what a frame reports is always what was read in it.
+//! [`Recognizer::process_known`]): a plate found where one is expected is taken from the
+//! reader's first view when that view reads the known text surely enough, and read from every
+//! view when it reads anything else, so what a frame reports is always what was read in it.
 
 pub mod grammar;
 pub mod integrity;
@@ -174,8 +174,8 @@ pub struct Timings {
     pub second_look_ms: f64,
     /// Vehicle crops the plate detector looked at again.
     pub second_looks: usize,
-    /// Plates read from one view only, that view reading the text their track had read
-    /// before ([`Recognizer::process_known`]).
+    /// Plates taken from one view, that view reading the text their track had read before
+    /// ([`Recognizer::process_known`]).
     pub confirmed_reads: usize,
 }
 
@@ -184,7 +184,8 @@ pub struct Timings {
 pub struct FrameResult {
     pub plates: Vec<PlateRead>,
     /// The view each plate was read from, one per plate in order
-    /// ([`plate_reader::view_name`]), for reports on misreads.
+    /// ([`plate_reader::view_name`], followed by [`plate_detector::CONFIRMED`] for a plate
+    /// confirmed as a known plate), for reports on misreads.
     pub plate_views: Vec<String>,
     pub vehicles: Vec<VehicleDetection>,
     pub timings: Timings,
@@ -317,12 +318,14 @@ impl Recognizer {
     }
 
     /// As [`Recognizer::process_with`], with the plates a tracker has already read alike in
-    /// earlier frames (`known`, where it expects them). A plate box the detector finds over a
-    /// known plate's box (IoU at least [`KNOWN_OVERLAP`]) is read from the reader's first view
-    /// only ([`PlateReader::read_quick`]) when that view reads the known text; when it reads
-    /// anything else, the box is read from every view as any other. The text a frame reports
-    /// is always what the reader read in that frame; what is saved is the further views of a
-    /// plate read again and again as it crosses the picture.
+    /// earlier frames (`known`, where it expects them in this frame). A sure box of the plate
+    /// detector's first pass over a known plate's box (IoU at least [`KNOWN_OVERLAP`]) is read
+    /// from the reader's first view (or its two rows when squarish,
+    /// [`PlateReader::read_quick`]) and taken from that view alone when it reads the known
+    /// text, neither doubtful nor one no format fits; otherwise the box is read from every view
+    /// as any other. The text a frame reports is always one the reader read in that frame; a
+    /// known text read from the first view is no longer weighed against the further views,
+    /// which saves their cost on a plate read again and again as it crosses the picture.
     pub fn process_known(
         &mut self,
         frame: &RgbFrame,
@@ -396,6 +399,10 @@ impl Recognizer {
                 &mut timings,
             )?;
         }
+        timings.confirmed_reads = plate_views
+            .iter()
+            .filter(|v| v.ends_with(plate_detector::CONFIRMED))
+            .count();
         Ok(FrameResult {
             plates,
             plate_views,

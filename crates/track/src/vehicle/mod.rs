@@ -18,7 +18,8 @@
 //! - [`VehicleTracker::known_plates`] names the plates open tracks have read as one text in
 //!   enough frames, where each is expected next, so that recognition can confirm them from one
 //!   view of the reader instead of reading them from every view again. It only reads the
-//!   tracker's state; what the tracker decides depends on the readings it is given, not on it.
+//!   tracker's state; the readings it is then given favour those texts (a plate confirmed
+//!   from one view is not read from the further views that might have read it otherwise).
 //! - Memory is bounded: each open track holds at most `max_texts` distinct texts and
 //!   [`FRAMES_PER_TRACK`] frames, and at most [`MAX_TRACKS`] tracks are open (a detection that
 //!   would open one more is ignored). See [`VehicleTracker::footprint`].
@@ -480,14 +481,17 @@ impl VehicleTracker {
     }
 
     /// The plates open tracks have read as one text in at least `min_reads` frames (that text
-    /// holding most of the track's vote), each where its own motion puts it at frame `frame`:
-    /// what the recognizer may confirm from one view rather than read from every view
-    /// (`[models] known_plate_reads`). None while `min_reads` is 0.
+    /// holding more than half the track's vote), each where its own motion puts it at frame
+    /// `frame`: what the recognizer may confirm from one view rather than read from every view
+    /// (`[models] known_plate_reads`). A plate counts while it was seen within `max_gap`
+    /// frames, as long as its track may stay open: frames recognised in parallel and
+    /// `track_every` put the frame asked for several frames past the last one stepped. Empty
+    /// while `min_reads` is 0.
     #[must_use]
     pub fn known_plates(&self, frame: u64, min_reads: u32) -> Vec<KnownPlate> {
         self.tracks
             .iter()
-            .filter_map(|t| t.known_plate(frame, min_reads))
+            .filter_map(|t| t.known_plate(frame, min_reads, self.cfg.max_gap))
             .collect()
     }
 

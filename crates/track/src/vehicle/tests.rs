@@ -685,11 +685,12 @@ fn a_plate_read_alike_in_enough_frames_is_known_where_its_motion_puts_it_next() 
         t.known_plates(7, 3).is_empty(),
         "the track's reads disagree"
     );
-    // Not seen for longer than its plate is remembered: not known.
+    // Not seen for longer than its track may stay open unmatched: not known.
     let mut t = tracker(Scene::default());
     for i in 0..3 {
         step(&mut t, i, "ABC123");
     }
-    assert_eq!(t.known_plates(2 + track::PLATE_MEMORY, 3).len(), 1);
-    assert!(t.known_plates(3 + track::PLATE_MEMORY, 3).is_empty());
+    let gap = t.config().max_gap;
+    assert_eq!(t.known_plates(2 + gap, 3).len(), 1);
+    assert!(t.known_plates(3 + gap, 3).is_empty());
 }

@@ -228,15 +228,20 @@ impl Track {
 
     /// The plate this track has read as one text in at least `min_reads` frames, that text
     /// holding more than half the weight of every read voted, with where the plate is expected
-    /// at `frame` by its own motion (seen within [`PLATE_MEMORY`] frames, its motion known).
-    pub(super) fn known_plate(&self, frame: u64, min_reads: u32) -> Option<KnownPlate> {
+    /// at `frame` by its own motion (its motion known, the plate seen within `horizon` frames).
+    pub(super) fn known_plate(
+        &self,
+        frame: u64,
+        min_reads: u32,
+        horizon: u64,
+    ) -> Option<KnownPlate> {
         let leader = self.votes.leader()?;
         if min_reads == 0 || leader.reads < min_reads || leader.weight <= self.votes.total / 2.0 {
             return None;
         }
         let m = self.plate_motion.as_ref()?;
         let (_, last) = self.plate_span?;
-        (m.has_velocity() && frame.saturating_sub(last) <= PLATE_MEMORY).then(|| KnownPlate {
+        (m.has_velocity() && frame.saturating_sub(last) <= horizon).then(|| KnownPlate {
             bbox: m.predict(frame),
             text: leader.text.clone(),
         })

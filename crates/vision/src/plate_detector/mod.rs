@@ -52,33 +52,54 @@ pub(crate) fn find_plates(
     timings.plate_detect_ms = ms(t);
     let t = Instant::now();
     let mut plates = Vec::with_capacity(found.len());
-    timings.confirmed_reads += read_found(reader, frame, cfg, found, known, &mut plates, views)?;
+    read_found(reader, frame, cfg, found, known, &mut plates, views)?;
     timings.plate_read_ms = ms(t);
     Ok(plates)
 }
 
-/// Overlap (IoU) of a sure box with the box where a known plate is expected from which it is
-/// taken for that plate ([`Recognizer::process_known`](crate::Recognizer::process_known)). A
-/// plate predicted a few frames ahead is seldom exactly where it is found; a box that overlaps
-/// less is read from every view, which costs time, never a reading.
+/// Least overlap (IoU) of a sure box with a known plate's expected box for the box to be
+/// confirmed as that plate ([`Recognizer::process_known`](crate::Recognizer::process_known)).
+/// A plate predicted a few frames ahead is seldom exactly where it is found; a box that
+/// overlaps less is read from every view, which costs time, never a reading.
 pub const KNOWN_OVERLAP: f32 = 0.3;
 
-/// Reads sure box `d`: from the first view only when that view reads the text of a known
-/// plate expected there (the second value true), else from every view.
+/// What a view's name ([`crate::plate_reader::view_name`]) is followed by in
+/// [`FrameResult::plate_views`](crate::FrameResult::plate_views) for a plate confirmed from
+/// that one view as a known plate.
+pub const CONFIRMED: &str = " known";
+
+/// Reads sure box `d` into a plate record and the view it was read from. Where a plate of
+/// `known` is expected over the box, the box is first read from the reader's first view (or
+/// as two rows when squarish, [`PlateReader::read_quick`]); a reading with the text of such a
+/// plate, neither doubtful nor one no format fits, is taken as it is (its view marked
+/// [`CONFIRMED`]). Otherwise, and where no plate is known, the box is read from every view
+/// ([`PlateReader::read_after`]: the first view not read twice).
 fn read_sure(
     reader: &mut PlateReader,
     frame: &RgbFrame,
     cfg: &RecognizerConfig,
     d: &Detection,
     known: &[KnownPlate],
-) -> Result<(crate::CtcDecoded, bool), VisionError> {
-    if let Some(k) = known.iter().find(|k| k.bbox.iou(&d.bbox) >= KNOWN_OVERLAP) {
+) -> Result<(PlateRead, String), VisionError> {
+    let mut there = known
+        .iter()
+        .filter(|k| k.bbox.iou(&d.bbox) >= KNOWN_OVERLAP)
+        .peekable();
+    let mut first = None;
+    if there.peek().is_some() {
         let quick = reader.read_quick(frame, &d.bbox)?;
-        if !quick.text.is_empty() && plate_read(quick.clone(), d, cfg).text == k.text {
-            return Ok((quick, true));
+        let plate = plate_read(quick.clone(), d, cfg);
+        if !plate.text.is_empty() && !plate.low_confidence && there.any(|k| k.text == plate.text) {
+            return Ok((plate, quick.view + CONFIRMED));
         }
+        first = Some(quick);
     }
-    Ok((reader.read(frame, &d.bbox)?, false))
+    let read = match first {
+        Some(quick) => reader.read_after(frame, &d.bbox, quick)?,
+        None => reader.read(frame, &d.bbox)?,
+    };
+    let view = read.view.clone();
+    Ok((plate_read(read, d, cfg), view))
 }
 
 /// The least detector score a box needs to be considered at all.
@@ -89,7 +110,7 @@ fn least_score(cfg: &RecognizerConfig) -> f32 {
 /// Reads the boxes `found` (surest first) and adds those that are plates to `plates`: every
 /// sure box (one over a plate of `known` first from one view, [`read_sure`]), and up to
 /// [`MAX_WEAK`] weak ones that overlap no plate and read like a plate; the view each was read
-/// from goes into `views`. Returns how many sure boxes one view confirmed as known plates.
+/// from goes into `views`.
 fn read_found(
     reader: &mut PlateReader,
     frame: &RgbFrame,
@@ -98,16 +119,14 @@ fn read_found(
     known: &[KnownPlate],
     plates: &mut Vec<PlateRead>,
     views: &mut Vec<String>,
-) -> Result<usize, VisionError> {
+) -> Result<(), VisionError> {
     let mut weak_left = MAX_WEAK;
-    let mut confirmed = 0;
     // Boxes come surest first: once one is weak, the rest are too.
     for d in found {
         if d.score >= cfg.plate_confidence {
-            let (read, known) = read_sure(reader, frame, cfg, &d, known)?;
-            confirmed += usize::from(known);
-            views.push(read.view.clone());
-            plates.push(plate_read(read, &d, cfg));
+            let (plate, view) = read_sure(reader, frame, cfg, &d, known)?;
+            views.push(view);
+            plates.push(plate);
             continue;
         }
         if weak_left == 0 {
@@ -133,7 +152,7 @@ fn read_found(
             plates.push(plate_read(read, &d, cfg));
         }
     }
-    Ok(confirmed)
+    Ok(())
 }
 
 /// Whether a reading of a weak box is a plate of the regional grammar's formats exactly as the

@@ -202,13 +202,24 @@ impl PlateReader {
         if bbox.w < bbox.h * self.two_row_aspect()
             && let Some(rows) = self.read_two_rows(frame, bbox)?
         {
-            if self.formats.is_none() || (rows.fit == FormatFit::Fits && weakest(&rows) >= SURE) {
-                return Ok(rows);
-            }
-            let one = self.read_one_row(frame, bbox)?;
-            return Ok(if rank(&rows) >= rank(&one) { rows } else { one });
+            return self.rows_or_line(frame, bbox, rows);
         }
         self.read_one_row(frame, bbox)
+    }
+
+    /// The reading of a box whose two rows read as `rows`: that reading, or the one-row
+    /// reading of the box when it ranks higher ([`PlateReader::read`]).
+    fn rows_or_line(
+        &mut self,
+        frame: &RgbFrame,
+        bbox: &BBox,
+        rows: CtcDecoded,
+    ) -> Result<CtcDecoded, VisionError> {
+        if self.formats.is_none() || (rows.fit == FormatFit::Fits && weakest(&rows) >= SURE) {
+            return Ok(rows);
+        }
+        let one = self.read_one_row(frame, bbox)?;
+        Ok(if rank(&rows) >= rank(&one) { rows } else { one })
     }
 
     /// Width over height below which a box is also read as two rows: [`TWO_ROW_ASPECT`], or
@@ -232,15 +243,44 @@ impl PlateReader {
         self.read_view(frame, bbox, VIEWS[0])
     }
 
+    /// As [`PlateReader::read`], for a box [`PlateReader::read_quick`] already read as `first`:
+    /// the same reading, without reading again what `first` was read from (the two rows, or
+    /// the first of [`VIEWS`]). Any other `first` is no such reading: the box is read anew.
+    pub fn read_after(
+        &mut self,
+        frame: &RgbFrame,
+        bbox: &BBox,
+        first: CtcDecoded,
+    ) -> Result<CtcDecoded, VisionError> {
+        if read_as_rows(&first.view) {
+            return self.rows_or_line(frame, bbox, first);
+        }
+        if first.view != view_name(VIEWS[0]) {
+            return self.read(frame, bbox);
+        }
+        self.read_one_row_from(frame, bbox, Some(first))
+    }
+
     /// Reads `bbox` as one line of characters from [`VIEWS`], and deskewed when it slants.
     fn read_one_row(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
-        let straight = self.read_views(frame, bbox)?;
+        self.read_one_row_from(frame, bbox, None)
+    }
+
+    /// [`PlateReader::read_one_row`], the straight box's first view already read as `first`
+    /// when given.
+    fn read_one_row_from(
+        &mut self,
+        frame: &RgbFrame,
+        bbox: &BBox,
+        first: Option<CtcDecoded>,
+    ) -> Result<CtcDecoded, VisionError> {
+        let straight = self.read_views(frame, bbox, first)?;
         let slope = crate::skew::estimate_slope(frame, bbox);
         if slope.abs() < SKEWED {
             return Ok(straight);
         }
         let (level, plate) = crate::skew::deskew(frame, bbox, slope);
-        let mut deskewed = self.read_views(&level, &plate)?;
+        let mut deskewed = self.read_views(&level, &plate, None)?;
         deskewed.view.push_str(" deskewed");
         Ok(if rank(&deskewed) > rank(&straight) {
             deskewed
@@ -250,11 +290,17 @@ impl PlateReader {
     }
 
     /// Reads `bbox` from [`VIEWS`] (and [`WIDE_VIEW`] in a regional mode), stopping early when
-    /// one is sure.
-    fn read_views(&mut self, frame: &RgbFrame, bbox: &BBox) -> Result<CtcDecoded, VisionError> {
-        let mut best: Option<CtcDecoded> = None;
+    /// one is sure; the first view is not read again when its reading is given (`first`).
+    fn read_views(
+        &mut self,
+        frame: &RgbFrame,
+        bbox: &BBox,
+        first: Option<CtcDecoded>,
+    ) -> Result<CtcDecoded, VisionError> {
+        let skip = usize::from(first.is_some());
+        let mut best = first;
         let wide = self.formats.is_some().then_some(WIDE_VIEW);
-        for view in VIEWS.into_iter().chain(wide) {
+        for view in VIEWS.into_iter().chain(wide).skip(skip) {
             if best
                 .as_ref()
                 .is_some_and(|b| weakest(b) >= SURE && rank(b).0 == 2)
