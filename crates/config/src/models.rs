@@ -162,10 +162,11 @@ pub struct Models {
     /// more than half of the track's vote) is taken in later frames from the reader's first
     /// view (its two rows when squarish) when that view reads the same text, neither doubtful
     /// nor outside the formats; when it reads anything else, it is read from every view as
-    /// before. Default 3; 0 reads every plate from every view in every frame. It saves the
-    /// reader's further views of plates read again and again as they cross the picture; a
-    /// known text read from the first view is then no longer weighed against them. The first
-    /// readings of a plate, and still photos, are read as before.
+    /// before. Default 3 (1 acts as 2: where the plate is expected comes from its motion,
+    /// which takes two sightings); 0 reads every plate from every view in every frame. It
+    /// saves the reader's further views of plates read again and again as they cross the
+    /// picture; a known text read from the first view is then no longer weighed against them.
+    /// The first readings of a plate, and still photos, are read as before.
     #[serde(default = "default_known_plate_reads")]
     pub known_plate_reads: u32,
     /// Run the vehicle detector on one recognised frame in this many (1 = every one, at most
