@@ -108,7 +108,7 @@ fn a_plate_its_track_has_read_is_confirmed_from_one_view_and_read_in_full_when_i
         (read.bbox.x - (220 + px) as f32).abs() < 20.0
             && (read.bbox.y - (150 + py) as f32).abs() < 20.0
     );
-    assert_eq!(first.timings.confirmed_reads, 0, "nothing known yet");
+    assert_eq!(first.confirmed_reads(), 0, "nothing known yet");
     let known = |text: &str, dx: f32| KnownPlate {
         bbox: BBox {
             x: read.bbox.x + dx,
@@ -120,7 +120,7 @@ fn a_plate_its_track_has_read_is_confirmed_from_one_view_and_read_in_full_when_i
     let again = rec
         .process_known(&image, false, &[known("123ABC02", read.bbox.w * 0.2)])
         .unwrap();
-    assert_eq!(again.timings.confirmed_reads, 1);
+    assert_eq!(again.confirmed_reads(), 1);
     assert_eq!(again.plates[0].text, "123ABC02");
     assert_eq!(again.plate_views[0], "line known");
     // Two plates expected there (two tracks): the one whose text the view reads.
@@ -136,7 +136,7 @@ fn a_plate_its_track_has_read_is_confirmed_from_one_view_and_read_in_full_when_i
     // known, and reported as read.
     for other in [known("123ABC03", 0.0), known("123ABC02", read.bbox.w * 2.0)] {
         let full = rec.process_known(&image, false, &[other]).unwrap();
-        assert_eq!(full.timings.confirmed_reads, 0);
+        assert_eq!(full.confirmed_reads(), 0);
         assert_eq!(full.plates[0].text, "123ABC02");
         assert_eq!(full.plate_views, first.plate_views);
     }

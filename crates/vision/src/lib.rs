@@ -174,9 +174,6 @@ pub struct Timings {
     pub second_look_ms: f64,
     /// Vehicle crops the plate detector looked at again.
     pub second_looks: usize,
-    /// Plates taken from one view, that view reading the text their track had read before
-    /// ([`Recognizer::process_known`]).
-    pub confirmed_reads: usize,
 }
 
 /// What one frame showed.
@@ -189,6 +186,18 @@ pub struct FrameResult {
     pub plate_views: Vec<String>,
     pub vehicles: Vec<VehicleDetection>,
     pub timings: Timings,
+}
+
+impl FrameResult {
+    /// Plates taken from one view, that view reading the text their track had read before
+    /// ([`Recognizer::process_known`]): those whose view is marked [`plate_detector::CONFIRMED`].
+    #[must_use]
+    pub fn confirmed_reads(&self) -> usize {
+        self.plate_views
+            .iter()
+            .filter(|v| v.ends_with(plate_detector::CONFIRMED))
+            .count()
+    }
 }
 
 /// Plate detector, plate reader and (optionally) vehicle detector, owned by one thread.
@@ -399,10 +408,6 @@ impl Recognizer {
                 &mut timings,
             )?;
         }
-        timings.confirmed_reads = plate_views
-            .iter()
-            .filter(|v| v.ends_with(plate_detector::CONFIRMED))
-            .count();
         Ok(FrameResult {
             plates,
             plate_views,

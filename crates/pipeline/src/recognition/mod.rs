@@ -205,7 +205,7 @@ impl<'a> Road<'a> {
         );
         counters
             .plates_confirmed
-            .fetch_add(result.timings.confirmed_reads as u64, Ordering::Relaxed);
+            .fetch_add(result.confirmed_reads() as u64, Ordering::Relaxed);
         counters
             .vehicles
             .fetch_add(result.vehicles.len() as u64, Ordering::Relaxed);
